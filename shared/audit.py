@@ -1,0 +1,164 @@
+"""Kubernetes audit events (`audit.k8s.io/v1`) as typed views, and which of them stagegate acts on.
+
+The kube-apiserver audit webhook posts an `EventList`; Pub/Sub messages carry an `Event` or an
+`EventList`. A document is parsed whole before anything is acted on, so one bad item rejects the
+delivery and changes nothing. Routing is a table keyed on (group, resource, verb); everything that
+is not in it is ignored with a reason that gets counted, never treated as an error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from shared.errors import BadEvent
+from shared.views import ENVIRONMENT_GROUP
+
+AUDIT_API_VERSION = "audit.k8s.io/v1"
+
+Route = Literal["environment"]
+
+ROUTES: Mapping[tuple[str, str, str], Route] = {
+    (ENVIRONMENT_GROUP, "environments", "create"): "environment",
+    (ENVIRONMENT_GROUP, "environments", "update"): "environment",
+    (ENVIRONMENT_GROUP, "environments", "patch"): "environment",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """The object an audit event is about."""
+
+    resource: str
+    api_group: str
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One `audit.k8s.io/v1` Event."""
+
+    audit_id: str
+    stage: str
+    verb: str
+    object_ref: ObjectRef | None
+    status_code: int | None
+    response_object: Mapping[str, Any] | None
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_raw(cls, raw: object, where: str = "event") -> AuditEvent:
+        """Read one event strictly; raise `BadEvent` naming the first bad field."""
+        if not isinstance(raw, Mapping):
+            raise BadEvent(f"{where} must be an object")
+        for key in ("auditID", "stage", "verb"):
+            if not isinstance(raw.get(key), str) or not raw[key]:
+                raise BadEvent(f"{where}.{key} is required and must be a non-empty string")
+        status = raw.get("responseStatus")
+        code = status.get("code") if isinstance(status, Mapping) else None
+        if code is not None and not isinstance(code, int):
+            raise BadEvent(f"{where}.responseStatus.code must be an integer")
+        response = raw.get("responseObject")
+        if response is not None and not isinstance(response, Mapping):
+            raise BadEvent(f"{where}.responseObject must be an object")
+        return cls(
+            audit_id=raw["auditID"],
+            stage=raw["stage"],
+            verb=raw["verb"],
+            object_ref=_object_ref(raw.get("objectRef"), where),
+            status_code=code,
+            response_object=response,
+            raw=raw,
+        )
+
+
+def _object_ref(raw: object, where: str) -> ObjectRef | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise BadEvent(f"{where}.objectRef must be an object")
+    values = {k: raw.get(k) for k in ("resource", "apiGroup", "namespace", "name", "subresource")}
+    for key, value in values.items():
+        if value is not None and not isinstance(value, str):
+            raise BadEvent(f"{where}.objectRef.{key} must be a string")
+    return ObjectRef(
+        resource=values["resource"] or "",
+        api_group=values["apiGroup"] or "",
+        namespace=values["namespace"] or None,
+        name=values["name"] or None,
+        subresource=values["subresource"] or None,
+    )
+
+
+def parse_audit_json(body: bytes) -> list[AuditEvent]:
+    """Parse a JSON `Event` or `EventList` document; raise `BadEvent` on anything else."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadEvent(f"body is not JSON: {exc}") from exc
+    return parse_audit_document(document)
+
+
+def parse_audit_document(document: object) -> list[AuditEvent]:
+    """Turn a decoded `Event` or `EventList` into events, all or nothing."""
+    if not isinstance(document, Mapping):
+        raise BadEvent("audit document must be a JSON object")
+    api_version, kind = document.get("apiVersion"), document.get("kind")
+    if api_version != AUDIT_API_VERSION:
+        raise BadEvent(f"expected apiVersion {AUDIT_API_VERSION}, got {api_version!r}")
+    if kind == "Event":
+        return [AuditEvent.from_raw(document)]
+    if kind == "EventList":
+        items = document.get("items")
+        if items is None:
+            return []
+        if not isinstance(items, list):
+            raise BadEvent("EventList.items must be a list")
+        return [AuditEvent.from_raw(item, f"items[{i}]") for i, item in enumerate(items)]
+    raise BadEvent(f"expected kind Event or EventList, got {kind!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """An event stagegate acts on, with the object it names."""
+
+    route: Route
+    event: AuditEvent
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """An event stagegate does not act on, and why (counted in the answer)."""
+
+    reason: str
+
+
+def route(event: AuditEvent) -> Routed | Ignored:
+    """Decide whether an event is one stagegate acts on: a completed, successful change it routes."""
+    ref = event.object_ref
+    if ref is None:
+        return Ignored("no objectRef")
+    handler = ROUTES.get((ref.api_group, ref.resource, event.verb))
+    if handler is None:
+        return Ignored(f"not routed: {ref.resource or '-'}.{ref.api_group or 'core'} {event.verb}")
+    if event.stage != "ResponseComplete":
+        return Ignored(f"stage {event.stage}")
+    if event.status_code is None or not 200 <= event.status_code < 300:
+        return Ignored(f"response status {event.status_code}")
+    if ref.subresource is not None:
+        return Ignored(f"subresource {ref.subresource}")
+    namespace, name = ref.namespace, ref.name
+    if isinstance(event.response_object, Mapping):
+        meta = event.response_object.get("metadata")
+        if isinstance(meta, Mapping):
+            namespace = namespace or meta.get("namespace")
+            name = name or meta.get("name")
+    if not namespace or not name:
+        raise BadEvent(f"event {event.audit_id} names no namespace/name for its {ref.resource}")
+    return Routed(route=handler, event=event, namespace=namespace, name=name)

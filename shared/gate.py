@@ -1,0 +1,273 @@
+"""The RolloutGate an Environment should have, and the smallest change that gets it there.
+
+This is where the blocking-by-default rule lives: a gate for an Environment with a relationship
+starts as `allowedVersions: []` and is never null; widening it is the recompute's job (upstream bake
+results), not this module's. Every plan here either creates a blocking gate, narrows, or keeps what
+is there. The module never does I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from shared.errors import RetryableError
+from shared.views import (
+    ENVIRONMENT_API_VERSION,
+    ENVIRONMENT_GROUP,
+    ENVIRONMENT_KIND,
+    GATE_API_VERSION,
+    GATE_KIND,
+    Environment,
+    OwnerReference,
+    RolloutGate,
+)
+
+GATE_NAME_SUFFIX = "-stagegate"
+MAX_NAME_LENGTH = 253
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "stagegate"
+PRETTY_NAME_ANNOTATION = "gate.kuberik.com/pretty-name"
+DESCRIPTION_ANNOTATION = "gate.kuberik.com/description"
+
+Action = Literal["create", "update", "unchanged", "refuse"]
+
+
+def gate_name(environment_name: str) -> str:
+    """`<environment>-stagegate`, shortened with a hash when that would exceed 253 characters.
+
+    Environment names are DNS subdomains (at most 253 characters of `[a-z0-9.-]`, starting and
+    ending alphanumeric), so the result is one too; distinct Environments get distinct names.
+    """
+    name = environment_name + GATE_NAME_SUFFIX
+    if len(name) <= MAX_NAME_LENGTH:
+        return name
+    digest = hashlib.sha256(environment_name.encode()).hexdigest()[:10]
+    keep = MAX_NAME_LENGTH - len(GATE_NAME_SUFFIX) - len(digest) - 1
+    stem = environment_name[:keep].rstrip(".-")
+    return f"{stem}-{digest}{GATE_NAME_SUFFIX}"
+
+
+def owner_reference(env: Environment) -> OwnerReference:
+    """The controller reference that makes Kubernetes garbage-collect the gate with its Environment."""
+    return OwnerReference(
+        api_version=ENVIRONMENT_API_VERSION,
+        kind=ENVIRONMENT_KIND,
+        name=env.name,
+        uid=env.uid,
+        controller=True,
+    )
+
+
+def describe(env: Environment) -> tuple[str, str]:
+    """The pretty name and description kuberik's dashboard shows for the gate."""
+    rel = env.relationship
+    if rel is None:
+        return (
+            "No upstream environment",
+            f"Environment {env.name} has no relationship: this gate does not restrict versions.",
+        )
+    if rel.type == "After":
+        return (
+            f"Baked in {rel.environment}",
+            f"Allows only versions that have been deployed and baked successfully in {rel.environment}; "
+            "blocks everything until the first such bake.",
+        )
+    return (
+        f"Deployed in {rel.environment}",
+        f"Allows only versions that have been deployed to {rel.environment} without failing; "
+        "blocks everything until the first such deployment.",
+    )
+
+
+def initial_allowed_versions(env: Environment) -> list[str] | None:
+    """Block everything when there is an upstream to wait for; no restriction otherwise."""
+    return [] if env.relationship is not None else None
+
+
+def new_gate(env: Environment) -> dict[str, Any]:
+    """The full object to create for an Environment that has no gate yet."""
+    pretty, description = describe(env)
+    spec: dict[str, Any] = {"rolloutRef": {"name": env.rollout_name}, "passing": True}
+    allowed = initial_allowed_versions(env)
+    if allowed is not None:
+        spec["allowedVersions"] = allowed
+    return {
+        "apiVersion": GATE_API_VERSION,
+        "kind": GATE_KIND,
+        "metadata": {
+            "name": gate_name(env.name),
+            "namespace": env.namespace,
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY},
+            "annotations": {PRETTY_NAME_ANNOTATION: pretty, DESCRIPTION_ANNOTATION: description},
+            "ownerReferences": [owner_reference(env).to_raw()],
+        },
+        "spec": spec,
+    }
+
+
+def _environment_ref(ref: OwnerReference) -> bool:
+    return ref.kind == ENVIRONMENT_KIND and ref.api_version.split("/")[0] == ENVIRONMENT_GROUP
+
+
+def is_owned_by(gate: RolloutGate, env: Environment) -> bool:
+    """True when an owner reference names this Environment (by uid; by name where uid is empty)."""
+    return any(
+        _environment_ref(ref) and (ref.uid == env.uid or (not ref.uid and ref.name == env.name))
+        for ref in gate.owner_references
+    )
+
+
+def is_earlier_incarnation(gate: RolloutGate, env: Environment) -> bool:
+    """True when the gate belongs to a deleted Environment of the same name, awaiting garbage collection.
+
+    Only such a gate may be taken over: its owner no longer exists, the name is ours by construction,
+    and the takeover resets it to the blocking state anyway.
+    """
+    refs = gate.owner_references
+    return (
+        gate.name == gate_name(env.name)
+        and len(refs) == 1
+        and _environment_ref(refs[0])
+        and refs[0].name == env.name
+        and refs[0].uid != env.uid
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class GatePlan:
+    """What to do with one gate, and why in words (the reason goes to the log and the answer)."""
+
+    action: Action
+    gate: str
+    reason: str
+    body: Mapping[str, Any] | None = None
+    patch: Mapping[str, Any] | None = None
+    allowed_before: tuple[str, ...] | None = None
+    allowed_after: tuple[str, ...] | None = None
+    resource_version: str | None = None
+
+
+def plan_gates(env: Environment, gates: Sequence[RolloutGate]) -> list[GatePlan]:
+    """Decide, for an Environment and the gates visible in its namespace, what to write.
+
+    Gates the Environment owns (whatever their name: the Go controller made `ghd-*` ones) are adopted
+    and kept in shape. With none, a blocking gate is created under the deterministic name, unless a
+    same-named gate belongs to something else, which is never touched.
+    """
+    owned = sorted((g for g in gates if is_owned_by(g, env) and not g.being_deleted), key=lambda g: g.name)
+    if owned:
+        return [_conform(env, gate, takeover=False) for gate in owned]
+    name = gate_name(env.name)
+    same_named = next((g for g in gates if g.name == name), None)
+    if same_named is None:
+        allowed = initial_allowed_versions(env)
+        return [
+            GatePlan(
+                action="create",
+                gate=name,
+                reason="new gate, blocking until the upstream bakes a version"
+                if allowed is not None
+                else "new gate without restriction (no relationship)",
+                body=new_gate(env),
+                allowed_after=None if allowed is None else tuple(allowed),
+            )
+        ]
+    if same_named.being_deleted:
+        raise RetryableError(f"RolloutGate {name} is being deleted; its successor is created on retry")
+    if is_earlier_incarnation(same_named, env):
+        return [_conform(env, same_named, takeover=True)]
+    owners = ", ".join(f"{r.kind}/{r.name}" for r in same_named.owner_references) or "nobody"
+    return [
+        GatePlan(
+            action="refuse",
+            gate=name,
+            reason=f"RolloutGate {name} exists and is owned by {owners}, not by Environment {env.name}; "
+            "leaving it untouched",
+            allowed_before=same_named.allowed_versions,
+            allowed_after=same_named.allowed_versions,
+        )
+    ]
+
+
+def _conform(env: Environment, gate: RolloutGate, *, takeover: bool) -> GatePlan:
+    """The merge patch that brings an owned gate in line with its Environment, never widening it."""
+    before = gate.allowed_versions
+    after, why = _allowed_after(env, gate, takeover=takeover)
+    pretty, description = describe(env)
+    spec: dict[str, Any] = {}
+    if gate.rollout_name != env.rollout_name:
+        spec["rolloutRef"] = {"name": env.rollout_name}
+    if gate.passing is None:
+        spec["passing"] = True
+    if after != before:
+        spec["allowedVersions"] = None if after is None else list(after)
+    metadata: dict[str, Any] = {}
+    if gate.labels.get(MANAGED_BY_LABEL) != MANAGED_BY:
+        metadata["labels"] = {MANAGED_BY_LABEL: MANAGED_BY}
+    wanted_annotations = {PRETTY_NAME_ANNOTATION: pretty, DESCRIPTION_ANNOTATION: description}
+    if any(gate.annotations.get(k) != v for k, v in wanted_annotations.items()):
+        metadata["annotations"] = wanted_annotations
+    refs = _owner_references(env, gate.owner_references, takeover=takeover)
+    if refs != gate.owner_references:
+        metadata["ownerReferences"] = [r.to_raw() for r in refs]
+    patch: dict[str, Any] = {}
+    if spec:
+        patch["spec"] = spec
+    if metadata:
+        patch["metadata"] = metadata
+    if not patch:
+        return GatePlan(
+            action="unchanged",
+            gate=gate.name,
+            reason="gate already in shape",
+            allowed_before=before,
+            allowed_after=before,
+            resource_version=gate.resource_version,
+        )
+    changed = sorted(f"{part}.{key}" for part, keys in patch.items() for key in keys)
+    return GatePlan(
+        action="update",
+        gate=gate.name,
+        reason=f"{why}; setting {', '.join(changed)}",
+        patch=patch,
+        allowed_before=before,
+        allowed_after=after,
+        resource_version=gate.resource_version,
+    )
+
+
+def _allowed_after(
+    env: Environment, gate: RolloutGate, *, takeover: bool
+) -> tuple[tuple[str, ...] | None, str]:
+    before = gate.allowed_versions
+    if env.relationship is None:
+        return None, "no relationship: the gate does not restrict versions"
+    if takeover:
+        return (), "taking over the gate of a deleted Environment of the same name: blocking again"
+    if before is None:
+        return (), "relationship set but the gate allowed everything: blocking until the upstream bakes"
+    if gate.rollout_name is not None and gate.rollout_name != env.rollout_name:
+        return (
+            (),
+            f"the governed Rollout changed from {gate.rollout_name} to {env.rollout_name}: blocking again",
+        )
+    return before, "keeping the allowed versions the recompute set"
+
+
+def _owner_references(
+    env: Environment, refs: Sequence[OwnerReference], *, takeover: bool
+) -> tuple[OwnerReference, ...]:
+    """Keep unrelated owners; make ours the canonical controller reference unless another controls."""
+    ours = owner_reference(env)
+    others = tuple(r for r in refs if not (_environment_ref(r) and (r.name == env.name or r.uid == env.uid)))
+    if takeover:
+        return (ours,)
+    if any(r.controller for r in others):
+        ours = OwnerReference(ours.api_version, ours.kind, ours.name, ours.uid, controller=False)
+    existing = next((r for r in refs if r not in others), None)
+    if existing is not None and existing == ours:
+        return tuple(refs)
+    return (*others, ours)

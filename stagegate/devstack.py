@@ -1,0 +1,357 @@
+"""A real, local control plane for tests, benchmarks and the demo: etcd, kube-apiserver, the CRDs.
+
+Everything listens on loopback only, with TLS and bearer-token authentication like a real cluster,
+and everything started here is stopped by `close()`. The binaries come from
+`scripts/kube-assets.sh` (envtest's `KUBEBUILDER_ASSETS`, or a cached build from Debian's source).
+Optionally the apiserver sends audit events to a webhook in blocking mode, which is how the
+no-window guarantee is proven. This module needs the `dev` extra (trustme); the functions never
+import it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import trustme
+import yaml
+from kubernetes import client, config
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT_CRDS = ROOT / "infra" / "k8s" / "crds"
+KUBERIK_CRDS = ROOT.parent / "shared" / "reference" / "crds"
+AUDIT_POLICY = ROOT / "infra" / "k8s" / "audit-policy.yaml"
+ADMIN_USER = "stagegate-admin"
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def kube_assets() -> Path:
+    """The directory with `kube-apiserver` and `etcd`, building them once if needed."""
+    out = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "kube-assets.sh")], check=True, stdout=subprocess.PIPE, text=True
+    )
+    return Path(out.stdout.strip())
+
+
+def load_crds(directory: Path) -> list[dict[str, Any]]:
+    """CRD documents from a folder, minus what kube-apiserver 1.20 rejects (`default: ""`)."""
+    docs: list[dict[str, Any]] = []
+    for path in sorted(directory.glob("*.yaml")):
+        docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
+    return [_strip_empty_defaults(d) for d in docs]
+
+
+def _strip_empty_defaults(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip_empty_defaults(v) for k, v in node.items() if not (k == "default" and v == "")}
+    if isinstance(node, list):
+        return [_strip_empty_defaults(v) for v in node]
+    return node
+
+
+@dataclass
+class Tls:
+    """A throwaway CA and a server certificate for 127.0.0.1/localhost."""
+
+    directory: Path
+    ca_file: Path = field(init=False)
+    cert_file: Path = field(init=False)
+    key_file: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        ca = trustme.CA()
+        server = ca.issue_cert("127.0.0.1", "localhost")
+        self.ca_file = self.directory / "ca.pem"
+        self.cert_file = self.directory / "server.pem"
+        self.key_file = self.directory / "server-key.pem"
+        ca.cert_pem.write_to_path(str(self.ca_file))
+        server.cert_chain_pems[0].write_to_path(str(self.cert_file))
+        server.private_key_pem.write_to_path(str(self.key_file))
+
+
+def write_kubeconfig(path: Path, server: str, ca_file: Path, token: str) -> Path:
+    """A kubeconfig with one cluster, one token user and one context (also the audit webhook format)."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority": str(ca_file)}}],
+        "users": [{"name": "user", "user": {"token": token}}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": "user"}}],
+        "current-context": "local",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+class Processes:
+    """Child processes with their logs, stopped in reverse order of start."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self._children: list[tuple[subprocess.Popen[bytes], TextIO]] = []
+
+    def start(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"{name}.log", "w")  # noqa: SIM115  closed in stop_all
+        proc = subprocess.Popen(
+            list(argv), stdout=log, stderr=subprocess.STDOUT, env=dict(env) if env is not None else None
+        )
+        self._children.append((proc, log))
+        return proc
+
+    def stop_all(self) -> None:
+        for proc, log in reversed(self._children):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            log.close()
+        self._children.clear()
+
+    def tail(self, name: str, lines: int = 40) -> str:
+        path = self.log_dir / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+def wait_until(ready: Any, timeout: float, what: str, diagnose: Any = None) -> None:
+    """Poll `ready()` until it is true; raise with `diagnose()` output after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if ready():
+                return
+        time.sleep(0.1)
+    detail = diagnose() if diagnose else ""
+    raise RuntimeError(f"{what} not ready after {timeout:.0f}s\n{detail}")
+
+
+@dataclass
+class AuditWebhook:
+    """Where the apiserver sends audit events, and how: blocking mode, bearer token, TLS."""
+
+    url: str
+    token: str
+    ca_file: Path
+    mode: str = "blocking"
+    policy_file: Path = AUDIT_POLICY
+
+
+class KubeStack:
+    """etcd + kube-apiserver on loopback with TLS, token auth, RBAC and a set of CRDs."""
+
+    def __init__(
+        self, crd_dir: Path = PROJECT_CRDS, audit: AuditWebhook | None = None, extra_args: Sequence[str] = ()
+    ) -> None:
+        self.crd_dir = crd_dir
+        self.audit = audit
+        self.extra_args = list(extra_args)
+        self.dir = Path(tempfile.mkdtemp(prefix="stagegate-kube-"))
+        self.procs = Processes(self.dir)
+        self.tls = Tls(self.dir)
+        self.port = free_port()
+        self.server = f"https://127.0.0.1:{self.port}"
+        self.admin_token = secrets.token_urlsafe(24)
+        self.kubeconfig = write_kubeconfig(
+            self.dir / "kubeconfig", self.server, self.tls.ca_file, self.admin_token
+        )
+
+    def __enter__(self) -> KubeStack:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        assets = kube_assets()
+        etcd_port, peer_port = free_port(), free_port()
+        self.procs.start(
+            "etcd",
+            [
+                str(assets / "etcd"),
+                "--data-dir", str(self.dir / "etcd"),
+                "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
+                "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
+                "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
+                "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
+                "--initial-cluster", f"default=http://127.0.0.1:{peer_port}",
+                "--log-level", "warn",
+            ],
+        )  # fmt: skip
+        sa_key = self.dir / "sa.key"
+        subprocess.run(["openssl", "genrsa", "-out", str(sa_key), "2048"], check=True, capture_output=True)
+        (self.dir / "tokens.csv").write_text(f'{self.admin_token},{ADMIN_USER},1000,"system:masters"\n')
+        argv = [
+            str(assets / "kube-apiserver"),
+            "--etcd-servers", f"http://127.0.0.1:{etcd_port}",
+            "--bind-address", "127.0.0.1",
+            "--advertise-address", "127.0.0.1",
+            "--secure-port", str(self.port),
+            "--insecure-port", "0",
+            "--cert-dir", str(self.dir / "certs"),
+            "--tls-cert-file", str(self.tls.cert_file),
+            "--tls-private-key-file", str(self.tls.key_file),
+            "--token-auth-file", str(self.dir / "tokens.csv"),
+            "--authorization-mode", "RBAC",
+            "--service-account-issuer", "https://kubernetes.default.svc",
+            "--service-account-key-file", str(sa_key),
+            "--service-account-signing-key-file", str(sa_key),
+            "--service-cluster-ip-range", "10.96.0.0/24",
+            "--enable-priority-and-fairness=false",
+            "--disable-admission-plugins", "ServiceAccount",
+        ]  # fmt: skip
+        if self.audit is not None:
+            webhook_config = write_kubeconfig(
+                self.dir / "audit-webhook.kubeconfig", self.audit.url, self.audit.ca_file, self.audit.token
+            )
+            argv += [
+                "--audit-policy-file", str(self.audit.policy_file),
+                "--audit-webhook-config-file", str(webhook_config),
+                "--audit-webhook-mode", self.audit.mode,
+            ]  # fmt: skip
+        self.procs.start("kube-apiserver", argv + self.extra_args)
+        wait_until(self._ready, 90, "kube-apiserver", lambda: self.procs.tail("kube-apiserver"))
+        self.install_crds()
+
+    def _ready(self) -> bool:
+        context = ssl.create_default_context(cafile=str(self.tls.ca_file))
+        request = urllib.request.Request(  # noqa: S310  (our own https URL)
+            f"{self.server}/readyz", headers={"Authorization": f"Bearer {self.admin_token}"}
+        )
+        with urllib.request.urlopen(request, timeout=2, context=context) as response:  # noqa: S310
+            return bool(response.status == 200)
+
+    def api_client(self) -> Any:
+        """A `kubernetes.client.ApiClient` authenticated as cluster admin."""
+        return config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    def install_crds(self) -> None:
+        api = client.ApiextensionsV1Api(self.api_client())
+        names = []
+        for crd in load_crds(self.crd_dir):
+            api.create_custom_resource_definition(crd)
+            names.append(crd["metadata"]["name"])
+
+        def established() -> bool:
+            for name in names:
+                conditions = api.read_custom_resource_definition(name).status.conditions or []
+                if not any(c.type == "Established" and c.status == "True" for c in conditions):
+                    return False
+            return True
+
+        wait_until(established, 30, "CRDs")
+        # Discovery of the new groups lags establishment slightly; wait until the gate API serves.
+        custom = client.CustomObjectsApi(self.api_client())
+        wait_until(
+            lambda: (
+                custom.list_namespaced_custom_object("kuberik.com", "v1alpha1", "default", "rolloutgates")
+                is not None
+            ),
+            30,
+            "RolloutGate API",
+        )
+
+    def close(self) -> None:
+        self.procs.stop_all()
+        if os.environ.get("STAGEGATE_KEEP_STACK") != "1":
+            subprocess.run(["rm", "-rf", str(self.dir)], check=False)
+
+
+class FunctionServer:
+    """One function target served by functions-framework under gunicorn, over TLS, in its own process."""
+
+    def __init__(
+        self, source: Path, target: str, env: Mapping[str, str], tls: Tls, procs: Processes, threads: int = 8
+    ) -> None:
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}/"
+        self.tls = tls
+        self.name = f"function-{target}"
+        app = f'functions_framework:create_app(target="{target}", source="{source}")'
+        argv = [
+            sys.executable, "-m", "gunicorn",
+            "--bind", f"127.0.0.1:{self.port}",
+            "--certfile", str(tls.cert_file),
+            "--keyfile", str(tls.key_file),
+            "--workers", "1",
+            "--threads", str(threads),
+            "--timeout", "0",
+            "--no-control-socket",
+            app,
+        ]  # fmt: skip
+        self.proc = procs.start(self.name, argv, env={**os.environ, **env})
+        wait_until(self._ready, 30, self.name, lambda: procs.tail(self.name))
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}")
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+            return True
+
+
+@contextlib.contextmanager
+def blocking_audit_stack(
+    crd_dir: Path = PROJECT_CRDS, threads: int = 8
+) -> Iterator[tuple[KubeStack, FunctionServer]]:
+    """A KubeStack whose audit webhook, in blocking mode, is `k8s_audit_http` served over TLS.
+
+    The function authenticates to the apiserver with the admin kubeconfig and requires the same
+    bearer token the apiserver's webhook kubeconfig carries.
+    """
+    token = secrets.token_urlsafe(24)
+    stack = KubeStack(crd_dir)
+    try:
+        server = FunctionServer(
+            ROOT / "functions" / "k8s_audit" / "main.py",
+            "k8s_audit_http",
+            {"KUBECONFIG": str(stack.kubeconfig), "AUDIT_WEBHOOK_TOKEN": token},
+            stack.tls,
+            stack.procs,
+            threads=threads,
+        )
+        stack.audit = AuditWebhook(url=server.url, token=token, ca_file=stack.tls.ca_file)
+        stack.start()
+        yield stack, server
+    finally:
+        stack.close()
+
+
+def main() -> None:
+    """Run a local stack until interrupted and print how to reach it."""
+    with KubeStack() as stack:
+        print(json.dumps({"kubeconfig": str(stack.kubeconfig), "server": stack.server}), flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(3600)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""The Kubernetes adapter: RolloutGates and Environments over the official client.
+
+The only module that talks to the Kubernetes API. It takes its `ApiClient` from the caller, turns
+raw objects into `shared.views` at once, and translates the client's exceptions into stagegate's
+own (`raise ... from exc`), so nothing above it knows about `kubernetes.client`. Every write of an
+existing gate carries its `resourceVersion`, which makes it conditional.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import secrets
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from shared.errors import PermanentError, RetryableError
+from shared.views import (
+    ENVIRONMENT_API_VERSION,
+    ENVIRONMENT_GROUP,
+    ENVIRONMENT_KIND,
+    GATE_GROUP,
+    Environment,
+    RolloutGate,
+)
+
+VERSION = "v1alpha1"
+FIELD_MANAGER = "stagegate"
+
+
+class KubeConflict(RetryableError):
+    """A write lost a race: the object changed (409 Conflict) or already exists (409 AlreadyExists)."""
+
+
+class KubeNotFound(PermanentError):
+    """The object does not exist (404)."""
+
+
+class CountingApiClient(client.ApiClient):  # type: ignore[misc]
+    """An ApiClient that counts the HTTP requests it makes (for the benchmark and the answer)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            self.calls += 1
+        return super().request(*args, **kwargs)
+
+
+def api_client(kubeconfig: str | None) -> CountingApiClient:
+    """A client from the kubeconfig file when one is named, else from the in-cluster service account."""
+    configuration = client.Configuration()
+    if kubeconfig:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    else:
+        config.load_incluster_config(client_configuration=configuration)
+    return CountingApiClient(configuration)
+
+
+def _translate(exc: Exception, what: str) -> Exception:
+    """Map a client failure to stagegate's kinds: conflicts and server trouble retry, the rest do not."""
+    if isinstance(exc, ApiException):
+        status = exc.status or 0
+        reason = f"{what}: HTTP {status} {exc.reason}"
+        if status == 409:
+            return KubeConflict(reason)
+        if status == 404:
+            return KubeNotFound(reason)
+        if status in (400, 403, 422):
+            return PermanentError(f"{reason}: {_message(exc)}")
+        return RetryableError(reason)
+    return RetryableError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def _message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body).get("message", ""))
+    except (TypeError, ValueError, AttributeError):
+        return ""
+
+
+_TRANSPORT_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
+
+
+class KubeGates:
+    """RolloutGates and Environments in one cluster, each call bounded by `timeout` seconds."""
+
+    def __init__(self, api: client.ApiClient, timeout: float = 2.0) -> None:
+        self.api = api
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.timeout = timeout
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, _request_timeout=self.timeout, **kwargs)
+        except _TRANSPORT_ERRORS as exc:
+            raise _translate(exc, what) from exc
+
+    def get_environment(self, namespace: str, name: str) -> Environment | None:
+        """The Environment, or None when it no longer exists."""
+        try:
+            raw = self._call(
+                f"get Environment {namespace}/{name}",
+                self.custom.get_namespaced_custom_object,
+                ENVIRONMENT_GROUP, VERSION, namespace, "environments", name,
+            )  # fmt: skip
+        except KubeNotFound:
+            return None
+        return Environment.from_raw(raw)
+
+    def list_gates(self, namespace: str) -> list[RolloutGate]:
+        """Every RolloutGate in the namespace (owned ones may have any name)."""
+        raw = self._call(
+            f"list RolloutGates in {namespace}",
+            self.custom.list_namespaced_custom_object,
+            GATE_GROUP, VERSION, namespace, "rolloutgates",
+        )  # fmt: skip
+        return [RolloutGate.from_raw(item) for item in raw.get("items", [])]
+
+    def create_gate(self, namespace: str, body: Mapping[str, Any]) -> RolloutGate:
+        """Create a gate; raise `KubeConflict` when the name is taken."""
+        raw = self._call(
+            f"create RolloutGate {namespace}/{body['metadata']['name']}",
+            self.custom.create_namespaced_custom_object,
+            GATE_GROUP, VERSION, namespace, "rolloutgates", dict(body), field_manager=FIELD_MANAGER,
+        )  # fmt: skip
+        return RolloutGate.from_raw(raw)
+
+    def patch_gate(
+        self, namespace: str, name: str, patch: Mapping[str, Any], resource_version: str
+    ) -> RolloutGate:
+        """Merge-patch a gate only if it is still at `resource_version`; raise `KubeConflict` if not."""
+        metadata = {**patch.get("metadata", {}), "resourceVersion": resource_version}
+        raw = self._call(
+            f"patch RolloutGate {namespace}/{name}",
+            self.custom.patch_namespaced_custom_object,
+            GATE_GROUP, VERSION, namespace, "rolloutgates", name, {**patch, "metadata": metadata},
+            field_manager=FIELD_MANAGER,
+        )  # fmt: skip
+        return RolloutGate.from_raw(raw)
+
+    def warn(self, env: Environment, reason: str, message: str) -> None:
+        """Record a Warning Event on the Environment, where `kubectl describe` shows it."""
+        now = datetime.datetime.now(datetime.UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(name=f"{env.name}.{secrets.token_hex(8)}", namespace=env.namespace),
+            involved_object=client.V1ObjectReference(
+                api_version=ENVIRONMENT_API_VERSION, kind=ENVIRONMENT_KIND, name=env.name,
+                namespace=env.namespace, uid=env.uid,
+            ),
+            reason=reason,
+            message=message[:1024],
+            type="Warning",
+            source=client.V1EventSource(component="stagegate"),
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )  # fmt: skip
+        self._call(f"create Event for {env.key}", self.core.create_namespaced_event, env.namespace, event)

@@ -1,0 +1,89 @@
+"""Apply the core's gate plans through the Kubernetes adapter, retrying lost races.
+
+A race (409) is never resolved by overwriting: the gates are read again and the plan recomputed
+from what is there now, at most `attempts` times. The first attempt after a create event skips the
+read, because a brand-new Environment cannot own a gate yet: that keeps the hot path (blocking audit
+webhook) at one API call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from shared.errors import RetryableError
+from shared.gate import GatePlan, plan_gates
+from shared.views import Environment, RolloutGate
+from stagegate.kube import KubeConflict
+from stagegate.logs import get_logger
+
+log = get_logger("reconcile")
+
+
+class GateStore(Protocol):
+    """What reconciling needs from Kubernetes (the adapter, or a fake in unit tests)."""
+
+    def list_gates(self, namespace: str) -> list[RolloutGate]: ...
+    def create_gate(self, namespace: str, body: Any) -> RolloutGate: ...
+    def patch_gate(self, namespace: str, name: str, patch: Any, resource_version: str) -> RolloutGate: ...
+    def warn(self, env: Environment, reason: str, message: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GateOutcome:
+    """What happened to one gate, for the answer and the log."""
+
+    environment: str
+    gate: str
+    action: str
+    reason: str
+    allowed_before: list[str] | None
+    allowed_after: list[str] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "environment": self.environment,
+            "gate": self.gate,
+            "action": self.action,
+            "reason": self.reason,
+            "allowedVersionsBefore": self.allowed_before,
+            "allowedVersionsAfter": self.allowed_after,
+        }
+
+
+def _listed(versions: tuple[str, ...] | None) -> list[str] | None:
+    return None if versions is None else list(versions)
+
+
+def ensure_gates(env: Environment, store: GateStore, *, fresh: bool, attempts: int = 5) -> list[GateOutcome]:
+    """Bring the Environment's gates in line with it; `fresh` means it was just created."""
+    for attempt in range(attempts):
+        gates = [] if fresh and attempt == 0 else store.list_gates(env.namespace)
+        try:
+            return [_apply(env, plan, store) for plan in plan_gates(env, gates)]
+        except KubeConflict as exc:
+            log.info(
+                "gate write raced, reading again",
+                extra={"fields": {"environment": env.key, "attempt": attempt + 1, "error": str(exc)}},
+            )
+    raise RetryableError(f"gates of {env.key} kept changing under {attempts} attempts")
+
+
+def _apply(env: Environment, plan: GatePlan, store: GateStore) -> GateOutcome:
+    if plan.action == "create" and plan.body is not None:
+        store.create_gate(env.namespace, plan.body)
+    elif plan.action == "update" and plan.patch is not None and plan.resource_version is not None:
+        store.patch_gate(env.namespace, plan.gate, plan.patch, plan.resource_version)
+    elif plan.action == "refuse":
+        store.warn(env, "GateOwnedByOther", plan.reason)
+    outcome = GateOutcome(
+        environment=env.key,
+        gate=plan.gate,
+        action=plan.action,
+        reason=plan.reason,
+        allowed_before=_listed(plan.allowed_before),
+        allowed_after=_listed(plan.allowed_after),
+    )
+    level = log.error if plan.action == "refuse" else log.info
+    level(f"gate {plan.action}: {plan.reason}", extra={"fields": outcome.to_json()})
+    return outcome
