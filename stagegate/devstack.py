@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -137,13 +138,21 @@ class Processes:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
+class ProcessExited(RuntimeError):
+    """A child process we were waiting for has exited instead of becoming ready."""
+
+
 def wait_until(ready: Any, timeout: float, what: str, diagnose: Any = None) -> None:
     """Poll `ready()` until it is true; raise with `diagnose()` output after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
+        try:
             if ready():
                 return
+        except ProcessExited:
+            raise
+        except Exception:  # noqa: S110  not ready yet: try again until the deadline
+            pass
         time.sleep(0.1)
     detail = diagnose() if diagnose else ""
     raise RuntimeError(f"{what} not ready after {timeout:.0f}s\n{detail}")
@@ -311,23 +320,29 @@ class FunctionServer:
         wait_until(self._ready, 30, self.name, lambda: procs.tail(self.name))
 
     def _ready(self) -> bool:
+        """Any HTTP answer means a worker has loaded the function (the master binds before that)."""
         if self.proc.poll() is not None:
-            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}")
-        with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-            return True
+            raise ProcessExited(f"{self.name} exited with {self.proc.returncode}")
+        context = ssl.create_default_context(cafile=str(self.tls.ca_file))
+        with contextlib.suppress(urllib.error.HTTPError):
+            urllib.request.urlopen(self.url, timeout=2, context=context).close()  # noqa: S310
+        return True
 
 
 @contextlib.contextmanager
-def blocking_audit_stack(
-    crd_dir: Path = PROJECT_CRDS, threads: int = 8
+def audit_webhook_stack(
+    crd_dir: Path = PROJECT_CRDS, mode: str = "blocking", threads: int = 8
 ) -> Iterator[tuple[KubeStack, FunctionServer]]:
-    """A KubeStack whose audit webhook, in blocking mode, is `k8s_audit_http` served over TLS.
+    """A KubeStack whose audit webhook is `k8s_audit_http`, served over TLS, in `mode`.
 
-    The function authenticates to the apiserver with the admin kubeconfig and requires the same
-    bearer token the apiserver's webhook kubeconfig carries.
+    In `blocking` mode the apiserver waits for the webhook before answering the client; in `batch`
+    mode it buffers events (here for at most a second) and the client's call returns first. The
+    function authenticates to the apiserver with the admin kubeconfig and requires the same bearer
+    token the apiserver's webhook kubeconfig carries.
     """
     token = secrets.token_urlsafe(24)
-    stack = KubeStack(crd_dir)
+    extra = ["--audit-webhook-batch-max-wait", "1s"] if mode == "batch" else []
+    stack = KubeStack(crd_dir, extra_args=extra)
     try:
         server = FunctionServer(
             ROOT / "functions" / "k8s_audit" / "main.py",
@@ -337,7 +352,7 @@ def blocking_audit_stack(
             stack.procs,
             threads=threads,
         )
-        stack.audit = AuditWebhook(url=server.url, token=token, ca_file=stack.tls.ca_file)
+        stack.audit = AuditWebhook(url=server.url, token=token, ca_file=stack.tls.ca_file, mode=mode)
         stack.start()
         yield stack, server
     finally:

@@ -28,6 +28,7 @@ from shared.views import (
     Environment,
     RolloutGate,
 )
+from stagegate.settings import ConfigError
 
 VERSION = "v1alpha1"
 FIELD_MANAGER = "stagegate"
@@ -58,10 +59,14 @@ class CountingApiClient(client.ApiClient):  # type: ignore[misc]
 def api_client(kubeconfig: str | None) -> CountingApiClient:
     """A client from the kubeconfig file when one is named, else from the in-cluster service account."""
     configuration = client.Configuration()
-    if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    else:
-        config.load_incluster_config(client_configuration=configuration)
+    try:
+        if kubeconfig:
+            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        else:
+            config.load_incluster_config(client_configuration=configuration)
+    except (config.ConfigException, OSError, ValueError) as exc:
+        where = f"KUBECONFIG={kubeconfig}" if kubeconfig else "in-cluster config (KUBECONFIG is not set)"
+        raise ConfigError(f"cannot load Kubernetes credentials from {where}: {exc}") from exc
     return CountingApiClient(configuration)
 
 
@@ -125,6 +130,18 @@ class KubeGates:
             GATE_GROUP, VERSION, namespace, "rolloutgates",
         )  # fmt: skip
         return [RolloutGate.from_raw(item) for item in raw.get("items", [])]
+
+    def get_gate(self, namespace: str, name: str) -> RolloutGate | None:
+        """The named gate, or None when there is none."""
+        try:
+            raw = self._call(
+                f"get RolloutGate {namespace}/{name}",
+                self.custom.get_namespaced_custom_object,
+                GATE_GROUP, VERSION, namespace, "rolloutgates", name,
+            )  # fmt: skip
+        except KubeNotFound:
+            return None
+        return RolloutGate.from_raw(raw)
 
     def create_gate(self, namespace: str, body: Mapping[str, Any]) -> RolloutGate:
         """Create a gate; raise `KubeConflict` when the name is taken."""

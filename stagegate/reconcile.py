@@ -3,7 +3,7 @@
 A race (409) is never resolved by overwriting: the gates are read again and the plan recomputed
 from what is there now, at most `attempts` times. The first attempt after a create event skips the
 read, because a brand-new Environment cannot own a gate yet: that keeps the hot path (blocking audit
-webhook) at one API call.
+webhook) at one API call, and a re-delivery at two whatever the namespace holds.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shared.errors import RetryableError
-from shared.gate import GatePlan, plan_gates
+from shared.gate import GatePlan, gate_name, plan_gates
 from shared.views import Environment, RolloutGate
 from stagegate.kube import KubeConflict
 from stagegate.logs import get_logger
@@ -24,6 +24,7 @@ class GateStore(Protocol):
     """What reconciling needs from Kubernetes (the adapter, or a fake in unit tests)."""
 
     def list_gates(self, namespace: str) -> list[RolloutGate]: ...
+    def get_gate(self, namespace: str, name: str) -> RolloutGate | None: ...
     def create_gate(self, namespace: str, body: Any) -> RolloutGate: ...
     def patch_gate(self, namespace: str, name: str, patch: Any, resource_version: str) -> RolloutGate: ...
     def warn(self, env: Environment, reason: str, message: str) -> None: ...
@@ -58,7 +59,7 @@ def _listed(versions: tuple[str, ...] | None) -> list[str] | None:
 def ensure_gates(env: Environment, store: GateStore, *, fresh: bool, attempts: int = 5) -> list[GateOutcome]:
     """Bring the Environment's gates in line with it; `fresh` means it was just created."""
     for attempt in range(attempts):
-        gates = [] if fresh and attempt == 0 else store.list_gates(env.namespace)
+        gates = _observe(env, store, fresh=fresh, first=attempt == 0)
         try:
             return [_apply(env, plan, store) for plan in plan_gates(env, gates)]
         except KubeConflict as exc:
@@ -67,6 +68,17 @@ def ensure_gates(env: Environment, store: GateStore, *, fresh: bool, attempts: i
                 extra={"fields": {"environment": env.key, "attempt": attempt + 1, "error": str(exc)}},
             )
     raise RetryableError(f"gates of {env.key} kept changing under {attempts} attempts")
+
+
+def _observe(env: Environment, store: GateStore, *, fresh: bool, first: bool) -> list[RolloutGate]:
+    """The gates to plan against: none yet for a fresh Environment, then only its named gate (cheap,
+    independent of namespace size); for a changed Environment every gate, to find ones it owns."""
+    if not fresh:
+        return store.list_gates(env.namespace)
+    if first:
+        return []
+    gate = store.get_gate(env.namespace, gate_name(env.name))
+    return [] if gate is None else [gate]
 
 
 def _apply(env: Environment, plan: GatePlan, store: GateStore) -> GateOutcome:

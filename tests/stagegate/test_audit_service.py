@@ -1,0 +1,223 @@
+"""The audit path on a real kube-apiserver, in-process: what `k8s_audit_http` does after parsing."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from kubernetes import client
+
+from shared.audit import parse_audit_document, parse_audit_json
+from shared.errors import RetryableError
+from shared.gate import gate_name
+from stagegate.audit_service import AuditRetry, handle_audit_events
+from stagegate.kube import CountingApiClient, KubeConflict, KubeGates
+from tests.kube_objects import (
+    create_environment,
+    create_gate,
+    delivery,
+    delivery_bytes,
+    environment,
+    get_gate,
+    list_gates,
+    owner_ref,
+    stored,
+)
+
+
+def handle(gates: KubeGates, body: dict | bytes) -> dict:
+    events = parse_audit_json(body) if isinstance(body, bytes) else parse_audit_document(body)
+    return handle_audit_events(events, gates, attempts=5).to_json()
+
+
+def test_create_event_makes_one_blocking_gate_with_one_api_call(
+    namespace: str, gates: KubeGates, counting_client: CountingApiClient, custom: client.CustomObjectsApi
+) -> None:
+    env = stored(environment(namespace, "prod"))
+    before = counting_client.calls
+    summary = handle(gates, delivery_bytes(env))
+    assert counting_client.calls - before == 1
+    assert [g["action"] for g in summary["gates"]] == ["create"]
+    [gate] = list_gates(custom, namespace)
+    assert gate["metadata"]["name"] == "prod-stagegate"
+    assert gate["spec"]["allowedVersions"] == []
+    assert gate["spec"]["passing"] is True
+    assert gate["spec"]["rolloutRef"] == {"name": "myapp"}
+    assert gate["metadata"]["ownerReferences"][0]["uid"] == env["metadata"]["uid"]
+    assert gate["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "stagegate"
+
+
+def test_environment_without_relationship_gets_unrestricted_gate(
+    namespace: str, gates: KubeGates, custom: client.CustomObjectsApi
+) -> None:
+    handle(gates, delivery_bytes(stored(environment(namespace, "staging", upstream=None))))
+    [gate] = list_gates(custom, namespace)
+    assert "allowedVersions" not in gate["spec"]
+
+
+def test_redelivery_keeps_a_single_gate_and_changes_nothing(
+    namespace: str, gates: KubeGates, custom: client.CustomObjectsApi
+) -> None:
+    body = delivery_bytes(stored(environment(namespace, "prod")))
+    handle(gates, body)
+    version = list_gates(custom, namespace)[0]["metadata"]["resourceVersion"]
+    summary = handle(gates, body)
+    assert [g["action"] for g in summary["gates"]] == ["unchanged"]
+    [gate] = list_gates(custom, namespace)
+    assert gate["metadata"]["resourceVersion"] == version
+
+
+def test_twenty_concurrent_deliveries_of_one_create_make_exactly_one_gate(
+    namespace: str, gates: KubeGates, custom: client.CustomObjectsApi
+) -> None:
+    body = delivery_bytes(stored(environment(namespace, "prod")))
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        summaries = list(pool.map(lambda _: handle(gates, body), range(20)))
+    actions = sorted(s["gates"][0]["action"] for s in summaries)
+    assert actions.count("create") == 1
+    assert set(actions) == {"create", "unchanged"}
+    [gate] = list_gates(custom, namespace)
+    assert gate["spec"]["allowedVersions"] == []
+
+
+def test_relationship_added_by_update_blocks_and_removed_unrestricts(
+    namespace: str, gates: KubeGates, custom: client.CustomObjectsApi
+) -> None:
+    env = create_environment(custom, environment(namespace, "prod", upstream=None))
+    handle(gates, delivery(env))
+    assert "allowedVersions" not in get_gate(custom, namespace, "prod-stagegate")["spec"]
+
+    env["spec"]["relationship"] = {"type": "After", "environment": "staging"}
+    summary = handle(gates, delivery(env, "update"))
+    assert summary["gates"][0]["allowedVersionsAfter"] == []
+    assert get_gate(custom, namespace, "prod-stagegate")["spec"]["allowedVersions"] == []
+
+    del env["spec"]["relationship"]
+    handle(gates, delivery(env, "patch"))
+    assert "allowedVersions" not in get_gate(custom, namespace, "prod-stagegate")["spec"]
+    assert len(list_gates(custom, namespace)) == 1
+
+
+def test_existing_allowed_versions_survive_an_unrelated_update(
+    namespace: str, gates: KubeGates, custom: client.CustomObjectsApi
+) -> None:
+    env = create_environment(custom, environment(namespace, "prod"))
+    handle(gates, delivery(env))
+    custom.patch_namespaced_custom_object(
+        "kuberik.com",
+        "v1alpha1",
+        namespace,
+        "rolloutgates",
+        "prod-stagegate",
+        {"spec": {"allowedVersions": ["v1"]}},
+    )
+    env["spec"]["environment"] = "production-eu"
+    handle(gates, delivery(env, "update"))
+    assert get_gate(custom, namespace, "prod-stagegate")["spec"]["allowedVersions"] == ["v1"]
+
+
+def test_gate_owned_by_environment_under_another_name_is_adopted(
+    namespace: str, gates: KubeGates, custom: client.CustomObjectsApi
+) -> None:
+    env = create_environment(custom, environment(namespace, "prod"))
+    create_gate(custom, namespace, "ghd-x7k2p", owner=owner_ref(env), allowed=None)
+    summary = handle(gates, delivery(env, "update"))
+    assert [(g["gate"], g["action"]) for g in summary["gates"]] == [("ghd-x7k2p", "update")]
+    [gate] = list_gates(custom, namespace)
+    assert gate["metadata"]["name"] == "ghd-x7k2p"
+    assert gate["spec"]["allowedVersions"] == []
+    assert gate["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "stagegate"
+
+
+def test_same_named_gate_of_someone_else_is_left_alone_and_reported(
+    namespace: str, gates: KubeGates, custom: client.CustomObjectsApi, kube_stack
+) -> None:
+    foreign = create_gate(custom, namespace, gate_name("prod"), allowed=["hand-picked"])
+    env = create_environment(custom, environment(namespace, "prod"))
+    summary = handle(gates, delivery(env))
+    assert [g["action"] for g in summary["gates"]] == ["refuse"]
+    [gate] = list_gates(custom, namespace)
+    assert gate["metadata"]["resourceVersion"] == foreign["metadata"]["resourceVersion"]
+    assert gate["spec"]["allowedVersions"] == ["hand-picked"]
+    events = client.CoreV1Api(kube_stack.api_client()).list_namespaced_event(namespace).items
+    assert [(e.reason, e.involved_object.name, e.type) for e in events] == [
+        ("GateOwnedByOther", "prod", "Warning")
+    ]
+
+
+def test_event_without_the_object_reads_the_environment(
+    namespace: str, gates: KubeGates, counting_client: CountingApiClient, custom: client.CustomObjectsApi
+) -> None:
+    env = create_environment(custom, environment(namespace, "prod"))
+    before = counting_client.calls
+    handle(gates, delivery(env, with_object=False))
+    assert counting_client.calls - before == 2  # get Environment, create (a new one owns no gate yet)
+    assert get_gate(custom, namespace, "prod-stagegate")["spec"]["allowedVersions"] == []
+
+
+def test_event_for_an_environment_deleted_since_is_ignored(namespace: str, gates: KubeGates, custom) -> None:
+    env = stored(environment(namespace, "gone"))
+    summary = handle(gates, delivery(env, "update", with_object=False))
+    assert summary["ignored"] == {"environment no longer exists": 1}
+    assert list_gates(custom, namespace) == []
+
+
+def test_write_based_on_an_old_resource_version_is_refused(
+    namespace: str, gates: KubeGates, custom: client.CustomObjectsApi
+) -> None:
+    env = create_environment(custom, environment(namespace, "prod"))
+    handle(gates, delivery(env))
+    old = gates.list_gates(namespace)[0]
+    custom.patch_namespaced_custom_object(
+        "kuberik.com", "v1alpha1", namespace, "rolloutgates", old.name, {"spec": {"allowedVersions": ["v2"]}}
+    )
+    with pytest.raises(KubeConflict):
+        gates.patch_gate(namespace, old.name, {"spec": {"allowedVersions": None}}, old.resource_version)
+    assert get_gate(custom, namespace, old.name)["spec"]["allowedVersions"] == ["v2"]
+
+
+class RacingGates(KubeGates):
+    """Changes the gate behind the planner's back before its first write, like a concurrent writer."""
+
+    def __init__(self, inner: KubeGates, custom: client.CustomObjectsApi) -> None:
+        super().__init__(inner.api, inner.timeout)
+        self.custom_api = custom
+        self.raced = False
+
+    def patch_gate(self, namespace: str, name: str, patch, resource_version: str):  # type: ignore[no-untyped-def]
+        if not self.raced:
+            self.raced = True
+            self.custom_api.patch_namespaced_custom_object(
+                "kuberik.com",
+                "v1alpha1",
+                namespace,
+                "rolloutgates",
+                name,
+                {"metadata": {"labels": {"x": "y"}}},
+            )
+        return super().patch_gate(namespace, name, patch, resource_version)
+
+
+def test_lost_race_is_recomputed_from_fresh_state(namespace: str, gates: KubeGates, custom) -> None:
+    env = create_environment(custom, environment(namespace, "prod"))
+    create_gate(custom, namespace, "ghd-racy", owner=owner_ref(env), allowed=None)
+    racing = RacingGates(gates, custom)
+    summary = handle(racing, delivery(env, "update"))
+    assert racing.raced
+    [gate] = list_gates(custom, namespace)
+    assert gate["spec"]["allowedVersions"] == []
+    assert gate["metadata"]["labels"]["x"] == "y"
+    assert summary["gates"][0]["action"] == "update"
+
+
+def test_kubernetes_unreachable_is_retryable_and_writes_nothing(namespace: str, custom) -> None:
+    configuration = client.Configuration()
+    configuration.host = "https://127.0.0.1:9"  # nothing listens on the discard port here
+    unreachable = KubeGates(CountingApiClient(configuration), timeout=1)
+    env = stored(environment(namespace, "prod"))
+    with pytest.raises(AuditRetry) as caught:
+        handle(unreachable, json.loads(delivery_bytes(env)))
+    assert isinstance(caught.value, RetryableError)
+    assert caught.value.summary.errors
+    assert list_gates(custom, namespace) == []
