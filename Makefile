@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements-dev.lock | cksum | cut -d' ' -f1)
 
-.PHONY: install kube-assets test test-unit lint bench lock run-audit clean
+.PHONY: install kube-assets test test-unit lint bench lock run clean
 
 install: $(STAMP)
 
@@ -36,7 +36,7 @@ lock: install                   ## re-resolve the pinned dependency sets from py
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 pyproject.toml -o requirements.lock
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --extra dev pyproject.toml -o requirements-dev.lock
 
-run-audit: install              ## serve k8s_audit_http locally against $$KUBECONFIG
+run: install                    ## serve k8s_audit_http locally against $$KUBECONFIG
 	$(VENV)/bin/functions-framework --source functions/k8s_audit/main.py --target k8s_audit_http --port $${PORT:-8080}
 
 clean:
