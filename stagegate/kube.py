@@ -110,17 +110,21 @@ class KubeGates:
         except _TRANSPORT_ERRORS as exc:
             raise _translate(exc, what) from exc
 
-    def get_environment(self, namespace: str, name: str) -> Environment | None:
-        """The Environment, or None when it no longer exists."""
+    def _get(self, kind: str, group: str, plural: str, namespace: str, name: str) -> Any:
+        """The raw object, or None when it does not exist."""
         try:
-            raw = self._call(
-                f"get Environment {namespace}/{name}",
+            return self._call(
+                f"get {kind} {namespace}/{name}",
                 self.custom.get_namespaced_custom_object,
-                ENVIRONMENT_GROUP, VERSION, namespace, "environments", name,
+                group, VERSION, namespace, plural, name,
             )  # fmt: skip
         except KubeNotFound:
             return None
-        return Environment.from_raw(raw)
+
+    def get_environment(self, namespace: str, name: str) -> Environment | None:
+        """The Environment, or None when it no longer exists."""
+        raw = self._get("Environment", ENVIRONMENT_GROUP, "environments", namespace, name)
+        return None if raw is None else Environment.from_raw(raw)
 
     def list_gates(self, namespace: str) -> list[RolloutGate]:
         """Every RolloutGate in the namespace (owned ones may have any name)."""
@@ -133,15 +137,8 @@ class KubeGates:
 
     def get_gate(self, namespace: str, name: str) -> RolloutGate | None:
         """The named gate, or None when there is none."""
-        try:
-            raw = self._call(
-                f"get RolloutGate {namespace}/{name}",
-                self.custom.get_namespaced_custom_object,
-                GATE_GROUP, VERSION, namespace, "rolloutgates", name,
-            )  # fmt: skip
-        except KubeNotFound:
-            return None
-        return RolloutGate.from_raw(raw)
+        raw = self._get("RolloutGate", GATE_GROUP, "rolloutgates", namespace, name)
+        return None if raw is None else RolloutGate.from_raw(raw)
 
     def create_gate(self, namespace: str, body: Mapping[str, Any]) -> RolloutGate:
         """Create a gate; raise `KubeConflict` when the name is taken."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from shared.errors import RetryableError
+from shared.errors import RetryableError, StagegateError
 from shared.gate import GatePlan, gate_name, plan_gates
 from shared.views import Environment, RolloutGate
 from stagegate.kube import KubeConflict
@@ -70,6 +70,16 @@ def ensure_gates(env: Environment, store: GateStore, *, fresh: bool, attempts: i
     raise RetryableError(f"gates of {env.key} kept changing under {attempts} attempts")
 
 
+def _warn(env: Environment, reason: str, store: GateStore) -> None:
+    """Tell the Environment's owner; losing the Event must not turn a refusal into a retry loop."""
+    try:
+        store.warn(env, "GateOwnedByOther", reason)
+    except StagegateError as exc:
+        log.warning(
+            "could not record the Event", extra={"fields": {"environment": env.key, "error": str(exc)}}
+        )
+
+
 def _observe(env: Environment, store: GateStore, *, fresh: bool, first: bool) -> list[RolloutGate]:
     """The gates to plan against: none yet for a fresh Environment, then only its named gate (cheap,
     independent of namespace size); for a changed Environment every gate, to find ones it owns."""
@@ -87,7 +97,7 @@ def _apply(env: Environment, plan: GatePlan, store: GateStore) -> GateOutcome:
     elif plan.action == "update" and plan.patch is not None and plan.resource_version is not None:
         store.patch_gate(env.namespace, plan.gate, plan.patch, plan.resource_version)
     elif plan.action == "refuse":
-        store.warn(env, "GateOwnedByOther", plan.reason)
+        _warn(env, plan.reason, store)
     outcome = GateOutcome(
         environment=env.key,
         gate=plan.gate,
