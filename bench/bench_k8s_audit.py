@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from shared.audit import parse_audit_json  # noqa: E402
 from stagegate import devstack  # noqa: E402
-from stagegate.audit_service import handle_audit_events  # noqa: E402
+from stagegate.audit_service import AuditContext, handle_audit_events  # noqa: E402
 from stagegate.kube import KubeGates, api_client  # noqa: E402
 from tests.kube_objects import ENV_ARGS, delivery_bytes, environment, stored  # noqa: E402
 
@@ -67,6 +67,7 @@ def import_time(kubeconfig: Path) -> None:
 def handler(stack: devstack.KubeStack) -> None:
     counting = api_client(str(stack.kubeconfig))
     gates = KubeGates(counting, timeout=10)
+    ctx = AuditContext(gates, None, 5)
     client.CoreV1Api(stack.api_client()).create_namespace({"metadata": {"name": "bench"}})
     custom = client.CustomObjectsApi(stack.api_client())
     print("in-process handler (parse + route + Kubernetes writes), real apiserver on loopback:")
@@ -80,16 +81,16 @@ def handler(stack: devstack.KubeStack) -> None:
         body = delivery_bytes(env)
         for path, payload in (("create", body), ("redelivery", body)):
             before = counting.calls
-            paths[path][0].append(timed(lambda p=payload: handle_audit_events(parse_audit_json(p), gates, 5)))
+            paths[path][0].append(timed(lambda p=payload: handle_audit_events(parse_audit_json(p), ctx)))
             paths[path][1].append(counting.calls - before)
     for i in range(min(N, 50)):
         real = custom.create_namespaced_custom_object(
             *ENV_ARGS, "bench", "environments", environment("bench", f"u-{i}")
         )
-        handle_audit_events(parse_audit_json(delivery_bytes(real)), gates, 5)
+        handle_audit_events(parse_audit_json(delivery_bytes(real)), ctx)
         before = counting.calls
         update = delivery_bytes(real, "update")
-        paths["update"][0].append(timed(lambda u=update: handle_audit_events(parse_audit_json(u), gates, 5)))
+        paths["update"][0].append(timed(lambda u=update: handle_audit_events(parse_audit_json(u), ctx)))
         paths["update"][1].append(counting.calls - before)
     for path, (samples, calls) in paths.items():
         report(f"{path} event", samples)

@@ -14,16 +14,20 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from shared.errors import BadEvent
-from shared.views import ENVIRONMENT_GROUP
+from shared.views import ENVIRONMENT_GROUP, GATE_GROUP
 
 AUDIT_API_VERSION = "audit.k8s.io/v1"
 
-Route = Literal["environment"]
+Route = Literal["environment", "rollout"]
 
-ROUTES: Mapping[tuple[str, str, str], Route] = {
-    (ENVIRONMENT_GROUP, "environments", "create"): "environment",
-    (ENVIRONMENT_GROUP, "environments", "update"): "environment",
-    (ENVIRONMENT_GROUP, "environments", "patch"): "environment",
+# (group, resource, subresource, verb) -> route. Environments: a spec change may change the gate's
+# shape. Rollouts: a status change may list a candidate whose revision was baked before.
+ROUTES: Mapping[tuple[str, str, str | None, str], Route] = {
+    **{
+        (ENVIRONMENT_GROUP, "environments", None, verb): "environment"
+        for verb in ("create", "update", "patch")
+    },
+    **{(GATE_GROUP, "rollouts", "status", verb): "rollout" for verb in ("update", "patch")},
 }
 
 
@@ -98,8 +102,8 @@ def parse_audit_json(body: bytes) -> list[AuditEvent]:
     """Parse a JSON `Event` or `EventList` document; raise `BadEvent` on anything else."""
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadEvent(f"body is not JSON: {exc}") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise BadEvent(f"body is not JSON: {type(exc).__name__}: {exc}") from exc
     return parse_audit_document(document)
 
 
@@ -144,15 +148,16 @@ def route(event: AuditEvent) -> Routed | Ignored:
     ref = event.object_ref
     if ref is None:
         return Ignored("no objectRef")
-    handler = ROUTES.get((ref.api_group, ref.resource, event.verb))
+    handler = ROUTES.get((ref.api_group, ref.resource, ref.subresource, event.verb))
     if handler is None:
-        return Ignored(f"not routed: {ref.resource or '-'}.{ref.api_group or 'core'} {event.verb}")
+        if ref.subresource is not None and (ref.api_group, ref.resource, None, event.verb) in ROUTES:
+            return Ignored(f"subresource {ref.subresource}")
+        where = f"{ref.resource or '-'}{'/' + ref.subresource if ref.subresource else ''}"
+        return Ignored(f"not routed: {where}.{ref.api_group or 'core'} {event.verb}")
     if event.stage != "ResponseComplete":
         return Ignored(f"stage {event.stage}")
     if event.status_code is None or not 200 <= event.status_code < 300:
         return Ignored(f"response status {event.status_code}")
-    if ref.subresource is not None:
-        return Ignored(f"subresource {ref.subresource}")
     namespace, name = ref.namespace, ref.name
     if isinstance(event.response_object, Mapping):
         meta = event.response_object.get("metadata")
@@ -160,5 +165,5 @@ def route(event: AuditEvent) -> Routed | Ignored:
             namespace = namespace or meta.get("namespace")
             name = name or meta.get("name")
     if not namespace or not name:
-        raise BadEvent(f"event {event.audit_id} names no namespace/name for its {ref.resource}")
+        return Ignored("names no namespace/name")
     return Routed(route=handler, event=event, namespace=namespace, name=name)

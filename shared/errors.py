@@ -35,6 +35,14 @@ class RetryableError(StagegateError):
     status = 503
 
 
+class PartialFailure(RetryableError):
+    """Some of the work failed in a retryable way; `summary` says what was done and what failed."""
+
+    def __init__(self, message: str, summary: dict[str, object]) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
 class PermanentError(StagegateError):
     """A well-formed request that can never succeed (for example a gate owned by someone else)."""
 

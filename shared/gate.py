@@ -36,18 +36,28 @@ Action = Literal["create", "update", "unchanged", "refuse"]
 
 
 def gate_name(environment_name: str) -> str:
-    """`<environment>-stagegate`, shortened with a hash when that would exceed 253 characters.
+    """`<environment>-stagegate`; past 253 characters, `<prefix>-stagegate-<hash of the name>`.
 
     Environment names are DNS subdomains (at most 253 characters of `[a-z0-9.-]`, starting and
-    ending alphanumeric), so the result is one too; distinct Environments get distinct names.
+    ending alphanumeric), so the result is one too. A shortened name ends in hex digits, never in
+    `-stagegate`, so no Environment name can be crafted to produce another's shortened gate name.
     """
     name = environment_name + GATE_NAME_SUFFIX
     if len(name) <= MAX_NAME_LENGTH:
         return name
-    digest = hashlib.sha256(environment_name.encode()).hexdigest()[:10]
+    return _hashed_name(environment_name, environment_name)
+
+
+def fallback_gate_name(env: Environment) -> str:
+    """The name used when `gate_name` is taken by a gate that is not ours: unique to this Environment."""
+    return _hashed_name(env.name, env.uid)
+
+
+def _hashed_name(environment_name: str, identity: str) -> str:
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
     keep = MAX_NAME_LENGTH - len(GATE_NAME_SUFFIX) - len(digest) - 1
     stem = environment_name[:keep].rstrip(".-")
-    return f"{stem}-{digest}{GATE_NAME_SUFFIX}"
+    return f"{stem}{GATE_NAME_SUFFIX}-{digest}"
 
 
 def owner_reference(env: Environment) -> OwnerReference:
@@ -155,7 +165,8 @@ def plan_gates(env: Environment, gates: Sequence[RolloutGate]) -> list[GatePlan]
 
     Gates the Environment owns (whatever their name: the Go controller made `ghd-*` ones) are adopted
     and kept in shape. With none, a blocking gate is created under the deterministic name, unless a
-    same-named gate belongs to something else, which is never touched.
+    same-named gate belongs to something else: that one is never touched, and the blocking gate is
+    created under `fallback_gate_name` instead, so a relationship is never left without a gate.
     """
     owned = sorted((g for g in gates if is_owned_by(g, env) and not g.being_deleted), key=lambda g: g.name)
     if owned:
@@ -163,33 +174,39 @@ def plan_gates(env: Environment, gates: Sequence[RolloutGate]) -> list[GatePlan]
     name = gate_name(env.name)
     same_named = next((g for g in gates if g.name == name), None)
     if same_named is None:
-        allowed = initial_allowed_versions(env)
-        return [
-            GatePlan(
-                action="create",
-                gate=name,
-                reason="new gate, blocking until the upstream bakes a version"
-                if allowed is not None
-                else "new gate without restriction (no relationship)",
-                body=new_gate(env),
-                allowed_after=None if allowed is None else tuple(allowed),
-            )
-        ]
+        return [_create(env, name, "new gate")]
     if same_named.being_deleted:
         raise RetryableError(f"RolloutGate {name} is being deleted; its successor is created on retry")
     if is_earlier_incarnation(same_named, env):
         return [_conform(env, same_named, takeover=True)]
     owners = ", ".join(f"{r.kind}/{r.name}" for r in same_named.owner_references) or "nobody"
-    return [
-        GatePlan(
-            action="refuse",
-            gate=name,
-            reason=f"RolloutGate {name} exists and is owned by {owners}, not by Environment {env.name}; "
-            "leaving it untouched",
-            allowed_before=same_named.allowed_versions,
-            allowed_after=same_named.allowed_versions,
-        )
-    ]
+    refusal = GatePlan(
+        action="refuse",
+        gate=name,
+        reason=f"RolloutGate {name} exists and is owned by {owners}, not by Environment {env.name}; "
+        "leaving it untouched",
+        allowed_before=same_named.allowed_versions,
+        allowed_after=same_named.allowed_versions,
+    )
+    fallback = fallback_gate_name(env)
+    if any(g.name == fallback for g in gates):
+        return [refusal]
+    return [refusal, _create(env, fallback, f"{name} is taken: new gate under {fallback}")]
+
+
+def _create(env: Environment, name: str, why: str) -> GatePlan:
+    allowed = initial_allowed_versions(env)
+    body = new_gate(env)
+    body["metadata"]["name"] = name
+    return GatePlan(
+        action="create",
+        gate=name,
+        reason=f"{why}, blocking until the upstream bakes a version"
+        if allowed is not None
+        else f"{why} without restriction (no relationship)",
+        body=body,
+        allowed_after=None if allowed is None else tuple(allowed),
+    )
 
 
 def _conform(env: Environment, gate: RolloutGate, *, takeover: bool) -> GatePlan:

@@ -44,6 +44,7 @@ class Delivery:
 def verify_delivery(headers: Mapping[str, str], body: bytes, secrets: Sequence[str]) -> Delivery:
     """Check the signature against every configured secret, then decode; raise `Unauthorized`/`BadEvent`."""
     lower = {k.lower(): v for k, v in headers.items()}
+    secrets = [secret for secret in secrets if secret]
     if not secrets:
         raise Unauthorized(
             "GITHUB_WEBHOOK_SECRET is not configured: every delivery is refused until it is set"
@@ -73,7 +74,7 @@ def _decode(headers: Mapping[str, str], body: bytes) -> Mapping[str, Any]:
             document = json.loads(body)
         else:
             raise BadEvent(f"unsupported content type {content_type!r}")
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise BadEvent(f"body is not a JSON payload: {exc}") from exc
     if not isinstance(document, Mapping):
         raise BadEvent("payload must be a JSON object")

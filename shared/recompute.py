@@ -50,7 +50,7 @@ def plan_recompute(
     allowed = allowed_tags(rel.type, rel.environment, candidates, results)
     before, after = gate.allowed_versions, allowed.tags
     watermark = gate.annotations.get(WATERMARK_ANNOTATION, "")
-    narrowing = before is not None and set(after) <= set(before)
+    narrowing = before is None or set(after) <= set(before)
     if observed < watermark and not narrowing:
         reason = f"GitHub's answer (statuses up to {observed or 'none'}) predates {watermark}: gate kept"
         return Recomputed(_unchanged(gate, reason), allowed)

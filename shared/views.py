@@ -112,6 +112,7 @@ class Environment:
     deployment_name: str | None
     environment: str | None
     relationship: Relationship | None
+    project: str | None
     raw: Mapping[str, Any] = field(repr=False, compare=False)
 
     @classmethod
@@ -131,6 +132,9 @@ class Environment:
             deployment_name=_optional_str(spec, "name", "spec"),
             environment=_optional_str(spec, "environment", "spec"),
             relationship=_relationship(_optional_mapping(spec, "relationship", "spec")),
+            project=_optional_str(
+                _optional_mapping(spec, "backend", "spec") or {}, "project", "spec.backend"
+            ),
             raw=obj,
         )
 
@@ -170,6 +174,8 @@ class RolloutGate:
     def from_raw(cls, raw: object) -> RolloutGate:
         """Read a RolloutGate strictly; raise `BadEvent` naming the first bad field."""
         obj = _mapping(raw, "RolloutGate")
+        if obj.get("kind") not in (None, GATE_KIND):
+            raise BadEvent(f"expected kind {GATE_KIND}, got {obj.get('kind')!r}")
         meta = _mapping(obj.get("metadata"), "metadata")
         spec = _optional_mapping(obj, "spec", "RolloutGate") or {}
         rollout_ref = _optional_mapping(spec, "rolloutRef", "spec") or {}
@@ -179,6 +185,8 @@ class RolloutGate:
         ):
             raise BadEvent("spec.allowedVersions must be a list of strings or null")
         passing = spec.get("passing")
+        if passing is not None and not isinstance(passing, bool):
+            raise BadEvent("spec.passing must be a boolean")
         refs = meta.get("ownerReferences") or []
         if not isinstance(refs, list):
             raise BadEvent("metadata.ownerReferences must be a list")
@@ -188,7 +196,7 @@ class RolloutGate:
             resource_version=_optional_str(meta, "resourceVersion", "metadata") or "",
             rollout_name=_optional_str(rollout_ref, "name", "spec.rolloutRef"),
             allowed_versions=None if allowed is None else tuple(allowed),
-            passing=passing if isinstance(passing, bool) else None,
+            passing=passing,
             owner_references=tuple(
                 OwnerReference.from_raw(r, f"metadata.ownerReferences[{i}]") for i, r in enumerate(refs)
             ),

@@ -1,31 +1,28 @@
-"""What the audit functions do with a parsed delivery: route, read the Environment, ensure its gates.
+"""What the audit functions do with a parsed delivery: route each event, then act once per object.
 
 Both transports end here (the webhook posts an EventList, Pub/Sub carries an Event or EventList).
-Events for one Environment collapse to the newest in the delivery, since each only says "look
-again". The created object in the event (`responseObject`, policy level RequestResponse) is used as
-is; only when it is absent is the Environment read from the API.
+Events for one object collapse to the newest in the delivery, since each only says "look again".
+An Environment change ensures its gates exist and have the right shape; the created object in the
+event (`responseObject`, policy level RequestResponse) is used as is, and read from the API only
+when absent. A Rollout status change recomputes the gates of the Environments that govern it (its
+release candidates may now include a revision baked upstream before).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from shared.audit import AuditEvent, Ignored, Routed, route
-from shared.errors import BadEvent, PermanentError, RetryableError
+from shared.audit import AuditEvent, Ignored, Route, Routed, route
+from shared.errors import BadEvent, PartialFailure, PermanentError, RetryableError
 from shared.views import Environment
 from stagegate.logs import get_logger
-from stagegate.reconcile import GateOutcome, GateStore, ensure_gates
+from stagegate.recompute_service import RecomputeStore, Upstream, recompute
+from stagegate.reconcile import GateOutcome, ensure_gates
 
 log = get_logger("audit")
-
-
-class EnvironmentGateStore(GateStore, Protocol):
-    """The gate store plus the one read the audit path may need."""
-
-    def get_environment(self, namespace: str, name: str) -> Environment | None: ...
 
 
 @dataclass
@@ -48,51 +45,73 @@ class AuditSummary:
         }
 
 
-class AuditRetry(RetryableError):
-    """Some Environments of the delivery could not be handled now; the summary says which."""
+@dataclass(frozen=True)
+class AuditContext:
+    """What the handlers work with: Kubernetes, GitHub when configured, the retry budget."""
 
-    def __init__(self, message: str, summary: AuditSummary) -> None:
-        super().__init__(message)
-        self.summary = summary
+    kube: RecomputeStore
+    upstream: Upstream | None
+    attempts: int
 
 
-def handle_audit_events(
-    events: Sequence[AuditEvent], store: EnvironmentGateStore, attempts: int
-) -> AuditSummary:
-    """Ensure the gates of every Environment the events changed; raise `AuditRetry` if any must be retried."""
+class _Ignore(Exception):
+    """Raised by a handler that has nothing to do for a good reason (counted, not an error)."""
+
+
+def _environment_changed(routed: Routed, ctx: AuditContext) -> list[GateOutcome]:
+    response = routed.event.response_object
+    if response is not None and response.get("kind") == "Environment":
+        env: Environment | None = Environment.from_raw(response)
+    else:
+        env = ctx.kube.get_environment(routed.namespace, routed.name)
+    if env is None:
+        raise _Ignore("environment no longer exists")
+    return ensure_gates(env, ctx.kube, fresh=routed.event.verb == "create", attempts=ctx.attempts)
+
+
+def _rollout_changed(routed: Routed, ctx: AuditContext) -> list[GateOutcome]:
+    if ctx.upstream is None:
+        raise _Ignore("rollout change, but GITHUB_TOKEN is not configured here")
+    governing = [
+        env
+        for env in ctx.kube.list_environments([routed.namespace])
+        if env.rollout_name == routed.name and env.relationship is not None
+    ]
+    if not governing:
+        raise _Ignore("rollout governed by no Environment with a relationship")
+    return [outcome for env in governing for outcome in recompute(env, ctx.kube, ctx.upstream, ctx.attempts)]
+
+
+HANDLERS: Mapping[Route, Callable[[Routed, AuditContext], list[GateOutcome]]] = {
+    "environment": _environment_changed,
+    "rollout": _rollout_changed,
+}
+
+
+def handle_audit_events(events: Sequence[AuditEvent], ctx: AuditContext) -> AuditSummary:
+    """Act on every object the events changed; raise `PartialFailure` if any must be retried."""
     summary = AuditSummary(events=len(events))
-    newest: dict[tuple[str, str], Routed] = {}
+    newest: dict[tuple[Route, str, str], Routed] = {}
     for event in events:
         decision = route(event)
         if isinstance(decision, Ignored):
             summary.ignored[decision.reason] += 1
         else:
-            newest[(decision.namespace, decision.name)] = decision
+            newest[(decision.route, decision.namespace, decision.name)] = decision
     retry: list[str] = []
     for routed in newest.values():
+        key = f"{routed.route} {routed.namespace}/{routed.name}"
         try:
-            env = _environment(routed, store)
-            if env is None:
-                summary.ignored["environment no longer exists"] += 1
-                continue
+            summary.gates += HANDLERS[routed.route](routed, ctx)
             summary.acted += 1
-            summary.gates += ensure_gates(env, store, fresh=routed.event.verb == "create", attempts=attempts)
+        except _Ignore as exc:
+            summary.ignored[str(exc)] += 1
         except (BadEvent, PermanentError) as exc:
-            summary.errors.append(f"{routed.namespace}/{routed.name}: {exc}")
-            log.error(
-                "cannot gate this Environment",
-                extra={"fields": {"environment": f"{routed.namespace}/{routed.name}", "reason": str(exc)}},
-            )
+            summary.errors.append(f"{key}: {exc}")
+            log.error("cannot act on this object", extra={"fields": {"object": key, "reason": str(exc)}})
         except RetryableError as exc:
-            summary.errors.append(f"{routed.namespace}/{routed.name}: {exc}")
-            retry.append(f"{routed.namespace}/{routed.name}")
+            summary.errors.append(f"{key}: {exc}")
+            retry.append(key)
     if retry:
-        raise AuditRetry(f"will retry: {', '.join(retry)}", summary)
+        raise PartialFailure(f"will retry: {', '.join(retry)}", summary.to_json())
     return summary
-
-
-def _environment(routed: Routed, store: EnvironmentGateStore) -> Environment | None:
-    response = routed.event.response_object
-    if response is not None and response.get("kind") == "Environment":
-        return Environment.from_raw(response)
-    return store.get_environment(routed.namespace, routed.name)

@@ -14,7 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Protocol
 
-from shared.errors import BadEvent, PayloadTooLarge, PermanentError, RetryableError, Unauthorized
+from shared.errors import (
+    BadEvent,
+    PartialFailure,
+    PayloadTooLarge,
+    PermanentError,
+    RetryableError,
+    Unauthorized,
+)
 from stagegate.logs import get_logger
 
 log = get_logger("http")
@@ -90,5 +97,4 @@ def answer(handler: Callable[[], Mapping[str, Any]], target: str) -> Response:
 
 
 def _summary(exc: Exception) -> dict[str, Any]:
-    summary = getattr(exc, "summary", None)
-    return {"summary": summary.to_json()} if summary is not None else {}
+    return {"summary": exc.summary} if isinstance(exc, PartialFailure) else {}

@@ -12,14 +12,14 @@ import datetime
 import json
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from shared.errors import PermanentError, RetryableError
+from shared.errors import BadEvent, PermanentError, RetryableError
 from shared.views import (
     ENVIRONMENT_API_VERSION,
     ENVIRONMENT_GROUP,
@@ -28,9 +28,11 @@ from shared.views import (
     Environment,
     RolloutGate,
 )
+from stagegate.logs import get_logger
 from stagegate.settings import ConfigError
 
 VERSION = "v1alpha1"
+log = get_logger("kube")
 FIELD_MANAGER = "stagegate"
 
 
@@ -126,6 +128,46 @@ class KubeGates:
         raw = self._get("Environment", ENVIRONMENT_GROUP, "environments", namespace, name)
         return None if raw is None else Environment.from_raw(raw)
 
+    def list_environments(self, namespaces: Sequence[str] = ()) -> list[Environment]:
+        """Every Environment in the cluster, or in `namespaces`; unreadable ones are logged and skipped."""
+        if namespaces:
+            raws = [
+                item
+                for ns in namespaces
+                for item in self._call(
+                    f"list Environments in {ns}",
+                    self.custom.list_namespaced_custom_object,
+                    ENVIRONMENT_GROUP, VERSION, ns, "environments",
+                )["items"]
+            ]  # fmt: skip
+        else:
+            raws = self._call(
+                "list Environments",
+                self.custom.list_cluster_custom_object,
+                ENVIRONMENT_GROUP, VERSION, "environments",
+            )["items"]  # fmt: skip
+        environments = []
+        for raw in raws:
+            try:
+                environments.append(Environment.from_raw(raw))
+            except BadEvent as exc:
+                meta = raw.get("metadata", {})
+                log.error(
+                    "skipping an Environment stagegate cannot read",
+                    extra={
+                        "fields": {
+                            "environment": f"{meta.get('namespace')}/{meta.get('name')}",
+                            "reason": str(exc),
+                        }
+                    },
+                )
+        return environments
+
+    def get_rollout(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """The Rollout as a raw object (its status is read by the core), or None when missing."""
+        raw: Mapping[str, Any] | None = self._get("Rollout", GATE_GROUP, "rollouts", namespace, name)
+        return raw
+
     def list_gates(self, namespace: str) -> list[RolloutGate]:
         """Every RolloutGate in the namespace (owned ones may have any name)."""
         raw = self._call(
@@ -134,11 +176,6 @@ class KubeGates:
             GATE_GROUP, VERSION, namespace, "rolloutgates",
         )  # fmt: skip
         return [RolloutGate.from_raw(item) for item in raw.get("items", [])]
-
-    def get_gate(self, namespace: str, name: str) -> RolloutGate | None:
-        """The named gate, or None when there is none."""
-        raw = self._get("RolloutGate", GATE_GROUP, "rolloutgates", namespace, name)
-        return None if raw is None else RolloutGate.from_raw(raw)
 
     def create_gate(self, namespace: str, body: Mapping[str, Any]) -> RolloutGate:
         """Create a gate; raise `KubeConflict` when the name is taken."""

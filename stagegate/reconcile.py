@@ -3,7 +3,7 @@
 A race (409) is never resolved by overwriting: the gates are read again and the plan recomputed
 from what is there now, at most `attempts` times. The first attempt after a create event skips the
 read, because a brand-new Environment cannot own a gate yet: that keeps the hot path (blocking audit
-webhook) at one API call, and a re-delivery at two whatever the namespace holds.
+webhook) at one API call.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shared.errors import RetryableError, StagegateError
-from shared.gate import GatePlan, gate_name, plan_gates
+from shared.gate import GatePlan, plan_gates
 from shared.views import Environment, RolloutGate
 from stagegate.kube import KubeConflict
 from stagegate.logs import get_logger
@@ -24,7 +24,6 @@ class GateStore(Protocol):
     """What reconciling needs from Kubernetes (the adapter, or a fake in unit tests)."""
 
     def list_gates(self, namespace: str) -> list[RolloutGate]: ...
-    def get_gate(self, namespace: str, name: str) -> RolloutGate | None: ...
     def create_gate(self, namespace: str, body: Any) -> RolloutGate: ...
     def patch_gate(self, namespace: str, name: str, patch: Any, resource_version: str) -> RolloutGate: ...
     def warn(self, env: Environment, reason: str, message: str) -> None: ...
@@ -61,7 +60,7 @@ def ensure_gates(env: Environment, store: GateStore, *, fresh: bool, attempts: i
     for attempt in range(attempts):
         gates = _observe(env, store, fresh=fresh, first=attempt == 0)
         try:
-            return [_apply(env, plan, store) for plan in plan_gates(env, gates)]
+            return [apply_plan(env, plan, store) for plan in plan_gates(env, gates)]
         except KubeConflict as exc:
             log.info(
                 "gate write raced, reading again",
@@ -81,17 +80,14 @@ def _warn(env: Environment, reason: str, store: GateStore) -> None:
 
 
 def _observe(env: Environment, store: GateStore, *, fresh: bool, first: bool) -> list[RolloutGate]:
-    """The gates to plan against: none yet for a fresh Environment, then only its named gate (cheap,
-    independent of namespace size); for a changed Environment every gate, to find ones it owns."""
-    if not fresh:
-        return store.list_gates(env.namespace)
-    if first:
-        return []
-    gate = store.get_gate(env.namespace, gate_name(env.name))
-    return [] if gate is None else [gate]
+    """The gates to plan against: none at first for a fresh Environment, otherwise all in the namespace."""
+    return [] if fresh and first else store.list_gates(env.namespace)
 
 
-def _apply(env: Environment, plan: GatePlan, store: GateStore) -> GateOutcome:
+def apply_plan(
+    env: Environment, plan: GatePlan, store: GateStore, extra: dict[str, Any] | None = None
+) -> GateOutcome:
+    """Carry out one plan and log it with its reason (and `extra` fields, such as per-candidate reasons)."""
     if plan.action == "create" and plan.body is not None:
         store.create_gate(env.namespace, plan.body)
     elif plan.action == "update" and plan.patch is not None and plan.resource_version is not None:
@@ -107,5 +103,5 @@ def _apply(env: Environment, plan: GatePlan, store: GateStore) -> GateOutcome:
         allowed_after=_listed(plan.allowed_after),
     )
     level = log.error if plan.action == "refuse" else log.info
-    level(f"gate {plan.action}: {plan.reason}", extra={"fields": outcome.to_json()})
+    level(f"gate {plan.action}: {plan.reason}", extra={"fields": {**outcome.to_json(), **(extra or {})}})
     return outcome

@@ -42,9 +42,16 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _url(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name) or default
+    if not raw.startswith(("https://", "http://")):
+        raise ConfigError(f"{name} must be an http(s) URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Everything the audit functions read from their environment."""
+    """Everything the functions read from their environment."""
 
     audit_webhook_token: str | None
     """`AUDIT_WEBHOOK_TOKEN`: the bearer token the kube-apiserver's audit webhook sends."""
@@ -56,6 +63,20 @@ class Settings:
     """`KUBE_CONFLICT_RETRIES`: how often a conflicting gate write is recomputed and retried."""
     kubeconfig: str | None = None
     """`KUBECONFIG`: a kubeconfig file; without it the in-cluster service account is used."""
+    github_webhook_secrets: tuple[str, ...] = ()
+    """`GITHUB_WEBHOOK_SECRET`: the webhook secret; several, one per line, while rotating."""
+    github_token: str | None = None
+    """`GITHUB_TOKEN`: token that reads deployments of the watched repositories."""
+    github_api_url: str = "https://api.github.com"
+    """`GITHUB_API_URL`: REST base URL (GitHub Enterprise: `https://HOST/api/v3`)."""
+    github_max_body_bytes: int = 5 * 1024 * 1024
+    """`GITHUB_WEBHOOK_MAX_BODY_BYTES`: larger deliveries are refused with 413."""
+    github_deadline_seconds: float = 8.0
+    """`GITHUB_WEBHOOK_DEADLINE_SECONDS`: the longest a webhook answer takes (GitHub gives up after 10 s)."""
+    resync_token: str | None = None
+    """`RESYNC_TOKEN`: the bearer token `resync_http` requires (Cloud Scheduler sends it)."""
+    namespaces: tuple[str, ...] = ()
+    """`STAGEGATE_NAMESPACES`: comma-separated namespaces to watch; empty means all."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -70,4 +91,25 @@ class Settings:
             audit_max_body_bytes=_positive_int(env, "AUDIT_MAX_BODY_BYTES", cls.audit_max_body_bytes),
             kube_conflict_retries=_positive_int(env, "KUBE_CONFLICT_RETRIES", cls.kube_conflict_retries),
             kubeconfig=env.get("KUBECONFIG") or None,
+            github_webhook_secrets=tuple(
+                line.strip() for line in env.get("GITHUB_WEBHOOK_SECRET", "").splitlines() if line.strip()
+            ),
+            github_token=env.get("GITHUB_TOKEN") or None,
+            github_api_url=_url(env, "GITHUB_API_URL", cls.github_api_url),
+            github_max_body_bytes=_positive_int(
+                env, "GITHUB_WEBHOOK_MAX_BODY_BYTES", cls.github_max_body_bytes
+            ),
+            github_deadline_seconds=_positive_float(
+                env, "GITHUB_WEBHOOK_DEADLINE_SECONDS", cls.github_deadline_seconds
+            ),
+            resync_token=env.get("RESYNC_TOKEN") or None,
+            namespaces=tuple(
+                ns.strip() for ns in env.get("STAGEGATE_NAMESPACES", "").split(",") if ns.strip()
+            ),
         )
+
+    def require_github_token(self) -> str:
+        """The GitHub token, for the functions that cannot work without one."""
+        if not self.github_token:
+            raise ConfigError("GITHUB_TOKEN is required to read bake results from GitHub")
+        return self.github_token

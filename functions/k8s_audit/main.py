@@ -13,19 +13,23 @@ import flask
 import functions_framework
 
 from shared.audit import parse_audit_json
-from stagegate.audit_service import handle_audit_events
+from stagegate.audit_service import AuditContext, handle_audit_events
 from stagegate.http import Response, answer, read_body, require_bearer, within
 from stagegate.kube import KubeGates, api_client
 from stagegate.pubsub import consume
+from stagegate.recompute_service import upstream_from
 from stagegate.settings import Settings
 
 SETTINGS = Settings.from_env()
-GATES = KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.audit_deadline_seconds)
+CONTEXT = AuditContext(
+    kube=KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.audit_deadline_seconds),
+    upstream=upstream_from(SETTINGS, SETTINGS.audit_deadline_seconds),
+    attempts=SETTINGS.kube_conflict_retries,
+)
 
 
 def _ensure_gates(body: bytes) -> dict[str, Any]:
-    events = parse_audit_json(body)
-    return handle_audit_events(events, GATES, SETTINGS.kube_conflict_retries).to_json()
+    return handle_audit_events(parse_audit_json(body), CONTEXT).to_json()
 
 
 @functions_framework.http

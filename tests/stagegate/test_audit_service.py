@@ -9,9 +9,10 @@ import pytest
 from kubernetes import client
 
 from shared.audit import parse_audit_document, parse_audit_json
-from shared.errors import RetryableError
-from shared.gate import gate_name
-from stagegate.audit_service import AuditRetry, handle_audit_events
+from shared.errors import PartialFailure, RetryableError
+from shared.gate import fallback_gate_name, gate_name
+from shared.views import Environment
+from stagegate.audit_service import AuditContext, handle_audit_events
 from stagegate.kube import CountingApiClient, KubeConflict, KubeGates
 from tests.kube_objects import (
     create_environment,
@@ -28,7 +29,7 @@ from tests.kube_objects import (
 
 def handle(gates: KubeGates, body: dict | bytes) -> dict:
     events = parse_audit_json(body) if isinstance(body, bytes) else parse_audit_document(body)
-    return handle_audit_events(events, gates, attempts=5).to_json()
+    return handle_audit_events(events, AuditContext(gates, None, attempts=5)).to_json()
 
 
 def test_create_event_makes_one_blocking_gate_with_one_api_call(
@@ -130,20 +131,28 @@ def test_gate_owned_by_environment_under_another_name_is_adopted(
     assert gate["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "stagegate"
 
 
-def test_same_named_gate_of_someone_else_is_left_alone_and_reported(
+def test_same_named_gate_of_someone_else_is_left_alone_and_a_blocking_gate_made_beside_it(
     namespace: str, gates: KubeGates, custom: client.CustomObjectsApi, kube_stack
 ) -> None:
     foreign = create_gate(custom, namespace, gate_name("prod"), allowed=["hand-picked"])
     env = create_environment(custom, environment(namespace, "prod"))
     summary = handle(gates, delivery(env))
-    assert [g["action"] for g in summary["gates"]] == ["refuse"]
-    [gate] = list_gates(custom, namespace)
-    assert gate["metadata"]["resourceVersion"] == foreign["metadata"]["resourceVersion"]
-    assert gate["spec"]["allowedVersions"] == ["hand-picked"]
+    fallback = fallback_gate_name(Environment.from_raw(env))
+    assert [(g["gate"], g["action"]) for g in summary["gates"]] == [
+        ("prod-stagegate", "refuse"),
+        (fallback, "create"),
+    ]
+    by_name = {g["metadata"]["name"]: g for g in list_gates(custom, namespace)}
+    assert by_name["prod-stagegate"]["metadata"]["resourceVersion"] == foreign["metadata"]["resourceVersion"]
+    assert by_name["prod-stagegate"]["spec"]["allowedVersions"] == ["hand-picked"]
+    assert by_name[fallback]["spec"]["allowedVersions"] == []
+    assert by_name[fallback]["metadata"]["ownerReferences"][0]["uid"] == env["metadata"]["uid"]
     events = client.CoreV1Api(kube_stack.api_client()).list_namespaced_event(namespace).items
     assert [(e.reason, e.involved_object.name, e.type) for e in events] == [
         ("GateOwnedByOther", "prod", "Warning")
     ]
+    again = handle(gates, delivery(env, "update"))
+    assert [(g["gate"], g["action"]) for g in again["gates"]] == [(fallback, "unchanged")]
 
 
 def test_event_without_the_object_reads_the_environment(
@@ -216,8 +225,8 @@ def test_kubernetes_unreachable_is_retryable_and_writes_nothing(namespace: str, 
     configuration.host = "https://127.0.0.1:9"  # nothing listens on the discard port here
     unreachable = KubeGates(CountingApiClient(configuration), timeout=1)
     env = stored(environment(namespace, "prod"))
-    with pytest.raises(AuditRetry) as caught:
+    with pytest.raises(PartialFailure) as caught:
         handle(unreachable, json.loads(delivery_bytes(env)))
     assert isinstance(caught.value, RetryableError)
-    assert caught.value.summary.errors
+    assert caught.value.summary["errors"]
     assert list_gates(custom, namespace) == []

@@ -1,0 +1,51 @@
+"""Scheduled recompute of every gate (Cloud Scheduler over HTTP or Pub/Sub).
+
+`resync_http` requires `Authorization: Bearer $RESYNC_TOKEN`; `resync` is the CloudEvent target for
+a Pub/Sub topic the scheduler publishes to (its message content is not read).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flask
+import functions_framework
+
+from stagegate.github import GitHubDeployments, github_client
+from stagegate.http import Response, answer, require_bearer
+from stagegate.kube import KubeGates, api_client
+from stagegate.logs import get_logger
+from stagegate.resync_service import resync
+from stagegate.settings import Settings
+
+SETTINGS = Settings.from_env()
+KUBE = KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.github_deadline_seconds)
+UPSTREAM = GitHubDeployments(
+    github_client(SETTINGS.require_github_token(), SETTINGS.github_api_url, SETTINGS.github_deadline_seconds)
+)
+log = get_logger("resync")
+
+
+def _resync() -> dict[str, Any]:
+    return resync(KUBE, UPSTREAM, SETTINGS.namespaces, SETTINGS.kube_conflict_retries)
+
+
+@functions_framework.http
+def resync_http(request: flask.Request) -> Response:
+    """HTTP target: bearer token, then a full recompute; 503 when some Environment must be retried."""
+
+    def handle() -> dict[str, Any]:
+        require_bearer(request.headers.get("Authorization"), SETTINGS.resync_token, "RESYNC_TOKEN")
+        return _resync()
+
+    return answer(handle, "resync_http")
+
+
+@functions_framework.cloud_event
+def resync_event(event: Any) -> None:
+    """CloudEvent target: raising on a retryable failure makes Pub/Sub deliver the tick again."""
+    summary = _resync()
+    log.info(
+        "resync via CloudEvent",
+        extra={"fields": {"cloudEventId": event["id"], "gates": len(summary["gates"])}},
+    )

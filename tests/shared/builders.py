@@ -1,0 +1,144 @@
+"""Raw Environments and RolloutGates shaped like the kube-apiserver answers them, and a merge patch.
+
+The defaults describe the captured `prod` Environment (`tests/payloads/audit/`): namespace `default`,
+Rollout `myapp`, `After staging`.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from shared.gate import (
+    DESCRIPTION_ANNOTATION,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    PRETTY_NAME_ANNOTATION,
+    describe,
+)
+from shared.views import Environment, RolloutGate
+
+ENV_UID = "63c31d60-657a-43e6-92cb-d34dc6e4b375"
+OLD_ENV_UID = "0b7f2a55-0c33-4bd4-9a7e-5c1f3d2e8a10"
+ENV_API_VERSION = "environments.kuberik.com/v1alpha1"
+
+# Stands for "key not present", which is not the same as an explicit null.
+ABSENT: Any = object()
+
+
+def environment_raw(
+    name: str = "prod",
+    *,
+    namespace: str = "default",
+    uid: str = ENV_UID,
+    rollout: str = "myapp",
+    relationship: tuple[str, str] | None = ("After", "staging"),
+) -> dict[str, Any]:
+    """An Environment as the apiserver returns it; `relationship` is `(type, upstream)` or None."""
+    spec: dict[str, Any] = {
+        "backend": {"project": "myorg/myapp", "type": "github"},
+        "environment": "production",
+        "name": "myapp",
+        "rolloutRef": {"name": rollout},
+    }
+    if relationship is not None:
+        spec["relationship"] = {"type": relationship[0], "environment": relationship[1]}
+    return {
+        "apiVersion": ENV_API_VERSION,
+        "kind": "Environment",
+        "metadata": {"name": name, "namespace": namespace, "uid": uid, "resourceVersion": "191"},
+        "spec": spec,
+    }
+
+
+def environment(name: str = "prod", **kwargs: Any) -> Environment:
+    return Environment.from_raw(environment_raw(name, **kwargs))
+
+
+def env_owner(
+    name: str = "prod",
+    uid: str = ENV_UID,
+    *,
+    controller: bool = True,
+    block_owner_deletion: bool = True,
+    api_version: str = ENV_API_VERSION,
+    kind: str = "Environment",
+) -> dict[str, Any]:
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": controller,
+        "blockOwnerDeletion": block_owner_deletion,
+    }
+
+
+def deployment_owner(name: str = "web", uid: str = "5d1e9a7c-0000-4000-8000-000000000001") -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def wanted_annotations(env: Environment | None = None) -> dict[str, str]:
+    """The annotations stagegate keeps on the gate of `env` (default: the `prod` fixture)."""
+    pretty, description = describe(env or environment())
+    return {PRETTY_NAME_ANNOTATION: pretty, DESCRIPTION_ANNOTATION: description}
+
+
+def gate_raw(
+    name: str = "prod-stagegate",
+    *,
+    namespace: str = "default",
+    rollout: str | None = "myapp",
+    allowed: Any = ABSENT,
+    passing: Any = True,
+    owners: list[dict[str, Any]] | None = None,
+    labels: Any = ABSENT,
+    annotations: Any = ABSENT,
+    deleting: bool = False,
+    resource_version: str = "7",
+) -> dict[str, Any]:
+    """A RolloutGate as the apiserver returns it; by default one stagegate made for the `prod` fixture."""
+    spec: dict[str, Any] = {}
+    if rollout is not None:
+        spec["rolloutRef"] = {"name": rollout}
+    if passing is not ABSENT:
+        spec["passing"] = passing
+    if allowed is not ABSENT:
+        spec["allowedVersions"] = allowed
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "resourceVersion": resource_version,
+        "uid": "9e0c1b2a-1111-4222-8333-444455556666",
+        "ownerReferences": [env_owner()] if owners is None else owners,
+        "labels": {MANAGED_BY_LABEL: MANAGED_BY} if labels is ABSENT else labels,
+        "annotations": wanted_annotations() if annotations is ABSENT else annotations,
+    }
+    if deleting:
+        metadata["deletionTimestamp"] = "2026-11-26T07:20:00Z"
+        metadata["finalizers"] = ["foregroundDeletion"]
+    return {"apiVersion": "kuberik.com/v1alpha1", "kind": "RolloutGate", "metadata": metadata, "spec": spec}
+
+
+def gate(name: str = "prod-stagegate", **kwargs: Any) -> RolloutGate:
+    return RolloutGate.from_raw(gate_raw(name, **kwargs))
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON Merge Patch, as the kube-apiserver applies `application/merge-patch+json`."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
