@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements-dev.lock | cksum | cut -d' ' -f1)
 
-.PHONY: install kube-assets test test-unit lint bench lock run clean
+.PHONY: install kube-assets octokit-assets test test-unit lint bench lock run clean
 
 install: $(STAMP)
 
@@ -18,7 +18,10 @@ $(STAMP): pyproject.toml requirements-dev.lock
 kube-assets:                    ## kube-apiserver + etcd (envtest's KUBEBUILDER_ASSETS, or a cached build)
 	bash scripts/kube-assets.sh >/dev/null
 
-test: install kube-assets       ## every test, on the real kube-apiserver, both CRD sets
+octokit-assets:                 ## GitHub's OpenAPI/GraphQL/webhook descriptions and examples (npm), cached
+	bash scripts/octokit-assets.sh >/dev/null
+
+test: install kube-assets octokit-assets  ## every test: real kube-apiserver, both CRD sets, fake GitHub
 	$(PY) -m pytest --cov --cov-branch --cov-report=term-missing:skip-covered
 
 test-unit: install              ## the pure core only: seconds, no cluster
@@ -29,15 +32,16 @@ lint: install
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-bench: install kube-assets      ## latency, API calls per event, import time, end-to-end create cost
+bench: install kube-assets octokit-assets  ## latency, API calls per event, import time, end-to-end cost
 	$(PY) bench/bench_k8s_audit.py
+	$(PY) bench/bench_github_webhook.py
 
 lock: install                   ## re-resolve the pinned dependency sets from pyproject.toml
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 pyproject.toml -o requirements.lock
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --extra dev pyproject.toml -o requirements-dev.lock
 
-run: install                    ## serve k8s_audit_http locally against $$KUBECONFIG
-	$(VENV)/bin/functions-framework --source functions/k8s_audit/main.py --target k8s_audit_http --port $${PORT:-8080}
+run: install                    ## serve k8s_audit_http locally against $$KUBECONFIG (TARGET/SOURCE to pick another)
+	$(VENV)/bin/functions-framework --source $${SOURCE:-functions/k8s_audit/main.py} --target $${TARGET:-k8s_audit_http} --port $${PORT:-8080}
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .hypothesis

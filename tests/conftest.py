@@ -17,6 +17,7 @@ from kubernetes import client
 
 from stagegate import devstack
 from stagegate.kube import CountingApiClient, KubeGates, api_client
+from tests.octokit import require_octokit
 
 CRD_SETS = {"project": devstack.PROJECT_CRDS, "kuberik": devstack.KUBERIK_CRDS}
 
@@ -60,3 +61,9 @@ def gates(counting_client: CountingApiClient) -> KubeGates:
 @pytest.fixture
 def custom(kube_stack: devstack.KubeStack) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(kube_stack.api_client())
+
+
+@pytest.fixture(scope="session")
+def octokit() -> Path:
+    """GitHub's published descriptions and examples (npm); skipped without them, except in CI."""
+    return require_octokit()

@@ -1,0 +1,442 @@
+"""The fake's HTTP face: a WSGI app that answers REST and GraphQL requests like api.github.com.
+
+Per request, in GitHub's order: record the call, apply an armed fault, authenticate the token, route,
+answer. Every REST JSON answer is validated against the OpenAPI description of its operation and
+status before it is sent; a mismatch is recorded in `fake.schema_errors` and answered with a 500 that
+names it, so a drifting fake fails the test that used it. GET answers carry a weak ETag and a
+matching `If-None-Match` gets 304, as on GitHub. Rate-limit headers count down per resource.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlencode
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
+from werkzeug.serving import WSGIRequestHandler
+from werkzeug.wrappers import Request, Response
+
+from stagegate.fake_github import graphql_api, rest
+from stagegate.fake_github.faults import Fault
+from stagegate.fake_github.state import NotFound, Repository, User, ValidationFailed
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+    from stagegate.fake_github import FakeGitHub
+
+DOCS = {
+    "repo": "https://docs.github.com/rest/repos/repos#get-a-repository",
+    "deployments": "https://docs.github.com/rest/deployments/deployments#list-deployments",
+    "deployment": "https://docs.github.com/rest/deployments/deployments#get-a-deployment",
+    "statuses": "https://docs.github.com/rest/deployments/statuses#list-deployment-statuses",
+    "status": "https://docs.github.com/rest/deployments/statuses#get-a-deployment-status",
+    "rate_limit": "https://docs.github.com/rest/rate-limit/rate-limit#get-rate-limit-status-for-the-authenticated-user",
+}
+GRAPHQL_AUTH_DOCS = (
+    "https://docs.github.com/graphql/guides/forming-calls-with-graphql#authenticating-with-graphql"
+)
+PRIMARY_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-primary-rate-limits"
+SECONDARY_DOCS = (
+    "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"
+)
+API_VERSION = "2022-11-28"
+GHES_PREFIX = "/api/v3"
+
+_DEPLOYMENTS = "/repos/{owner}/{repo}/deployments"
+TEMPLATES = {
+    "repo": "/repos/{owner}/{repo}",
+    "deployments": _DEPLOYMENTS,
+    "deployment": _DEPLOYMENTS + "/{deployment_id}",
+    "statuses": _DEPLOYMENTS + "/{deployment_id}/statuses",
+    "status": _DEPLOYMENTS + "/{deployment_id}/statuses/{status_id}",
+    "rate_limit": "/rate_limit",
+}
+
+_by_name = "/repos/<owner>/<repo>"
+_by_id = "/repositories/<int:repository_id>"
+URLS = Map(
+    [
+        *(
+            rule
+            for base in (_by_name, _by_id)
+            for rule in (
+                Rule(base, endpoint="repo", methods=["GET"]),
+                Rule(f"{base}/deployments", endpoint="deployments", methods=["GET", "POST"]),
+                Rule(f"{base}/deployments/<int:deployment_id>", endpoint="deployment", methods=["GET"]),
+                Rule(
+                    f"{base}/deployments/<int:deployment_id>/statuses",
+                    endpoint="statuses",
+                    methods=["GET", "POST"],
+                ),
+                Rule(
+                    f"{base}/deployments/<int:deployment_id>/statuses/<int:status_id>",
+                    endpoint="status",
+                    methods=["GET"],
+                ),
+            )
+        ),
+        Rule("/rate_limit", endpoint="rate_limit", methods=["GET"]),
+        Rule("/graphql", endpoint="graphql", methods=["POST"]),
+        Rule("/api/graphql", endpoint="graphql", methods=["POST"]),
+    ],
+    strict_slashes=False,
+)
+
+
+@dataclass
+class Answer:
+    """What a handler decided: status, JSON body (None for none), extra headers."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Quiet(WSGIRequestHandler):
+    """No access log on stderr: tests make thousands of requests."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+class BadRequest(Exception):
+    """The request cannot be served; carries GitHub's answer."""
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(answer.status)
+        self.answer = answer
+
+
+class App:
+    """The WSGI application of one `FakeGitHub`."""
+
+    def __init__(self, fake: FakeGitHub) -> None:
+        self.fake = fake
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        request = Request(environ)
+        response = self.respond(request)
+        return response(environ, start_response)
+
+    # the pipeline --------------------------------------------------------------------------------
+
+    def respond(self, request: Request) -> Response:
+        path = request.path
+        prefix = GHES_PREFIX if path.startswith(GHES_PREFIX + "/") else ""
+        path = path[len(prefix) :]
+        api = f"{request.scheme}://{request.host}{prefix}"
+        self.fake.record_call(request.method, request.path)
+        is_graphql = path.rstrip("/") in ("/graphql", "/api/graphql")
+        kind: Literal["rest", "graphql"] = "graphql" if is_graphql else "rest"
+
+        fault = self.fake.faults.take(kind)
+        if fault is not None and fault.kind == "hang":
+            self.fake.sleep(fault.seconds)
+            fault = None
+        if fault is not None and fault.kind in ("primary", "secondary"):
+            return self._send(self._rate_limited(fault, kind), kind, None, request, counted=False)
+        if fault is not None and not fault.after_effect:
+            return self._send(self._failure(fault), kind, None, request, counted=False)
+
+        endpoint: str | None = None
+        try:
+            user = self._authenticate(request, kind)
+            try:
+                rule, args = URLS.bind("fake", path_info=path).match(path, method=request.method)
+            except HTTPException:  # GitHub answers unknown paths and methods alike with 404
+                raise BadRequest(Answer(404, rest.error_json(404, "Not Found"))) from None
+            endpoint = str(rule)
+            handler: Callable[..., Answer] = getattr(self, f"do_{endpoint}_{request.method.lower()}")
+            answer = handler(request, api, user, **args)
+        except BadRequest as exc:
+            answer = exc.answer
+        # Errors of a routed request are checked against that operation's own error schemas.
+        template = TEMPLATES.get(endpoint) if endpoint else None
+        if fault is not None:  # after_effect: the work is done, the client still sees the failure
+            return self._send(self._failure(fault), kind, None, request, counted=True)
+        return self._send(answer, kind, template, request, counted=True)
+
+    def _authenticate(self, request: Request, kind: Literal["rest", "graphql"]) -> User:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if not header:
+            if kind == "graphql":
+                message, docs = "This endpoint requires you to be authenticated.", GRAPHQL_AUTH_DOCS
+            else:
+                message, docs = "Requires authentication", rest.DOCS
+            raise BadRequest(Answer(401, rest.error_json(401, message, docs)))
+        user = self.fake.user_for_token(token.strip()) if scheme.lower() in ("token", "bearer") else None
+        if user is None:
+            raise BadRequest(Answer(401, rest.error_json(401, "Bad credentials", rest.DOCS)))
+        return user
+
+    def _send(
+        self,
+        answer: Answer,
+        kind: Literal["rest", "graphql"],
+        template: str | None,
+        request: Request,
+        *,
+        counted: bool,
+    ) -> Response:
+        resource = "graphql" if kind == "graphql" else "core"
+        if kind == "rest" and answer.body is not None:
+            problems = self.fake.check_rest(request.method, template, answer.status, answer.body)
+            if problems:
+                answer = Answer(
+                    500,
+                    {
+                        "message": "fake GitHub: this answer does not match GitHub's OpenAPI description",
+                        "errors": problems,
+                    },
+                )
+        payload = b"" if answer.body is None else json.dumps(answer.body).encode()
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "X-GitHub-Media-Type": "github.v3; format=json",
+            "X-GitHub-Api-Version-Selected": API_VERSION,
+            "X-GitHub-Request-Id": secrets.token_hex(8).upper(),
+            "Vary": "Accept, Authorization, Cookie, X-GitHub-OTP",
+        }
+        not_modified = False
+        if request.method == "GET" and answer.status == 200:
+            etag = 'W/"' + hashlib.sha256(payload).hexdigest() + '"'
+            headers["ETag"] = etag
+            not_modified = _matches(request.headers.get("If-None-Match"), etag)
+        limits = self.fake.spend_rate_limit(
+            resource, counted and not not_modified and template != "/rate_limit"
+        )
+        headers.update(
+            {
+                "X-RateLimit-Limit": str(limits["limit"]),
+                "X-RateLimit-Remaining": str(limits["remaining"]),
+                "X-RateLimit-Reset": str(limits["reset"]),
+                "X-RateLimit-Used": str(limits["used"]),
+                "X-RateLimit-Resource": resource,
+            }
+        )
+        headers.update(answer.headers)
+        if not_modified:
+            return Response(
+                b"", status=304, headers={k: v for k, v in headers.items() if k != "Content-Type"}
+            )
+        return Response(payload, status=answer.status, headers=headers)
+
+    # faults --------------------------------------------------------------------------------------
+
+    def _failure(self, fault: Fault) -> Answer:
+        message = {500: "Server Error", 502: "Server Error", 503: "Service Unavailable"}.get(
+            fault.status, "Error"
+        )
+        return Answer(fault.status, {"message": message})
+
+    def _rate_limited(self, fault: Fault, kind: Literal["rest", "graphql"]) -> Answer:
+        user = self.fake.user
+        if fault.kind == "secondary":
+            message = (
+                "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. "
+                "If you reach out to GitHub Support for help, please include the request ID "
+                f"{secrets.token_hex(4).upper()}:{secrets.token_hex(6).upper()}."
+            )
+            return Answer(403, rest.error_json(403, message, SECONDARY_DOCS), {"Retry-After": "60"})
+        reset = str(int(time.time()) + fault.reset_in)
+        headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset, "X-RateLimit-Used": "5000"}
+        if kind == "graphql":
+            # GitHub's GraphQL answers an exhausted primary budget with HTTP 200 and a typed error.
+            error = {
+                "type": "RATE_LIMIT",
+                "code": "graphql_rate_limit",
+                "message": f"API rate limit already exceeded for user ID {user.id}.",
+            }
+            return Answer(200, {"errors": [error]}, headers)
+        message = f"API rate limit exceeded for user ID {user.id}."
+        return Answer(fault.status, rest.error_json(fault.status, message, PRIMARY_DOCS), headers)
+
+    # REST handlers -------------------------------------------------------------------------------
+
+    def _repo(
+        self, endpoint: str, owner: str = "", repo: str = "", repository_id: int | None = None
+    ) -> Repository:
+        try:
+            if repository_id is not None:
+                return self.fake.state.repo_by_id(repository_id)
+            return self.fake.state.repo(f"{owner}/{repo}")
+        except NotFound:
+            raise BadRequest(Answer(404, rest.error_json(404, "Not Found", DOCS[endpoint]))) from None
+
+    def do_rate_limit_get(self, request: Request, api: str, user: User) -> Answer:
+        return Answer(200, rest.rate_limit_json(self.fake.rate_limit_overview()))
+
+    def do_repo_get(self, request: Request, api: str, user: User, **where: Any) -> Answer:
+        return Answer(200, rest.full_repository_json(self._repo("repo", **where), api))
+
+    def do_deployments_get(self, request: Request, api: str, user: User, **where: Any) -> Answer:
+        repo = self._repo("deployments", **where)
+        args = request.args
+        found = self.fake.state.list_deployments(
+            repo,
+            environment=args.get("environment"),
+            sha=args.get("sha"),
+            ref=args.get("ref"),
+            task=args.get("task"),
+        )
+        page, headers = _paginate(found, request, f"{api}/repositories/{repo.id}/deployments")
+        return Answer(200, [rest.deployment_json(d, repo, api) for d in page], headers)
+
+    def do_deployments_post(self, request: Request, api: str, user: User, **where: Any) -> Answer:
+        repo = self._repo("deployments", **where)
+        body = self._json_body(request, "POST", TEMPLATES["deployments"])
+        try:
+            deployment = self.fake.state.create_deployment(
+                repo,
+                ref=body["ref"],
+                creator=user,
+                task=body.get("task", "deploy"),
+                environment=body.get("environment", "production"),
+                payload=body.get("payload"),
+                description=body.get("description"),
+                transient_environment=body.get("transient_environment", False),
+                production_environment=body.get("production_environment"),
+            )
+        except ValidationFailed as exc:
+            return _unprocessable(
+                exc, "https://docs.github.com/rest/deployments/deployments#create-a-deployment"
+            )
+        return Answer(201, rest.deployment_json(deployment, repo, api))
+
+    def do_deployment_get(
+        self, request: Request, api: str, user: User, deployment_id: int, **where: Any
+    ) -> Answer:
+        repo = self._repo("deployment", **where)
+        try:
+            deployment = self.fake.state.deployment(repo, deployment_id)
+        except NotFound:
+            return Answer(404, rest.error_json(404, "Not Found", DOCS["deployment"]))
+        return Answer(200, rest.deployment_json(deployment, repo, api))
+
+    def do_statuses_get(
+        self, request: Request, api: str, user: User, deployment_id: int, **where: Any
+    ) -> Answer:
+        repo = self._repo("statuses", **where)
+        try:
+            deployment = self.fake.state.deployment(repo, deployment_id)
+        except NotFound:
+            return Answer(404, rest.error_json(404, "Not Found", DOCS["statuses"]))
+        with self.fake.state.locked():
+            statuses = deployment.newest_statuses()
+        link_base = f"{api}/repositories/{repo.id}/deployments/{deployment_id}/statuses"
+        page, headers = _paginate(statuses, request, link_base)
+        return Answer(200, [rest.status_json(s, repo, api) for s in page], headers)
+
+    def do_statuses_post(
+        self, request: Request, api: str, user: User, deployment_id: int, **where: Any
+    ) -> Answer:
+        repo = self._repo("statuses", **where)
+        body = self._json_body(request, "POST", TEMPLATES["statuses"])
+        log_url = body.get("log_url") or body.get("target_url") or ""
+        try:
+            status = self.fake.state.create_status(
+                repo,
+                deployment_id,
+                state=body["state"],
+                creator=user,
+                description=body.get("description", ""),
+                environment=body.get("environment"),
+                log_url=log_url,
+                environment_url=body.get("environment_url", ""),
+                auto_inactive=body.get("auto_inactive", True),
+            )
+        except NotFound:
+            return Answer(404, rest.error_json(404, "Not Found", DOCS["statuses"]))
+        except ValidationFailed as exc:
+            return _unprocessable(
+                exc, "https://docs.github.com/rest/deployments/statuses#create-a-deployment-status"
+            )
+        body_out = rest.status_json(status, repo, api)
+        return Answer(201, body_out, {"Location": body_out["url"]})
+
+    def do_status_get(
+        self, request: Request, api: str, user: User, deployment_id: int, status_id: int, **where: Any
+    ) -> Answer:
+        repo = self._repo("status", **where)
+        try:
+            status = self.fake.state.status(repo, deployment_id, status_id)
+        except NotFound:
+            return Answer(404, rest.error_json(404, "Not Found", DOCS["status"]))
+        return Answer(200, rest.status_json(status, repo, api))
+
+    def _json_body(self, request: Request, method: str, template: str) -> dict[str, Any]:
+        try:
+            body = json.loads(request.get_data() or b"null")
+        except ValueError:
+            raise BadRequest(Answer(400, rest.error_json(400, "Problems parsing JSON"))) from None
+        problems = self.fake.contracts.rest_request_errors(method, template, body)
+        if problems:
+            message = "Invalid request.\n\n" + "\n".join(problems)
+            raise BadRequest(Answer(422, rest.error_json(422, message)))
+        result: dict[str, Any] = body
+        return result
+
+    # GraphQL -------------------------------------------------------------------------------------
+
+    def do_graphql_post(self, request: Request, api: str, user: User) -> Answer:
+        try:
+            body = json.loads(request.get_data() or b"null")
+        except ValueError:
+            return Answer(
+                400, rest.error_json(400, "Problems parsing JSON", "https://docs.github.com/graphql")
+            )
+        root = graphql_api.QueryRoot(self.fake.state, api, user, self.fake.rate_limit_overview()["graphql"])
+        return Answer(200, graphql_api.execute(self.fake.contracts.graphql_schema, root, body))
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    wanted = etag.removeprefix("W/")
+    return any(
+        tag.strip().removeprefix("W/") == wanted or tag.strip() == "*" for tag in if_none_match.split(",")
+    )
+
+
+def _unprocessable(exc: ValidationFailed, docs: str) -> Answer:
+    return Answer(422, rest.error_json(422, exc.message, docs, exc.errors))
+
+
+def _paginate(items: list[Any], request: Request, link_base: str) -> tuple[list[Any], dict[str, str]]:
+    """One page of `items` and GitHub's `Link` header (`prev`, `next`, `last`, `first`)."""
+    per_page = min(max(_int(request.args.get("per_page"), 30), 1), 100)
+    page = max(_int(request.args.get("page"), 1), 1)
+    last = max((len(items) + per_page - 1) // per_page, 1)
+    params = [(k, v) for k, v in request.args.items(multi=True) if k != "page"]
+
+    def url(number: int) -> str:
+        return f"{link_base}?{urlencode([*params, ('page', str(number))])}"
+
+    links = []
+    if page > 1:
+        links.append(f'<{url(min(page - 1, last))}>; rel="prev"')
+    if page < last:
+        links.append(f'<{url(page + 1)}>; rel="next"')
+        links.append(f'<{url(last)}>; rel="last"')
+    if page > 1:
+        links.append(f'<{url(1)}>; rel="first"')
+    headers = {"Link": ", ".join(links)} if links else {}
+    return items[(page - 1) * per_page : page * per_page], headers
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default

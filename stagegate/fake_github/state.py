@@ -1,0 +1,440 @@
+"""What the fake GitHub knows: repositories, deployments and their statuses, and GitHub's rules on them.
+
+Plain data plus the few behaviours of GitHub that stagegate depends on: case-insensitive repository
+names, ids and timestamps that only grow, statuses listed newest first, a status's `environment`
+moving its deployment, and the automatic `inactive` statuses GitHub adds to older deployments of an
+environment when a newer one succeeds. Nothing here knows about HTTP or JSON shapes (see `rest.py`,
+`graphql_api.py`); every method is safe to call from several server threads at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+STATUS_STATES = ("error", "failure", "inactive", "in_progress", "queued", "pending", "success")
+DESCRIPTION_MAX = 140
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+AutoInactiveScope = Literal["active", "all"]
+
+
+class NotFound(LookupError):
+    """The repository, deployment or status does not exist (HTTP 404)."""
+
+
+class ValidationFailed(ValueError):
+    """GitHub would refuse the input with 422; `errors` are GitHub's per-field error objects."""
+
+    def __init__(self, message: str, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors = errors or []
+
+
+def node_id(type_name: str, database_id: int) -> str:
+    """GitHub's legacy global node id, e.g. `MDEwOkRlcGxveW1lbnQx` for Deployment 1."""
+    raw = f"0{len(type_name)}:{type_name}{database_id}"
+    return base64.b64encode(raw.encode()).decode()
+
+
+def timestamp(moment: datetime) -> str:
+    """GitHub's timestamp format: UTC, whole seconds, `Z`."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class User:
+    """An account: the owner of a repository or the creator of a deployment or status."""
+
+    login: str
+    id: int
+    type: str = "User"
+
+    @property
+    def node_id(self) -> str:
+        """The account's global node id."""
+        return node_id(self.type, self.id)
+
+
+@dataclass
+class Repository:
+    """A repository; `refs` maps branch and tag names to commit SHAs for ref resolution."""
+
+    id: int
+    owner: User
+    name: str
+    created_at: datetime
+    default_branch: str = "main"
+    private: bool = True
+    refs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def full_name(self) -> str:
+        """`owner/name` as GitHub spells it."""
+        return f"{self.owner.login}/{self.name}"
+
+
+@dataclass
+class DeploymentStatus:
+    """One status of a deployment; `automatic` marks the `inactive` ones GitHub adds by itself."""
+
+    id: int
+    deployment_id: int
+    state: str
+    description: str
+    environment: str
+    creator: User
+    created_at: datetime
+    log_url: str = ""
+    environment_url: str = ""
+    automatic: bool = False
+
+
+@dataclass
+class Deployment:
+    """A deployment with its statuses (oldest first; `newest_statuses()` gives GitHub's order)."""
+
+    id: int
+    repository_id: int
+    sha: str
+    ref: str
+    task: str
+    payload: dict[str, Any] | str
+    original_environment: str
+    environment: str
+    description: str | None
+    creator: User
+    created_at: datetime
+    updated_at: datetime
+    transient_environment: bool = False
+    production_environment: bool = False
+    statuses: list[DeploymentStatus] = field(default_factory=list)
+
+    def newest_statuses(self) -> list[DeploymentStatus]:
+        """Statuses newest first, as GitHub lists them."""
+        return list(reversed(self.statuses))
+
+    @property
+    def latest_status(self) -> DeploymentStatus | None:
+        """The newest status, if any."""
+        return self.statuses[-1] if self.statuses else None
+
+
+class Clock:
+    """Timestamps that strictly increase (one second per event) from a start that can be chosen."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = (start or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+
+    def now(self) -> datetime:
+        """The time of the latest event."""
+        return self._now
+
+    def tick(self) -> datetime:
+        """The time of a new event: one second after the previous one."""
+        self._now += timedelta(seconds=1)
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        """Let time pass without an event (whole seconds)."""
+        self._now += timedelta(seconds=int(seconds))
+
+
+class GitHubState:
+    """All repositories, deployments and statuses of one fake, behind one lock."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        auto_inactive_scope: AutoInactiveScope = "active",
+        first_deployment_id: int = 1_000_001,
+        first_status_id: int = 2_000_001,
+    ) -> None:
+        self.clock = clock
+        self.auto_inactive_scope = auto_inactive_scope
+        self._lock = threading.RLock()
+        self._repos: dict[str, Repository] = {}
+        self._users: dict[str, User] = {}
+        self.deployments: dict[int, Deployment] = {}
+        self.statuses: dict[int, DeploymentStatus] = {}
+        self._next_repo_id = 500_000_001
+        self._next_user_id = 9_000_001
+        self._next_deployment_id = first_deployment_id
+        self._next_status_id = first_status_id
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the state still while reading several things that must agree."""
+        with self._lock:
+            yield
+
+    # accounts and repositories -----------------------------------------------------------------
+
+    def user(self, login: str, type_: str = "User") -> User:
+        """The account with this login, created on first use."""
+        with self._lock:
+            key = login.lower()
+            if key not in self._users:
+                self._users[key] = User(login=login, id=self._next_user_id, type=type_)
+                self._next_user_id += 1
+            return self._users[key]
+
+    def add_repo(
+        self, full_name: str, *, default_branch: str = "main", private: bool = True, owner_type: str = "User"
+    ) -> Repository:
+        """Create a repository (idempotent: an existing one, in any letter case, is returned)."""
+        owner_login, _, name = full_name.partition("/")
+        if not owner_login or not name or "/" in name:
+            raise ValueError(f"repository must be 'owner/name', not {full_name!r}")
+        with self._lock:
+            key = full_name.lower()
+            if key not in self._repos:
+                self._repos[key] = Repository(
+                    id=self._next_repo_id,
+                    owner=self.user(owner_login, owner_type),
+                    name=name,
+                    created_at=self.clock.tick(),
+                    default_branch=default_branch,
+                    private=private,
+                )
+                self._next_repo_id += 1
+            return self._repos[key]
+
+    def repo(self, full_name: str) -> Repository:
+        """A repository by `owner/name`, letter case ignored as GitHub does."""
+        with self._lock:
+            try:
+                return self._repos[full_name.lower()]
+            except KeyError:
+                raise NotFound(full_name) from None
+
+    def repo_by_id(self, repository_id: int) -> Repository:
+        """A repository by its numeric id (the `/repositories/{id}` URLs GitHub puts in links)."""
+        with self._lock:
+            for repo in self._repos.values():
+                if repo.id == repository_id:
+                    return repo
+        raise NotFound(str(repository_id))
+
+    def set_ref(self, full_name: str, ref: str, sha: str) -> None:
+        """Point a branch or tag at a commit, so deployments can be created by that ref."""
+        if not _SHA.match(sha):
+            raise ValueError(f"not a 40-character hex SHA: {sha!r}")
+        with self._lock:
+            self.repo(full_name).refs[ref] = sha
+
+    def resolve_ref(self, repo: Repository, ref: str) -> str:
+        """The commit a ref names: a full SHA names itself, branches and tags come from `refs`."""
+        if _SHA.match(ref):
+            return ref
+        for candidate in (ref, ref.removeprefix("refs/heads/"), ref.removeprefix("refs/tags/")):
+            if candidate in repo.refs:
+                return repo.refs[candidate]
+        raise ValidationFailed(f"No ref found for: {ref}")
+
+    # deployments ---------------------------------------------------------------------------------
+
+    def create_deployment(
+        self,
+        repo: Repository,
+        *,
+        ref: str,
+        creator: User,
+        sha: str | None = None,
+        task: str = "deploy",
+        environment: str = "production",
+        payload: Mapping[str, Any] | str | None = None,
+        description: str | None = None,
+        transient_environment: bool = False,
+        production_environment: bool | None = None,
+    ) -> Deployment:
+        """A new deployment; `sha` defaults to what `ref` resolves to."""
+        with self._lock:
+            resolved = sha if sha is not None else self.resolve_ref(repo, ref)
+            if not _SHA.match(resolved):
+                raise ValidationFailed(f"No ref found for: {resolved}")
+            now = self.clock.tick()
+            deployment = Deployment(
+                id=self._next_deployment_id,
+                repository_id=repo.id,
+                sha=resolved,
+                ref=ref,
+                task=task,
+                payload=_stored_payload(payload),
+                original_environment=environment,
+                environment=environment,
+                description=description,
+                creator=creator,
+                created_at=now,
+                updated_at=now,
+                transient_environment=transient_environment,
+                production_environment=(
+                    environment == "production" if production_environment is None else production_environment
+                ),
+            )
+            self._next_deployment_id += 1
+            self.deployments[deployment.id] = deployment
+            return deployment
+
+    def deployment(self, repo: Repository, deployment_id: int) -> Deployment:
+        """One deployment of a repository."""
+        with self._lock:
+            deployment = self.deployments.get(deployment_id)
+            if deployment is None or deployment.repository_id != repo.id:
+                raise NotFound(f"deployment {deployment_id}")
+            return deployment
+
+    def list_deployments(
+        self,
+        repo: Repository,
+        *,
+        environment: str | None = None,
+        sha: str | None = None,
+        ref: str | None = None,
+        task: str | None = None,
+    ) -> list[Deployment]:
+        """A repository's deployments, newest first, filtered like `GET .../deployments`."""
+        with self._lock:
+            found = [
+                d
+                for d in self.deployments.values()
+                if d.repository_id == repo.id
+                and (environment is None or d.environment == environment)
+                and (sha is None or d.sha == sha)
+                and (ref is None or d.ref == ref)
+                and (task is None or d.task == task)
+            ]
+        return sorted(found, key=lambda d: d.id, reverse=True)
+
+    # statuses ------------------------------------------------------------------------------------
+
+    def create_status(
+        self,
+        repo: Repository,
+        deployment_id: int,
+        *,
+        state: str,
+        creator: User,
+        description: str = "",
+        environment: str | None = None,
+        log_url: str = "",
+        environment_url: str = "",
+        auto_inactive: bool = True,
+    ) -> DeploymentStatus:
+        """A new status; a `success` also makes older deployments of the environment inactive.
+
+        GitHub's rule (REST description of `auto_inactive`, default true): prior deployments of the
+        same repository and environment get a new `inactive` status without a description. With
+        `auto_inactive_scope="active"` (GitHub's documented behaviour) only those whose latest state
+        is `success`; with `"all"`, every one not already inactive. Automatic statuses trigger no
+        webhook (GitHub sends none for `inactive`).
+        """
+        if state not in STATUS_STATES:
+            raise ValidationFailed(
+                "Validation Failed",
+                [{"resource": "DeploymentStatus", "code": "invalid", "field": "state"}],
+            )
+        if len(description) > DESCRIPTION_MAX:
+            raise ValidationFailed(
+                "Validation Failed",
+                [
+                    {
+                        "resource": "DeploymentStatus",
+                        "code": "custom",
+                        "field": "description",
+                        "message": f"description is too long (maximum is {DESCRIPTION_MAX} characters)",
+                    }
+                ],
+            )
+        with self._lock:
+            deployment = self.deployment(repo, deployment_id)
+            previous = deployment.latest_status
+            env = environment or (previous.environment if previous else deployment.environment)
+            status = self._add_status(
+                deployment, state, description, env, creator, log_url, environment_url, automatic=False
+            )
+            deployment.environment = env
+            if state == "success" and auto_inactive:
+                for older in self._auto_inactive_targets(deployment):
+                    self._add_status(
+                        older, "inactive", "", older.environment, creator, "", "", automatic=True
+                    )
+            return status
+
+    def _auto_inactive_targets(self, deployment: Deployment) -> list[Deployment]:
+        targets = []
+        for other in sorted(self.deployments.values(), key=lambda d: d.id):
+            if other.id >= deployment.id:
+                break
+            if other.repository_id != deployment.repository_id or other.environment != deployment.environment:
+                continue
+            latest = other.latest_status
+            latest_state = latest.state if latest else None
+            if latest_state == "inactive":
+                continue
+            if self.auto_inactive_scope == "active" and latest_state != "success":
+                continue
+            targets.append(other)
+        return targets
+
+    def _add_status(
+        self,
+        deployment: Deployment,
+        state: str,
+        description: str,
+        environment: str,
+        creator: User,
+        log_url: str,
+        environment_url: str,
+        *,
+        automatic: bool,
+    ) -> DeploymentStatus:
+        now = self.clock.tick()
+        status = DeploymentStatus(
+            id=self._next_status_id,
+            deployment_id=deployment.id,
+            state=state,
+            description=description,
+            environment=environment,
+            creator=creator,
+            created_at=now,
+            log_url=log_url,
+            environment_url=environment_url,
+            automatic=automatic,
+        )
+        self._next_status_id += 1
+        deployment.statuses.append(status)
+        deployment.updated_at = now
+        self.statuses[status.id] = status
+        return status
+
+    def status(self, repo: Repository, deployment_id: int, status_id: int) -> DeploymentStatus:
+        """One status of one deployment of a repository."""
+        with self._lock:
+            deployment = self.deployment(repo, deployment_id)
+            status = self.statuses.get(status_id)
+            if status is None or status.deployment_id != deployment.id:
+                raise NotFound(f"status {status_id}")
+            return status
+
+
+def _stored_payload(payload: Mapping[str, Any] | str | None) -> dict[str, Any] | str:
+    """GitHub keeps a JSON object as an object; a missing or empty payload reads back as `{}`."""
+    if payload is None or payload == "":
+        return {}
+    if isinstance(payload, str):
+        try:
+            decoded = json.loads(payload)
+        except ValueError:
+            return payload
+        return decoded if isinstance(decoded, dict) else payload
+    return dict(payload)

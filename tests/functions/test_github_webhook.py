@@ -1,0 +1,384 @@
+"""`github_webhook` served by functions-framework, against the real kube-apiserver and the fake GitHub
+(REST and GraphQL checked against GitHub's published descriptions): bake results open exactly the
+baked versions, and nothing else ever does."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from kubernetes import client
+
+from shared.github_delivery import signature
+from shared.views import Environment
+from stagegate import devstack
+from stagegate.fake_github import FakeGitHub
+from stagegate.kube import KubeGates
+from stagegate.reconcile import ensure_gates
+from tests.kube_objects import ENV_ARGS, GATE_ARGS, environment, list_gates
+
+SOURCE = devstack.ROOT / "functions" / "github_webhook" / "main.py"
+SECRET = "webhook-secret-for-tests"
+
+
+@pytest.fixture(scope="module")
+def fake(octokit: Path) -> Iterator[FakeGitHub]:
+    with FakeGitHub(assets=octokit) as server:
+        yield server
+        assert server.schema_errors == []
+
+
+@pytest.fixture(scope="module")
+def procs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.Processes]:
+    processes = devstack.Processes(tmp_path_factory.mktemp("webhook"))
+    yield processes
+    processes.stop_all()
+
+
+def serve(kube_stack: devstack.KubeStack, procs: devstack.Processes, fake: FakeGitHub, **env: str) -> str:
+    settings = {
+        "KUBECONFIG": str(kube_stack.kubeconfig),
+        "GITHUB_WEBHOOK_SECRET": SECRET,
+        "GITHUB_TOKEN": fake.token,
+        "GITHUB_API_URL": fake.url,
+        **env,
+    }
+    return devstack.FunctionServer(SOURCE, "github_webhook", settings, kube_stack.tls, procs).url
+
+
+CA: list[str] = []  # the serving CA of the current stack, for `post`
+
+
+@pytest.fixture(scope="module")
+def url(kube_stack: devstack.KubeStack, procs: devstack.Processes, fake: FakeGitHub) -> str:
+    CA[:] = [str(kube_stack.tls.ca_file)]
+    return serve(kube_stack, procs, fake)
+
+
+class App:
+    """One app's environments, Rollouts and GitHub repository, unique to a test."""
+
+    def __init__(
+        self, custom: client.CustomObjectsApi, gates: KubeGates, fake: FakeGitHub, namespace: str
+    ) -> None:
+        self.custom, self.gates, self.fake, self.namespace = custom, gates, fake, namespace
+        self.repo = f"org-{namespace}/myapp"
+        fake.add_repo(self.repo)
+
+    def environment(self, name: str, upstream: str | None = None, kind: str = "After") -> None:
+        body = environment(self.namespace, name, upstream=upstream, kind=kind, rollout=f"myapp-{name}")
+        body["spec"]["backend"]["project"] = self.repo
+        created = self.custom.create_namespaced_custom_object(*ENV_ARGS, self.namespace, "environments", body)
+        ensure_gates(Environment.from_raw(created), self.gates, fresh=True)  # what the audit webhook does
+        rollout = {
+            "apiVersion": "kuberik.com/v1alpha1",
+            "kind": "Rollout",
+            "metadata": {"name": f"myapp-{name}"},
+        }
+        self.custom.create_namespaced_custom_object(
+            "kuberik.com", "v1alpha1", self.namespace, "rollouts", rollout
+        )
+
+    def candidates(self, env: str, *pairs: tuple[str, str | None]) -> None:
+        """Write the Rollout's status the way the rollout controller does."""
+        items = [{"tag": tag, **({"revision": rev} if rev else {})} for tag, rev in pairs]
+        self.custom.patch_namespaced_custom_object_status(
+            "kuberik.com",
+            "v1alpha1",
+            self.namespace,
+            "rollouts",
+            f"myapp-{env}",
+            {"status": {"releaseCandidates": items}},
+        )
+
+    def bake(
+        self, env: str, revision: str, state: str = "success", description: str = "Bake succeeded"
+    ) -> int:
+        """Record a deployment of `revision` to `env` and its status, as the environment controller does."""
+        deployment = self.fake.create_deployment(
+            self.repo,
+            sha=revision,
+            ref=revision,
+            environment=f"kuberik/myapp/{env}",
+            task="deploy:kuberik/myapp",
+            payload={
+                "id": str(uuid.uuid4()),
+                "version": {"tag": f"tag-{revision[:7]}", "revision": revision},
+            },
+        )
+        return self.status(deployment["id"], state, description)
+
+    def status(self, deployment_id: int, state: str, description: str) -> int:
+        status: dict[str, Any] = self.fake.create_status(self.repo, deployment_id, state, description)
+        return int(status["id"])
+
+    def gate(self, env: str) -> list[str] | None:
+        gates = [
+            g for g in list_gates(self.custom, self.namespace) if g["metadata"]["name"] == f"{env}-stagegate"
+        ]
+        return gates[0]["spec"].get("allowedVersions") if gates else None
+
+
+@pytest.fixture
+def app(custom: client.CustomObjectsApi, gates: KubeGates, fake: FakeGitHub, namespace: str) -> App:
+    return App(custom, gates, fake, namespace)
+
+
+def rev(n: int) -> str:
+    return f"{n:040x}"
+
+
+def deliver(url: str, fake: FakeGitHub, app: App, status_id: int, secret: str = SECRET) -> requests.Response:
+    headers, body = fake.deployment_status_event(app.repo, status_id)
+    headers["X-Hub-Signature-256"] = signature(secret, body)
+    return post(url, body, headers)
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> requests.Response:
+    return requests.post(url, data=body, headers=headers, verify=CA[0], timeout=30)
+
+
+def test_staging_success_opens_exactly_that_tag_in_prod(url, fake, app) -> None:
+    app.environment("staging")
+    app.environment("prod", upstream="staging")
+    app.candidates("prod", ("v1", rev(1)), ("v2", rev(2)))
+    response = deliver(url, fake, app, app.bake("staging", rev(1)))
+    assert response.status_code == 200, response.text
+    assert app.gate("prod") == ["v1"]
+    [gate] = response.json()["gates"]
+    assert (gate["allowedVersionsBefore"], gate["allowedVersionsAfter"]) == ([], ["v1"])
+
+
+def test_a_later_failure_revokes_the_tag(url, fake, app) -> None:
+    app.environment("staging")
+    app.environment("prod", upstream="staging")
+    app.candidates("prod", ("v1", rev(1)))
+    deliver(url, fake, app, app.bake("staging", rev(1)))
+    assert app.gate("prod") == ["v1"]
+    deliver(url, fake, app, app.bake("staging", rev(1), "failure", "Bake failed: error rate"))
+    assert app.gate("prod") == []
+
+
+def test_in_progress_bake_opens_parallel_but_not_after(url, fake, app) -> None:
+    app.environment("staging")
+    app.environment("prod", upstream="staging", kind="After")
+    app.environment("canary", upstream="staging", kind="Parallel")
+    app.candidates("prod", ("v1", rev(1)))
+    app.candidates("canary", ("v1", rev(1)))
+    deliver(url, fake, app, app.bake("staging", rev(1), "in_progress", "Baking in progress"))
+    assert (app.gate("prod"), app.gate("canary")) == ([], ["v1"])
+
+
+def test_chain_opens_one_link_at_a_time(url, fake, app) -> None:
+    app.environment("dev")
+    app.environment("staging", upstream="dev")
+    app.environment("prod", upstream="staging")
+    app.candidates("staging", ("v1", rev(1)))
+    app.candidates("prod", ("v1", rev(1)))
+    deliver(url, fake, app, app.bake("dev", rev(1)))
+    assert (app.gate("staging"), app.gate("prod")) == (["v1"], [])
+    deliver(url, fake, app, app.bake("staging", rev(1)))
+    assert (app.gate("staging"), app.gate("prod")) == (["v1"], ["v1"])
+
+
+def test_fan_out_opens_every_downstream(url, fake, app) -> None:
+    app.environment("staging")
+    for region in ("prod-eu", "prod-us"):
+        app.environment(region, upstream="staging")
+        app.candidates(region, ("v1", rev(1)), ("v0", rev(0)))
+    response = deliver(url, fake, app, app.bake("staging", rev(1)))
+    assert sorted(response.json()["environments"]) == [f"{app.namespace}/prod-eu", f"{app.namespace}/prod-us"]
+    assert (app.gate("prod-eu"), app.gate("prod-us")) == (["v1"], ["v1"])
+
+
+def test_candidate_without_revision_stays_blocked(url, fake, app) -> None:
+    app.environment("staging")
+    app.environment("prod", upstream="staging")
+    app.candidates("prod", ("v1", None), ("v2", rev(2)))
+    deliver(url, fake, app, app.bake("staging", rev(2)))
+    assert app.gate("prod") == ["v2"]
+
+
+def test_githubs_own_inactive_mark_does_not_revoke_a_success(url, fake, app) -> None:
+    app.environment("staging")
+    app.environment("prod", upstream="staging")
+    app.candidates("prod", ("v1", rev(1)), ("v2", rev(2)))
+    app.bake("staging", rev(1))
+    status = app.bake("staging", rev(2))  # GitHub marks rev 1's deployment inactive, without a description
+    deliver(url, fake, app, status)
+    assert app.gate("prod") == ["v1", "v2"]
+
+
+def test_duplicate_and_reordered_deliveries_reach_the_same_state(url, fake, app) -> None:
+    app.environment("staging")
+    app.environment("prod", upstream="staging")
+    app.candidates("prod", ("v1", rev(1)), ("v2", rev(2)))
+    first = app.bake("staging", rev(1))
+    second = app.bake("staging", rev(2), "failure", "Bake failed")
+    for status in (second, first, second, first):
+        assert deliver(url, fake, app, status).status_code == 200
+    assert app.gate("prod") == ["v1"]
+
+
+def test_fifty_concurrent_deliveries_end_where_a_sequential_recompute_does(url, fake, app) -> None:
+    app.environment("staging")
+    app.environment("prod", upstream="staging")
+    app.candidates("prod", *((f"v{i}", rev(i)) for i in range(10)))
+    statuses = [app.bake("staging", rev(i), "success" if i % 3 else "failure") for i in range(10)]
+    with ThreadPoolExecutor(max_workers=25) as pool:
+        answers = list(pool.map(lambda i: deliver(url, fake, app, statuses[i % 10]), range(50)))
+    assert [a.status_code for a in answers] == [200] * 50
+    concurrent = app.gate("prod")
+    deliver(url, fake, app, statuses[0])
+    assert concurrent == app.gate("prod") == sorted(f"v{i}" for i in range(10) if i % 3)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        lambda fake: fake.fail_next(1, status=502),
+        lambda fake: fake.rate_limit_next(1, kind="secondary"),
+        lambda fake: fake.rate_limit_next(1, kind="primary"),
+    ],
+    ids=["502", "secondary rate limit", "primary rate limit"],
+)
+def test_github_failure_answers_5xx_and_leaves_the_gate(fault, url, fake, app) -> None:
+    app.environment("staging")
+    app.environment("prod", upstream="staging")
+    app.candidates("prod", ("v1", rev(1)), ("v2", rev(2)))
+    deliver(url, fake, app, app.bake("staging", rev(1)))
+    status = app.bake("staging", rev(2))
+    fault(fake)
+    response = deliver(url, fake, app, status)
+    assert response.status_code == 503, response.text
+    assert app.gate("prod") == ["v1"]
+
+
+def test_slow_github_answers_within_the_deadline_and_never_widens(kube_stack, procs, fake, app) -> None:
+    slow_url = serve(kube_stack, procs, fake, GITHUB_WEBHOOK_DEADLINE_SECONDS="1")
+    app.environment("staging")
+    app.environment("prod", upstream="staging")
+    app.candidates("prod", ("v1", rev(1)))
+    status = app.bake("staging", rev(1), "failure", "Bake failed")
+    fake.hang_next(5, seconds=3)
+    response = deliver(slow_url, fake, app, status)
+    assert response.status_code == 503
+    assert app.gate("prod") == []
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("wrong secret", 401),
+        ("no signature", 401),
+        ("not JSON", 400),
+        ("missing fields", 400),
+        ("too large", 413),
+    ],
+)
+def test_bad_deliveries_get_4xx_and_change_nothing(case, expected, url, fake, app) -> None:
+    app.environment("staging")
+    app.environment("prod", upstream="staging")
+    app.candidates("prod", ("v1", rev(1)))
+    headers, body = fake.deployment_status_event(app.repo, app.bake("staging", rev(1)))
+    if case == "not JSON":
+        body = b"{not json"
+    elif case == "missing fields":
+        payload = json.loads(body)
+        del payload["deployment"]
+        body = json.dumps(payload).encode()
+    elif case == "too large":
+        body = b" " * (6 * 1024 * 1024)
+    headers["X-Hub-Signature-256"] = signature("not-the-secret" if case == "wrong secret" else SECRET, body)
+    if case == "no signature":
+        del headers["X-Hub-Signature-256"]
+    response = post(url, body, headers)
+    assert response.status_code == expected, response.text
+    assert response.json()["error"]
+    assert app.gate("prod") == []
+
+
+def test_form_encoded_delivery_is_accepted(url, fake, app) -> None:
+    from urllib.parse import urlencode
+
+    app.environment("staging")
+    app.environment("prod", upstream="staging")
+    app.candidates("prod", ("v1", rev(1)))
+    headers, body = fake.deployment_status_event(app.repo, app.bake("staging", rev(1)))
+    form = urlencode({"payload": body.decode()}).encode()
+    headers["Content-Type"] = "application/x-www-form-urlencoded"
+    headers["X-Hub-Signature-256"] = signature(SECRET, form)
+    assert post(url, form, headers).status_code == 200
+    assert app.gate("prod") == ["v1"]
+
+
+def test_without_a_secret_every_delivery_is_refused_and_logged(kube_stack, procs, fake, app) -> None:
+    open_url = serve(kube_stack, procs, fake, GITHUB_WEBHOOK_SECRET="")
+    headers, body = fake.deployment_status_event(app.repo, app.bake("staging", rev(1)))
+    headers["X-Hub-Signature-256"] = signature("", body)
+    response = post(open_url, body, headers)
+    assert response.status_code == 401
+    assert (
+        "GITHUB_WEBHOOK_SECRET is not configured"
+        in (procs.log_dir / "function-github_webhook.log").read_text()
+    )
+
+
+def test_ping_answers_pong(url) -> None:
+    body = json.dumps({"zen": "Design for failure.", "hook_id": 1}).encode()
+    headers = {
+        "X-GitHub-Event": "ping",
+        "Content-Type": "application/json",
+        "X-Hub-Signature-256": signature(SECRET, body),
+    }
+    response = post(url, body, headers)
+    assert (response.status_code, response.json()["status"]) == (200, "pong")
+
+
+def example_deliveries(octokit_dir: Path) -> list[tuple[str, int, dict[str, Any]]]:
+    index = json.loads(
+        (octokit_dir / "@octokit" / "webhooks-examples" / "api.github.com" / "index.json").read_text()
+    )
+    return [(group["name"], i, example) for group in index for i, example in enumerate(group["examples"])]
+
+
+def test_every_published_example_payload_gets_a_2xx_or_documented_4xx_and_changes_no_gate(
+    url, octokit, custom, kube_stack
+) -> None:
+    before = {
+        (g["metadata"]["namespace"], g["metadata"]["name"]): g["metadata"]["resourceVersion"]
+        for g in custom.list_cluster_custom_object(*GATE_ARGS, "rolloutgates")["items"]
+    }
+    examples = example_deliveries(octokit)
+    assert len(examples) > 200
+    statuses: dict[int, list[str]] = {}
+    for event, i, payload in examples:
+        body = json.dumps(payload).encode()
+        headers = {
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": str(uuid.uuid4()),
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": signature(SECRET, body),
+        }
+        response = post(url, body, headers)
+        statuses.setdefault(response.status_code, []).append(f"{event}[{i}]")
+    assert set(statuses) <= {200, 400}, {code: names[:5] for code, names in statuses.items()}
+    after = {
+        (g["metadata"]["namespace"], g["metadata"]["name"]): g["metadata"]["resourceVersion"]
+        for g in custom.list_cluster_custom_object(*GATE_ARGS, "rolloutgates")["items"]
+    }
+    assert after == before
+
+
+def test_random_garbage_with_a_valid_signature_is_a_4xx(url) -> None:
+    for _ in range(20):
+        body = secrets.token_bytes(200)
+        headers = {"X-GitHub-Event": "deployment_status", "X-Hub-Signature-256": signature(SECRET, body)}
+        assert post(url, body, headers).status_code == 400
