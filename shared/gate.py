@@ -160,6 +160,18 @@ class GatePlan:
     resource_version: str | None = None
 
 
+def unchanged(gate: RolloutGate, reason: str) -> GatePlan:
+    """The plan that writes nothing, with the reason for the log."""
+    return GatePlan(
+        action="unchanged",
+        gate=gate.name,
+        reason=reason,
+        allowed_before=gate.allowed_versions,
+        allowed_after=gate.allowed_versions,
+        resource_version=gate.resource_version,
+    )
+
+
 def plan_gates(env: Environment, gates: Sequence[RolloutGate]) -> list[GatePlan]:
     """Decide, for an Environment and the gates visible in its namespace, what to write.
 
@@ -236,14 +248,7 @@ def _conform(env: Environment, gate: RolloutGate, *, takeover: bool) -> GatePlan
     if metadata:
         patch["metadata"] = metadata
     if not patch:
-        return GatePlan(
-            action="unchanged",
-            gate=gate.name,
-            reason="gate already in shape",
-            allowed_before=before,
-            allowed_after=before,
-            resource_version=gate.resource_version,
-        )
+        return unchanged(gate, "gate already in shape")
     changed = sorted(f"{part}.{key}" for part, keys in patch.items() for key in keys)
     return GatePlan(
         action="update",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.bake import AllowedTags, ReleaseCandidate, RevisionResult, allowed_tags
-from shared.gate import GatePlan
+from shared.gate import GatePlan, unchanged
 from shared.views import Environment, RolloutGate
 
 WATERMARK_ANNOTATION = "stagegate.kuberik.com/observed-status-time"
@@ -53,14 +53,14 @@ def plan_recompute(
     narrowing = before is None or set(after) <= set(before)
     if observed < watermark and not narrowing:
         reason = f"GitHub's answer (statuses up to {observed or 'none'}) predates {watermark}: gate kept"
-        return Recomputed(_unchanged(gate, reason), allowed)
+        return Recomputed(unchanged(gate, reason), allowed)
     patch: dict[str, object] = {}
     if before != after:
         patch["spec"] = {"allowedVersions": list(after)}
     if observed > watermark:
         patch["metadata"] = {"annotations": {WATERMARK_ANNOTATION: observed}}
     if not patch:
-        return Recomputed(_unchanged(gate, f"allowed versions already {list(after)}"), allowed)
+        return Recomputed(unchanged(gate, f"allowed versions already {list(after)}"), allowed)
     plan = GatePlan(
         action="update",
         gate=gate.name,
@@ -71,14 +71,3 @@ def plan_recompute(
         resource_version=gate.resource_version,
     )
     return Recomputed(plan, allowed)
-
-
-def _unchanged(gate: RolloutGate, reason: str) -> GatePlan:
-    return GatePlan(
-        action="unchanged",
-        gate=gate.name,
-        reason=reason,
-        allowed_before=gate.allowed_versions,
-        allowed_after=gate.allowed_versions,
-        resource_version=gate.resource_version,
-    )

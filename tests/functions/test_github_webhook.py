@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,20 +25,6 @@ from tests.kube_objects import ENV_ARGS, GATE_ARGS, environment, list_gates
 
 SOURCE = devstack.ROOT / "functions" / "github_webhook" / "main.py"
 SECRET = "webhook-secret-for-tests"
-
-
-@pytest.fixture(scope="module")
-def fake(octokit: Path) -> Iterator[FakeGitHub]:
-    with FakeGitHub(assets=octokit) as server:
-        yield server
-        assert server.schema_errors == []
-
-
-@pytest.fixture(scope="module")
-def procs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.Processes]:
-    processes = devstack.Processes(tmp_path_factory.mktemp("webhook"))
-    yield processes
-    processes.stop_all()
 
 
 def serve(kube_stack: devstack.KubeStack, procs: devstack.Processes, fake: FakeGitHub, **env: str) -> str:

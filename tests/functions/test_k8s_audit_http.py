@@ -21,13 +21,6 @@ SOURCE = devstack.ROOT / "functions" / "k8s_audit" / "main.py"
 TOKEN = "test-token-0123456789"
 
 
-@pytest.fixture(scope="module")
-def procs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.Processes]:
-    processes = devstack.Processes(tmp_path_factory.mktemp("functions"))
-    yield processes
-    processes.stop_all()
-
-
 def serve(kube_stack: devstack.KubeStack, procs: devstack.Processes, target: str, **env: str) -> str:
     settings = {"KUBECONFIG": str(kube_stack.kubeconfig), "AUDIT_WEBHOOK_TOKEN": TOKEN, **env}
     return devstack.FunctionServer(SOURCE, target, settings, kube_stack.tls, procs).url

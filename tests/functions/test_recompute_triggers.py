@@ -4,8 +4,6 @@ the gate anyway (GitHub does not redeliver, so these are the healers)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
@@ -22,20 +20,6 @@ from tests.kube_objects import ENV_ARGS, environment
 from tests.payloads import load_payload
 
 RESYNC_TOKEN = "resync-token-for-tests"
-
-
-@pytest.fixture(scope="module")
-def fake(octokit: Path) -> Iterator[FakeGitHub]:
-    with FakeGitHub(assets=octokit) as server:
-        yield server
-        assert server.schema_errors == []
-
-
-@pytest.fixture(scope="module")
-def procs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.Processes]:
-    processes = devstack.Processes(tmp_path_factory.mktemp("triggers"))
-    yield processes
-    processes.stop_all()
 
 
 def serve(kube_stack, procs, fake, source: str, target: str) -> str:

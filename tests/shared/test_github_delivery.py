@@ -9,7 +9,6 @@ are parsed too.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from shared.github_delivery import (
     signature,
     verify_delivery,
 )
+from tests.octokit import require_octokit
 
 SECRET = "webhook-secret-2026"
 FORM = "application/x-www-form-urlencoded"
@@ -417,19 +417,10 @@ def test_payload_field_of_the_wrong_type_is_bad_input_naming_it(parent: str, key
 
 # GitHub's published examples (@octokit/webhooks-examples)
 
-OCTOKIT_EXAMPLES = Path("npm/node_modules/@octokit/webhooks-examples/api.github.com/index.json")
-
 
 def octokit_examples_index() -> Path:
-    """The examples index, or skip (fail in CI) with the reason when the package is not installed."""
-    cache = Path(os.environ.get("STAGEGATE_CACHE") or Path.home() / ".cache" / "stagegate")
-    path = cache / OCTOKIT_EXAMPLES
-    if not path.is_file():
-        message = f"@octokit/webhooks-examples is not installed at {path}: run scripts/octokit-assets.sh"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    """The examples index from the installed octokit packages (skip, or fail in CI, without them)."""
+    return require_octokit() / "@octokit" / "webhooks-examples" / "api.github.com" / "index.json"
 
 
 def octokit_deployment_status_examples() -> list[dict[str, Any]]:
@@ -462,19 +453,6 @@ def test_githubs_published_deployment_status_examples_pass_verification(encode: 
             DeploymentStatusEvent.from_payload(delivery.payload).state
             == example["deployment_status"]["state"]
         )
-
-
-@pytest.mark.parametrize(("ci", "outcome"), [("true", pytest.fail.Exception), (None, pytest.skip.Exception)])
-def test_missing_octokit_examples_skip_outside_ci_and_fail_in_ci(
-    ci: str | None, outcome: type[BaseException], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("STAGEGATE_CACHE", str(tmp_path))
-    if ci is None:
-        monkeypatch.delenv("CI", raising=False)
-    else:
-        monkeypatch.setenv("CI", ci)
-    with pytest.raises(outcome, match="webhooks-examples"):
-        octokit_examples_index()
 
 
 def test_an_empty_configured_secret_counts_as_none_and_refuses_everything() -> None:
