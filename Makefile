@@ -4,7 +4,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements-dev.lock | cksum | cut -d' ' -f1)
 
-.PHONY: install kube-assets octokit-assets test test-unit lint bench lock run clean
+.PHONY: demo install kube-assets octokit-assets test test-unit lint bench lock run clean
+
+demo: install kube-assets octokit-assets  ## replay the incident on a local stack; prints a timeline and a verdict
+	$(PY) -m stagegate.demo
 
 install: $(STAMP)
 
@@ -40,8 +43,8 @@ lock: install                   ## re-resolve the pinned dependency sets from py
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 pyproject.toml -o requirements.lock
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --extra dev pyproject.toml -o requirements-dev.lock
 
-run: install                    ## serve k8s_audit_http locally against $$KUBECONFIG (TARGET/SOURCE to pick another)
-	$(VENV)/bin/functions-framework --source $${SOURCE:-functions/k8s_audit/main.py} --target $${TARGET:-k8s_audit_http} --port $${PORT:-8080}
+run: install                    ## serve every function locally against $$KUBECONFIG and $$GITHUB_API_URL
+	$(PY) -m stagegate.serve
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .hypothesis

@@ -331,7 +331,10 @@ class FunctionServer:
 
 @contextlib.contextmanager
 def audit_webhook_stack(
-    crd_dir: Path = PROJECT_CRDS, mode: str = "blocking", threads: int = 8
+    crd_dir: Path = PROJECT_CRDS,
+    mode: str = "blocking",
+    threads: int = 8,
+    function_env: Mapping[str, str] | None = None,
 ) -> Iterator[tuple[KubeStack, FunctionServer]]:
     """A KubeStack whose audit webhook is `k8s_audit_http`, served over TLS, in `mode`.
 
@@ -347,7 +350,7 @@ def audit_webhook_stack(
         server = FunctionServer(
             ROOT / "functions" / "k8s_audit" / "main.py",
             "k8s_audit_http",
-            {"KUBECONFIG": str(stack.kubeconfig), "AUDIT_WEBHOOK_TOKEN": token},
+            {"KUBECONFIG": str(stack.kubeconfig), "AUDIT_WEBHOOK_TOKEN": token, **(function_env or {})},
             stack.tls,
             stack.procs,
             threads=threads,

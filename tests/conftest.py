@@ -16,6 +16,7 @@ import pytest
 from kubernetes import client
 
 from stagegate import devstack
+from stagegate.fake_github import FakeGitHub
 from stagegate.kube import CountingApiClient, KubeGates, api_client
 from tests.octokit import require_octokit
 
@@ -67,3 +68,11 @@ def custom(kube_stack: devstack.KubeStack) -> client.CustomObjectsApi:
 def octokit() -> Path:
     """GitHub's published descriptions and examples (npm); skipped without them, except in CI."""
     return require_octokit()
+
+
+@pytest.fixture(scope="module")
+def fake(octokit: Path) -> Iterator[FakeGitHub]:
+    """The GitHub stand-in; every answer it gave must have matched GitHub's published descriptions."""
+    with FakeGitHub(assets=octokit) as server:
+        yield server
+        assert server.schema_errors == []

@@ -1,0 +1,156 @@
+"""`python -m stagegate` / `stagegate`: look at a gate the way the functions do, and recompute it by hand.
+
+`explain` prints an Environment's gate, the upstream's baked revisions, the governed Rollout's
+candidates and, for each, whether it is allowed and why not. `recompute` runs the very recompute
+the functions run (one Environment or `--all`); `--dry-run` shows what would be written and writes
+nothing. Configuration is the functions' own (KUBECONFIG, GITHUB_TOKEN, GITHUB_API_URL, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from shared.bake import allowed_tags, release_candidates, results_by_revision
+from shared.errors import PermanentError, StagegateError
+from shared.gate import is_owned_by
+from shared.recompute import WATERMARK_ANNOTATION, github_environment
+from shared.views import Environment, RolloutGate
+from stagegate.kube import KubeGates, api_client
+from stagegate.recompute_service import RecomputeStore, Upstream, recompute, upstream_from
+from stagegate.resync_service import resync
+from stagegate.settings import ConfigError, Settings
+
+
+class DryRun(KubeGates):
+    """Reads like the adapter, records writes instead of making them."""
+
+    def __init__(self, inner: KubeGates) -> None:
+        super().__init__(inner.api, inner.timeout)
+        self.writes: list[str] = []
+
+    def create_gate(self, namespace: str, body: Any) -> RolloutGate:
+        self.writes.append(
+            f"would create RolloutGate {namespace}/{body['metadata']['name']}: {json.dumps(body['spec'])}"
+        )
+        return RolloutGate.from_raw(body)
+
+    def patch_gate(self, namespace: str, name: str, patch: Any, resource_version: str) -> RolloutGate:
+        self.writes.append(
+            f"would patch RolloutGate {namespace}/{name} (at resourceVersion {resource_version}): "
+            + json.dumps(patch)
+        )
+        return RolloutGate.from_raw({"metadata": {"name": name, "namespace": namespace}})
+
+    def warn(self, env: Environment, reason: str, message: str) -> None:
+        self.writes.append(f"would record Event {reason} on {env.key}: {message}")
+
+
+def explain(env: Environment, kube: RecomputeStore, upstream: Upstream | None, out: TextIO) -> None:
+    """Print why each of the governed Rollout's candidates is allowed or not."""
+    print(f"Environment {env.key}: rollout {env.rollout_name}, project {env.project or '-'}", file=out)
+    gates = [g for g in kube.list_gates(env.namespace) if is_owned_by(g, env)]
+    for gate in gates:
+        watermark = gate.annotations.get(WATERMARK_ANNOTATION, "-")
+        print(f"  gate {gate.name}: allowedVersions={_listed(gate.allowed_versions)} passing={gate.passing} "
+              f"(computed from GitHub statuses up to {watermark})", file=out)  # fmt: skip
+    if not gates:
+        print("  no gate owned by this Environment", file=out)
+    rel = env.relationship
+    if rel is None:
+        print("  no relationship: the gate does not restrict versions", file=out)
+        return
+    rollout = kube.get_rollout(env.namespace, env.rollout_name)
+    candidates = release_candidates(rollout) if rollout is not None else ()
+    print(f"  relationship: {rel.type} {rel.environment}", file=out)
+    if upstream is None:
+        print("  GITHUB_TOKEN is not set: cannot read the upstream's bake results", file=out)
+        return
+    if not env.project:
+        print("  spec.backend.project is not set: cannot read the upstream's bake results", file=out)
+        return
+    where = github_environment(env, rel.environment)
+    revisions = frozenset(c.revision for c in candidates if c.revision)
+    results = results_by_revision(upstream.deployments(env.project, where, revisions))
+    print(f"  bake results in {where} (GitHub {env.project}):", file=out)
+    for revision, result in sorted(results.items()):
+        print(
+            f"    {revision}: {result.result or 'no result yet'} (deployment {result.deployment_id})",
+            file=out,
+        )
+    if not results:
+        print("    none for the candidates' revisions", file=out)
+    print(f"  candidates of Rollout {env.rollout_name}:", file=out)
+    verdicts = allowed_tags(rel.type, rel.environment, candidates, results)
+    for candidate in candidates:
+        print(f"    {candidate.tag}: {verdicts.reasons[candidate.tag]}", file=out)
+    if not candidates:
+        print("    none (the Rollout lists no release candidates)", file=out)
+    print(f"  the recompute would allow: {list(verdicts.tags)}", file=out)
+
+
+def _listed(versions: tuple[str, ...] | None) -> str:
+    return "null (no restriction)" if versions is None else json.dumps(list(versions))
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+    parser = argparse.ArgumentParser(prog="stagegate", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    explain_cmd = commands.add_parser(
+        "explain", help="why each candidate of an Environment is allowed or not"
+    )
+    explain_cmd.add_argument("environment")
+    explain_cmd.add_argument("-n", "--namespace", default="default")
+    recompute_cmd = commands.add_parser("recompute", help="recompute one Environment's gate, or --all")
+    recompute_cmd.add_argument("environment", nargs="?")
+    recompute_cmd.add_argument("-n", "--namespace", default="default")
+    recompute_cmd.add_argument(
+        "--all", action="store_true", help="every Environment (STAGEGATE_NAMESPACES applies)"
+    )
+    recompute_cmd.add_argument(
+        "--dry-run", action="store_true", help="print the writes instead of making them"
+    )
+    args = parser.parse_args(argv)
+    if args.command == "recompute" and bool(args.all) == bool(args.environment):
+        parser.error("recompute takes an ENVIRONMENT or --all")
+    try:
+        return _run(args, out)
+    except (ConfigError, StagegateError) as exc:
+        print(f"stagegate: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, out: TextIO) -> int:
+    settings = Settings.from_env()
+    kube = KubeGates(api_client(settings.kubeconfig), timeout=settings.github_deadline_seconds)
+    upstream = upstream_from(settings, settings.github_deadline_seconds)
+    if args.command == "explain":
+        explain(_environment(kube, args.namespace, args.environment), kube, upstream, out)
+        return 0
+    if upstream is None:
+        raise ConfigError("GITHUB_TOKEN is required to read bake results from GitHub")
+    store = DryRun(kube) if args.dry_run else kube
+    if args.all:
+        summary = resync(store, upstream, settings.namespaces, settings.kube_conflict_retries)
+        outcomes = summary["gates"]
+    else:
+        env = _environment(kube, args.namespace, args.environment)
+        outcomes = [o.to_json() for o in recompute(env, store, upstream, settings.kube_conflict_retries)]
+    for outcome in outcomes:
+        print(
+            f"{outcome['environment']}: gate {outcome['gate']} {outcome['action']}: {outcome['reason']}",
+            file=out,
+        )
+    for write in store.writes if isinstance(store, DryRun) else []:
+        print(write, file=out)
+    return 0
+
+
+def _environment(kube: KubeGates, namespace: str, name: str) -> Environment:
+    env = kube.get_environment(namespace, name)
+    if env is None:
+        raise PermanentError(f"Environment {namespace}/{name} not found")
+    return env

@@ -1,0 +1,78 @@
+"""The command-line tool against the real kube-apiserver and the GitHub stand-in."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from tests.functions.test_github_webhook import App, rev
+
+
+@pytest.fixture
+def app(custom, gates, fake, namespace, kube_stack, monkeypatch: pytest.MonkeyPatch) -> App:
+    monkeypatch.setenv("KUBECONFIG", str(kube_stack.kubeconfig))
+    monkeypatch.setenv("GITHUB_TOKEN", fake.token)
+    monkeypatch.setenv("GITHUB_API_URL", fake.url)
+    monkeypatch.setenv("STAGEGATE_NAMESPACES", namespace)
+    application = App(custom, gates, fake, namespace)
+    application.environment("staging")
+    application.environment("prod", upstream="staging")
+    application.candidates("prod", ("v1", rev(1)), ("v2", rev(2)), ("v3", None))
+    application.bake("staging", rev(1))
+    application.bake("staging", rev(2), "failure", "Bake failed: p99 latency")
+    return application
+
+
+def cli(*argv: str) -> tuple[int, str]:
+    from stagegate.cli import main
+
+    out = io.StringIO()
+    return main(list(argv), out=out), out.getvalue()
+
+
+def test_explain_says_why_each_candidate_is_allowed_or_not(app: App) -> None:
+    code, out = cli("explain", "prod", "-n", app.namespace)
+    assert code == 0
+    assert "gate prod-stagegate: allowedVersions=[]" in out
+    assert f"{rev(1)}: success" in out
+    assert f"{rev(2)}: failure" in out
+    assert f"v1: allowed: revision {rev(1)} baked successfully in staging" in out
+    assert f"v2: blocked: revision {rev(2)} has bake result failure in staging" in out
+    assert "v3: blocked: the candidate has no revision" in out
+    assert "the recompute would allow: ['v1']" in out
+
+
+def test_recompute_dry_run_prints_the_write_and_changes_nothing(app: App) -> None:
+    code, out = cli("recompute", "prod", "-n", app.namespace, "--dry-run")
+    assert code == 0
+    assert "would patch RolloutGate" in out
+    assert '"allowedVersions": ["v1"]' in out
+    assert app.gate("prod") == []
+
+
+def test_recompute_writes_what_explain_promised(app: App) -> None:
+    code, out = cli("recompute", "prod", "-n", app.namespace)
+    assert code == 0, out
+    assert "gate prod-stagegate update" in out
+    assert app.gate("prod") == ["v1"]
+
+
+def test_recompute_all_covers_every_environment_of_the_watched_namespaces(app: App) -> None:
+    code, out = cli("recompute", "--all")
+    assert code == 0, out
+    assert f"{app.namespace}/prod: gate prod-stagegate update" in out
+    assert f"{app.namespace}/staging: gate staging-stagegate unchanged" in out
+    assert app.gate("prod") == ["v1"]
+
+
+def test_unknown_environment_is_a_clear_error(app: App, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _ = cli("explain", "nope", "-n", app.namespace)
+    assert code == 2
+    assert f"Environment {app.namespace}/nope not found" in capsys.readouterr().err
+
+
+def test_recompute_without_github_token_names_the_variable(app: App, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("GITHUB_TOKEN")
+    assert cli("recompute", "prod", "-n", app.namespace)[0] == 2
+    assert "GITHUB_TOKEN" in capsys.readouterr().err
