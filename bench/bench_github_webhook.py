@@ -10,6 +10,7 @@ Run with `make bench` (BENCH_N sets deliveries per case, default 30).
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import sys
@@ -97,6 +98,7 @@ def measure(
 
 
 def main() -> None:
+    logging.getLogger("stagegate").setLevel(logging.WARNING)  # numbers only, not one log line per event
     with devstack.KubeStack() as stack, FakeGitHub() as fake:
         counting = api_client(str(stack.kubeconfig))
         kube = KubeGates(counting, timeout=10)

@@ -11,6 +11,7 @@ Run with `make bench` (BENCH_N sets the sample count, default 200).
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import subprocess
@@ -118,6 +119,7 @@ def end_to_end(stack: devstack.KubeStack, label: str) -> list[float]:
 
 
 def main() -> None:
+    logging.getLogger("stagegate").setLevel(logging.WARNING)  # numbers only, not one log line per event
     with devstack.KubeStack() as plain:
         import_time(plain.kubeconfig)
         handler(plain)

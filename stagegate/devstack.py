@@ -11,6 +11,7 @@ import it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -35,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROJECT_CRDS = ROOT / "infra" / "k8s" / "crds"
 KUBERIK_CRDS = ROOT.parent / "shared" / "reference" / "crds"
 AUDIT_POLICY = ROOT / "infra" / "k8s" / "audit-policy.yaml"
+RBAC = ROOT / "infra" / "k8s" / "rbac.yaml"
 ADMIN_USER = "stagegate-admin"
 
 
@@ -288,6 +290,57 @@ class KubeStack:
             "RolloutGate API",
         )
 
+    @functools.cached_property
+    def function_kubeconfig(self) -> Path:
+        """The functions' own identity: the least-privilege ServiceAccount of `infra/k8s/rbac.yaml`."""
+        return self.service_account_kubeconfig(self.dir / "stagegate-sa.kubeconfig")
+
+    def apply_rbac(self, manifest: Path = RBAC) -> None:
+        """Create each document of `manifest` as admin; one that already exists (409) is left as it is."""
+        admin = self.api_client()
+        core, rbac = client.CoreV1Api(admin), client.RbacAuthorizationV1Api(admin)
+        create: dict[str, Any] = {
+            "Namespace": core.create_namespace,
+            "ServiceAccount": lambda d: core.create_namespaced_service_account(d["metadata"]["namespace"], d),
+            "ClusterRole": rbac.create_cluster_role,
+            "ClusterRoleBinding": rbac.create_cluster_role_binding,
+        }
+        for doc in yaml.safe_load_all(manifest.read_text()):
+            if not doc:
+                continue
+            try:
+                create[doc["kind"]](doc)
+            except client.exceptions.ApiException as exc:
+                if exc.status != 409:
+                    raise
+
+    def service_account_kubeconfig(
+        self, path: Path, namespace: str = "stagegate-system", name: str = "stagegate"
+    ) -> Path:
+        """A kubeconfig for the ServiceAccount of `infra/k8s/rbac.yaml`, with a TokenRequest token.
+
+        No controller-manager runs here, so no token Secret is ever made; the TokenRequest API signs one
+        with `--service-account-signing-key-file` (audience: the issuer, valid for an hour). Returns once
+        the token authenticates and the role binding has reached the RBAC authorizer's cache.
+        """
+        self.apply_rbac()
+        request = client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+        )
+        core = client.CoreV1Api(self.api_client())
+        token = core.create_namespaced_service_account_token(name, namespace, request).status.token
+        write_kubeconfig(path, self.server, self.tls.ca_file, token)
+        as_account = client.CustomObjectsApi(config.new_client_from_config(config_file=str(path)))
+        wait_until(
+            lambda: as_account.list_cluster_custom_object(
+                "environments.kuberik.com", "v1alpha1", "environments", limit=1
+            ),
+            30,
+            f"ServiceAccount {namespace}/{name}",
+            lambda: self.procs.tail("kube-apiserver"),
+        )
+        return path
+
     def close(self) -> None:
         self.procs.stop_all()
         if os.environ.get("STAGEGATE_KEEP_STACK") != "1":
@@ -295,21 +348,27 @@ class KubeStack:
 
 
 class FunctionServer:
-    """One function target served by functions-framework under gunicorn, over TLS, in its own process."""
+    """One function target served by functions-framework under gunicorn, in its own process; over TLS
+    unless `tls` is None (the Pub/Sub emulator pushes over plain http)."""
 
     def __init__(
-        self, source: Path, target: str, env: Mapping[str, str], tls: Tls, procs: Processes, threads: int = 8
+        self,
+        source: Path,
+        target: str,
+        env: Mapping[str, str],
+        tls: Tls | None,
+        procs: Processes,
+        threads: int = 8,
     ) -> None:
         self.port = free_port()
-        self.url = f"https://127.0.0.1:{self.port}/"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/"
         self.tls = tls
         self.name = f"function-{target}"
         app = f'functions_framework:create_app(target="{target}", source="{source}")'
         argv = [
             sys.executable, "-m", "gunicorn",
             "--bind", f"127.0.0.1:{self.port}",
-            "--certfile", str(tls.cert_file),
-            "--keyfile", str(tls.key_file),
+            *(["--certfile", str(tls.cert_file), "--keyfile", str(tls.key_file)] if tls else []),
             "--workers", "1",
             "--threads", str(threads),
             "--timeout", "0",
@@ -323,7 +382,7 @@ class FunctionServer:
         """Any HTTP answer means a worker has loaded the function (the master binds before that)."""
         if self.proc.poll() is not None:
             raise ProcessExited(f"{self.name} exited with {self.proc.returncode}")
-        context = ssl.create_default_context(cafile=str(self.tls.ca_file))
+        context = ssl.create_default_context(cafile=str(self.tls.ca_file)) if self.tls else None
         with contextlib.suppress(urllib.error.HTTPError):
             urllib.request.urlopen(self.url, timeout=2, context=context).close()  # noqa: S310
         return True
@@ -360,6 +419,65 @@ def audit_webhook_stack(
         yield stack, server
     finally:
         stack.close()
+
+
+class PubSubEmulator:
+    """The Pub/Sub emulator from the Google Cloud CLI (package google-cloud-cli-pubsub-emulator)."""
+
+    def __init__(self, procs: Processes) -> None:
+        sdk = subprocess.run(
+            ["gcloud", "info", "--format=value(installation.sdk_root)"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        launcher = Path(sdk) / "platform" / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
+        if not launcher.exists():
+            raise FileNotFoundError(f"{launcher} missing: install google-cloud-cli-pubsub-emulator")
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        data = procs.log_dir / f"pubsub-{self.port}"
+        proc = procs.start(
+            "pubsub-emulator",
+            [str(launcher), "--host=127.0.0.1", f"--port={self.port}", f"--data-dir={data}"],
+        )
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise ProcessExited(f"Pub/Sub emulator exited with {proc.returncode}")
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+
+        wait_until(ready, 60, "Pub/Sub emulator", lambda: procs.tail("pubsub-emulator"))
+
+
+class MotoServer:
+    """moto in server mode: AWS APIs (EventBridge, SQS, ...) on loopback."""
+
+    def __init__(self, procs: Processes) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        proc = procs.start(
+            "moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        )
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise ProcessExited(f"moto server exited with {proc.returncode}")
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+
+        wait_until(ready, 60, "moto server", lambda: procs.tail("moto"))
+
+    def env(self) -> dict[str, str]:
+        """What boto3 needs to talk to this server instead of AWS."""
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
 
 
 def main() -> None:

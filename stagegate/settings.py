@@ -75,6 +75,12 @@ class Settings:
     """`GITHUB_WEBHOOK_DEADLINE_SECONDS`: the longest a webhook answer takes (GitHub gives up after 10 s)."""
     resync_token: str | None = None
     """`RESYNC_TOKEN`: the bearer token `resync_http` requires (Cloud Scheduler sends it)."""
+    bridge_transport: str | None = None
+    """`BRIDGE_TRANSPORT`: where `audit_bridge` publishes: `pubsub` or `eventbridge`."""
+    bridge_pubsub_topic: str | None = None
+    """`BRIDGE_PUBSUB_TOPIC`: the topic path `projects/P/topics/T`, for `pubsub`."""
+    bridge_event_bus: str | None = None
+    """`BRIDGE_EVENT_BUS`: the EventBridge bus name, for `eventbridge`."""
     namespaces: tuple[str, ...] = ()
     """`STAGEGATE_NAMESPACES`: comma-separated namespaces to watch; empty means all."""
 
@@ -103,6 +109,9 @@ class Settings:
                 env, "GITHUB_WEBHOOK_DEADLINE_SECONDS", cls.github_deadline_seconds
             ),
             resync_token=env.get("RESYNC_TOKEN") or None,
+            bridge_transport=env.get("BRIDGE_TRANSPORT") or None,
+            bridge_pubsub_topic=env.get("BRIDGE_PUBSUB_TOPIC") or None,
+            bridge_event_bus=env.get("BRIDGE_EVENT_BUS") or None,
             namespaces=tuple(
                 ns.strip() for ns in env.get("STAGEGATE_NAMESPACES", "").split(",") if ns.strip()
             ),

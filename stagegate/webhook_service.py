@@ -10,9 +10,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from shared.errors import RetryableError
-from shared.github_delivery import Delivery, DeploymentStatusEvent, kuberik_target
+from shared.github_delivery import Delivery, DeploymentStatusEvent, kuberik_target, verify_delivery
+from stagegate.http import within
 from stagegate.logs import get_logger
 from stagegate.recompute_service import RecomputeStore, Upstream, governed_by, recompute
+from stagegate.settings import Settings
 
 log = get_logger("webhook")
 
@@ -54,6 +56,19 @@ def _ignored(reason: str) -> dict[str, Any]:
 
 
 HANDLERS: Mapping[str, Handler] = {"ping": _pong, "deployment_status": _deployment_status}
+
+
+def github_request(
+    headers: Mapping[str, str], body: bytes, settings: Settings, kube: RecomputeStore, upstream: Upstream
+) -> dict[str, Any]:
+    """Verify a raw request and handle it within the deadline: the whole job of every webhook entry point."""
+    delivery = verify_delivery(headers, body, settings.github_webhook_secrets)
+    return dict(
+        within(
+            settings.github_deadline_seconds,
+            lambda: on_delivery(delivery, kube, upstream, settings.namespaces),
+        )
+    )
 
 
 def on_delivery(

@@ -51,7 +51,7 @@ def namespace(kube_stack: devstack.KubeStack) -> Iterator[str]:
 
 @pytest.fixture
 def counting_client(kube_stack: devstack.KubeStack) -> CountingApiClient:
-    return api_client(str(kube_stack.kubeconfig))
+    return api_client(str(kube_stack.function_kubeconfig))
 
 
 @pytest.fixture

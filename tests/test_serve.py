@@ -24,7 +24,7 @@ def serve(env: dict[str, str]) -> subprocess.Popen[str]:
 
 def test_missing_github_token_stops_at_start_naming_it(kube_stack) -> None:
     env = {k: v for k, v in os.environ.items() if k != "GITHUB_TOKEN"} | {
-        "KUBECONFIG": str(kube_stack.kubeconfig)
+        "KUBECONFIG": str(kube_stack.function_kubeconfig)
     }
     proc = serve(env)
     _, err = proc.communicate(timeout=60)
@@ -34,7 +34,7 @@ def test_missing_github_token_stops_at_start_naming_it(kube_stack) -> None:
 
 def test_malformed_setting_stops_at_start_naming_it(kube_stack) -> None:
     env = dict(os.environ) | {
-        "KUBECONFIG": str(kube_stack.kubeconfig),
+        "KUBECONFIG": str(kube_stack.function_kubeconfig),
         "GITHUB_TOKEN": "t",
         "AUDIT_DEADLINE_SECONDS": "x",
     }
@@ -47,7 +47,8 @@ def test_malformed_setting_stops_at_start_naming_it(kube_stack) -> None:
 def test_every_function_is_served_and_stops_together(kube_stack, fake) -> None:
     base = random.randrange(20000, 40000, 10)  # noqa: S311  a port range, not a secret
     env = dict(os.environ) | {
-        "KUBECONFIG": str(kube_stack.kubeconfig), "GITHUB_TOKEN": fake.token, "GITHUB_API_URL": fake.url,
+        "KUBECONFIG": str(kube_stack.function_kubeconfig),
+        "GITHUB_TOKEN": fake.token, "GITHUB_API_URL": fake.url,
         "GITHUB_WEBHOOK_SECRET": "s", "PORT": str(base),
     }  # fmt: skip
     proc = serve(env)

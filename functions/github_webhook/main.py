@@ -1,7 +1,7 @@
 """GitHub `deployment_status` webhooks in, recomputed downstream RolloutGates out.
 
-The entry point verifies the signature, parses, hands the delivery to the service within a bounded
-time and answers; everything else lives in `stagegate`.
+The entry point reads the body and hands it, with the headers, to the service, which verifies the
+signature, parses and recomputes within a bounded time; `answer` turns the outcome into a response.
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ from typing import Any
 import flask
 import functions_framework
 
-from shared.github_delivery import verify_delivery
 from stagegate.github import GitHubDeployments, github_client
-from stagegate.http import Response, answer, read_body, within
+from stagegate.http import Response, answer, read_body
 from stagegate.kube import KubeGates, api_client
 from stagegate.settings import Settings
-from stagegate.webhook_service import on_delivery
+from stagegate.webhook_service import github_request
 
 SETTINGS = Settings.from_env()
 KUBE = KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.github_deadline_seconds)
@@ -31,12 +30,6 @@ def github_webhook(request: flask.Request) -> Response:
 
     def handle() -> dict[str, Any]:
         body = read_body(request, SETTINGS.github_max_body_bytes)
-        delivery = verify_delivery(dict(request.headers), body, SETTINGS.github_webhook_secrets)
-        return dict(
-            within(
-                SETTINGS.github_deadline_seconds,
-                lambda: on_delivery(delivery, KUBE, UPSTREAM, SETTINGS.namespaces),
-            )
-        )
+        return github_request(dict(request.headers), body, SETTINGS, KUBE, UPSTREAM)
 
     return answer(handle, "github_webhook")

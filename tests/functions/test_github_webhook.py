@@ -29,7 +29,7 @@ SECRET = "webhook-secret-for-tests"
 
 def serve(kube_stack: devstack.KubeStack, procs: devstack.Processes, fake: FakeGitHub, **env: str) -> str:
     settings = {
-        "KUBECONFIG": str(kube_stack.kubeconfig),
+        "KUBECONFIG": str(kube_stack.function_kubeconfig),
         "GITHUB_WEBHOOK_SECRET": SECRET,
         "GITHUB_TOKEN": fake.token,
         "GITHUB_API_URL": fake.url,

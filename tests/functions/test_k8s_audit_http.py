@@ -22,7 +22,7 @@ TOKEN = "test-token-0123456789"
 
 
 def serve(kube_stack: devstack.KubeStack, procs: devstack.Processes, target: str, **env: str) -> str:
-    settings = {"KUBECONFIG": str(kube_stack.kubeconfig), "AUDIT_WEBHOOK_TOKEN": TOKEN, **env}
+    settings = {"KUBECONFIG": str(kube_stack.function_kubeconfig), "AUDIT_WEBHOOK_TOKEN": TOKEN, **env}
     return devstack.FunctionServer(SOURCE, target, settings, kube_stack.tls, procs).url
 
 

@@ -24,7 +24,7 @@ RESYNC_TOKEN = "resync-token-for-tests"
 
 def serve(kube_stack, procs, fake, source: str, target: str) -> str:
     env = {
-        "KUBECONFIG": str(kube_stack.kubeconfig),
+        "KUBECONFIG": str(kube_stack.function_kubeconfig),
         "GITHUB_WEBHOOK_SECRET": SECRET,
         "GITHUB_TOKEN": fake.token,
         "GITHUB_API_URL": fake.url,

@@ -11,7 +11,7 @@ from tests.functions.test_github_webhook import App, rev
 
 @pytest.fixture
 def app(custom, gates, fake, namespace, kube_stack, monkeypatch: pytest.MonkeyPatch) -> App:
-    monkeypatch.setenv("KUBECONFIG", str(kube_stack.kubeconfig))
+    monkeypatch.setenv("KUBECONFIG", str(kube_stack.function_kubeconfig))
     monkeypatch.setenv("GITHUB_TOKEN", fake.token)
     monkeypatch.setenv("GITHUB_API_URL", fake.url)
     monkeypatch.setenv("STAGEGATE_NAMESPACES", namespace)

@@ -1,0 +1,41 @@
+"""AWS Lambda entry points: the audit consumer behind EventBridge (and SQS), and the GitHub webhook
+behind a function URL or API Gateway. The handlers are the Functions Framework ones; only the
+envelope is AWS's."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from shared.audit import parse_audit_document
+from stagegate.audit_service import AuditContext, handle_audit_events
+from stagegate.http import answer
+from stagegate.kube import KubeGates, api_client
+from stagegate.lambda_adapter import consume_eventbridge, http_request, http_response
+from stagegate.recompute_service import upstream_from
+from stagegate.settings import ConfigError, Settings
+from stagegate.webhook_service import github_request
+
+SETTINGS = Settings.from_env()
+KUBE = KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.audit_deadline_seconds)
+UPSTREAM = upstream_from(SETTINGS, SETTINGS.github_deadline_seconds)
+CONTEXT = AuditContext(KUBE, UPSTREAM, SETTINGS.kube_conflict_retries)
+
+
+def k8s_audit_eventbridge(event: Mapping[str, Any], context: object) -> dict[str, Any]:
+    """EventBridge rule target (or SQS event source): ensure/recompute gates for each audit event."""
+    return consume_eventbridge(
+        event, lambda detail: handle_audit_events(parse_audit_document(detail), CONTEXT)
+    )
+
+
+def github_webhook(event: Mapping[str, Any], context: object) -> dict[str, Any]:
+    """Function URL / HTTP API target for GitHub webhooks."""
+
+    def handle() -> dict[str, Any]:
+        if UPSTREAM is None:
+            raise ConfigError("GITHUB_TOKEN is required to read bake results from GitHub")
+        headers, body = http_request(event, SETTINGS.github_max_body_bytes)
+        return github_request(headers, body, SETTINGS, KUBE, UPSTREAM)
+
+    return http_response(answer(handle, "github_webhook"))

@@ -1,0 +1,151 @@
+"""The audit bridge: keep the audit events the functions act on and publish each to a durable transport.
+
+The kube-apiserver's batch-mode audit webhook posts EventLists here; what survives `route()` is
+published one event per message, in the order received: to Pub/Sub with an ordering key per object
+(`namespace/name`), so events for one Environment arrive in order, or to an EventBridge bus. Nothing
+is published for an irrelevant event. A publish failure raises `RetryableError` (a 5xx, so the
+apiserver retries the batch). The vendor clients are imported only by the transport that is used.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from shared.audit import AUDIT_API_VERSION, AuditEvent, Routed, route
+from shared.errors import RetryableError
+from stagegate.settings import ConfigError, Settings
+
+EVENTBRIDGE_SOURCE = "stagegate.kubernetes-audit"
+EVENTBRIDGE_DETAIL_TYPE = "Kubernetes audit event"
+EVENTBRIDGE_BATCH = 10  # PutEvents takes at most 10 entries
+
+
+def message(event: AuditEvent) -> bytes:
+    """One audit event as a standalone `audit.k8s.io/v1` Event document (what `k8s_audit` parses)."""
+    return json.dumps({**event.raw, "apiVersion": AUDIT_API_VERSION, "kind": "Event"}).encode()
+
+
+def ordering_key(routed: Routed) -> str:
+    """Events for one object share a key, so Pub/Sub delivers them in publish order."""
+    return f"{routed.namespace}/{routed.name}"
+
+
+class Transport(Protocol):
+    """Where relevant events go; raises `RetryableError` when they could not all be published."""
+
+    def publish(self, events: Sequence[Routed]) -> None: ...
+
+
+class PubSubTransport:
+    """Google Cloud Pub/Sub with message ordering (honours PUBSUB_EMULATOR_HOST)."""
+
+    def __init__(self, topic: str, timeout: float) -> None:
+        from google.cloud import pubsub_v1
+
+        self.topic = topic
+        self.timeout = timeout
+        self.client = pubsub_v1.PublisherClient(
+            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+        )
+
+    def publish(self, events: Sequence[Routed]) -> None:
+        futures = [
+            (
+                routed,
+                self.client.publish(self.topic, message(routed.event), ordering_key=ordering_key(routed)),
+            )
+            for routed in events
+        ]
+        failed = []
+        for routed, future in futures:
+            try:
+                future.result(timeout=self.timeout)
+            except (FutureTimeout, Exception) as exc:  # any publish failure means: retry the batch
+                failed.append(f"{ordering_key(routed)}: {type(exc).__name__}: {exc}")
+                # A failed ordered publish pauses its key until resumed; the apiserver's retry resumes it.
+                self.client.resume_publish(self.topic, ordering_key(routed))
+        if failed:
+            raise RetryableError(f"Pub/Sub publish to {self.topic} failed: {'; '.join(failed)}")
+
+
+class EventBridgeTransport:
+    """An Amazon EventBridge custom bus (honours AWS_REGION and AWS_ENDPOINT_URL)."""
+
+    def __init__(self, bus: str, timeout: float) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bus = bus
+        self.client = boto3.client(
+            "events",
+            config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 1}),
+        )
+
+    def publish(self, events: Sequence[Routed]) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        for start in range(0, len(events), EVENTBRIDGE_BATCH):
+            batch = events[start : start + EVENTBRIDGE_BATCH]
+            entries = [
+                {
+                    "Source": EVENTBRIDGE_SOURCE,
+                    "DetailType": EVENTBRIDGE_DETAIL_TYPE,
+                    "Detail": message(routed.event).decode(),
+                    "EventBusName": self.bus,
+                    "Resources": [ordering_key(routed)],
+                }
+                for routed in batch
+            ]
+            try:
+                answer = self.client.put_events(Entries=entries)
+            except (BotoCoreError, ClientError) as exc:
+                raise RetryableError(f"EventBridge put_events on {self.bus} failed: {exc}") from exc
+            if answer.get("FailedEntryCount"):
+                errors = {e.get("ErrorCode") for e in answer["Entries"] if e.get("ErrorCode")}
+                raise RetryableError(
+                    f"EventBridge refused {answer['FailedEntryCount']} entries: {sorted(errors)}"
+                )
+
+
+def transport_from(settings: Settings) -> Transport:
+    """The transport the configuration names; a missing piece fails at start naming its variable."""
+    if settings.bridge_transport == "pubsub":
+        if not settings.bridge_pubsub_topic:
+            raise ConfigError("BRIDGE_PUBSUB_TOPIC is required when BRIDGE_TRANSPORT=pubsub")
+        return PubSubTransport(settings.bridge_pubsub_topic, settings.audit_deadline_seconds)
+    if settings.bridge_transport == "eventbridge":
+        if not settings.bridge_event_bus:
+            raise ConfigError("BRIDGE_EVENT_BUS is required when BRIDGE_TRANSPORT=eventbridge")
+        return EventBridgeTransport(settings.bridge_event_bus, settings.audit_deadline_seconds)
+    raise ConfigError(f"BRIDGE_TRANSPORT must be pubsub or eventbridge, got {settings.bridge_transport!r}")
+
+
+@dataclass
+class BridgeSummary:
+    """What a delivery contained and what was published."""
+
+    events: int
+    published: int
+    ignored: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"events": self.events, "published": self.published, "ignored": self.ignored}
+
+
+def bridge(events: Sequence[AuditEvent], transport: Transport) -> BridgeSummary:
+    """Publish the relevant events, in order; count the rest by reason."""
+    relevant: list[Routed] = []
+    ignored: dict[str, int] = {}
+    for event in events:
+        decision = route(event)
+        if isinstance(decision, Routed):
+            relevant.append(decision)
+        else:
+            ignored[decision.reason] = ignored.get(decision.reason, 0) + 1
+    if relevant:
+        transport.publish(relevant)
+    return BridgeSummary(events=len(events), published=len(relevant), ignored=ignored)

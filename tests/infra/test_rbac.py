@@ -1,0 +1,246 @@
+"""The functions' Kubernetes identity (`infra/k8s/rbac.yaml`) on a real kube-apiserver.
+
+The ServiceAccount's token comes from the TokenRequest API, and every function path runs with it
+through `KubeGates`: what the functions do must be allowed, and what they never do must be refused
+with 403, so a broader role cannot slip in unnoticed. Runs for both CRD sets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from shared.gate import fallback_gate_name, gate_name
+from shared.views import Environment
+from stagegate import devstack
+from stagegate.kube import KubeGates, api_client
+from stagegate.reconcile import ensure_gates
+from tests.kube_objects import (
+    ENV_ARGS,
+    GATE_ARGS,
+    create_environment,
+    create_gate,
+    environment,
+    get_gate,
+    list_gates,
+    owner_ref,
+)
+
+ACCOUNT = "system:serviceaccount:stagegate-system:stagegate"
+
+
+@pytest.fixture(scope="module")
+def sa_kubeconfig(kube_stack: devstack.KubeStack, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return kube_stack.service_account_kubeconfig(tmp_path_factory.mktemp("sa") / "kubeconfig")
+
+
+@pytest.fixture
+def sa_client(sa_kubeconfig: Path) -> client.ApiClient:
+    return api_client(str(sa_kubeconfig))
+
+
+@pytest.fixture
+def sa_gates(sa_client: client.ApiClient) -> KubeGates:
+    return KubeGates(sa_client, timeout=10)
+
+
+def rollout(custom: client.CustomObjectsApi, namespace: str, name: str = "myapp") -> dict[str, Any]:
+    body = {"apiVersion": "kuberik.com/v1alpha1", "kind": "Rollout", "metadata": {"name": name}}
+    result: dict[str, Any] = custom.create_namespaced_custom_object(*GATE_ARGS, namespace, "rollouts", body)
+    return result
+
+
+# --- allowed: every path the functions take -------------------------------------------------------
+
+
+def test_token_authenticates_as_the_service_account(sa_client: client.ApiClient) -> None:
+    review = client.AuthorizationV1Api(sa_client).create_self_subject_access_review(
+        {
+            "spec": {
+                "resourceAttributes": {"group": "kuberik.com", "resource": "rolloutgates", "verb": "create"}
+            }
+        }
+    )
+    assert review.status.allowed is True
+    with pytest.raises(ApiException) as refused:
+        client.CoreV1Api(sa_client).list_namespace()
+    assert refused.value.status == 403
+    assert ACCOUNT in refused.value.body
+
+
+def test_new_environment_gets_its_blocking_gate(
+    namespace: str, sa_gates: KubeGates, custom: client.CustomObjectsApi
+) -> None:
+    env = create_environment(custom, environment(namespace, "prod"))
+    outcomes = ensure_gates(Environment.from_raw(env), sa_gates, fresh=True)
+    assert [(o.gate, o.action) for o in outcomes] == [("prod-stagegate", "create")]
+    gate = get_gate(custom, namespace, "prod-stagegate")
+    assert gate["spec"]["allowedVersions"] == []
+    assert gate["metadata"]["ownerReferences"][0]["uid"] == env["metadata"]["uid"]
+
+
+def test_gate_owned_by_the_environment_is_adopted(
+    namespace: str, sa_gates: KubeGates, custom: client.CustomObjectsApi
+) -> None:
+    env = create_environment(custom, environment(namespace, "prod"))
+    create_gate(custom, namespace, "ghd-x7k2p", owner=owner_ref(env), allowed=None)
+    outcomes = ensure_gates(Environment.from_raw(env), sa_gates, fresh=False)
+    assert [(o.gate, o.action) for o in outcomes] == [("ghd-x7k2p", "update")]
+    [gate] = list_gates(custom, namespace)
+    assert gate["spec"]["allowedVersions"] == []
+    assert gate["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "stagegate"
+
+
+def test_refusal_records_an_event_and_makes_the_fallback_gate(
+    namespace: str, sa_gates: KubeGates, custom: client.CustomObjectsApi, kube_stack: devstack.KubeStack
+) -> None:
+    create_gate(custom, namespace, gate_name("prod"), allowed=["hand-picked"])
+    raw = create_environment(custom, environment(namespace, "prod"))
+    env = Environment.from_raw(raw)
+    outcomes = ensure_gates(env, sa_gates, fresh=False)
+    assert [(o.gate, o.action) for o in outcomes] == [
+        ("prod-stagegate", "refuse"),
+        (fallback_gate_name(env), "create"),
+    ]
+    # The refusal swallows a failed Event write (it only logs), so look for the Event itself.
+    events = client.CoreV1Api(kube_stack.api_client()).list_namespaced_event(namespace).items
+    assert [(e.reason, e.involved_object.name, e.type) for e in events] == [
+        ("GateOwnedByOther", "prod", "Warning")
+    ]
+    assert get_gate(custom, namespace, "prod-stagegate")["spec"]["allowedVersions"] == ["hand-picked"]
+
+
+def test_environments_are_read_by_name_and_listed(
+    namespace: str, sa_gates: KubeGates, custom: client.CustomObjectsApi
+) -> None:
+    create_environment(custom, environment(namespace, "prod"))
+    env = sa_gates.get_environment(namespace, "prod")
+    assert env is not None
+    assert env.key == f"{namespace}/prod"
+    assert sa_gates.get_environment(namespace, "missing") is None  # 404, not 403
+    assert f"{namespace}/prod" in {e.key for e in sa_gates.list_environments()}
+    assert [e.key for e in sa_gates.list_environments([namespace])] == [f"{namespace}/prod"]
+
+
+def test_rollout_is_read(namespace: str, sa_gates: KubeGates, custom: client.CustomObjectsApi) -> None:
+    rollout(custom, namespace)
+    raw = sa_gates.get_rollout(namespace, "myapp")
+    assert raw is not None
+    assert raw["metadata"]["name"] == "myapp"
+    assert sa_gates.get_rollout(namespace, "missing") is None
+
+
+# --- refused: everything the functions never do ---------------------------------------------------
+
+Attempt = Callable[[client.CustomObjectsApi, client.CoreV1Api, str], Any]
+
+REFUSED: dict[str, Attempt] = {
+    "get secret": lambda _, core, ns: core.read_namespaced_secret("app-secret", ns),
+    "list secrets": lambda _, core, ns: core.list_namespaced_secret(ns),
+    "list secrets cluster-wide": lambda _, core, ns: core.list_secret_for_all_namespaces(),
+    "delete environment": lambda custom, _, ns: custom.delete_namespaced_custom_object(
+        *ENV_ARGS, ns, "environments", "prod"
+    ),
+    "delete rolloutgate": lambda custom, _, ns: custom.delete_namespaced_custom_object(
+        *GATE_ARGS, ns, "rolloutgates", "prod-stagegate"
+    ),
+    "create environment": lambda custom, _, ns: custom.create_namespaced_custom_object(
+        *ENV_ARGS, ns, "environments", environment(ns, "intruder")
+    ),
+    "patch rollout": lambda custom, _, ns: custom.patch_namespaced_custom_object(
+        *GATE_ARGS, ns, "rollouts", "myapp", {"metadata": {"labels": {"x": "y"}}}
+    ),
+    "patch rollout status": lambda custom, _, ns: custom.patch_namespaced_custom_object_status(
+        *GATE_ARGS, ns, "rollouts", "myapp", {"status": {"releaseCandidates": [{"tag": "evil"}]}}
+    ),
+    "list pods": lambda _, core, ns: core.list_namespaced_pod(ns),
+    "list pods cluster-wide": lambda _, core, ns: core.list_pod_for_all_namespaces(),
+}
+
+
+@pytest.mark.parametrize("attempt", REFUSED.values(), ids=REFUSED.keys())
+def test_service_account_is_refused(
+    attempt: Attempt,
+    namespace: str,
+    sa_client: client.ApiClient,
+    custom: client.CustomObjectsApi,
+    kube_stack: devstack.KubeStack,
+) -> None:
+    admin_core = client.CoreV1Api(kube_stack.api_client())
+    admin_core.create_namespaced_secret(namespace, {"metadata": {"name": "app-secret"}, "data": {}})
+    env = create_environment(custom, environment(namespace, "prod"))
+    create_gate(custom, namespace, "prod-stagegate", owner=owner_ref(env), allowed=[])
+    rollout(custom, namespace)
+
+    with pytest.raises(ApiException) as refused:
+        attempt(client.CustomObjectsApi(sa_client), client.CoreV1Api(sa_client), namespace)
+    assert refused.value.status == 403
+    assert ACCOUNT in refused.value.body
+
+    # and nothing changed
+    assert [
+        i["metadata"]["name"]
+        for i in custom.list_namespaced_custom_object(*ENV_ARGS, namespace, "environments")["items"]
+    ] == ["prod"]
+    assert [g["metadata"]["name"] for g in list_gates(custom, namespace)] == ["prod-stagegate"]
+    assert (
+        "labels"
+        not in custom.get_namespaced_custom_object(*GATE_ARGS, namespace, "rollouts", "myapp")["metadata"]
+    )
+
+
+# --- the manifest itself --------------------------------------------------------------------------
+
+
+def manifest() -> dict[str, dict[str, Any]]:
+    docs = [d for d in yaml.safe_load_all(devstack.RBAC.read_text()) if d]
+    by_kind = {d["kind"]: d for d in docs}
+    assert len(by_kind) == len(docs), "one document of each kind"
+    return by_kind
+
+
+def test_cluster_role_is_least_privilege() -> None:
+    rules = manifest()["ClusterRole"]["rules"]
+    forbidden_verbs = {"delete", "deletecollection", "escalate", "bind", "impersonate", "*"}
+    for rule in rules:
+        for key in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule[key], f"wildcard in {key}: {rule}"
+        assert "secrets" not in rule["resources"]
+        assert not forbidden_verbs & set(rule["verbs"]), rule
+        assert "nonResourceURLs" not in rule
+        assert "resourceNames" not in rule
+    granted = {
+        (g, r, tuple(sorted(rule["verbs"])))
+        for rule in rules
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+    }
+    assert granted == {
+        ("kuberik.com", "rolloutgates", ("create", "get", "list", "patch", "update")),
+        ("environments.kuberik.com", "environments", ("get", "list")),
+        ("environments.kuberik.com", "environments/finalizers", ("update",)),
+        ("kuberik.com", "rollouts", ("get", "list")),
+        ("", "events", ("create",)),
+    }
+
+
+def test_binding_gives_the_role_to_the_service_account_only() -> None:
+    docs = manifest()
+    account = docs["ServiceAccount"]["metadata"]
+    assert (account["namespace"], account["name"]) == ("stagegate-system", "stagegate")
+    assert docs["Namespace"]["metadata"]["name"] == "stagegate-system"
+    binding = docs["ClusterRoleBinding"]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": docs["ClusterRole"]["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "stagegate", "namespace": "stagegate-system"}
+    ]
