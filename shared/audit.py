@@ -164,6 +164,6 @@ def route(event: AuditEvent) -> Routed | Ignored:
         if isinstance(meta, Mapping):
             namespace = namespace or meta.get("namespace")
             name = name or meta.get("name")
-    if not namespace or not name:
+    if not (isinstance(namespace, str) and namespace and isinstance(name, str) and name):
         return Ignored("names no namespace/name")
     return Routed(route=handler, event=event, namespace=namespace, name=name)

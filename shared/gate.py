@@ -201,7 +201,10 @@ def plan_gates(env: Environment, gates: Sequence[RolloutGate]) -> list[GatePlan]
         allowed_after=same_named.allowed_versions,
     )
     fallback = fallback_gate_name(env)
-    if any(g.name == fallback for g in gates):
+    taken = next((g for g in gates if g.name == fallback), None)
+    if taken is not None and taken.being_deleted:
+        raise RetryableError(f"RolloutGate {fallback} is being deleted; its successor is created on retry")
+    if taken is not None:
         return [refusal]
     return [refusal, _create(env, fallback, f"{name} is taken: new gate under {fallback}")]
 

@@ -329,3 +329,10 @@ def test_one_change_that_names_no_object_does_not_reject_the_rest_of_its_deliver
         ("default", "prod"),
         ("default", "prod"),
     ]
+
+
+def test_routed_change_whose_object_name_is_not_a_string_is_ignored() -> None:
+    event = captured_event(CREATE)
+    del event["objectRef"]["name"]
+    event["responseObject"]["metadata"]["name"] = 7
+    assert route(AuditEvent.from_raw(event)) == Ignored("names no namespace/name")

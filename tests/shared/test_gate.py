@@ -530,24 +530,26 @@ def test_same_named_gate_with_an_earlier_incarnation_and_another_owner_is_refuse
     [[deployment_owner()], [], [env_owner("staging", "1d0f3c2b-aaaa-4bbb-8ccc-dddd00000001")]],
     ids=["deployment", "ownerless", "other-environment"],
 )
-@pytest.mark.parametrize("deleting", [False, True], ids=["live", "being-deleted"])
-def test_fallback_name_taken_by_a_gate_that_is_not_ours_leaves_only_the_refusal(
-    owners: list[dict], deleting: bool
-) -> None:
+def test_fallback_name_taken_by_a_gate_that_is_not_ours_leaves_only_the_refusal(owners: list[dict]) -> None:
     foreign = gate(allowed=["v9"], owners=[deployment_owner("web")])
-    squatter = gate(FALLBACK, allowed=["v1"], owners=owners, deleting=deleting)
+    squatter = gate(FALLBACK, allowed=["v1"], owners=owners)
     plans = plan_gates(environment(), [foreign, squatter])
     assert [(p.action, p.gate) for p in plans] == [("refuse", "prod-stagegate")]
     assert (plans[0].patch, plans[0].body) == (None, None)
 
 
-def test_fallback_gate_of_ours_being_deleted_leaves_only_the_refusal() -> None:
-    # Unlike a same-named gate being deleted (retried), this is not retried: see the report.
+@pytest.mark.parametrize("owners", [None, [deployment_owner()]], ids=["ours", "someone-elses"])
+def test_fallback_gate_being_deleted_is_retried_so_the_environment_gets_a_gate_again(
+    owners: list[dict] | None,
+) -> None:
     foreign = gate(owners=[deployment_owner("web")])
-    leaving = gate(FALLBACK, allowed=[], deleting=True)
-    assert [(p.action, p.gate) for p in plan_gates(environment(), [foreign, leaving])] == [
-        ("refuse", "prod-stagegate")
-    ]
+    leaving = (
+        gate(FALLBACK, allowed=[], deleting=True)
+        if owners is None
+        else gate(FALLBACK, allowed=[], deleting=True, owners=owners)
+    )
+    with pytest.raises(RetryableError, match=f"{FALLBACK} is being deleted"):
+        plan_gates(environment(), [foreign, leaving])
 
 
 def test_fallback_gate_owned_by_the_environment_is_conformed_without_a_refusal() -> None:

@@ -143,13 +143,15 @@ with_relationship = st.tuples(st.sampled_from(["After", "Parallel"]), dns_labels
 
 
 def plans_or_retry(env: Environment, generated: list[Generated]) -> list[GatePlan] | None:
-    """The plans, or None when the only answer is to retry because our gate's name is being freed."""
+    """The plans, or None when the only answer is to retry because the name to create is being freed."""
     gates = [RolloutGate.from_raw(g.raw) for g in generated]
     try:
         return plan_gates(env, gates)
     except RetryableError:
-        same_named = [g for g in generated if g.name == gate_name(env.name)]
-        assert any(g.deleting for g in same_named), "retry only while the same-named gate is being deleted"
+        names = {gate_name(env.name), fallback_gate_name(env)}
+        assert any(g.deleting for g in generated if g.name in names), (
+            "retry only while a gate under our name or our fallback name is being deleted"
+        )
         assert not any(g.owned_by_env() and not g.deleting for g in generated), (
             "retry although a gate is ours"
         )
