@@ -1,0 +1,433 @@
+# stagegate on AWS: audit events arrive on an EventBridge bus (published by audit_bridge with
+# BRIDGE_TRANSPORT=eventbridge), a rule sends them to an SQS queue with a dead-letter queue, and
+# k8s_audit_eventbridge consumes the queue; github_webhook answers GitHub on a function URL.
+#
+# Names the code depends on (handlers, environment variable names, the event source and detail type
+# of stagegate/bridge.py) are written out literally, so tests/infra/test_terraform.py can check them
+# against the code without running terraform.
+
+terraform {
+  required_version = ">= 1.5"
+
+  required_providers {
+    # 6.28 adds aws_lambda_permission.invoked_via_function_url (function URLs need lambda:InvokeFunction too).
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 6.28, < 7.0"
+    }
+    archive = {
+      source  = "hashicorp/archive"
+      version = ">= 2.4"
+    }
+  }
+}
+
+provider "aws" {
+  region = var.region
+}
+
+locals {
+  repo_root = abspath("${path.module}/../..")
+
+  # What the handlers import, and nothing else: tests/, .venv/, bench/, scripts/ stay out. The
+  # third-party packages come in the dependencies layer.
+  source_files = sort(setunion(
+    fileset(local.repo_root, "{functions,shared,stagegate}/**/*.py"),
+    fileset(local.repo_root, "{shared,stagegate}/py.typed"),
+  ))
+
+  dependencies_layer_zip = coalesce(var.dependencies_layer_zip, "${local.repo_root}/build/lambda-dependencies.zip")
+
+  # Layers are unpacked under /opt: the kubeconfig layer holds kubeconfig/config.
+  kubeconfig_layer_file = "kubeconfig/config"
+  kubeconfig_path       = "/opt/${local.kubeconfig_layer_file}"
+
+  namespaces = join(",", var.namespaces)
+}
+
+# --- secrets -----------------------------------------------------------------------------------------
+
+# The code reads plain environment variables, so the values are resolved at deploy time: they end up
+# in the Terraform state and in the functions' (KMS-encrypted) configuration. Keep the state private.
+data "aws_secretsmanager_secret_version" "github_token" {
+  secret_id = var.github_token_secret_id
+}
+
+data "aws_secretsmanager_secret_version" "github_webhook_secret" {
+  secret_id = var.github_webhook_secret_secret_id
+}
+
+data "aws_secretsmanager_secret_version" "kubeconfig" {
+  secret_id = var.kubeconfig_secret_id
+}
+
+# --- code --------------------------------------------------------------------------------------------
+
+data "archive_file" "code" {
+  type        = "zip"
+  output_path = "${local.repo_root}/build/terraform/aws-code.zip"
+
+  dynamic "source" {
+    for_each = local.source_files
+    content {
+      filename = source.value
+      content  = file("${local.repo_root}/${source.value}")
+    }
+  }
+}
+
+resource "aws_lambda_layer_version" "dependencies" {
+  layer_name               = "${var.name_prefix}-dependencies"
+  description              = "requirements.lock for python3.11 x86_64"
+  filename                 = local.dependencies_layer_zip
+  source_code_hash         = filebase64sha256(local.dependencies_layer_zip)
+  compatible_runtimes      = ["python3.11"]
+  compatible_architectures = ["x86_64"]
+}
+
+# The kubeconfig as a file (the code reads the KUBECONFIG path). The zip is written under build/,
+# which git ignores.
+data "archive_file" "kubeconfig" {
+  type        = "zip"
+  output_path = "${local.repo_root}/build/terraform/aws-kubeconfig-layer.zip"
+
+  source {
+    filename = local.kubeconfig_layer_file
+    content  = data.aws_secretsmanager_secret_version.kubeconfig.secret_string
+  }
+}
+
+resource "aws_lambda_layer_version" "kubeconfig" {
+  layer_name          = "${var.name_prefix}-kubeconfig"
+  description         = "kubeconfig of the cluster whose gates stagegate manages"
+  filename            = data.archive_file.kubeconfig.output_path
+  source_code_hash    = data.archive_file.kubeconfig.output_base64sha256
+  compatible_runtimes = ["python3.11"]
+}
+
+# --- audit events: bus -> rule -> queue --------------------------------------------------------------
+
+resource "aws_cloudwatch_event_bus" "audit" {
+  name = "${var.name_prefix}-audit"
+}
+
+# Exactly what audit_bridge publishes (EVENTBRIDGE_SOURCE / EVENTBRIDGE_DETAIL_TYPE in stagegate/bridge.py).
+resource "aws_cloudwatch_event_rule" "audit" {
+  name           = "${var.name_prefix}-audit-events"
+  description    = "Kubernetes audit events published by stagegate's audit_bridge"
+  event_bus_name = aws_cloudwatch_event_bus.audit.name
+  event_pattern  = jsonencode({ source = ["stagegate.kubernetes-audit"], "detail-type" = ["Kubernetes audit event"] })
+}
+
+resource "aws_sqs_queue" "audit_dead_letter" {
+  name                      = "${var.name_prefix}-audit-events-dead-letter"
+  message_retention_seconds = 1209600
+  sqs_managed_sse_enabled   = true
+}
+
+resource "aws_sqs_queue" "audit" {
+  name                       = "${var.name_prefix}-audit-events"
+  visibility_timeout_seconds = 6 * var.audit_timeout_seconds
+  message_retention_seconds  = 345600
+  sqs_managed_sse_enabled    = true
+
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.audit_dead_letter.arn
+    maxReceiveCount     = var.audit_max_receive_count
+  })
+}
+
+resource "aws_sqs_queue_redrive_allow_policy" "audit_dead_letter" {
+  queue_url = aws_sqs_queue.audit_dead_letter.id
+
+  redrive_allow_policy = jsonencode({
+    redrivePermission = "byQueue"
+    sourceQueueArns   = [aws_sqs_queue.audit.arn]
+  })
+}
+
+# Only this rule may send to the queues (the dead-letter queue takes what EventBridge could not deliver).
+data "aws_iam_policy_document" "audit_queue" {
+  statement {
+    sid       = "FromTheAuditRule"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.audit.arn]
+
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+
+    condition {
+      test     = "ArnEquals"
+      variable = "aws:SourceArn"
+      values   = [aws_cloudwatch_event_rule.audit.arn]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "audit_dead_letter_queue" {
+  statement {
+    sid       = "UndeliverableFromTheAuditRule"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.audit_dead_letter.arn]
+
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+
+    condition {
+      test     = "ArnEquals"
+      variable = "aws:SourceArn"
+      values   = [aws_cloudwatch_event_rule.audit.arn]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "audit" {
+  queue_url = aws_sqs_queue.audit.id
+  policy    = data.aws_iam_policy_document.audit_queue.json
+}
+
+resource "aws_sqs_queue_policy" "audit_dead_letter" {
+  queue_url = aws_sqs_queue.audit_dead_letter.id
+  policy    = data.aws_iam_policy_document.audit_dead_letter_queue.json
+}
+
+resource "aws_cloudwatch_event_target" "audit_queue" {
+  rule           = aws_cloudwatch_event_rule.audit.name
+  event_bus_name = aws_cloudwatch_event_bus.audit.name
+  target_id      = "audit-queue"
+  arn            = aws_sqs_queue.audit.arn
+
+  retry_policy {
+    maximum_event_age_in_seconds = 3600
+    maximum_retry_attempts       = 20
+  }
+
+  dead_letter_config {
+    arn = aws_sqs_queue.audit_dead_letter.arn
+  }
+
+  depends_on = [aws_sqs_queue_policy.audit]
+}
+
+# --- identities --------------------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "lambda_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "k8s_audit_eventbridge" {
+  name               = "${var.name_prefix}-k8s-audit-eventbridge"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+resource "aws_iam_role" "github_webhook" {
+  name               = "${var.name_prefix}-github-webhook"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+# Consume the audit queue (and nothing else), write its own logs.
+data "aws_iam_policy_document" "k8s_audit_eventbridge" {
+  statement {
+    sid       = "ConsumeTheAuditQueue"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+    resources = [aws_sqs_queue.audit.arn]
+  }
+
+  statement {
+    sid       = "OwnLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.k8s_audit_eventbridge.arn}:*"]
+  }
+
+  dynamic "statement" {
+    for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
+    content {
+      sid       = "DecryptEnvironment"
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "github_webhook" {
+  statement {
+    sid       = "OwnLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.github_webhook.arn}:*"]
+  }
+
+  dynamic "statement" {
+    for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
+    content {
+      sid       = "DecryptEnvironment"
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "k8s_audit_eventbridge" {
+  name   = "stagegate"
+  role   = aws_iam_role.k8s_audit_eventbridge.id
+  policy = data.aws_iam_policy_document.k8s_audit_eventbridge.json
+}
+
+resource "aws_iam_role_policy" "github_webhook" {
+  name   = "stagegate"
+  role   = aws_iam_role.github_webhook.id
+  policy = data.aws_iam_policy_document.github_webhook.json
+}
+
+# For whoever runs audit_bridge with BRIDGE_TRANSPORT=eventbridge: attach this policy to its identity.
+# It may put events on this bus only, and only stagegate's audit events.
+data "aws_iam_policy_document" "bridge_publisher" {
+  statement {
+    sid       = "PublishAuditEvents"
+    actions   = ["events:PutEvents"]
+    resources = [aws_cloudwatch_event_bus.audit.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "events:source"
+      values   = ["stagegate.kubernetes-audit"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "events:detail-type"
+      values   = ["Kubernetes audit event"]
+    }
+  }
+}
+
+resource "aws_iam_policy" "bridge_publisher" {
+  name        = "${var.name_prefix}-audit-bridge-publisher"
+  description = "Lets stagegate's audit_bridge put Kubernetes audit events on the ${aws_cloudwatch_event_bus.audit.name} bus"
+  policy      = data.aws_iam_policy_document.bridge_publisher.json
+}
+
+# --- functions ---------------------------------------------------------------------------------------
+
+resource "aws_cloudwatch_log_group" "k8s_audit_eventbridge" {
+  name              = "/aws/lambda/${var.name_prefix}-k8s-audit-eventbridge"
+  retention_in_days = var.log_retention_days
+}
+
+resource "aws_cloudwatch_log_group" "github_webhook" {
+  name              = "/aws/lambda/${var.name_prefix}-github-webhook"
+  retention_in_days = var.log_retention_days
+}
+
+resource "aws_lambda_function" "k8s_audit_eventbridge" {
+  function_name    = "${var.name_prefix}-k8s-audit-eventbridge"
+  description      = "Kubernetes audit events from EventBridge via SQS: ensures and recomputes gates"
+  role             = aws_iam_role.k8s_audit_eventbridge.arn
+  runtime          = "python3.11"
+  handler          = "functions.aws_lambda.main.k8s_audit_eventbridge"
+  filename         = data.archive_file.code.output_path
+  source_code_hash = data.archive_file.code.output_base64sha256
+  layers           = [aws_lambda_layer_version.dependencies.arn, aws_lambda_layer_version.kubeconfig.arn]
+  architectures    = ["x86_64"]
+  memory_size      = 512
+  timeout          = var.audit_timeout_seconds
+  kms_key_arn      = var.kms_key_arn
+
+  environment {
+    variables = {
+      KUBECONFIG             = local.kubeconfig_path
+      GITHUB_TOKEN           = data.aws_secretsmanager_secret_version.github_token.secret_string
+      GITHUB_API_URL         = var.github_api_url
+      AUDIT_DEADLINE_SECONDS = tostring(var.audit_deadline_seconds)
+      KUBE_CONFLICT_RETRIES  = tostring(var.kube_conflict_retries)
+    }
+  }
+
+  logging_config {
+    log_format = "Text"
+    log_group  = aws_cloudwatch_log_group.k8s_audit_eventbridge.name
+  }
+
+  depends_on = [aws_iam_role_policy.k8s_audit_eventbridge]
+}
+
+# A retryable failure reports only that message (batchItemFailures); SQS redelivers it, and after
+# audit_max_receive_count receives it goes to the dead-letter queue.
+resource "aws_lambda_event_source_mapping" "audit_queue" {
+  event_source_arn        = aws_sqs_queue.audit.arn
+  function_name           = aws_lambda_function.k8s_audit_eventbridge.arn
+  batch_size              = var.audit_batch_size
+  function_response_types = ["ReportBatchItemFailures"]
+
+  scaling_config {
+    maximum_concurrency = var.audit_max_concurrency
+  }
+}
+
+resource "aws_lambda_function" "github_webhook" {
+  function_name    = "${var.name_prefix}-github-webhook"
+  description      = "GitHub deployment_status webhooks (signed): recomputes the downstream gates"
+  role             = aws_iam_role.github_webhook.arn
+  runtime          = "python3.11"
+  handler          = "functions.aws_lambda.main.github_webhook"
+  filename         = data.archive_file.code.output_path
+  source_code_hash = data.archive_file.code.output_base64sha256
+  layers           = [aws_lambda_layer_version.dependencies.arn, aws_lambda_layer_version.kubeconfig.arn]
+  architectures    = ["x86_64"]
+  memory_size      = 512
+  timeout          = 15
+  kms_key_arn      = var.kms_key_arn
+
+  environment {
+    variables = {
+      KUBECONFIG                      = local.kubeconfig_path
+      GITHUB_TOKEN                    = data.aws_secretsmanager_secret_version.github_token.secret_string
+      GITHUB_WEBHOOK_SECRET           = data.aws_secretsmanager_secret_version.github_webhook_secret.secret_string
+      GITHUB_API_URL                  = var.github_api_url
+      GITHUB_WEBHOOK_DEADLINE_SECONDS = tostring(var.github_webhook_deadline_seconds)
+      GITHUB_WEBHOOK_MAX_BODY_BYTES   = tostring(var.github_webhook_max_body_bytes)
+      KUBE_CONFLICT_RETRIES           = tostring(var.kube_conflict_retries)
+      STAGEGATE_NAMESPACES            = local.namespaces
+    }
+  }
+
+  logging_config {
+    log_format = "Text"
+    log_group  = aws_cloudwatch_log_group.github_webhook.name
+  }
+
+  depends_on = [aws_iam_role_policy.github_webhook]
+}
+
+# GitHub cannot sign requests with SigV4: the URL is public and the function verifies
+# X-Hub-Signature-256 itself (without GITHUB_WEBHOOK_SECRET it refuses every delivery).
+resource "aws_lambda_function_url" "github_webhook" {
+  function_name      = aws_lambda_function.github_webhook.function_name
+  authorization_type = "NONE"
+}
+
+resource "aws_lambda_permission" "github_webhook_url" {
+  statement_id           = "StagegateGitHubWebhookUrl"
+  action                 = "lambda:InvokeFunctionUrl"
+  function_name          = aws_lambda_function.github_webhook.function_name
+  principal              = "*"
+  function_url_auth_type = "NONE"
+}
+
+resource "aws_lambda_permission" "github_webhook_invoke_via_url" {
+  statement_id             = "StagegateGitHubWebhookInvokeViaUrl"
+  action                   = "lambda:InvokeFunction"
+  function_name            = aws_lambda_function.github_webhook.function_name
+  principal                = "*"
+  invoked_via_function_url = true
+}

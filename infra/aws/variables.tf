@@ -1,0 +1,115 @@
+# Inputs of the AWS deployment. The secrets must exist in Secrets Manager before `terraform apply`
+# (see infra/README.md); the rest mirror the defaults of stagegate/settings.py.
+
+variable "region" {
+  description = "AWS region of the bus, the queues and the functions."
+  type        = string
+  default     = "eu-west-1"
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name."
+  type        = string
+  default     = "stagegate"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,29}$", var.name_prefix))
+    error_message = "name_prefix must be 2-30 lowercase letters, digits or dashes, starting with a letter."
+  }
+}
+
+variable "github_token_secret_id" {
+  description = "Secrets Manager secret (name or ARN) holding GITHUB_TOKEN."
+  type        = string
+  default     = "stagegate/github-token"
+}
+
+variable "github_webhook_secret_secret_id" {
+  description = "Secrets Manager secret (name or ARN) holding GITHUB_WEBHOOK_SECRET (several lines while rotating)."
+  type        = string
+  default     = "stagegate/github-webhook-secret"
+}
+
+variable "kubeconfig_secret_id" {
+  description = "Secrets Manager secret (name or ARN) holding the kubeconfig the functions use (KUBECONFIG)."
+  type        = string
+  default     = "stagegate/kubeconfig"
+}
+
+variable "dependencies_layer_zip" {
+  description = "Zip of the pinned dependencies (requirements.lock) under python/, built for python3.11 x86_64; null means <repo>/build/lambda-dependencies.zip (see infra/README.md)."
+  type        = string
+  default     = null
+}
+
+variable "kms_key_arn" {
+  description = "Customer managed KMS key for the functions' environment variables; null uses the AWS managed key."
+  type        = string
+  default     = null
+}
+
+variable "github_api_url" {
+  description = "GITHUB_API_URL: GitHub REST base URL (GitHub Enterprise: https://HOST/api/v3)."
+  type        = string
+  default     = "https://api.github.com"
+}
+
+variable "namespaces" {
+  description = "STAGEGATE_NAMESPACES: namespaces whose Environments github_webhook considers; empty means all."
+  type        = list(string)
+  default     = []
+}
+
+variable "audit_deadline_seconds" {
+  description = "AUDIT_DEADLINE_SECONDS: timeout of each Kubernetes call made by the Lambda functions."
+  type        = number
+  default     = 2
+}
+
+variable "github_webhook_deadline_seconds" {
+  description = "GITHUB_WEBHOOK_DEADLINE_SECONDS: timeout of each GitHub call (GitHub gives up on a webhook after 10 s)."
+  type        = number
+  default     = 8
+}
+
+variable "github_webhook_max_body_bytes" {
+  description = "GITHUB_WEBHOOK_MAX_BODY_BYTES: larger GitHub deliveries are refused with 413."
+  type        = number
+  default     = 5242880
+}
+
+variable "kube_conflict_retries" {
+  description = "KUBE_CONFLICT_RETRIES: recompute-and-retry attempts on gate write conflicts."
+  type        = number
+  default     = 5
+}
+
+variable "audit_timeout_seconds" {
+  description = "Timeout of k8s_audit_eventbridge per SQS batch; the queue's visibility timeout is six times this."
+  type        = number
+  default     = 60
+}
+
+variable "audit_batch_size" {
+  description = "SQS messages per invocation of k8s_audit_eventbridge (one audit event each)."
+  type        = number
+  default     = 10
+}
+
+variable "audit_max_concurrency" {
+  description = "Most concurrent k8s_audit_eventbridge invocations the SQS poller starts (2-1000)."
+  type        = number
+  default     = 5
+}
+
+variable "audit_max_receive_count" {
+  description = "Receives of one audit message before SQS moves it to the dead-letter queue."
+  type        = number
+  default     = 5
+}
+
+variable "log_retention_days" {
+  description = "Retention of the functions' CloudWatch log groups."
+  type        = number
+  default     = 30
+}

@@ -1,0 +1,607 @@
+# stagegate on Google Cloud: the functions as Cloud Run functions (2nd gen), the audit topic they
+# share, the secrets they read, and the scheduled resync.
+#
+# Names the code depends on (entry points, GOOGLE_FUNCTION_SOURCE paths, environment variable names)
+# are written out literally, so tests/infra/test_terraform.py can check them against the code
+# without running terraform.
+
+terraform {
+  required_version = ">= 1.5"
+
+  required_providers {
+    google = {
+      source  = "hashicorp/google"
+      version = ">= 6.0, < 8.0"
+    }
+    archive = {
+      source  = "hashicorp/archive"
+      version = ">= 2.4"
+    }
+    random = {
+      source  = "hashicorp/random"
+      version = ">= 3.5"
+    }
+  }
+}
+
+provider "google" {
+  project = var.project_id
+  region  = var.region
+}
+
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
+locals {
+  repo_root = abspath("${path.module}/../..")
+
+  # What the functions import, and nothing else: tests/, .venv/, bench/, scripts/ stay out.
+  # pyproject.toml and README.md are there because requirements.txt installs the project itself.
+  source_files = sort(setunion(
+    fileset(local.repo_root, "{functions,shared,stagegate}/**/*.py"),
+    fileset(local.repo_root, "{shared,stagegate}/py.typed"),
+    ["pyproject.toml", "README.md"],
+  ))
+
+  # The kubeconfig secret is mounted as a file; KUBECONFIG points at it.
+  kubeconfig_dir  = "/etc/secrets/kubeconfig"
+  kubeconfig_file = "config"
+  kubeconfig_path = "${local.kubeconfig_dir}/${local.kubeconfig_file}"
+
+  namespaces = join(",", var.namespaces)
+
+  # Which secret each function reads (the KUBECONFIG one as a mounted file, the others as variables).
+  # Each function's service account may access exactly these; the test checks this map against the
+  # function resources below.
+  function_secrets = {
+    k8s_audit_http = ["AUDIT_WEBHOOK_TOKEN", "GITHUB_TOKEN", "KUBECONFIG"]
+    k8s_audit      = ["GITHUB_TOKEN", "KUBECONFIG"]
+    github_webhook = ["GITHUB_WEBHOOK_SECRET", "GITHUB_TOKEN", "KUBECONFIG"]
+    resync_http    = ["RESYNC_TOKEN", "GITHUB_TOKEN", "KUBECONFIG"]
+    audit_bridge   = ["AUDIT_WEBHOOK_TOKEN"]
+  }
+
+  secret_grants = merge([
+    for function, secrets in local.function_secrets : {
+      for secret in secrets : "${function}/${secret}" => { function = function, secret = secret }
+    }
+  ]...)
+
+  pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+}
+
+# --- source ------------------------------------------------------------------------------------------
+
+# The repository's code as one zip for every function. Cloud Run functions build it with Google's
+# Python buildpack: requirements.txt (the pinned requirements.lock, plus the project itself so that
+# `shared` and `stagegate` are installed packages) and GOOGLE_FUNCTION_SOURCE naming the entry file.
+data "archive_file" "source" {
+  type        = "zip"
+  output_path = "${local.repo_root}/build/terraform/gcp-source.zip"
+
+  dynamic "source" {
+    for_each = local.source_files
+    content {
+      filename = source.value
+      content  = file("${local.repo_root}/${source.value}")
+    }
+  }
+
+  source {
+    filename = "requirements.txt"
+    content  = "${file("${local.repo_root}/requirements.lock")}\n# the project itself: shared/ and stagegate/\n.\n"
+  }
+}
+
+resource "google_storage_bucket" "source" {
+  name                        = "${var.project_id}-${var.name_prefix}-source"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = true
+}
+
+resource "google_storage_bucket_object" "source" {
+  # The content hash in the name makes every code change a new object, hence a new build.
+  name   = "stagegate-${data.archive_file.source.output_md5}.zip"
+  bucket = google_storage_bucket.source.name
+  source = data.archive_file.source.output_path
+}
+
+# --- secrets -----------------------------------------------------------------------------------------
+
+# The secrets' values are not in Terraform, except RESYNC_TOKEN, which is generated here because the
+# Cloud Scheduler job has to send it. Add the others with `gcloud secrets versions add` (see README).
+resource "google_secret_manager_secret" "this" {
+  for_each  = toset(["AUDIT_WEBHOOK_TOKEN", "GITHUB_WEBHOOK_SECRET", "GITHUB_TOKEN", "RESYNC_TOKEN", "KUBECONFIG"])
+  secret_id = "${var.name_prefix}-${lower(replace(each.key, "_", "-"))}"
+
+  replication {
+    auto {}
+  }
+}
+
+resource "random_password" "resync_token" {
+  length  = 48
+  special = false
+}
+
+resource "google_secret_manager_secret_version" "resync_token" {
+  secret      = google_secret_manager_secret.this["RESYNC_TOKEN"].id
+  secret_data = random_password.resync_token.result
+}
+
+# --- identities --------------------------------------------------------------------------------------
+
+# One service account per function. None has a project-level role: each may read its own secrets,
+# and the bridge may publish to the audit topic. Nothing else.
+resource "google_service_account" "function" {
+  for_each     = local.function_secrets
+  account_id   = "${var.name_prefix}-${replace(each.key, "_", "-")}"
+  display_name = "stagegate ${each.key}"
+}
+
+resource "google_secret_manager_secret_iam_member" "access" {
+  for_each  = local.secret_grants
+  secret_id = google_secret_manager_secret.this[each.value.secret].id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.function[each.value.function].member
+}
+
+resource "google_pubsub_topic_iam_member" "bridge_publisher" {
+  topic  = google_pubsub_topic.audit.id
+  role   = "roles/pubsub.publisher"
+  member = google_service_account.function["audit_bridge"].member
+}
+
+# The identity that delivers audit messages to k8s_audit (push subscription OIDC token, or the
+# Eventarc trigger): it may invoke k8s_audit and nothing else.
+resource "google_service_account" "audit_delivery" {
+  account_id   = "${var.name_prefix}-audit-delivery"
+  display_name = "stagegate audit topic -> k8s_audit"
+}
+
+resource "google_cloud_run_v2_service_iam_member" "audit_delivery_invoker" {
+  location = var.region
+  name     = google_cloudfunctions2_function.k8s_audit.service_config[0].service
+  role     = "roles/run.invoker"
+  member   = google_service_account.audit_delivery.member
+}
+
+# Pub/Sub mints the push OIDC token as audit_delivery (needed on projects created before 2021-04-08).
+resource "google_service_account_iam_member" "pubsub_token_creator" {
+  service_account_id = google_service_account.audit_delivery.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_service_agent
+}
+
+# The kube-apiserver, GitHub and Cloud Scheduler present no Google identity: these four are
+# invocable by anyone at the Cloud Run level and authenticate every request themselves (bearer
+# token or webhook signature; without the secret configured they refuse everything). resync_http is
+# reachable from inside the project only (ingress). k8s_audit is not among them.
+resource "google_cloud_run_v2_service_iam_member" "public" {
+  for_each = {
+    k8s_audit_http = google_cloudfunctions2_function.k8s_audit_http.service_config[0].service
+    github_webhook = google_cloudfunctions2_function.github_webhook.service_config[0].service
+    resync_http    = google_cloudfunctions2_function.resync_http.service_config[0].service
+    audit_bridge   = google_cloudfunctions2_function.audit_bridge.service_config[0].service
+  }
+  location = var.region
+  name     = each.value
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}
+
+# --- audit topic -------------------------------------------------------------------------------------
+
+# audit_bridge publishes here (one message per audit event, ordering key namespace/name); k8s_audit
+# consumes it.
+resource "google_pubsub_topic" "audit" {
+  name                       = "${var.name_prefix}-audit-events"
+  message_retention_duration = "86400s"
+}
+
+resource "google_pubsub_topic" "audit_dead_letter" {
+  name = "${var.name_prefix}-audit-events-dead-letter"
+}
+
+# Messages that exhausted their deliveries are kept here for a week to be inspected or replayed.
+resource "google_pubsub_subscription" "audit_dead_letter" {
+  name                       = "${var.name_prefix}-audit-events-dead-letter"
+  topic                      = google_pubsub_topic.audit_dead_letter.id
+  message_retention_duration = "604800s"
+  ack_deadline_seconds       = 60
+
+  expiration_policy {
+    ttl = ""
+  }
+}
+
+resource "google_pubsub_subscription" "audit" {
+  count = var.k8s_audit_delivery == "push_subscription" ? 1 : 0
+
+  name                       = "${var.name_prefix}-audit-events-k8s-audit"
+  topic                      = google_pubsub_topic.audit.id
+  enable_message_ordering    = true
+  ack_deadline_seconds       = 60
+  message_retention_duration = "604800s"
+
+  push_config {
+    # The topic in the path lets functions-framework name the CloudEvent's source.
+    push_endpoint = "${google_cloudfunctions2_function.k8s_audit.service_config[0].uri}/${google_pubsub_topic.audit.id}"
+    oidc_token {
+      service_account_email = google_service_account.audit_delivery.email
+      audience              = google_cloudfunctions2_function.k8s_audit.service_config[0].uri
+    }
+  }
+
+  dead_letter_policy {
+    dead_letter_topic     = google_pubsub_topic.audit_dead_letter.id
+    max_delivery_attempts = var.audit_max_delivery_attempts
+  }
+
+  retry_policy {
+    minimum_backoff = var.audit_minimum_backoff
+    maximum_backoff = var.audit_maximum_backoff
+  }
+
+  expiration_policy {
+    ttl = ""
+  }
+
+  depends_on = [google_cloud_run_v2_service_iam_member.audit_delivery_invoker]
+}
+
+# Dead-lettering needs the Pub/Sub service agent to publish to the dead-letter topic and to
+# acknowledge on the source subscription.
+resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
+  topic  = google_pubsub_topic.audit_dead_letter.id
+  role   = "roles/pubsub.publisher"
+  member = local.pubsub_service_agent
+}
+
+resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
+  count        = var.k8s_audit_delivery == "push_subscription" ? 1 : 0
+  subscription = google_pubsub_subscription.audit[0].id
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_service_agent
+}
+
+# --- functions ---------------------------------------------------------------------------------------
+
+resource "google_cloudfunctions2_function" "k8s_audit_http" {
+  name        = "${var.name_prefix}-k8s-audit-http"
+  location    = var.region
+  description = "kube-apiserver audit webhook (blocking mode): creates the blocking gate before the Environment's creation is acknowledged"
+
+  build_config {
+    runtime         = "python311"
+    entry_point     = "k8s_audit_http"
+    service_account = var.build_service_account
+    environment_variables = {
+      GOOGLE_FUNCTION_SOURCE = "functions/k8s_audit/main.py"
+    }
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email          = google_service_account.function["k8s_audit_http"].email
+    min_instance_count             = var.audit_http_min_instances
+    max_instance_count             = var.max_instances
+    available_memory               = "512Mi"
+    timeout_seconds                = 60
+    ingress_settings               = "ALLOW_ALL"
+    all_traffic_on_latest_revision = true
+
+    environment_variables = {
+      KUBECONFIG             = local.kubeconfig_path
+      GITHUB_API_URL         = var.github_api_url
+      AUDIT_DEADLINE_SECONDS = tostring(var.audit_deadline_seconds)
+      AUDIT_MAX_BODY_BYTES   = tostring(var.audit_max_body_bytes)
+      KUBE_CONFLICT_RETRIES  = tostring(var.kube_conflict_retries)
+    }
+
+    secret_environment_variables {
+      key        = "AUDIT_WEBHOOK_TOKEN"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.this["AUDIT_WEBHOOK_TOKEN"].secret_id
+      version    = "latest"
+    }
+
+    secret_environment_variables {
+      key        = "GITHUB_TOKEN"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.this["GITHUB_TOKEN"].secret_id
+      version    = "latest"
+    }
+
+    secret_volumes {
+      mount_path = local.kubeconfig_dir
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.this["KUBECONFIG"].secret_id
+      versions {
+        version = "latest"
+        path    = local.kubeconfig_file
+      }
+    }
+  }
+
+  depends_on = [google_secret_manager_secret_iam_member.access]
+}
+
+resource "google_cloudfunctions2_function" "k8s_audit" {
+  name        = "${var.name_prefix}-k8s-audit"
+  location    = var.region
+  description = "Audit events from Pub/Sub (CloudEvent): raises on retryable failures so the message is redelivered"
+
+  build_config {
+    runtime         = "python311"
+    entry_point     = "k8s_audit"
+    service_account = var.build_service_account
+    environment_variables = {
+      GOOGLE_FUNCTION_SOURCE = "functions/k8s_audit/main.py"
+    }
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email          = google_service_account.function["k8s_audit"].email
+    max_instance_count             = var.max_instances
+    available_memory               = "512Mi"
+    timeout_seconds                = 60
+    ingress_settings               = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision = true
+
+    environment_variables = {
+      KUBECONFIG             = local.kubeconfig_path
+      GITHUB_API_URL         = var.github_api_url
+      AUDIT_DEADLINE_SECONDS = tostring(var.audit_deadline_seconds)
+      KUBE_CONFLICT_RETRIES  = tostring(var.kube_conflict_retries)
+    }
+
+    secret_environment_variables {
+      key        = "GITHUB_TOKEN"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.this["GITHUB_TOKEN"].secret_id
+      version    = "latest"
+    }
+
+    secret_volumes {
+      mount_path = local.kubeconfig_dir
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.this["KUBECONFIG"].secret_id
+      versions {
+        version = "latest"
+        path    = local.kubeconfig_file
+      }
+    }
+  }
+
+  # With k8s_audit_delivery = "eventarc" the function gets its own Pub/Sub trigger on the audit
+  # topic; otherwise the push subscription above delivers (ordered, with a dead-letter topic).
+  dynamic "event_trigger" {
+    for_each = var.k8s_audit_delivery == "eventarc" ? ["eventarc"] : []
+    content {
+      trigger_region        = var.region
+      event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
+      pubsub_topic          = google_pubsub_topic.audit.id
+      retry_policy          = "RETRY_POLICY_RETRY"
+      service_account_email = google_service_account.audit_delivery.email
+    }
+  }
+
+  depends_on = [google_secret_manager_secret_iam_member.access]
+}
+
+resource "google_cloudfunctions2_function" "github_webhook" {
+  name        = "${var.name_prefix}-github-webhook"
+  location    = var.region
+  description = "GitHub deployment_status webhooks (signed): recomputes the downstream gates"
+
+  build_config {
+    runtime         = "python311"
+    entry_point     = "github_webhook"
+    service_account = var.build_service_account
+    environment_variables = {
+      GOOGLE_FUNCTION_SOURCE = "functions/github_webhook/main.py"
+    }
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email          = google_service_account.function["github_webhook"].email
+    max_instance_count             = var.max_instances
+    available_memory               = "512Mi"
+    timeout_seconds                = 60
+    ingress_settings               = "ALLOW_ALL"
+    all_traffic_on_latest_revision = true
+
+    environment_variables = {
+      KUBECONFIG                      = local.kubeconfig_path
+      GITHUB_API_URL                  = var.github_api_url
+      GITHUB_WEBHOOK_DEADLINE_SECONDS = tostring(var.github_webhook_deadline_seconds)
+      GITHUB_WEBHOOK_MAX_BODY_BYTES   = tostring(var.github_webhook_max_body_bytes)
+      KUBE_CONFLICT_RETRIES           = tostring(var.kube_conflict_retries)
+      STAGEGATE_NAMESPACES            = local.namespaces
+    }
+
+    secret_environment_variables {
+      key        = "GITHUB_WEBHOOK_SECRET"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.this["GITHUB_WEBHOOK_SECRET"].secret_id
+      version    = "latest"
+    }
+
+    secret_environment_variables {
+      key        = "GITHUB_TOKEN"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.this["GITHUB_TOKEN"].secret_id
+      version    = "latest"
+    }
+
+    secret_volumes {
+      mount_path = local.kubeconfig_dir
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.this["KUBECONFIG"].secret_id
+      versions {
+        version = "latest"
+        path    = local.kubeconfig_file
+      }
+    }
+  }
+
+  depends_on = [google_secret_manager_secret_iam_member.access]
+}
+
+resource "google_cloudfunctions2_function" "resync_http" {
+  name        = "${var.name_prefix}-resync-http"
+  location    = var.region
+  description = "Scheduled recompute of every gate (Cloud Scheduler, bearer RESYNC_TOKEN)"
+
+  build_config {
+    runtime         = "python311"
+    entry_point     = "resync_http"
+    service_account = var.build_service_account
+    environment_variables = {
+      GOOGLE_FUNCTION_SOURCE = "functions/resync/main.py"
+    }
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  # Internal-only ingress: Cloud Scheduler in the same project calling the run.app URL counts as internal.
+  service_config {
+    service_account_email          = google_service_account.function["resync_http"].email
+    max_instance_count             = 1
+    available_memory               = "512Mi"
+    timeout_seconds                = 300
+    ingress_settings               = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision = true
+
+    environment_variables = {
+      KUBECONFIG                      = local.kubeconfig_path
+      GITHUB_API_URL                  = var.github_api_url
+      GITHUB_WEBHOOK_DEADLINE_SECONDS = tostring(var.github_webhook_deadline_seconds)
+      KUBE_CONFLICT_RETRIES           = tostring(var.kube_conflict_retries)
+      STAGEGATE_NAMESPACES            = local.namespaces
+    }
+
+    secret_environment_variables {
+      key        = "RESYNC_TOKEN"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.this["RESYNC_TOKEN"].secret_id
+      version    = "latest"
+    }
+
+    secret_environment_variables {
+      key        = "GITHUB_TOKEN"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.this["GITHUB_TOKEN"].secret_id
+      version    = "latest"
+    }
+
+    secret_volumes {
+      mount_path = local.kubeconfig_dir
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.this["KUBECONFIG"].secret_id
+      versions {
+        version = "latest"
+        path    = local.kubeconfig_file
+      }
+    }
+  }
+
+  depends_on = [google_secret_manager_secret_iam_member.access, google_secret_manager_secret_version.resync_token]
+}
+
+resource "google_cloudfunctions2_function" "audit_bridge" {
+  name        = "${var.name_prefix}-audit-bridge"
+  location    = var.region
+  description = "kube-apiserver audit webhook (batch mode): publishes the relevant events to the audit topic"
+
+  build_config {
+    runtime         = "python311"
+    entry_point     = "audit_bridge"
+    service_account = var.build_service_account
+    environment_variables = {
+      GOOGLE_FUNCTION_SOURCE = "functions/audit_bridge/main.py"
+    }
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email          = google_service_account.function["audit_bridge"].email
+    max_instance_count             = var.max_instances
+    available_memory               = "512Mi"
+    timeout_seconds                = 60
+    ingress_settings               = "ALLOW_ALL"
+    all_traffic_on_latest_revision = true
+
+    environment_variables = {
+      BRIDGE_TRANSPORT       = "pubsub"
+      BRIDGE_PUBSUB_TOPIC    = google_pubsub_topic.audit.id
+      AUDIT_DEADLINE_SECONDS = tostring(var.audit_deadline_seconds)
+      AUDIT_MAX_BODY_BYTES   = tostring(var.audit_max_body_bytes)
+    }
+
+    secret_environment_variables {
+      key        = "AUDIT_WEBHOOK_TOKEN"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.this["AUDIT_WEBHOOK_TOKEN"].secret_id
+      version    = "latest"
+    }
+  }
+
+  depends_on = [google_secret_manager_secret_iam_member.access, google_pubsub_topic_iam_member.bridge_publisher]
+}
+
+# --- schedule ----------------------------------------------------------------------------------------
+
+# resync_http checks `Authorization: Bearer $RESYNC_TOKEN` itself. An OIDC token would take the
+# Authorization header and be refused by that check, so the job sends the bearer token; the function
+# is invocable at the Cloud Run level (see "public" above) but its ingress is internal-only.
+resource "google_cloud_scheduler_job" "resync" {
+  name             = "${var.name_prefix}-resync"
+  region           = var.region
+  description      = "Recompute every stagegate gate (GitHub does not redeliver failed webhooks)"
+  schedule         = var.resync_schedule
+  time_zone        = "Etc/UTC"
+  attempt_deadline = "320s"
+
+  retry_config {
+    retry_count = 1
+  }
+
+  http_target {
+    http_method = "POST"
+    uri         = google_cloudfunctions2_function.resync_http.service_config[0].uri
+    headers = {
+      Authorization = "Bearer ${random_password.resync_token.result}"
+    }
+  }
+}

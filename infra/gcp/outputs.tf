@@ -1,0 +1,39 @@
+output "k8s_audit_http_url" {
+  description = "Audit webhook backend for a kube-apiserver in blocking mode (the webhook kubeconfig's server)."
+  value       = google_cloudfunctions2_function.k8s_audit_http.service_config[0].uri
+}
+
+output "audit_bridge_url" {
+  description = "Audit webhook backend for a kube-apiserver in batch mode: publishes to the audit topic."
+  value       = google_cloudfunctions2_function.audit_bridge.service_config[0].uri
+}
+
+output "github_webhook_url" {
+  description = "Payload URL of the GitHub webhook (event: Deployment statuses)."
+  value       = google_cloudfunctions2_function.github_webhook.service_config[0].uri
+}
+
+output "resync_http_url" {
+  description = "The scheduled resync; Cloud Scheduler calls it with the RESYNC_TOKEN bearer token."
+  value       = google_cloudfunctions2_function.resync_http.service_config[0].uri
+}
+
+output "audit_topic" {
+  description = "BRIDGE_PUBSUB_TOPIC: where audit_bridge publishes and k8s_audit consumes."
+  value       = google_pubsub_topic.audit.id
+}
+
+output "audit_dead_letter_subscription" {
+  description = "Audit messages k8s_audit could not handle after every delivery attempt."
+  value       = google_pubsub_subscription.audit_dead_letter.id
+}
+
+output "secret_ids" {
+  description = "Secret Manager secrets to fill (gcloud secrets versions add ID --data-file=...); RESYNC_TOKEN is generated."
+  value       = { for name, secret in google_secret_manager_secret.this : name => secret.secret_id }
+}
+
+output "service_accounts" {
+  description = "Runtime service account of each function."
+  value       = { for name, account in google_service_account.function : name => account.email }
+}

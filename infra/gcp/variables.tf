@@ -1,0 +1,123 @@
+# Inputs of the GCP deployment. Only project_id is required; the rest mirror the defaults the code
+# itself uses (stagegate/settings.py), so leaving them alone changes nothing.
+
+variable "project_id" {
+  description = "Google Cloud project that hosts the functions, the Pub/Sub topic and the secrets."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the functions, the Cloud Scheduler job and the Eventarc trigger."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name (service account ids are <prefix>-<function>, at most 30 characters)."
+  type        = string
+  default     = "stagegate"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,13}$", var.name_prefix))
+    error_message = "name_prefix must be 2-14 lowercase letters, digits or dashes, starting with a letter."
+  }
+}
+
+variable "github_api_url" {
+  description = "GITHUB_API_URL: GitHub REST base URL (GitHub Enterprise: https://HOST/api/v3)."
+  type        = string
+  default     = "https://api.github.com"
+}
+
+variable "namespaces" {
+  description = "STAGEGATE_NAMESPACES: namespaces whose Environments github_webhook and resync consider; empty means all."
+  type        = list(string)
+  default     = []
+}
+
+variable "audit_deadline_seconds" {
+  description = "AUDIT_DEADLINE_SECONDS: longest time k8s_audit_http takes to answer the apiserver."
+  type        = number
+  default     = 2
+}
+
+variable "audit_max_body_bytes" {
+  description = "AUDIT_MAX_BODY_BYTES: larger audit webhook bodies are refused with 413."
+  type        = number
+  default     = 4194304
+}
+
+variable "github_webhook_deadline_seconds" {
+  description = "GITHUB_WEBHOOK_DEADLINE_SECONDS: longest answer time of github_webhook and resync (GitHub gives up after 10 s)."
+  type        = number
+  default     = 8
+}
+
+variable "github_webhook_max_body_bytes" {
+  description = "GITHUB_WEBHOOK_MAX_BODY_BYTES: larger GitHub deliveries are refused with 413."
+  type        = number
+  default     = 5242880
+}
+
+variable "kube_conflict_retries" {
+  description = "KUBE_CONFLICT_RETRIES: recompute-and-retry attempts on gate write conflicts."
+  type        = number
+  default     = 5
+}
+
+variable "k8s_audit_delivery" {
+  # "push_subscription" (default): a Pub/Sub push subscription managed here, with message ordering,
+  # a dead-letter topic, min/max backoff and max delivery attempts. "eventarc": the function's own
+  # event_trigger (retry policy RETRY_POLICY_RETRY); Eventarc creates that subscription itself, so it
+  # has no message ordering and no dead-letter topic.
+  description = "How k8s_audit receives the audit topic: push_subscription (ordered, dead-letter topic) or eventarc (event_trigger, RETRY_POLICY_RETRY)."
+  type        = string
+  default     = "push_subscription"
+
+  validation {
+    condition     = contains(["push_subscription", "eventarc"], var.k8s_audit_delivery)
+    error_message = "k8s_audit_delivery must be push_subscription or eventarc."
+  }
+}
+
+variable "audit_max_delivery_attempts" {
+  description = "Deliveries of one audit message to k8s_audit before it goes to the dead-letter topic (5-100)."
+  type        = number
+  default     = 10
+}
+
+variable "audit_minimum_backoff" {
+  description = "Shortest wait before Pub/Sub redelivers a failed audit message."
+  type        = string
+  default     = "10s"
+}
+
+variable "audit_maximum_backoff" {
+  description = "Longest wait before Pub/Sub redelivers a failed audit message."
+  type        = string
+  default     = "600s"
+}
+
+variable "audit_http_min_instances" {
+  description = "Warm instances of k8s_audit_http: in blocking mode the apiserver waits for it, so a cold start is felt by every Environment write."
+  type        = number
+  default     = 1
+}
+
+variable "max_instances" {
+  description = "Upper bound of instances per function."
+  type        = number
+  default     = 10
+}
+
+variable "resync_schedule" {
+  description = "Cron schedule of the resync job (Cloud Scheduler)."
+  type        = string
+  default     = "*/10 * * * *"
+}
+
+variable "build_service_account" {
+  description = "Service account Cloud Build uses to build the functions (projects/P/serviceAccounts/EMAIL); null keeps the project default."
+  type        = string
+  default     = null
+}

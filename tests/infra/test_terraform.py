@@ -1,0 +1,739 @@
+"""The Terraform in `infra/gcp` and `infra/aws`, cross-checked against the code it deploys.
+
+terraform is not run here (nor installed): every `.tf` file is parsed with python-hcl2 and the code
+with `ast` (never imported: the entry modules read their environment at import). A renamed entry
+point, handler, environment variable or EventBridge constant fails here instead of in a deploy, and
+so does a broader grant than each function needs.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.infra.terraform import (
+    REPO,
+    Body,
+    Config,
+    eventbridge_pattern,
+    jsonencoded,
+    load,
+    reference,
+    resolve,
+)
+
+BRIDGE = REPO / "stagegate" / "bridge.py"
+SETTINGS = REPO / "stagegate" / "settings.py"
+LOCAL_PACKAGES = ("functions", "shared", "stagegate")
+
+# Entry point -> the functions-framework decorator it must carry (HTTP targets are called over HTTP
+# by the apiserver, GitHub, Cloud Scheduler; k8s_audit receives Pub/Sub messages as CloudEvents).
+GCP_FUNCTIONS = {
+    "k8s_audit_http": "http",
+    "k8s_audit": "cloud_event",
+    "github_webhook": "http",
+    "resync_http": "http",
+    "audit_bridge": "http",
+}
+LAMBDA_HANDLERS = {
+    "k8s_audit_eventbridge": "functions.aws_lambda.main.k8s_audit_eventbridge",
+    "github_webhook": "functions.aws_lambda.main.github_webhook",
+}
+
+# What each function cannot work without. In the cloud there is no in-cluster service account, so
+# every function that talks to Kubernetes needs KUBECONFIG.
+GCP_REQUIRED = {
+    "k8s_audit_http": {"AUDIT_WEBHOOK_TOKEN", "KUBECONFIG"},
+    "k8s_audit": {"KUBECONFIG"},
+    "github_webhook": {"GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET", "KUBECONFIG"},
+    "resync_http": {"GITHUB_TOKEN", "RESYNC_TOKEN", "KUBECONFIG"},
+    "audit_bridge": {"AUDIT_WEBHOOK_TOKEN", "BRIDGE_TRANSPORT", "BRIDGE_PUBSUB_TOPIC"},
+}
+LAMBDA_REQUIRED = {
+    "k8s_audit_eventbridge": {"KUBECONFIG"},
+    "github_webhook": {"GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET", "KUBECONFIG"},
+}
+SENSITIVE = {"AUDIT_WEBHOOK_TOKEN", "GITHUB_WEBHOOK_SECRET", "GITHUB_TOKEN", "RESYNC_TOKEN"}
+# Build-time variables of Google's buildpacks (not read by the code).
+GCP_BUILD_VARIABLES = {"GOOGLE_FUNCTION_SOURCE"}
+FORBIDDEN_GCP_ROLES = {"roles/owner", "roles/editor"}
+
+
+# --- reading the code ----------------------------------------------------------------------------------
+
+
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def _string(node: ast.AST | None) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _is_environment(node: ast.AST) -> bool:
+    """`env`, `environ` or `os.environ`: what the code reads variables from."""
+    if isinstance(node, ast.Name):
+        return node.id in {"env", "environ"}
+    return isinstance(node, ast.Attribute) and node.attr == "environ"
+
+
+def env_names_read(path: Path) -> set[str]:
+    """Variable names a module reads: `env.get("X")`, `os.environ["X"]`, `os.getenv("X")`,
+    `_positive_int(env, "X", ...)` / `_url(env, "X", ...)` and the like."""
+    names: set[str] = set()
+    for node in ast.walk(_tree(path)):
+        if isinstance(node, ast.Call) and node.args:
+            func = node.func
+            reads_environment = isinstance(func, ast.Attribute) and (
+                func.attr == "getenv" or (func.attr in {"get", "pop"} and _is_environment(func.value))
+            )
+            if reads_environment:
+                name = _string(node.args[0])
+            elif len(node.args) >= 2 and _is_environment(node.args[0]):
+                name = _string(node.args[1])
+            else:
+                name = None
+            if name:
+                names.add(name)
+        elif isinstance(node, ast.Subscript) and _is_environment(node.value):
+            name = _string(node.slice)
+            if name:
+                names.add(name)
+    return names
+
+
+def code_env_names() -> set[str]:
+    """Every variable the deployed code reads: settings, the entry points and the bridge."""
+    sources = [SETTINGS, *sorted((REPO / "functions").glob("*/*.py"))]
+    if BRIDGE.exists():
+        sources.append(BRIDGE)
+    names: set[str] = set()
+    for path in sources:
+        names |= env_names_read(path)
+    return names
+
+
+def _decorator_kind(decorator: ast.expr) -> str:
+    node = decorator.func if isinstance(decorator, ast.Call) else decorator
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else ""
+
+
+def module_functions(path: Path) -> dict[str, ast.FunctionDef]:
+    """Module-level `def`s of a file."""
+    return {node.name: node for node in _tree(path).body if isinstance(node, ast.FunctionDef)}
+
+
+def decorated_targets(path: Path) -> dict[str, set[str]]:
+    """Module-level functions with their decorators' names (`http`, `cloud_event`)."""
+    return {
+        name: {_decorator_kind(d) for d in node.decorator_list}
+        for name, node in module_functions(path).items()
+        if node.decorator_list
+    }
+
+
+def bridge_constants() -> dict[str, str]:
+    """The module-level string constants of stagegate/bridge.py."""
+    if not BRIDGE.exists():
+        pytest.fail(
+            "stagegate/bridge.py does not exist yet: EVENTBRIDGE_SOURCE and EVENTBRIDGE_DETAIL_TYPE, "
+            "which the EventBridge rule in infra/aws must match, are read from it"
+        )
+    constants = {}
+    for node in _tree(BRIDGE).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            value = _string(node.value)
+            if value is not None:
+                constants[node.targets[0].id] = value
+    for name in ("EVENTBRIDGE_SOURCE", "EVENTBRIDGE_DETAIL_TYPE"):
+        if name not in constants:
+            pytest.fail(f"stagegate/bridge.py defines no string constant {name}")
+    return constants
+
+
+def _string_constants(path: Path) -> set[str]:
+    return {
+        node.value
+        for node in ast.walk(_tree(path))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    }
+
+
+def _module_file(dotted: str) -> Path | None:
+    base = REPO.joinpath(*dotted.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def local_closure(entry: Path) -> set[Path]:
+    """`entry` and every repository module it imports, transitively (lazy imports included)."""
+    seen: set[Path] = set()
+    todo = [entry]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        relative = path.relative_to(REPO)
+        for depth in range(1, len(relative.parts)):  # the packages the module lives in
+            init = REPO.joinpath(*relative.parts[:depth], "__init__.py")
+            if init.is_file():
+                todo.append(init)
+        for node in ast.walk(_tree(path)):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            for name in names:
+                if name.split(".")[0] in LOCAL_PACKAGES:
+                    found = _module_file(name)
+                    if found:
+                        todo.append(found)
+    return seen
+
+
+# --- reading the Terraform -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gcp() -> Config:
+    return load("gcp")
+
+
+@pytest.fixture(scope="module")
+def aws() -> Config:
+    return load("aws")
+
+
+def _one(blocks: object, what: str) -> Body:
+    assert isinstance(blocks, list), f"{what} is not a block"
+    assert len(blocks) == 1, f"expected one {what} block, got {len(blocks)}"
+    block = blocks[0]
+    assert isinstance(block, dict)
+    return block
+
+
+def _dynamic(body: Body, name: str) -> list[Body]:
+    """The `content` of every `dynamic "<name>"` block of a body."""
+    contents: list[Body] = []
+    for block in body.get("dynamic", []):
+        if name in block:
+            contents.extend(block[name].get("content", []))
+    return contents
+
+
+def gcp_functions(config: Config) -> dict[str, Body]:
+    """Function resources by entry point."""
+    functions = {}
+    for address, body in config.of_type("google_cloudfunctions2_function").items():
+        entry = _one(body.get("build_config"), f"{address}.build_config")["entry_point"]
+        assert entry not in functions, f"two functions with entry point {entry}"
+        functions[entry] = body | {"__address__": address}
+    return functions
+
+
+def gcp_environment(body: Body) -> tuple[dict[str, Any], dict[str, Body]]:
+    """A function's plain variables and its secret variables (by name)."""
+    service = _one(body.get("service_config"), "service_config")
+    plain = dict(service.get("environment_variables", {}))
+    secrets = {s["key"]: s for s in service.get("secret_environment_variables", [])}
+    assert not set(plain) & set(secrets), f"set both plainly and as secrets: {set(plain) & set(secrets)}"
+    return plain, secrets
+
+
+def lambda_functions(config: Config) -> dict[str, Body]:
+    """Lambda resources by handler function name."""
+    functions = {}
+    for address, body in config.of_type("aws_lambda_function").items():
+        name = str(body["handler"]).rsplit(".", 1)[-1]
+        assert name not in functions, f"two Lambda functions with handler {name}"
+        functions[name] = body | {"__address__": address}
+    return functions
+
+
+def lambda_environment(body: Body) -> dict[str, Any]:
+    return dict(_one(body.get("environment"), "environment")["variables"])
+
+
+def _walk(value: object) -> Iterator[object]:
+    yield value
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _walk(item)
+
+
+def _statements(document: Body) -> list[Body]:
+    return list(document.get("statement", [])) + _dynamic(document, "statement")
+
+
+def _fileset_patterns(expression: str) -> list[str]:
+    patterns = re.findall(r'fileset\(local\.repo_root, "([^"]+)"\)', expression)
+    assert patterns, f"no fileset(local.repo_root, ...) in {expression}"
+    return patterns
+
+
+def _expand_braces(pattern: str) -> list[str]:
+    match = re.search(r"\{([^{}]*)\}", pattern)
+    if not match:
+        return [pattern]
+    head, tail = pattern[: match.start()], pattern[match.end() :]
+    return [p for choice in match.group(1).split(",") for p in _expand_braces(head + choice + tail)]
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out = ""
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(out)
+
+
+def packaged(config: Config, relative: str) -> bool:
+    """Whether `local.source_files` (fileset patterns of the repository root) includes a file."""
+    expression = str(config.locals["source_files"])
+    return any(
+        _glob_regex(expanded).fullmatch(relative)
+        for pattern in _fileset_patterns(expression)
+        for expanded in _expand_braces(pattern)
+    )
+
+
+# --- parsing -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cloud", ["gcp", "aws"])
+def test_every_tf_file_parses_and_declares_something(cloud: str) -> None:
+    config = load(cloud)
+    assert config.resources, f"infra/{cloud} declares no resources"
+    assert {p.name for p in config.files} >= {"main.tf", "variables.tf", "outputs.tf"}
+
+
+def test_the_env_reader_finds_what_settings_reads() -> None:
+    names = env_names_read(SETTINGS)
+    assert {"AUDIT_WEBHOOK_TOKEN", "KUBECONFIG", "GITHUB_TOKEN", "GITHUB_API_URL", "RESYNC_TOKEN"} <= names
+    assert {"AUDIT_DEADLINE_SECONDS", "AUDIT_MAX_BODY_BYTES", "KUBE_CONFLICT_RETRIES"} <= names  # _positive_*
+    assert {"STAGEGATE_NAMESPACES", "GITHUB_WEBHOOK_SECRET"} <= names
+
+
+# --- entry points and handlers ---------------------------------------------------------------------------
+
+
+def test_gcp_deploys_every_target_once(gcp: Config) -> None:
+    assert set(gcp_functions(gcp)) == set(GCP_FUNCTIONS)
+
+
+@pytest.mark.parametrize("entry_point", sorted(GCP_FUNCTIONS))
+def test_gcp_entry_point_is_a_decorated_function_of_its_source(gcp: Config, entry_point: str) -> None:
+    body = gcp_functions(gcp)[entry_point]
+    build = _one(body["build_config"], "build_config")
+    assert build["runtime"] == "python311"
+    source = build.get("environment_variables", {}).get("GOOGLE_FUNCTION_SOURCE")
+    assert source, f"{entry_point}: build_config sets no GOOGLE_FUNCTION_SOURCE"
+    path = REPO / source
+    assert path.is_file(), f"{entry_point}: GOOGLE_FUNCTION_SOURCE {source} does not exist"
+    targets = decorated_targets(path)
+    assert entry_point in targets, f"{source} has no decorated module-level function {entry_point}"
+    expected = GCP_FUNCTIONS[entry_point]
+    assert expected in targets[entry_point], (
+        f"{source}:{entry_point} is not @functions_framework.{expected} (has {sorted(targets[entry_point])})"
+    )
+    assert packaged(gcp, source), f"{source} is not in the source archive"
+    assert set(build["environment_variables"]) <= GCP_BUILD_VARIABLES
+
+
+def test_gcp_event_triggers_deliver_to_cloudevent_targets(gcp: Config) -> None:
+    for entry_point, body in gcp_functions(gcp).items():
+        triggers = list(body.get("event_trigger", [])) + _dynamic(body, "event_trigger")
+        if triggers:
+            assert GCP_FUNCTIONS[entry_point] == "cloud_event", f"{entry_point} has an event trigger"
+
+
+def test_lambda_deploys_every_handler_once(aws: Config) -> None:
+    assert {name: body["handler"] for name, body in lambda_functions(aws).items()} == LAMBDA_HANDLERS
+
+
+@pytest.mark.parametrize("name", sorted(LAMBDA_HANDLERS))
+def test_lambda_handler_is_a_function_of_its_module(aws: Config, name: str) -> None:
+    body = lambda_functions(aws)[name]
+    assert body["runtime"] == "python3.11"
+    module, _, function = str(body["handler"]).rpartition(".")
+    path = _module_file(module)
+    assert path is not None, f"handler module {module} does not exist"
+    assert path.suffix == ".py", f"handler module {module} is a package, not a file"
+    defined = module_functions(path)
+    assert function in defined, f"{path.relative_to(REPO)} defines no module-level function {function}"
+    arguments = defined[function].args
+    assert len(arguments.posonlyargs) + len(arguments.args) == 2, f"{function} must take (event, context)"
+    assert packaged(aws, str(path.relative_to(REPO)))
+
+
+@pytest.mark.parametrize("cloud", ["gcp", "aws"])
+def test_the_archive_holds_every_module_the_entry_points_import(cloud: str) -> None:
+    config = load(cloud)
+    if cloud == "gcp":
+        entries = [
+            REPO
+            / _one(body["build_config"], "build_config")["environment_variables"]["GOOGLE_FUNCTION_SOURCE"]
+            for body in gcp_functions(config).values()
+        ]
+    else:
+        entries = [
+            _module_file(str(b["handler"]).rpartition(".")[0]) for b in lambda_functions(config).values()
+        ]
+    needed = set().union(*(local_closure(entry) for entry in entries if entry))
+    assert len(needed) > len(entries), "the import walk found nothing"
+    missing = sorted(
+        str(p.relative_to(REPO)) for p in needed if not packaged(config, str(p.relative_to(REPO)))
+    )
+    assert not missing, f"imported but not in the {cloud} archive: {missing}"
+
+
+def test_gcp_build_installs_the_lock_and_the_project(gcp: Config) -> None:
+    archive = gcp.datum("archive_file", "source")
+    extra = {s["filename"]: s["content"] for s in archive.get("source", [])}
+    assert "requirements.txt" in extra, "Cloud Run functions' Python build needs requirements.txt"
+    requirements = extra["requirements.txt"]
+    assert "requirements.lock" in requirements
+    assert requirements.rstrip().endswith("\n."), "requirements.txt must install the project itself (.)"
+    assert "pyproject.toml" in str(gcp.locals["source_files"])
+    lock = (REPO / "requirements.lock").read_text(encoding="utf-8")
+    assert re.search(r"^functions-framework==", lock, re.MULTILINE), (
+        "requirements.lock pins no functions-framework"
+    )
+
+
+# --- environment variables -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("entry_point", sorted(GCP_FUNCTIONS))
+def test_gcp_sets_only_variables_the_code_reads_and_all_it_requires(gcp: Config, entry_point: str) -> None:
+    plain, secrets = gcp_environment(gcp_functions(gcp)[entry_point])
+    unknown = (set(plain) | set(secrets)) - code_env_names()
+    assert not unknown, f"{entry_point}: the code reads no {sorted(unknown)}"
+    missing = GCP_REQUIRED[entry_point] - set(plain) - set(secrets)
+    assert not missing, f"{entry_point}: {sorted(missing)} not set"
+    assert not SENSITIVE & set(plain), f"{entry_point}: {sorted(SENSITIVE & set(plain))} must be secrets"
+
+
+@pytest.mark.parametrize("name", sorted(LAMBDA_HANDLERS))
+def test_lambda_sets_only_variables_the_code_reads_and_all_it_requires(aws: Config, name: str) -> None:
+    variables = lambda_environment(lambda_functions(aws)[name])
+    unknown = set(variables) - code_env_names()
+    assert not unknown, f"{name}: the code reads no {sorted(unknown)}"
+    missing = LAMBDA_REQUIRED[name] - set(variables)
+    assert not missing, f"{name}: {sorted(missing)} not set"
+    for key in SENSITIVE & set(variables):
+        expression = reference(variables[key]) or ""
+        assert expression.startswith("data.aws_secretsmanager_secret_version."), (
+            f"{name}: {key} must come from Secrets Manager, not {variables[key]!r}"
+        )
+
+
+@pytest.mark.parametrize("entry_point", sorted(GCP_FUNCTIONS))
+def test_gcp_secrets_are_the_ones_named_and_granted(gcp: Config, entry_point: str) -> None:
+    body = gcp_functions(gcp)[entry_point]
+    plain, secrets = gcp_environment(body)
+    for key, secret in secrets.items():
+        assert reference(secret["secret"]) == f'google_secret_manager_secret.this["{key}"].secret_id'
+        assert secret["version"] == "latest"
+    service = _one(body["service_config"], "service_config")
+    volumes = service.get("secret_volumes", [])
+    used = set(secrets)
+    if "KUBECONFIG" in plain:
+        volume = _one(volumes, f"{entry_point}: secret_volumes")
+        assert reference(volume["secret"]) == 'google_secret_manager_secret.this["KUBECONFIG"].secret_id'
+        path = _one(volume["versions"], "versions")["path"]
+        mounted = f"{resolve(volume['mount_path'], gcp)}/{resolve(path, gcp)}"
+        assert resolve(plain["KUBECONFIG"], gcp) == mounted, (
+            "KUBECONFIG does not point at the mounted kubeconfig"
+        )
+        used.add("KUBECONFIG")
+    else:
+        assert not volumes
+    assert set(gcp.locals["function_secrets"][entry_point]) == used, (
+        f"local.function_secrets[{entry_point}] (what its service account may read) differs from what it uses"
+    )
+    assert (
+        reference(service["service_account_email"])
+        == f'google_service_account.function["{entry_point}"].email'
+    )
+
+
+def test_gcp_every_secret_is_used_and_access_is_granted_per_function(gcp: Config) -> None:
+    declared = set(
+        re.findall(r"[A-Z][A-Z_]+", gcp.resource("google_secret_manager_secret", "this")["for_each"])
+    )
+    used = set().union(*map(set, gcp.locals["function_secrets"].values()))
+    assert declared == used
+    assert set(gcp.locals["function_secrets"]) == set(GCP_FUNCTIONS)
+    grants = gcp.of_type("google_secret_manager_secret_iam_member")
+    assert list(grants) == ["access"]
+    grant = grants["access"]
+    assert reference(grant["for_each"]) == "local.secret_grants"
+    assert grant["role"] == "roles/secretmanager.secretAccessor"
+    assert reference(grant["secret_id"]) == "google_secret_manager_secret.this[each.value.secret].id"
+    assert reference(grant["member"]) == "google_service_account.function[each.value.function].member"
+
+
+# --- GCP: the audit topic, publishing and consuming ----------------------------------------------------
+
+
+def test_gcp_bridge_publishes_to_the_topic_k8s_audit_consumes(gcp: Config) -> None:
+    plain, _ = gcp_environment(gcp_functions(gcp)["audit_bridge"])
+    assert plain["BRIDGE_TRANSPORT"] == "pubsub"
+    bridge_constants()  # fails with a clear message while stagegate/bridge.py is missing
+    assert plain["BRIDGE_TRANSPORT"] in _string_constants(BRIDGE), (
+        "stagegate/bridge.py knows no such transport"
+    )
+    assert reference(plain["BRIDGE_PUBSUB_TOPIC"]) == "google_pubsub_topic.audit.id"
+
+    subscription = gcp.resource("google_pubsub_subscription", "audit")
+    assert reference(subscription["topic"]) == "google_pubsub_topic.audit.id"
+    assert subscription["enable_message_ordering"] is True
+    push = _one(subscription["push_config"], "push_config")
+    assert push["push_endpoint"].startswith(
+        "${google_cloudfunctions2_function.k8s_audit.service_config[0].uri}"
+    )
+    oidc = _one(push["oidc_token"], "oidc_token")
+    assert reference(oidc["service_account_email"]) == "google_service_account.audit_delivery.email"
+    dead_letter = _one(subscription["dead_letter_policy"], "dead_letter_policy")
+    assert reference(dead_letter["dead_letter_topic"]) == "google_pubsub_topic.audit_dead_letter.id"
+    assert dead_letter["max_delivery_attempts"]
+    retry = _one(subscription["retry_policy"], "retry_policy")
+    assert retry["minimum_backoff"]
+    assert retry["maximum_backoff"]
+    kept = gcp.resource("google_pubsub_subscription", "audit_dead_letter")
+    assert reference(kept["topic"]) == "google_pubsub_topic.audit_dead_letter.id", (
+        "dead letters would be lost"
+    )
+
+    (trigger,) = _dynamic(gcp_functions(gcp)["k8s_audit"], "event_trigger")
+    assert reference(trigger["pubsub_topic"]) == "google_pubsub_topic.audit.id"
+    assert trigger["event_type"] == "google.cloud.pubsub.topic.v1.messagePublished"
+    assert trigger["retry_policy"] == "RETRY_POLICY_RETRY"
+
+
+def test_gcp_only_the_bridge_may_publish_to_the_audit_topic(gcp: Config) -> None:
+    publishers = {
+        address: body
+        for address, body in gcp.of_type("google_pubsub_topic_iam_member").items()
+        if reference(body["topic"]) == "google_pubsub_topic.audit.id"
+    }
+    assert [reference(b["member"]) for b in publishers.values()] == [
+        'google_service_account.function["audit_bridge"].member'
+    ]
+    assert [b["role"] for b in publishers.values()] == ["roles/pubsub.publisher"]
+
+
+def test_gcp_public_invocation_is_only_for_the_http_targets(gcp: Config) -> None:
+    public = gcp.resource("google_cloud_run_v2_service_iam_member", "public")
+    assert public["member"] == "allUsers"
+    assert public["role"] == "roles/run.invoker"
+    http_targets = {name for name, kind in GCP_FUNCTIONS.items() if kind == "http"}
+    assert set(public["for_each"]) == http_targets
+    for name, service in public["for_each"].items():
+        address = gcp_functions(gcp)[name]["__address__"]
+        assert reference(service) == f"google_cloudfunctions2_function.{address}.service_config[0].service"
+    for kind, named in gcp.resources.items():
+        for address, body in named.items():
+            if (kind, address) != ("google_cloud_run_v2_service_iam_member", "public"):
+                for value in _walk(body):
+                    if isinstance(value, str):
+                        assert value not in {"allUsers", "allAuthenticatedUsers"}, (
+                            f"{kind}.{address} is public"
+                        )
+    k8s_audit = _one(gcp_functions(gcp)["k8s_audit"]["service_config"], "service_config")
+    assert k8s_audit["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+
+
+def test_gcp_scheduler_sends_the_token_resync_reads_every_ten_minutes(gcp: Config) -> None:
+    job = gcp.resource("google_cloud_scheduler_job", "resync")
+    assert gcp.variables["resync_schedule"]["default"] == "*/10 * * * *"
+    assert reference(job["schedule"]) == "var.resync_schedule"
+    target = _one(job["http_target"], "http_target")
+    assert reference(target["uri"]) == "google_cloudfunctions2_function.resync_http.service_config[0].uri"
+    assert target["headers"]["Authorization"] == "Bearer ${random_password.resync_token.result}"
+    version = gcp.resource("google_secret_manager_secret_version", "resync_token")
+    assert reference(version["secret"]) == 'google_secret_manager_secret.this["RESYNC_TOKEN"].id'
+    assert reference(version["secret_data"]) == "random_password.resync_token.result"
+
+
+# --- AWS: bus, rule, queue, consumer ----------------------------------------------------------------------
+
+
+def test_eventbridge_rule_matches_what_the_bridge_publishes() -> None:
+    constants = bridge_constants()
+    assert eventbridge_pattern() == {
+        "source": [constants["EVENTBRIDGE_SOURCE"]],
+        "detail-type": [constants["EVENTBRIDGE_DETAIL_TYPE"]],
+    }
+
+
+def test_eventbridge_rule_feeds_the_queue_k8s_audit_eventbridge_consumes(aws: Config) -> None:
+    (rule_name,) = aws.of_type("aws_cloudwatch_event_rule")
+    rule = aws.resource("aws_cloudwatch_event_rule", rule_name)
+    assert reference(rule["event_bus_name"]) == "aws_cloudwatch_event_bus.audit.name"
+    (target,) = aws.of_type("aws_cloudwatch_event_target").values()
+    assert reference(target["rule"]) == f"aws_cloudwatch_event_rule.{rule_name}.name"
+    assert reference(target["event_bus_name"]) == "aws_cloudwatch_event_bus.audit.name"
+    assert reference(target["arn"]) == "aws_sqs_queue.audit.arn"
+
+    redrive = jsonencoded(aws.resource("aws_sqs_queue", "audit")["redrive_policy"])
+    assert reference(redrive["deadLetterTargetArn"]) == "aws_sqs_queue.audit_dead_letter.arn"
+    assert redrive["maxReceiveCount"]
+
+    (mapping,) = aws.of_type("aws_lambda_event_source_mapping").values()
+    assert reference(mapping["event_source_arn"]) == "aws_sqs_queue.audit.arn"
+    address = lambda_functions(aws)["k8s_audit_eventbridge"]["__address__"]
+    assert reference(mapping["function_name"]) == f"aws_lambda_function.{address}.arn"
+    assert mapping["function_response_types"] == ["ReportBatchItemFailures"]
+
+
+def test_lambda_roles_are_least_privilege(aws: Config) -> None:
+    def document_of(function: str) -> Body:
+        body = lambda_functions(aws)[function]
+        role = reference(body["role"])
+        assert role, f"{function}: role is not a reference"
+        assert role.startswith("aws_iam_role."), role
+        assert role.endswith(".arn"), role
+        role_name = role.split(".")[1]
+        (policy,) = [
+            p
+            for p in aws.of_type("aws_iam_role_policy").values()
+            if reference(p["role"]) == f"aws_iam_role.{role_name}.id"
+        ]
+        doc = reference(policy["policy"]) or ""
+        return aws.datum("aws_iam_policy_document", doc.split(".")[2])
+
+    consumer = _statements(document_of("k8s_audit_eventbridge"))
+    sqs = [s for s in consumer if any(a.startswith("sqs:") for a in s["actions"])]
+    assert {a for s in sqs for a in s["actions"]} in (
+        {"sqs:ReceiveMessage", "sqs:DeleteMessage"},
+        {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
+    )
+    assert {r for s in sqs for r in s["resources"]} == {"${aws_sqs_queue.audit.arn}"}
+    webhook = _statements(document_of("github_webhook"))
+    assert not [a for s in webhook for a in s["actions"] if not a.startswith(("logs:", "kms:Decrypt"))]
+    for statement in consumer + webhook:
+        for action in statement["actions"]:
+            if action.startswith("logs:"):
+                assert all("aws_cloudwatch_log_group." in r for r in statement["resources"])
+
+
+def test_bridge_publisher_policy_is_put_events_on_the_bus_only(aws: Config) -> None:
+    constants = bridge_constants()
+    (statement,) = _statements(aws.datum("aws_iam_policy_document", "bridge_publisher"))
+    assert statement["actions"] == ["events:PutEvents"]
+    assert statement["resources"] == ["${aws_cloudwatch_event_bus.audit.arn}"]
+    conditions = {c["variable"]: c["values"] for c in statement.get("condition", [])}
+    assert conditions.get("events:source") == [constants["EVENTBRIDGE_SOURCE"]]
+    assert conditions.get("events:detail-type") == [constants["EVENTBRIDGE_DETAIL_TYPE"]]
+    assert reference(aws.resource("aws_iam_policy", "bridge_publisher")["policy"]) == (
+        "data.aws_iam_policy_document.bridge_publisher.json"
+    )
+    outputs = {reference(o["value"]) for o in aws.outputs.values()}
+    assert "aws_iam_policy.bridge_publisher.arn" in outputs
+    assert "aws_cloudwatch_event_bus.audit.name" in outputs
+
+
+def test_lambda_kubeconfig_points_into_the_kubeconfig_layer(aws: Config) -> None:
+    (source,) = aws.datum("archive_file", "kubeconfig")["source"]
+    assert reference(source["content"]) == "data.aws_secretsmanager_secret_version.kubeconfig.secret_string"
+    layer_path = "/opt/" + str(resolve(source["filename"], aws))
+    for name, body in lambda_functions(aws).items():
+        assert resolve(lambda_environment(body)["KUBECONFIG"], aws) == layer_path, name
+        assert "${aws_lambda_layer_version.kubeconfig.arn}" in body["layers"], name
+        assert "${aws_lambda_layer_version.dependencies.arn}" in body["layers"], name
+
+
+def test_github_webhook_has_a_public_function_url(aws: Config) -> None:
+    address = lambda_functions(aws)["github_webhook"]["__address__"]
+    (url,) = aws.of_type("aws_lambda_function_url").values()
+    assert reference(url["function_name"]) == f"aws_lambda_function.{address}.function_name"
+    assert url["authorization_type"] == "NONE"
+    granted = {
+        p["action"]: p
+        for p in aws.of_type("aws_lambda_permission").values()
+        if reference(p["function_name"]) == f"aws_lambda_function.{address}.function_name"
+    }
+    assert granted["lambda:InvokeFunctionUrl"]["function_url_auth_type"] == "NONE"
+    assert granted["lambda:InvokeFunction"]["invoked_via_function_url"] is True
+
+
+# --- no broad grants ----------------------------------------------------------------------------------
+
+
+def test_gcp_grants_no_primitive_role_and_nothing_project_wide(gcp: Config) -> None:
+    for kind, named in gcp.resources.items():
+        if "_iam_" not in kind:
+            continue
+        assert not kind.startswith(("google_project_iam", "google_folder_iam", "google_organization_iam")), (
+            f"{kind}: grants are made on single resources only"
+        )
+        for address, body in named.items():
+            role = body.get("role")
+            assert role not in FORBIDDEN_GCP_ROLES, f"{kind}.{address} grants {role}"
+            assert "*" not in str(role), f"{kind}.{address} grants {role}"
+
+
+def _policy_documents(config: Config) -> dict[str, Body]:
+    return config.data.get("aws_iam_policy_document", {})
+
+
+def test_aws_every_policy_is_a_document_without_wildcard_actions(aws: Config) -> None:
+    documents = _policy_documents(aws)
+    assert documents
+    for name, document in documents.items():
+        for statement in _statements(document):
+            assert statement.get("effect", "Allow") == "Allow", f"{name}: only Allow statements are expected"
+            assert "not_actions" not in statement, name
+            assert "not_resources" not in statement, name
+            for action in statement["actions"]:
+                assert "*" not in action, f"{name} grants the wildcard action {action}"
+            assert "*" not in statement.get("resources", []), f"{name} applies to every resource"
+    # Every policy attached anywhere is one of these documents, so the check above covers them all.
+    policy_arguments = {"policy", "assume_role_policy"}
+    for kind, named in aws.resources.items():
+        assert kind not in {"aws_iam_role_policy_attachment", "aws_iam_policy_attachment"}, (
+            f"{kind}: attach the documents above, not managed policies"
+        )
+        for address, body in named.items():
+            for argument in policy_arguments & set(body):
+                expression = reference(body[argument]) or ""
+                assert re.fullmatch(r"data\.aws_iam_policy_document\.\w+\.json", expression), (
+                    f"{kind}.{address}.{argument} is not an aws_iam_policy_document"
+                )
+
+
+def test_no_inline_policy_text_anywhere() -> None:
+    for cloud in ("gcp", "aws"):
+        config = load(cloud)
+        for kind, named in config.resources.items():
+            for address, body in named.items():
+                for value in _walk(body):
+                    if isinstance(value, str):
+                        assert not re.search(r'"Action"\s*:\s*"?\*', value), (
+                            f"{kind}.{address}: wildcard action"
+                        )
+                        assert value not in FORBIDDEN_GCP_ROLES, f"{kind}.{address}: {value}"
