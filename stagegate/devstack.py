@@ -17,6 +17,7 @@ import os
 import secrets
 import socket
 import ssl
+import string
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROJECT_CRDS = ROOT / "infra" / "k8s" / "crds"
 KUBERIK_CRDS = ROOT.parent / "shared" / "reference" / "crds"
 AUDIT_POLICY = ROOT / "infra" / "k8s" / "audit-policy.yaml"
+AUDIT_WEBHOOK_TEMPLATE = ROOT / "infra" / "k8s" / "audit-webhook.kubeconfig.template"
 RBAC = ROOT / "infra" / "k8s" / "rbac.yaml"
 ADMIN_USER = "stagegate-admin"
 
@@ -102,6 +104,17 @@ def write_kubeconfig(path: Path, server: str, ca_file: Path, token: str) -> Path
         "contexts": [{"name": "local", "context": {"cluster": "local", "user": "user"}}],
         "current-context": "local",
     }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def render_audit_webhook_config(path: Path, url: str, token: str, ca_file: Path) -> Path:
+    """`infra/k8s/audit-webhook.kubeconfig.template` filled in: the file users deploy is the one tested."""
+    text = string.Template(AUDIT_WEBHOOK_TEMPLATE.read_text()).substitute(
+        STAGEGATE_URL=url, AUDIT_WEBHOOK_TOKEN=token
+    )
+    config = yaml.safe_load(text)
+    config["clusters"][0]["cluster"]["certificate-authority"] = str(ca_file)
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -240,8 +253,8 @@ class KubeStack:
             "--disable-admission-plugins", "ServiceAccount",
         ]  # fmt: skip
         if self.audit is not None:
-            webhook_config = write_kubeconfig(
-                self.dir / "audit-webhook.kubeconfig", self.audit.url, self.audit.ca_file, self.audit.token
+            webhook_config = render_audit_webhook_config(
+                self.dir / "audit-webhook.kubeconfig", self.audit.url, self.audit.token, self.audit.ca_file
             )
             argv += [
                 "--audit-policy-file", str(self.audit.policy_file),

@@ -204,3 +204,23 @@ def test_github_webhook_lambda_refuses_a_bad_signature(lambda_module) -> None:
     answer = lambda_module.github_webhook(function_url_event(body, headers), None)
     assert answer["statusCode"] == 401
     assert "does not match" in json.loads(answer["body"])["error"]
+
+
+def test_publish_failure_answers_5xx_so_the_apiserver_retries(aws, procs, namespace) -> None:
+    env = {
+        **aws,
+        "BRIDGE_TRANSPORT": "eventbridge",
+        "BRIDGE_EVENT_BUS": "never-created",
+        "AUDIT_WEBHOOK_TOKEN": TOKEN,
+    }
+    bridge = devstack.FunctionServer(
+        devstack.ROOT / "functions" / "audit_bridge" / "main.py", "audit_bridge", env, None, procs
+    )
+    answer = requests.post(
+        bridge.url,
+        data=delivery_bytes(stored(environment(namespace, "prod"))),
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=30,
+    )
+    assert answer.status_code == 503, answer.text
+    assert "EventBridge" in answer.json()["error"]

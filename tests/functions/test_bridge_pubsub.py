@@ -169,3 +169,30 @@ def test_events_for_one_environment_arrive_in_order(
         )["spec"]["allowedVersions"]
         == []
     )
+
+
+def test_publish_failure_answers_5xx_so_the_apiserver_retries(emulator, kube_stack, procs, namespace) -> None:
+    env = {
+        "BRIDGE_TRANSPORT": "pubsub", "BRIDGE_PUBSUB_TOPIC": f"projects/{PROJECT}/topics/never-created",
+        "AUDIT_WEBHOOK_TOKEN": TOKEN, "PUBSUB_EMULATOR_HOST": emulator.host, "AUDIT_DEADLINE_SECONDS": "5",
+    }  # fmt: skip
+    bridge = devstack.FunctionServer(
+        devstack.ROOT / "functions" / "audit_bridge" / "main.py", "audit_bridge", env, None, procs
+    )
+    answer = requests.post(
+        bridge.url,
+        data=delivery_bytes(stored(environment(namespace, "prod"))),
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=30,
+    )
+    assert answer.status_code == 503
+    assert "publish" in answer.json()["error"]
+
+
+def test_bridge_without_a_topic_stops_at_start_naming_the_variable(procs) -> None:
+    with pytest.raises(devstack.ProcessExited):
+        devstack.FunctionServer(
+            devstack.ROOT / "functions" / "audit_bridge" / "main.py", "audit_bridge",
+            {"BRIDGE_TRANSPORT": "pubsub", "AUDIT_WEBHOOK_TOKEN": TOKEN}, None, procs,
+        )  # fmt: skip
+    assert "BRIDGE_PUBSUB_TOPIC" in procs.tail("function-audit_bridge", 200)
