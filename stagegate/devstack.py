@@ -434,6 +434,19 @@ def audit_webhook_stack(
         stack.close()
 
 
+def wait_for_port(procs: Processes, name: str, argv: Sequence[str], port: int) -> None:
+    """Start a server and return once it accepts connections on `port`; fail early if it exits."""
+    proc = procs.start(name, argv)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise ProcessExited(f"{name} exited with {proc.returncode}")
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+
+    wait_until(ready, 60, name, lambda: procs.tail(name))
+
+
 class PubSubEmulator:
     """The Pub/Sub emulator from the Google Cloud CLI (package google-cloud-cli-pubsub-emulator)."""
 
@@ -450,18 +463,8 @@ class PubSubEmulator:
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         data = procs.log_dir / f"pubsub-{self.port}"
-        proc = procs.start(
-            "pubsub-emulator",
-            [str(launcher), "--host=127.0.0.1", f"--port={self.port}", f"--data-dir={data}"],
-        )
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                raise ProcessExited(f"Pub/Sub emulator exited with {proc.returncode}")
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return True
-
-        wait_until(ready, 60, "Pub/Sub emulator", lambda: procs.tail("pubsub-emulator"))
+        argv = [str(launcher), "--host=127.0.0.1", f"--port={self.port}", f"--data-dir={data}"]
+        wait_for_port(procs, "pubsub-emulator", argv, self.port)
 
 
 class MotoServer:
@@ -470,17 +473,8 @@ class MotoServer:
     def __init__(self, procs: Processes) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        proc = procs.start(
-            "moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
-        )
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                raise ProcessExited(f"moto server exited with {proc.returncode}")
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return True
-
-        wait_until(ready, 60, "moto server", lambda: procs.tail("moto"))
+        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        wait_for_port(procs, "moto", argv, self.port)
 
     def env(self) -> dict[str, str]:
         """What boto3 needs to talk to this server instead of AWS."""
