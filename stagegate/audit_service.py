@@ -71,7 +71,7 @@ def _environment_changed(routed: Routed, ctx: AuditContext) -> list[GateOutcome]
 
 def _rollout_changed(routed: Routed, ctx: AuditContext) -> list[GateOutcome]:
     if ctx.upstream is None:
-        raise _Ignore("rollout change, but GITHUB_TOKEN is not configured here")
+        raise _Ignore("rollout change, but no GitHub credentials are configured here")
     governing = [
         env
         for env in ctx.kube.list_environments([routed.namespace])

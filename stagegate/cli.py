@@ -3,7 +3,8 @@
 `explain` prints an Environment's gate, the upstream's baked revisions, the governed Rollout's
 candidates and, for each, whether it is allowed and why not. `recompute` runs the very recompute
 the functions run (one Environment or `--all`); `--dry-run` shows what would be written and writes
-nothing. Configuration is the functions' own (KUBECONFIG, GITHUB_TOKEN, GITHUB_API_URL, ...).
+nothing. Configuration is the functions' own (KUBECONFIG, GITHUB_TOKEN or GITHUB_APP_*, GITHUB_API_URL,
+...).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from shared.views import Environment, RolloutGate
 from stagegate.kube import KubeGates, api_client
 from stagegate.recompute_service import RecomputeStore, Upstream, recompute, upstream_from
 from stagegate.resync_service import resync
-from stagegate.settings import ConfigError, Settings
+from stagegate.settings import CREDENTIALS, ConfigError, Settings
 
 
 class DryRun(KubeGates):
@@ -67,7 +68,10 @@ def explain(env: Environment, kube: RecomputeStore, upstream: Upstream | None, o
     candidates = release_candidates(rollout) if rollout is not None else ()
     print(f"  relationship: {rel.type} {rel.environment}", file=out)
     if upstream is None:
-        print("  GITHUB_TOKEN is not set: cannot read the upstream's bake results", file=out)
+        print(
+            "  neither GITHUB_TOKEN nor GITHUB_APP_* is set: cannot read the upstream's bake results",
+            file=out,
+        )
         return
     if not env.project:
         print("  spec.backend.project is not set: cannot read the upstream's bake results", file=out)
@@ -131,7 +135,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         explain(_environment(kube, args.namespace, args.environment), kube, upstream, out)
         return 0
     if upstream is None:
-        raise ConfigError("GITHUB_TOKEN is required to read bake results from GitHub")
+        raise ConfigError(f"{CREDENTIALS} is required to read bake results from GitHub")
     store = DryRun(kube) if args.dry_run else kube
     if args.all:
         summary = resync(store, upstream, settings.namespaces, settings.kube_conflict_retries)

@@ -19,6 +19,7 @@ from github import Auth, Github, GithubException
 
 from shared.bake import DeploymentRecord, StatusRecord, bake_result
 from shared.errors import PermanentError, RetryableError
+from stagegate.settings import GitHubApp
 
 PAGE_SIZE = 100
 STATUSES_PER_DEPLOYMENT = 20
@@ -41,10 +42,20 @@ query($owner: String!, $name: String!, $environment: String!, $after: String, $f
 """
 
 
-def github_client(token: str, base_url: str, timeout: float) -> Github:
-    """A PyGithub client that never sleeps on its own (no retries, no throttling)."""
+def github_client(credentials: str | GitHubApp, base_url: str, timeout: float) -> Github:
+    """A PyGithub client that never sleeps on its own (no retries, no throttling).
+
+    `credentials` is a token or a GitHub App installation: PyGithub then signs a JWT with the App's
+    key, trades it for an installation token at `base_url` and renews that token before it expires.
+    """
+    auth: Auth.Auth
+    if isinstance(credentials, GitHubApp):
+        app = Auth.AppAuth(credentials.app_id, credentials.private_key)
+        auth = app.get_installation_auth(credentials.installation_id)
+    else:
+        auth = Auth.Token(credentials)
     return Github(
-        auth=Auth.Token(token),
+        auth=auth,
         base_url=base_url,
         timeout=max(1, round(timeout)),
         retry=None,

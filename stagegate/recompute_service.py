@@ -43,12 +43,12 @@ class RecomputeStore(GateStore, Protocol):
 
 
 def upstream_from(settings: Settings, timeout: float) -> Upstream | None:
-    """The GitHub reader when a token is configured; None where bake results are optional."""
-    if not settings.github_token:
+    """The GitHub reader when a token or App credentials are set; None where bake results are optional."""
+    if not settings.has_github_credentials:
         return None
     from stagegate.github import GitHubDeployments, github_client  # PyGithub: ~160 ms, loaded only when used
 
-    return GitHubDeployments(github_client(settings.github_token, settings.github_api_url, timeout))
+    return GitHubDeployments(github_client(settings.github_credentials(), settings.github_api_url, timeout))
 
 
 def governed_by(

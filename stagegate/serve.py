@@ -62,7 +62,7 @@ def check_configuration() -> list[str]:
     """Fail with the variable's name on what cannot work; return warnings for what will refuse requests."""
     settings = Settings.from_env()
     api_client(settings.kubeconfig)
-    settings.require_github_token()
+    settings.github_credentials()
     return [
         f"{function.secret} is not set: {function.target} will refuse every request"
         for function in FUNCTIONS

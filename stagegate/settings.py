@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class ConfigError(ValueError):
@@ -49,6 +49,104 @@ def _url(env: Mapping[str, str], name: str, default: str) -> str:
     return raw.rstrip("/")
 
 
+APP_VARIABLES = ("GITHUB_APP_ID", "GITHUB_APP_PRIVATE_KEY", "GITHUB_APP_INSTALLATION_ID")
+CREDENTIALS = "GITHUB_TOKEN or GITHUB_APP_ID/GITHUB_APP_PRIVATE_KEY/GITHUB_APP_INSTALLATION_ID"
+
+
+@dataclass(frozen=True)
+class GitHubApp:
+    """GitHub App credentials: the functions act as one installation of the App."""
+
+    app_id: int
+    """`GITHUB_APP_ID`: the App's numeric ID (the `iss` of the JWTs it signs)."""
+    private_key: str = field(repr=False)
+    """`GITHUB_APP_PRIVATE_KEY` (or the file `GITHUB_APP_PRIVATE_KEY_FILE`): the App's RSA key, PEM."""
+    installation_id: int
+    """`GITHUB_APP_INSTALLATION_ID`: the installation whose repositories are read."""
+
+
+def _app_id(env: Mapping[str, str], name: str) -> int:
+    raw = env[name].strip()
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+    if value <= 0:
+        raise ConfigError(f"{name} must be greater than 0, got {raw!r}")
+    return value
+
+
+def _private_key(env: Mapping[str, str]) -> tuple[str, str] | None:
+    """(PEM text, the variable it came from), or None when neither variable is set."""
+    text, path = env.get("GITHUB_APP_PRIVATE_KEY") or None, env.get("GITHUB_APP_PRIVATE_KEY_FILE") or None
+    if text and path:
+        raise ConfigError("GITHUB_APP_PRIVATE_KEY and GITHUB_APP_PRIVATE_KEY_FILE are both set: set only one")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as file:
+                return file.read(), "GITHUB_APP_PRIVATE_KEY_FILE"
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"GITHUB_APP_PRIVATE_KEY_FILE={path} cannot be read: {exc}") from exc
+    if text:
+        if "\n" not in text and "\\n" in text:  # a secret store that kept the line breaks escaped
+            text = text.replace("\\n", "\n")
+        return text, "GITHUB_APP_PRIVATE_KEY"
+    return None
+
+
+def _check_rsa_pem(pem: str, name: str) -> None:
+    # cryptography comes with PyGithub (pyjwt[crypto]); loaded only when an App key is configured.
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(pem.strip().encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{name} is not a PEM private key without a passphrase: {exc}") from exc
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ConfigError(f"{name} must be an RSA private key (GitHub Apps sign with RS256)")
+
+
+def _github_app(env: Mapping[str, str]) -> GitHubApp | None:
+    key = _private_key(env)
+    present = {
+        "GITHUB_APP_ID": bool(env.get("GITHUB_APP_ID")),
+        "GITHUB_APP_PRIVATE_KEY": key is not None,
+        "GITHUB_APP_INSTALLATION_ID": bool(env.get("GITHUB_APP_INSTALLATION_ID")),
+    }
+    if not any(present.values()):
+        return None
+    missing = [
+        "GITHUB_APP_PRIVATE_KEY (or GITHUB_APP_PRIVATE_KEY_FILE)"
+        if name == "GITHUB_APP_PRIVATE_KEY"
+        else name
+        for name, there in present.items()
+        if not there
+    ]
+    if missing:
+        raise ConfigError(
+            "GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY and GITHUB_APP_INSTALLATION_ID go together; "
+            f"missing: {', '.join(missing)}"
+        )
+    assert key is not None
+    pem, source = key
+    app_id = _app_id(env, "GITHUB_APP_ID")
+    installation_id = _app_id(env, "GITHUB_APP_INSTALLATION_ID")
+    _check_rsa_pem(pem, source)
+    return GitHubApp(app_id=app_id, private_key=pem.strip() + "\n", installation_id=installation_id)
+
+
+def _github_token(env: Mapping[str, str]) -> str | None:
+    token = env.get("GITHUB_TOKEN") or None
+    app_set = [name for name in (*APP_VARIABLES, "GITHUB_APP_PRIVATE_KEY_FILE") if env.get(name)]
+    if token is not None and app_set:
+        raise ConfigError(
+            f"GITHUB_TOKEN and GitHub App credentials ({', '.join(app_set)}) are both set: "
+            "ambiguous, set either GITHUB_TOKEN or the GITHUB_APP_* variables"
+        )
+    return token
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the functions read from their environment."""
@@ -67,6 +165,8 @@ class Settings:
     """`GITHUB_WEBHOOK_SECRET`: the webhook secret; several, one per line, while rotating."""
     github_token: str | None = None
     """`GITHUB_TOKEN`: token that reads deployments of the watched repositories."""
+    github_app: GitHubApp | None = None
+    """`GITHUB_APP_ID`, `GITHUB_APP_PRIVATE_KEY(_FILE)`, `GITHUB_APP_INSTALLATION_ID`: instead of a token."""
     github_api_url: str = "https://api.github.com"
     """`GITHUB_API_URL`: REST base URL (GitHub Enterprise: `https://HOST/api/v3`)."""
     github_max_body_bytes: int = 5 * 1024 * 1024
@@ -100,7 +200,8 @@ class Settings:
             github_webhook_secrets=tuple(
                 line.strip() for line in env.get("GITHUB_WEBHOOK_SECRET", "").splitlines() if line.strip()
             ),
-            github_token=env.get("GITHUB_TOKEN") or None,
+            github_token=_github_token(env),
+            github_app=_github_app(env),
             github_api_url=_url(env, "GITHUB_API_URL", cls.github_api_url),
             github_max_body_bytes=_positive_int(
                 env, "GITHUB_WEBHOOK_MAX_BODY_BYTES", cls.github_max_body_bytes
@@ -117,8 +218,15 @@ class Settings:
             ),
         )
 
-    def require_github_token(self) -> str:
-        """The GitHub token, for the functions that cannot work without one."""
+    @property
+    def has_github_credentials(self) -> bool:
+        """Whether a token or App credentials are configured."""
+        return bool(self.github_token) or self.github_app is not None
+
+    def github_credentials(self) -> str | GitHubApp:
+        """The token or the App credentials, for the functions that cannot work without one."""
+        if self.github_app is not None:
+            return self.github_app
         if not self.github_token:
-            raise ConfigError("GITHUB_TOKEN is required to read bake results from GitHub")
+            raise ConfigError(f"{CREDENTIALS} is required to read bake results from GitHub")
         return self.github_token

@@ -13,7 +13,7 @@ from stagegate.http import answer
 from stagegate.kube import KubeGates, api_client
 from stagegate.lambda_adapter import consume_eventbridge, http_request, http_response
 from stagegate.recompute_service import upstream_from
-from stagegate.settings import ConfigError, Settings
+from stagegate.settings import CREDENTIALS, ConfigError, Settings
 from stagegate.webhook_service import github_request
 
 SETTINGS = Settings.from_env()
@@ -34,7 +34,7 @@ def github_webhook(event: Mapping[str, Any], context: object) -> dict[str, Any]:
 
     def handle() -> dict[str, Any]:
         if UPSTREAM is None:
-            raise ConfigError("GITHUB_TOKEN is required to read bake results from GitHub")
+            raise ConfigError(f"{CREDENTIALS} is required to read bake results from GitHub")
         headers, body = http_request(event, SETTINGS.github_max_body_bytes)
         return github_request(headers, body, SETTINGS, KUBE, UPSTREAM)
 

@@ -20,7 +20,7 @@ from stagegate.webhook_service import github_request
 SETTINGS = Settings.from_env()
 KUBE = KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.github_deadline_seconds)
 UPSTREAM = GitHubDeployments(
-    github_client(SETTINGS.require_github_token(), SETTINGS.github_api_url, SETTINGS.github_deadline_seconds)
+    github_client(SETTINGS.github_credentials(), SETTINGS.github_api_url, SETTINGS.github_deadline_seconds)
 )
 
 

@@ -43,6 +43,57 @@ locals {
   kubeconfig_path       = "/opt/${local.kubeconfig_layer_file}"
 
   namespaces = join(",", var.namespaces)
+
+  # The Lambda functions: one aws_lambda_function.this (with its role, policy and log group) each.
+  # Handlers and variable names are the code's; the secrets are resolved at deploy time (see below).
+  lambdas = {
+    # Kubernetes audit events from EventBridge via SQS (aws_lambda_event_source_mapping.audit_queue).
+    k8s_audit_eventbridge = {
+      handler              = "functions.aws_lambda.main.k8s_audit_eventbridge"
+      description          = "Kubernetes audit events from EventBridge via SQS: ensures and recomputes gates"
+      timeout              = var.audit_timeout_seconds
+      consumes_audit_queue = true
+      environment = {
+        KUBECONFIG             = local.kubeconfig_path
+        GITHUB_TOKEN           = data.aws_secretsmanager_secret_version.github_token.secret_string
+        GITHUB_API_URL         = var.github_api_url
+        AUDIT_DEADLINE_SECONDS = tostring(var.audit_deadline_seconds)
+        KUBE_CONFLICT_RETRIES  = tostring(var.kube_conflict_retries)
+      }
+    }
+
+    # GitHub deliveries on a public function URL (aws_lambda_function_url.github_webhook).
+    github_webhook = {
+      handler              = "functions.aws_lambda.main.github_webhook"
+      description          = "GitHub deployment_status webhooks (signed): recomputes the downstream gates"
+      timeout              = 15
+      consumes_audit_queue = false
+      environment = {
+        KUBECONFIG                      = local.kubeconfig_path
+        GITHUB_TOKEN                    = data.aws_secretsmanager_secret_version.github_token.secret_string
+        GITHUB_WEBHOOK_SECRET           = data.aws_secretsmanager_secret_version.github_webhook_secret.secret_string
+        GITHUB_API_URL                  = var.github_api_url
+        GITHUB_WEBHOOK_DEADLINE_SECONDS = tostring(var.github_webhook_deadline_seconds)
+        GITHUB_WEBHOOK_MAX_BODY_BYTES   = tostring(var.github_webhook_max_body_bytes)
+        KUBE_CONFLICT_RETRIES           = tostring(var.kube_conflict_retries)
+        STAGEGATE_NAMESPACES            = local.namespaces
+      }
+    }
+  }
+
+  # The audit queue and its dead-letter queue, each with the sid of its policy statement.
+  audit_queues = {
+    audit = {
+      sid = "FromTheAuditRule"
+      arn = aws_sqs_queue.audit.arn
+      url = aws_sqs_queue.audit.id
+    }
+    audit_dead_letter = {
+      sid = "UndeliverableFromTheAuditRule"
+      arn = aws_sqs_queue.audit_dead_letter.arn
+      url = aws_sqs_queue.audit_dead_letter.id
+    }
+  }
 }
 
 # --- secrets -----------------------------------------------------------------------------------------
@@ -146,12 +197,15 @@ resource "aws_sqs_queue_redrive_allow_policy" "audit_dead_letter" {
   })
 }
 
-# Only this rule may send to the queues (the dead-letter queue takes what EventBridge could not deliver).
+# Only this rule may send to the queues: the queue is its target, the dead-letter queue takes what
+# EventBridge could not deliver.
 data "aws_iam_policy_document" "audit_queue" {
+  for_each = local.audit_queues
+
   statement {
-    sid       = "FromTheAuditRule"
+    sid       = each.value.sid
     actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.audit.arn]
+    resources = [each.value.arn]
 
     principals {
       type        = "Service"
@@ -166,33 +220,10 @@ data "aws_iam_policy_document" "audit_queue" {
   }
 }
 
-data "aws_iam_policy_document" "audit_dead_letter_queue" {
-  statement {
-    sid       = "UndeliverableFromTheAuditRule"
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.audit_dead_letter.arn]
-
-    principals {
-      type        = "Service"
-      identifiers = ["events.amazonaws.com"]
-    }
-
-    condition {
-      test     = "ArnEquals"
-      variable = "aws:SourceArn"
-      values   = [aws_cloudwatch_event_rule.audit.arn]
-    }
-  }
-}
-
-resource "aws_sqs_queue_policy" "audit" {
-  queue_url = aws_sqs_queue.audit.id
-  policy    = data.aws_iam_policy_document.audit_queue.json
-}
-
-resource "aws_sqs_queue_policy" "audit_dead_letter" {
-  queue_url = aws_sqs_queue.audit_dead_letter.id
-  policy    = data.aws_iam_policy_document.audit_dead_letter_queue.json
+resource "aws_sqs_queue_policy" "audit_queue" {
+  for_each  = local.audit_queues
+  queue_url = each.value.url
+  policy    = data.aws_iam_policy_document.audit_queue[each.key].json
 }
 
 resource "aws_cloudwatch_event_target" "audit_queue" {
@@ -210,7 +241,7 @@ resource "aws_cloudwatch_event_target" "audit_queue" {
     arn = aws_sqs_queue.audit_dead_letter.arn
   }
 
-  depends_on = [aws_sqs_queue_policy.audit]
+  depends_on = [aws_sqs_queue_policy.audit_queue]
 }
 
 # --- identities --------------------------------------------------------------------------------------
@@ -226,28 +257,30 @@ data "aws_iam_policy_document" "lambda_assume" {
   }
 }
 
-resource "aws_iam_role" "k8s_audit_eventbridge" {
-  name               = "${var.name_prefix}-k8s-audit-eventbridge"
+resource "aws_iam_role" "lambda" {
+  for_each           = local.lambdas
+  name               = "${var.name_prefix}-${replace(each.key, "_", "-")}"
   assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
 }
 
-resource "aws_iam_role" "github_webhook" {
-  name               = "${var.name_prefix}-github-webhook"
-  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
-}
+# Each function writes its own logs; k8s_audit_eventbridge also consumes the audit queue (and nothing
+# else).
+data "aws_iam_policy_document" "lambda" {
+  for_each = local.lambdas
 
-# Consume the audit queue (and nothing else), write its own logs.
-data "aws_iam_policy_document" "k8s_audit_eventbridge" {
-  statement {
-    sid       = "ConsumeTheAuditQueue"
-    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
-    resources = [aws_sqs_queue.audit.arn]
+  dynamic "statement" {
+    for_each = each.value.consumes_audit_queue ? ["ConsumeTheAuditQueue"] : []
+    content {
+      sid       = statement.value
+      actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+      resources = [aws_sqs_queue.audit.arn]
+    }
   }
 
   statement {
     sid       = "OwnLogs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.k8s_audit_eventbridge.arn}:*"]
+    resources = ["${aws_cloudwatch_log_group.lambda[each.key].arn}:*"]
   }
 
   dynamic "statement" {
@@ -260,33 +293,11 @@ data "aws_iam_policy_document" "k8s_audit_eventbridge" {
   }
 }
 
-data "aws_iam_policy_document" "github_webhook" {
-  statement {
-    sid       = "OwnLogs"
-    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.github_webhook.arn}:*"]
-  }
-
-  dynamic "statement" {
-    for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
-    content {
-      sid       = "DecryptEnvironment"
-      actions   = ["kms:Decrypt"]
-      resources = [statement.value]
-    }
-  }
-}
-
-resource "aws_iam_role_policy" "k8s_audit_eventbridge" {
-  name   = "stagegate"
-  role   = aws_iam_role.k8s_audit_eventbridge.id
-  policy = data.aws_iam_policy_document.k8s_audit_eventbridge.json
-}
-
-resource "aws_iam_role_policy" "github_webhook" {
-  name   = "stagegate"
-  role   = aws_iam_role.github_webhook.id
-  policy = data.aws_iam_policy_document.github_webhook.json
+resource "aws_iam_role_policy" "lambda" {
+  for_each = local.lambdas
+  name     = "stagegate"
+  role     = aws_iam_role.lambda[each.key].id
+  policy   = data.aws_iam_policy_document.lambda[each.key].json
 }
 
 # For whoever runs audit_bridge with BRIDGE_TRANSPORT=eventbridge: attach this policy to its identity.
@@ -319,53 +330,45 @@ resource "aws_iam_policy" "bridge_publisher" {
 
 # --- functions ---------------------------------------------------------------------------------------
 
-resource "aws_cloudwatch_log_group" "k8s_audit_eventbridge" {
-  name              = "/aws/lambda/${var.name_prefix}-k8s-audit-eventbridge"
+resource "aws_cloudwatch_log_group" "lambda" {
+  for_each          = local.lambdas
+  name              = "/aws/lambda/${var.name_prefix}-${replace(each.key, "_", "-")}"
   retention_in_days = var.log_retention_days
 }
 
-resource "aws_cloudwatch_log_group" "github_webhook" {
-  name              = "/aws/lambda/${var.name_prefix}-github-webhook"
-  retention_in_days = var.log_retention_days
-}
+resource "aws_lambda_function" "this" {
+  for_each = local.lambdas
 
-resource "aws_lambda_function" "k8s_audit_eventbridge" {
-  function_name    = "${var.name_prefix}-k8s-audit-eventbridge"
-  description      = "Kubernetes audit events from EventBridge via SQS: ensures and recomputes gates"
-  role             = aws_iam_role.k8s_audit_eventbridge.arn
+  function_name    = "${var.name_prefix}-${replace(each.key, "_", "-")}"
+  description      = each.value.description
+  role             = aws_iam_role.lambda[each.key].arn
   runtime          = "python3.11"
-  handler          = "functions.aws_lambda.main.k8s_audit_eventbridge"
+  handler          = each.value.handler
   filename         = data.archive_file.code.output_path
   source_code_hash = data.archive_file.code.output_base64sha256
   layers           = [aws_lambda_layer_version.dependencies.arn, aws_lambda_layer_version.kubeconfig.arn]
   architectures    = ["x86_64"]
   memory_size      = 512
-  timeout          = var.audit_timeout_seconds
+  timeout          = each.value.timeout
   kms_key_arn      = var.kms_key_arn
 
   environment {
-    variables = {
-      KUBECONFIG             = local.kubeconfig_path
-      GITHUB_TOKEN           = data.aws_secretsmanager_secret_version.github_token.secret_string
-      GITHUB_API_URL         = var.github_api_url
-      AUDIT_DEADLINE_SECONDS = tostring(var.audit_deadline_seconds)
-      KUBE_CONFLICT_RETRIES  = tostring(var.kube_conflict_retries)
-    }
+    variables = each.value.environment
   }
 
   logging_config {
     log_format = "Text"
-    log_group  = aws_cloudwatch_log_group.k8s_audit_eventbridge.name
+    log_group  = aws_cloudwatch_log_group.lambda[each.key].name
   }
 
-  depends_on = [aws_iam_role_policy.k8s_audit_eventbridge]
+  depends_on = [aws_iam_role_policy.lambda]
 }
 
 # A retryable failure reports only that message (batchItemFailures); SQS redelivers it, and after
 # audit_max_receive_count receives it goes to the dead-letter queue.
 resource "aws_lambda_event_source_mapping" "audit_queue" {
   event_source_arn        = aws_sqs_queue.audit.arn
-  function_name           = aws_lambda_function.k8s_audit_eventbridge.arn
+  function_name           = aws_lambda_function.this["k8s_audit_eventbridge"].arn
   batch_size              = var.audit_batch_size
   function_response_types = ["ReportBatchItemFailures"]
 
@@ -374,52 +377,17 @@ resource "aws_lambda_event_source_mapping" "audit_queue" {
   }
 }
 
-resource "aws_lambda_function" "github_webhook" {
-  function_name    = "${var.name_prefix}-github-webhook"
-  description      = "GitHub deployment_status webhooks (signed): recomputes the downstream gates"
-  role             = aws_iam_role.github_webhook.arn
-  runtime          = "python3.11"
-  handler          = "functions.aws_lambda.main.github_webhook"
-  filename         = data.archive_file.code.output_path
-  source_code_hash = data.archive_file.code.output_base64sha256
-  layers           = [aws_lambda_layer_version.dependencies.arn, aws_lambda_layer_version.kubeconfig.arn]
-  architectures    = ["x86_64"]
-  memory_size      = 512
-  timeout          = 15
-  kms_key_arn      = var.kms_key_arn
-
-  environment {
-    variables = {
-      KUBECONFIG                      = local.kubeconfig_path
-      GITHUB_TOKEN                    = data.aws_secretsmanager_secret_version.github_token.secret_string
-      GITHUB_WEBHOOK_SECRET           = data.aws_secretsmanager_secret_version.github_webhook_secret.secret_string
-      GITHUB_API_URL                  = var.github_api_url
-      GITHUB_WEBHOOK_DEADLINE_SECONDS = tostring(var.github_webhook_deadline_seconds)
-      GITHUB_WEBHOOK_MAX_BODY_BYTES   = tostring(var.github_webhook_max_body_bytes)
-      KUBE_CONFLICT_RETRIES           = tostring(var.kube_conflict_retries)
-      STAGEGATE_NAMESPACES            = local.namespaces
-    }
-  }
-
-  logging_config {
-    log_format = "Text"
-    log_group  = aws_cloudwatch_log_group.github_webhook.name
-  }
-
-  depends_on = [aws_iam_role_policy.github_webhook]
-}
-
 # GitHub cannot sign requests with SigV4: the URL is public and the function verifies
 # X-Hub-Signature-256 itself (without GITHUB_WEBHOOK_SECRET it refuses every delivery).
 resource "aws_lambda_function_url" "github_webhook" {
-  function_name      = aws_lambda_function.github_webhook.function_name
+  function_name      = aws_lambda_function.this["github_webhook"].function_name
   authorization_type = "NONE"
 }
 
 resource "aws_lambda_permission" "github_webhook_url" {
   statement_id           = "StagegateGitHubWebhookUrl"
   action                 = "lambda:InvokeFunctionUrl"
-  function_name          = aws_lambda_function.github_webhook.function_name
+  function_name          = aws_lambda_function.this["github_webhook"].function_name
   principal              = "*"
   function_url_auth_type = "NONE"
 }
@@ -427,7 +395,7 @@ resource "aws_lambda_permission" "github_webhook_url" {
 resource "aws_lambda_permission" "github_webhook_invoke_via_url" {
   statement_id             = "StagegateGitHubWebhookInvokeViaUrl"
   action                   = "lambda:InvokeFunction"
-  function_name            = aws_lambda_function.github_webhook.function_name
+  function_name            = aws_lambda_function.this["github_webhook"].function_name
   principal                = "*"
   invoked_via_function_url = true
 }

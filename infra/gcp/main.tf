@@ -62,6 +62,113 @@ locals {
     audit_bridge   = ["AUDIT_WEBHOOK_TOKEN"]
   }
 
+  # The functions: one google_cloudfunctions2_function.this each. Entry points, source files and
+  # variable names are the code's; secret_environment are Secret Manager secrets set as variables,
+  # kubeconfig mounts the KUBECONFIG secret as a file. Together they are local.function_secrets[name].
+  functions = {
+    k8s_audit_http = {
+      entry_point         = "k8s_audit_http"
+      source              = "functions/k8s_audit/main.py"
+      description         = "kube-apiserver audit webhook (blocking mode): creates the blocking gate before the Environment's creation is acknowledged"
+      min_instances       = var.audit_http_min_instances
+      max_instances       = var.max_instances
+      timeout_seconds     = 60
+      ingress             = "ALLOW_ALL"
+      audit_topic_trigger = false
+      kubeconfig          = true
+      secret_environment  = ["AUDIT_WEBHOOK_TOKEN", "GITHUB_TOKEN"]
+      environment = {
+        KUBECONFIG             = local.kubeconfig_path
+        GITHUB_API_URL         = var.github_api_url
+        AUDIT_DEADLINE_SECONDS = tostring(var.audit_deadline_seconds)
+        AUDIT_MAX_BODY_BYTES   = tostring(var.audit_max_body_bytes)
+        KUBE_CONFLICT_RETRIES  = tostring(var.kube_conflict_retries)
+      }
+    }
+
+    # With k8s_audit_delivery = "eventarc" it gets its own Pub/Sub trigger on the audit topic;
+    # otherwise the push subscription below delivers (ordered, with a dead-letter topic).
+    k8s_audit = {
+      entry_point         = "k8s_audit"
+      source              = "functions/k8s_audit/main.py"
+      description         = "Audit events from Pub/Sub (CloudEvent): raises on retryable failures so the message is redelivered"
+      min_instances       = null
+      max_instances       = var.max_instances
+      timeout_seconds     = 60
+      ingress             = "ALLOW_INTERNAL_ONLY"
+      audit_topic_trigger = var.k8s_audit_delivery == "eventarc"
+      kubeconfig          = true
+      secret_environment  = ["GITHUB_TOKEN"]
+      environment = {
+        KUBECONFIG             = local.kubeconfig_path
+        GITHUB_API_URL         = var.github_api_url
+        AUDIT_DEADLINE_SECONDS = tostring(var.audit_deadline_seconds)
+        KUBE_CONFLICT_RETRIES  = tostring(var.kube_conflict_retries)
+      }
+    }
+
+    github_webhook = {
+      entry_point         = "github_webhook"
+      source              = "functions/github_webhook/main.py"
+      description         = "GitHub deployment_status webhooks (signed): recomputes the downstream gates"
+      min_instances       = null
+      max_instances       = var.max_instances
+      timeout_seconds     = 60
+      ingress             = "ALLOW_ALL"
+      audit_topic_trigger = false
+      kubeconfig          = true
+      secret_environment  = ["GITHUB_WEBHOOK_SECRET", "GITHUB_TOKEN"]
+      environment = {
+        KUBECONFIG                      = local.kubeconfig_path
+        GITHUB_API_URL                  = var.github_api_url
+        GITHUB_WEBHOOK_DEADLINE_SECONDS = tostring(var.github_webhook_deadline_seconds)
+        GITHUB_WEBHOOK_MAX_BODY_BYTES   = tostring(var.github_webhook_max_body_bytes)
+        KUBE_CONFLICT_RETRIES           = tostring(var.kube_conflict_retries)
+        STAGEGATE_NAMESPACES            = local.namespaces
+      }
+    }
+
+    # Internal-only ingress: Cloud Scheduler in the same project calling the run.app URL counts as internal.
+    resync_http = {
+      entry_point         = "resync_http"
+      source              = "functions/resync/main.py"
+      description         = "Scheduled recompute of every gate (Cloud Scheduler, bearer RESYNC_TOKEN)"
+      min_instances       = null
+      max_instances       = 1
+      timeout_seconds     = 300
+      ingress             = "ALLOW_INTERNAL_ONLY"
+      audit_topic_trigger = false
+      kubeconfig          = true
+      secret_environment  = ["RESYNC_TOKEN", "GITHUB_TOKEN"]
+      environment = {
+        KUBECONFIG                      = local.kubeconfig_path
+        GITHUB_API_URL                  = var.github_api_url
+        GITHUB_WEBHOOK_DEADLINE_SECONDS = tostring(var.github_webhook_deadline_seconds)
+        KUBE_CONFLICT_RETRIES           = tostring(var.kube_conflict_retries)
+        STAGEGATE_NAMESPACES            = local.namespaces
+      }
+    }
+
+    audit_bridge = {
+      entry_point         = "audit_bridge"
+      source              = "functions/audit_bridge/main.py"
+      description         = "kube-apiserver audit webhook (batch mode): publishes the relevant events to the audit topic"
+      min_instances       = null
+      max_instances       = var.max_instances
+      timeout_seconds     = 60
+      ingress             = "ALLOW_ALL"
+      audit_topic_trigger = false
+      kubeconfig          = false
+      secret_environment  = ["AUDIT_WEBHOOK_TOKEN"]
+      environment = {
+        BRIDGE_TRANSPORT       = "pubsub"
+        BRIDGE_PUBSUB_TOPIC    = google_pubsub_topic.audit.id
+        AUDIT_DEADLINE_SECONDS = tostring(var.audit_deadline_seconds)
+        AUDIT_MAX_BODY_BYTES   = tostring(var.audit_max_body_bytes)
+      }
+    }
+  }
+
   secret_grants = merge([
     for function, secrets in local.function_secrets : {
       for secret in secrets : "${function}/${secret}" => { function = function, secret = secret }
@@ -164,7 +271,7 @@ resource "google_service_account" "audit_delivery" {
 
 resource "google_cloud_run_v2_service_iam_member" "audit_delivery_invoker" {
   location = var.region
-  name     = google_cloudfunctions2_function.k8s_audit.service_config[0].service
+  name     = google_cloudfunctions2_function.this["k8s_audit"].service_config[0].service
   role     = "roles/run.invoker"
   member   = google_service_account.audit_delivery.member
 }
@@ -182,10 +289,10 @@ resource "google_service_account_iam_member" "pubsub_token_creator" {
 # reachable from inside the project only (ingress). k8s_audit is not among them.
 resource "google_cloud_run_v2_service_iam_member" "public" {
   for_each = {
-    k8s_audit_http = google_cloudfunctions2_function.k8s_audit_http.service_config[0].service
-    github_webhook = google_cloudfunctions2_function.github_webhook.service_config[0].service
-    resync_http    = google_cloudfunctions2_function.resync_http.service_config[0].service
-    audit_bridge   = google_cloudfunctions2_function.audit_bridge.service_config[0].service
+    k8s_audit_http = google_cloudfunctions2_function.this["k8s_audit_http"].service_config[0].service
+    github_webhook = google_cloudfunctions2_function.this["github_webhook"].service_config[0].service
+    resync_http    = google_cloudfunctions2_function.this["resync_http"].service_config[0].service
+    audit_bridge   = google_cloudfunctions2_function.this["audit_bridge"].service_config[0].service
   }
   location = var.region
   name     = each.value
@@ -229,10 +336,10 @@ resource "google_pubsub_subscription" "audit" {
 
   push_config {
     # The topic in the path lets functions-framework name the CloudEvent's source.
-    push_endpoint = "${google_cloudfunctions2_function.k8s_audit.service_config[0].uri}/${google_pubsub_topic.audit.id}"
+    push_endpoint = "${google_cloudfunctions2_function.this["k8s_audit"].service_config[0].uri}/${google_pubsub_topic.audit.id}"
     oidc_token {
       service_account_email = google_service_account.audit_delivery.email
-      audience              = google_cloudfunctions2_function.k8s_audit.service_config[0].uri
+      audience              = google_cloudfunctions2_function.this["k8s_audit"].service_config[0].uri
     }
   }
 
@@ -270,17 +377,21 @@ resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
 
 # --- functions ---------------------------------------------------------------------------------------
 
-resource "google_cloudfunctions2_function" "k8s_audit_http" {
-  name        = "${var.name_prefix}-k8s-audit-http"
+# Every function runs the same source archive with the same runtime; what differs is in
+# local.functions (see the "functions" locals above).
+resource "google_cloudfunctions2_function" "this" {
+  for_each = local.functions
+
+  name        = "${var.name_prefix}-${replace(each.key, "_", "-")}"
   location    = var.region
-  description = "kube-apiserver audit webhook (blocking mode): creates the blocking gate before the Environment's creation is acknowledged"
+  description = each.value.description
 
   build_config {
     runtime         = "python311"
-    entry_point     = "k8s_audit_http"
+    entry_point     = each.value.entry_point
     service_account = var.build_service_account
     environment_variables = {
-      GOOGLE_FUNCTION_SOURCE = "functions/k8s_audit/main.py"
+      GOOGLE_FUNCTION_SOURCE = each.value.source
     }
     source {
       storage_source {
@@ -291,107 +402,43 @@ resource "google_cloudfunctions2_function" "k8s_audit_http" {
   }
 
   service_config {
-    service_account_email          = google_service_account.function["k8s_audit_http"].email
-    min_instance_count             = var.audit_http_min_instances
-    max_instance_count             = var.max_instances
+    service_account_email          = google_service_account.function[each.key].email
+    min_instance_count             = each.value.min_instances
+    max_instance_count             = each.value.max_instances
     available_memory               = "512Mi"
-    timeout_seconds                = 60
-    ingress_settings               = "ALLOW_ALL"
+    timeout_seconds                = each.value.timeout_seconds
+    ingress_settings               = each.value.ingress
     all_traffic_on_latest_revision = true
+    environment_variables          = each.value.environment
 
-    environment_variables = {
-      KUBECONFIG             = local.kubeconfig_path
-      GITHUB_API_URL         = var.github_api_url
-      AUDIT_DEADLINE_SECONDS = tostring(var.audit_deadline_seconds)
-      AUDIT_MAX_BODY_BYTES   = tostring(var.audit_max_body_bytes)
-      KUBE_CONFLICT_RETRIES  = tostring(var.kube_conflict_retries)
+    dynamic "secret_environment_variables" {
+      for_each = each.value.secret_environment
+      content {
+        key        = secret_environment_variables.value
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.this[secret_environment_variables.value].secret_id
+        version    = "latest"
+      }
     }
 
-    secret_environment_variables {
-      key        = "AUDIT_WEBHOOK_TOKEN"
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.this["AUDIT_WEBHOOK_TOKEN"].secret_id
-      version    = "latest"
-    }
-
-    secret_environment_variables {
-      key        = "GITHUB_TOKEN"
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.this["GITHUB_TOKEN"].secret_id
-      version    = "latest"
-    }
-
-    secret_volumes {
-      mount_path = local.kubeconfig_dir
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.this["KUBECONFIG"].secret_id
-      versions {
-        version = "latest"
-        path    = local.kubeconfig_file
+    # KUBECONFIG is a file: the secret is mounted and the KUBECONFIG variable points at it.
+    dynamic "secret_volumes" {
+      for_each = each.value.kubeconfig ? ["KUBECONFIG"] : []
+      content {
+        mount_path = local.kubeconfig_dir
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.this[secret_volumes.value].secret_id
+        versions {
+          version = "latest"
+          path    = local.kubeconfig_file
+        }
       }
     }
   }
 
-  depends_on = [google_secret_manager_secret_iam_member.access]
-}
-
-resource "google_cloudfunctions2_function" "k8s_audit" {
-  name        = "${var.name_prefix}-k8s-audit"
-  location    = var.region
-  description = "Audit events from Pub/Sub (CloudEvent): raises on retryable failures so the message is redelivered"
-
-  build_config {
-    runtime         = "python311"
-    entry_point     = "k8s_audit"
-    service_account = var.build_service_account
-    environment_variables = {
-      GOOGLE_FUNCTION_SOURCE = "functions/k8s_audit/main.py"
-    }
-    source {
-      storage_source {
-        bucket = google_storage_bucket.source.name
-        object = google_storage_bucket_object.source.name
-      }
-    }
-  }
-
-  service_config {
-    service_account_email          = google_service_account.function["k8s_audit"].email
-    max_instance_count             = var.max_instances
-    available_memory               = "512Mi"
-    timeout_seconds                = 60
-    ingress_settings               = "ALLOW_INTERNAL_ONLY"
-    all_traffic_on_latest_revision = true
-
-    environment_variables = {
-      KUBECONFIG             = local.kubeconfig_path
-      GITHUB_API_URL         = var.github_api_url
-      AUDIT_DEADLINE_SECONDS = tostring(var.audit_deadline_seconds)
-      KUBE_CONFLICT_RETRIES  = tostring(var.kube_conflict_retries)
-    }
-
-    secret_environment_variables {
-      key        = "GITHUB_TOKEN"
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.this["GITHUB_TOKEN"].secret_id
-      version    = "latest"
-    }
-
-    secret_volumes {
-      mount_path = local.kubeconfig_dir
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.this["KUBECONFIG"].secret_id
-      versions {
-        version = "latest"
-        path    = local.kubeconfig_file
-      }
-    }
-  }
-
-  # With k8s_audit_delivery = "eventarc" the function gets its own Pub/Sub trigger on the audit
-  # topic; otherwise the push subscription above delivers (ordered, with a dead-letter topic).
+  # A Pub/Sub trigger on the audit topic (k8s_audit with k8s_audit_delivery = "eventarc").
   dynamic "event_trigger" {
-    for_each = var.k8s_audit_delivery == "eventarc" ? ["eventarc"] : []
+    for_each = each.value.audit_topic_trigger ? ["eventarc"] : []
     content {
       trigger_region        = var.region
       event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
@@ -401,183 +448,11 @@ resource "google_cloudfunctions2_function" "k8s_audit" {
     }
   }
 
-  depends_on = [google_secret_manager_secret_iam_member.access]
-}
-
-resource "google_cloudfunctions2_function" "github_webhook" {
-  name        = "${var.name_prefix}-github-webhook"
-  location    = var.region
-  description = "GitHub deployment_status webhooks (signed): recomputes the downstream gates"
-
-  build_config {
-    runtime         = "python311"
-    entry_point     = "github_webhook"
-    service_account = var.build_service_account
-    environment_variables = {
-      GOOGLE_FUNCTION_SOURCE = "functions/github_webhook/main.py"
-    }
-    source {
-      storage_source {
-        bucket = google_storage_bucket.source.name
-        object = google_storage_bucket_object.source.name
-      }
-    }
-  }
-
-  service_config {
-    service_account_email          = google_service_account.function["github_webhook"].email
-    max_instance_count             = var.max_instances
-    available_memory               = "512Mi"
-    timeout_seconds                = 60
-    ingress_settings               = "ALLOW_ALL"
-    all_traffic_on_latest_revision = true
-
-    environment_variables = {
-      KUBECONFIG                      = local.kubeconfig_path
-      GITHUB_API_URL                  = var.github_api_url
-      GITHUB_WEBHOOK_DEADLINE_SECONDS = tostring(var.github_webhook_deadline_seconds)
-      GITHUB_WEBHOOK_MAX_BODY_BYTES   = tostring(var.github_webhook_max_body_bytes)
-      KUBE_CONFLICT_RETRIES           = tostring(var.kube_conflict_retries)
-      STAGEGATE_NAMESPACES            = local.namespaces
-    }
-
-    secret_environment_variables {
-      key        = "GITHUB_WEBHOOK_SECRET"
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.this["GITHUB_WEBHOOK_SECRET"].secret_id
-      version    = "latest"
-    }
-
-    secret_environment_variables {
-      key        = "GITHUB_TOKEN"
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.this["GITHUB_TOKEN"].secret_id
-      version    = "latest"
-    }
-
-    secret_volumes {
-      mount_path = local.kubeconfig_dir
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.this["KUBECONFIG"].secret_id
-      versions {
-        version = "latest"
-        path    = local.kubeconfig_file
-      }
-    }
-  }
-
-  depends_on = [google_secret_manager_secret_iam_member.access]
-}
-
-resource "google_cloudfunctions2_function" "resync_http" {
-  name        = "${var.name_prefix}-resync-http"
-  location    = var.region
-  description = "Scheduled recompute of every gate (Cloud Scheduler, bearer RESYNC_TOKEN)"
-
-  build_config {
-    runtime         = "python311"
-    entry_point     = "resync_http"
-    service_account = var.build_service_account
-    environment_variables = {
-      GOOGLE_FUNCTION_SOURCE = "functions/resync/main.py"
-    }
-    source {
-      storage_source {
-        bucket = google_storage_bucket.source.name
-        object = google_storage_bucket_object.source.name
-      }
-    }
-  }
-
-  # Internal-only ingress: Cloud Scheduler in the same project calling the run.app URL counts as internal.
-  service_config {
-    service_account_email          = google_service_account.function["resync_http"].email
-    max_instance_count             = 1
-    available_memory               = "512Mi"
-    timeout_seconds                = 300
-    ingress_settings               = "ALLOW_INTERNAL_ONLY"
-    all_traffic_on_latest_revision = true
-
-    environment_variables = {
-      KUBECONFIG                      = local.kubeconfig_path
-      GITHUB_API_URL                  = var.github_api_url
-      GITHUB_WEBHOOK_DEADLINE_SECONDS = tostring(var.github_webhook_deadline_seconds)
-      KUBE_CONFLICT_RETRIES           = tostring(var.kube_conflict_retries)
-      STAGEGATE_NAMESPACES            = local.namespaces
-    }
-
-    secret_environment_variables {
-      key        = "RESYNC_TOKEN"
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.this["RESYNC_TOKEN"].secret_id
-      version    = "latest"
-    }
-
-    secret_environment_variables {
-      key        = "GITHUB_TOKEN"
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.this["GITHUB_TOKEN"].secret_id
-      version    = "latest"
-    }
-
-    secret_volumes {
-      mount_path = local.kubeconfig_dir
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.this["KUBECONFIG"].secret_id
-      versions {
-        version = "latest"
-        path    = local.kubeconfig_file
-      }
-    }
-  }
-
-  depends_on = [google_secret_manager_secret_iam_member.access, google_secret_manager_secret_version.resync_token]
-}
-
-resource "google_cloudfunctions2_function" "audit_bridge" {
-  name        = "${var.name_prefix}-audit-bridge"
-  location    = var.region
-  description = "kube-apiserver audit webhook (batch mode): publishes the relevant events to the audit topic"
-
-  build_config {
-    runtime         = "python311"
-    entry_point     = "audit_bridge"
-    service_account = var.build_service_account
-    environment_variables = {
-      GOOGLE_FUNCTION_SOURCE = "functions/audit_bridge/main.py"
-    }
-    source {
-      storage_source {
-        bucket = google_storage_bucket.source.name
-        object = google_storage_bucket_object.source.name
-      }
-    }
-  }
-
-  service_config {
-    service_account_email          = google_service_account.function["audit_bridge"].email
-    max_instance_count             = var.max_instances
-    available_memory               = "512Mi"
-    timeout_seconds                = 60
-    ingress_settings               = "ALLOW_ALL"
-    all_traffic_on_latest_revision = true
-
-    environment_variables = {
-      BRIDGE_TRANSPORT       = "pubsub"
-      BRIDGE_PUBSUB_TOPIC    = google_pubsub_topic.audit.id
-      AUDIT_DEADLINE_SECONDS = tostring(var.audit_deadline_seconds)
-      AUDIT_MAX_BODY_BYTES   = tostring(var.audit_max_body_bytes)
-    }
-
-    secret_environment_variables {
-      key        = "AUDIT_WEBHOOK_TOKEN"
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.this["AUDIT_WEBHOOK_TOKEN"].secret_id
-      version    = "latest"
-    }
-  }
-
-  depends_on = [google_secret_manager_secret_iam_member.access, google_pubsub_topic_iam_member.bridge_publisher]
+  depends_on = [
+    google_secret_manager_secret_iam_member.access,
+    google_secret_manager_secret_version.resync_token,  # resync_http reads it
+    google_pubsub_topic_iam_member.bridge_publisher,    # audit_bridge publishes from its first request
+  ]
 }
 
 # --- schedule ----------------------------------------------------------------------------------------
@@ -599,7 +474,7 @@ resource "google_cloud_scheduler_job" "resync" {
 
   http_target {
     http_method = "POST"
-    uri         = google_cloudfunctions2_function.resync_http.service_config[0].uri
+    uri         = google_cloudfunctions2_function.this["resync_http"].service_config[0].uri
     headers = {
       Authorization = "Bearer ${random_password.resync_token.result}"
     }

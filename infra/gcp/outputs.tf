@@ -1,21 +1,21 @@
 output "k8s_audit_http_url" {
   description = "Audit webhook backend for a kube-apiserver in blocking mode (the webhook kubeconfig's server)."
-  value       = google_cloudfunctions2_function.k8s_audit_http.service_config[0].uri
+  value       = google_cloudfunctions2_function.this["k8s_audit_http"].service_config[0].uri
 }
 
 output "audit_bridge_url" {
   description = "Audit webhook backend for a kube-apiserver in batch mode: publishes to the audit topic."
-  value       = google_cloudfunctions2_function.audit_bridge.service_config[0].uri
+  value       = google_cloudfunctions2_function.this["audit_bridge"].service_config[0].uri
 }
 
 output "github_webhook_url" {
   description = "Payload URL of the GitHub webhook (event: Deployment statuses)."
-  value       = google_cloudfunctions2_function.github_webhook.service_config[0].uri
+  value       = google_cloudfunctions2_function.this["github_webhook"].service_config[0].uri
 }
 
 output "resync_http_url" {
   description = "The scheduled resync; Cloud Scheduler calls it with the RESYNC_TOKEN bearer token."
-  value       = google_cloudfunctions2_function.resync_http.service_config[0].uri
+  value       = google_cloudfunctions2_function.this["resync_http"].service_config[0].uri
 }
 
 output "audit_topic" {

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from stagegate.fake_github import rest, webhooks
+from stagegate.fake_github import apps, rest, webhooks
 from stagegate.fake_github.contracts import (
     AssetsUnavailable,
     Contracts,
@@ -79,6 +79,9 @@ class FakeGitHub:
         self.token = token or f"ghp_{secrets.token_urlsafe(27)}"
         self.user = self.state.user(login)
         self._tokens: dict[str, User] = {self.token: self.user}
+        self._apps: dict[int, apps.GitHubAppRecord] = {}
+        self._installations: dict[int, apps.Installation] = {}
+        self._issued: dict[str, apps.IssuedToken] = {}
         self.hook_id = hook_id
         self.faults = Faults()
         self.calls: list[tuple[str, str]] = []
@@ -148,7 +151,73 @@ class FakeGitHub:
         for known, user in self._tokens.items():
             if secrets.compare_digest(known.encode(), token.encode()):
                 return user
+        issued = self._installation_token(token)
+        return issued.user if issued is not None else None
+
+    def token_repos(self, token: str) -> frozenset[str] | None:
+        """The repositories (lower-case full names) a token may read; None: every repository."""
+        issued = self._installation_token(token)
+        return issued.repos if issued is not None else None
+
+    def _installation_token(self, token: str) -> apps.IssuedToken | None:
+        with self._lock:
+            candidates = list(self._issued.items())
+        for known, issued in candidates:
+            if secrets.compare_digest(known.encode(), token.encode()):
+                return issued if issued.expires_at > time.time() else None
         return None
+
+    # GitHub Apps ---------------------------------------------------------------------------------
+
+    def add_app(
+        self,
+        app_id: int,
+        public_key_pem: str | bytes,
+        installation_id: int,
+        repos: Iterable[str] | None = None,
+        *,
+        slug: str = "stagegate",
+        permissions: Mapping[str, str] | None = None,
+    ) -> apps.Installation:
+        """Register a GitHub App (its RSA public key) and one installation of it.
+
+        `repos` are the repositories the installation may read (None: all of them). Its access
+        tokens act as the App's bot account `<slug>[bot]`. Call again to add more installations.
+        """
+        record = apps.GitHubAppRecord(
+            app_id=app_id,
+            public_key=apps.load_public_key(public_key_pem),
+            bot=self.state.user(f"{slug}[bot]", "Bot"),
+        )
+        installation = apps.Installation(
+            id=installation_id,
+            app_id=app_id,
+            repos=None if repos is None else frozenset(r.lower() for r in repos),
+            permissions=dict(permissions or apps.DEFAULT_PERMISSIONS),
+        )
+        with self._lock:
+            self._apps[app_id] = record
+            self._installations[installation_id] = installation
+        return installation
+
+    def authenticate_app(self, jwt_token: str) -> apps.GitHubAppRecord:
+        """The App whose JWT this is; `apps.JwtRejected` carries GitHub's 401 message."""
+        with self._lock:
+            known = dict(self._apps)
+        return apps.verify_app_jwt(jwt_token, known)
+
+    def installation(self, installation_id: int) -> apps.Installation | None:
+        """A registered installation, if any."""
+        with self._lock:
+            return self._installations.get(installation_id)
+
+    def issue_installation_token(self, installation: apps.Installation) -> tuple[str, float]:
+        """A new access token of `installation` and when it expires (one hour from now)."""
+        token, expires_at = apps.new_token(), time.time() + apps.TOKEN_SECONDS
+        with self._lock:
+            bot = self._apps[installation.app_id].bot
+            self._issued[token] = apps.IssuedToken(bot, expires_at, installation.repos)
+        return token, expires_at
 
     def add_repo(
         self, full_name: str, *, default_branch: str = "main", private: bool = True

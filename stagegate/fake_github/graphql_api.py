@@ -301,8 +301,16 @@ class RepositoryView:
 class QueryRoot:
     """The `Query` type: `repository`, `viewer`, `rateLimit`."""
 
-    def __init__(self, state: GitHubState, api: str, viewer: User, rate_limit: dict[str, int]) -> None:
+    def __init__(
+        self,
+        state: GitHubState,
+        api: str,
+        viewer: User,
+        rate_limit: dict[str, int],
+        repos: frozenset[str] | None = None,
+    ) -> None:
         self._state = state
+        self._repos = repos  # an installation token's repositories (lower case); None: all
         self._api = api
         self.viewer = Actor(viewer, api)
         self._rate_limit = rate_limit
@@ -316,6 +324,8 @@ class QueryRoot:
     ) -> RepositoryView:
         try:
             repo = self._state.repo(f"{owner}/{name}")
+            if self._repos is not None and repo.full_name.lower() not in self._repos:
+                raise NotFound(repo.full_name)
         except NotFound:
             raise GitHubGraphQLError(
                 "NOT_FOUND", f"Could not resolve to a Repository with the name '{owner}/{name}'."

@@ -23,7 +23,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
 
-from stagegate.fake_github import graphql_api, rest
+from stagegate.fake_github import apps, graphql_api, rest
 from stagegate.fake_github.faults import Fault
 from stagegate.fake_github.state import NotFound, Repository, User, ValidationFailed
 
@@ -41,6 +41,7 @@ DOCS = {
     "statuses": "https://docs.github.com/rest/deployments/statuses#list-deployment-statuses",
     "status": "https://docs.github.com/rest/deployments/statuses#get-a-deployment-status",
     "rate_limit": "https://docs.github.com/rest/rate-limit/rate-limit#get-rate-limit-status-for-the-authenticated-user",
+    "access_tokens": "https://docs.github.com/rest/apps/apps#create-an-installation-access-token-for-an-app",
 }
 GRAPHQL_AUTH_DOCS = (
     "https://docs.github.com/graphql/guides/forming-calls-with-graphql#authenticating-with-graphql"
@@ -60,7 +61,14 @@ TEMPLATES = {
     "statuses": _DEPLOYMENTS + "/{deployment_id}/statuses",
     "status": _DEPLOYMENTS + "/{deployment_id}/statuses/{status_id}",
     "rate_limit": "/rate_limit",
+    "access_tokens": "/app/installations/{installation_id}/access_tokens",
 }
+# Where the Authorization header must carry the App's JWT instead of a token.
+APP_PREFIX = "/app/"
+# What `_authenticate` leaves in the WSGI environ for the handlers.
+APP_KEY = "stagegate.fake_github.app"
+REPOS_KEY = "stagegate.fake_github.repos"
+_LEVELS = {"read": 1, "write": 2, "admin": 3}
 
 _by_name = "/repos/<owner>/<repo>"
 _by_id = "/repositories/<int:repository_id>"
@@ -86,6 +94,11 @@ URLS = Map(
             )
         ),
         Rule("/rate_limit", endpoint="rate_limit", methods=["GET"]),
+        Rule(
+            "/app/installations/<int:installation_id>/access_tokens",
+            endpoint="access_tokens",
+            methods=["POST"],
+        ),
         Rule("/graphql", endpoint="graphql", methods=["POST"]),
         Rule("/api/graphql", endpoint="graphql", methods=["POST"]),
     ],
@@ -150,7 +163,10 @@ class App:
 
         endpoint: str | None = None
         try:
-            user = self._authenticate(request, kind)
+            if path.startswith(APP_PREFIX):
+                user = self._authenticate_app(request)
+            else:
+                user = self._authenticate(request, kind)
             try:
                 rule, args = URLS.bind("fake", path_info=path).match(path, method=request.method)
             except HTTPException:  # GitHub answers unknown paths and methods alike with 404
@@ -178,7 +194,23 @@ class App:
         user = self.fake.user_for_token(token.strip()) if scheme.lower() in ("token", "bearer") else None
         if user is None:
             raise BadRequest(Answer(401, rest.error_json(401, "Bad credentials", rest.DOCS)))
+        request.environ[REPOS_KEY] = self.fake.token_repos(token.strip())
         return user
+
+    def _authenticate_app(self, request: Request) -> User:
+        """`/app/...` takes the App's JWT (`Authorization: Bearer <JWT>`), never a token."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if not header:
+            raise BadRequest(Answer(401, rest.error_json(401, "Requires authentication", rest.DOCS)))
+        try:
+            if scheme.lower() != "bearer":
+                raise apps.JwtRejected(apps.NOT_DECODED)
+            app = self.fake.authenticate_app(token.strip())
+        except apps.JwtRejected as exc:
+            raise BadRequest(Answer(401, rest.error_json(401, str(exc), rest.DOCS))) from None
+        request.environ[APP_KEY] = app
+        return app.bot
 
     def _send(
         self,
@@ -265,23 +297,34 @@ class App:
     # REST handlers -------------------------------------------------------------------------------
 
     def _repo(
-        self, endpoint: str, owner: str = "", repo: str = "", repository_id: int | None = None
+        self,
+        request: Request,
+        endpoint: str,
+        owner: str = "",
+        repo: str = "",
+        repository_id: int | None = None,
     ) -> Repository:
         try:
             if repository_id is not None:
-                return self.fake.state.repo_by_id(repository_id)
-            return self.fake.state.repo(f"{owner}/{repo}")
+                found = self.fake.state.repo_by_id(repository_id)
+            else:
+                found = self.fake.state.repo(f"{owner}/{repo}")
         except NotFound:
-            raise BadRequest(Answer(404, rest.error_json(404, "Not Found", DOCS[endpoint]))) from None
+            found = None
+        visible: frozenset[str] | None = request.environ.get(REPOS_KEY)
+        if found is None or (visible is not None and found.full_name.lower() not in visible):
+            # An installation token sees only its installation's repositories: the others are 404.
+            raise BadRequest(Answer(404, rest.error_json(404, "Not Found", DOCS[endpoint])))
+        return found
 
     def do_rate_limit_get(self, request: Request, api: str, user: User) -> Answer:
         return Answer(200, rest.rate_limit_json(self.fake.rate_limit_overview()))
 
     def do_repo_get(self, request: Request, api: str, user: User, **where: Any) -> Answer:
-        return Answer(200, rest.full_repository_json(self._repo("repo", **where), api))
+        return Answer(200, rest.full_repository_json(self._repo(request, "repo", **where), api))
 
     def do_deployments_get(self, request: Request, api: str, user: User, **where: Any) -> Answer:
-        repo = self._repo("deployments", **where)
+        repo = self._repo(request, "deployments", **where)
         args = request.args
         found = self.fake.state.list_deployments(
             repo,
@@ -294,7 +337,7 @@ class App:
         return Answer(200, [rest.deployment_json(d, repo, api) for d in page], headers)
 
     def do_deployments_post(self, request: Request, api: str, user: User, **where: Any) -> Answer:
-        repo = self._repo("deployments", **where)
+        repo = self._repo(request, "deployments", **where)
         body = self._json_body(request, "POST", TEMPLATES["deployments"])
         try:
             deployment = self.fake.state.create_deployment(
@@ -317,7 +360,7 @@ class App:
     def do_deployment_get(
         self, request: Request, api: str, user: User, deployment_id: int, **where: Any
     ) -> Answer:
-        repo = self._repo("deployment", **where)
+        repo = self._repo(request, "deployment", **where)
         try:
             deployment = self.fake.state.deployment(repo, deployment_id)
         except NotFound:
@@ -327,7 +370,7 @@ class App:
     def do_statuses_get(
         self, request: Request, api: str, user: User, deployment_id: int, **where: Any
     ) -> Answer:
-        repo = self._repo("statuses", **where)
+        repo = self._repo(request, "statuses", **where)
         try:
             deployment = self.fake.state.deployment(repo, deployment_id)
         except NotFound:
@@ -341,7 +384,7 @@ class App:
     def do_statuses_post(
         self, request: Request, api: str, user: User, deployment_id: int, **where: Any
     ) -> Answer:
-        repo = self._repo("statuses", **where)
+        repo = self._repo(request, "statuses", **where)
         body = self._json_body(request, "POST", TEMPLATES["statuses"])
         log_url = body.get("log_url") or body.get("target_url") or ""
         try:
@@ -368,12 +411,31 @@ class App:
     def do_status_get(
         self, request: Request, api: str, user: User, deployment_id: int, status_id: int, **where: Any
     ) -> Answer:
-        repo = self._repo("status", **where)
+        repo = self._repo(request, "status", **where)
         try:
             status = self.fake.state.status(repo, deployment_id, status_id)
         except NotFound:
             return Answer(404, rest.error_json(404, "Not Found", DOCS["status"]))
         return Answer(200, rest.status_json(status, repo, api))
+
+    def do_access_tokens_post(self, request: Request, api: str, user: User, installation_id: int) -> Answer:
+        app: apps.GitHubAppRecord = request.environ[APP_KEY]
+        installation = self.fake.installation(installation_id)
+        if installation is None or installation.app_id != app.app_id:
+            return Answer(404, rest.error_json(404, "Not Found", DOCS["access_tokens"]))
+        body = self._json_body(request, "POST", TEMPLATES["access_tokens"]) if request.get_data() else {}
+        requested: dict[str, str] = body.get("permissions") or dict(installation.permissions)
+        granted = installation.permissions
+        if any(
+            _LEVELS.get(level, 9) > _LEVELS.get(granted.get(name, ""), 0) for name, level in requested.items()
+        ):
+            message = "The permissions requested are not granted to this installation."
+            return Answer(422, rest.error_json(422, message, DOCS["access_tokens"]))
+        if body.get("repositories") or body.get("repository_ids"):
+            message = "fake GitHub: tokens limited to some repositories are not supported"
+            return Answer(422, rest.error_json(422, message, DOCS["access_tokens"]))
+        token, expires_at = self.fake.issue_installation_token(installation)
+        return Answer(201, apps.installation_token_json(token, expires_at, installation, requested))
 
     def _json_body(self, request: Request, method: str, template: str) -> dict[str, Any]:
         try:
@@ -396,7 +458,13 @@ class App:
             return Answer(
                 400, rest.error_json(400, "Problems parsing JSON", "https://docs.github.com/graphql")
             )
-        root = graphql_api.QueryRoot(self.fake.state, api, user, self.fake.rate_limit_overview()["graphql"])
+        root = graphql_api.QueryRoot(
+            self.fake.state,
+            api,
+            user,
+            self.fake.rate_limit_overview()["graphql"],
+            request.environ.get(REPOS_KEY),
+        )
         return Answer(200, graphql_api.execute(self.fake.contracts.graphql_schema, root, body))
 
 

@@ -13,11 +13,15 @@ import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from github import Auth, Github, GithubException
 from github.GithubException import BadCredentialsException, RateLimitExceededException, UnknownObjectException
 
@@ -608,3 +612,120 @@ def test_calls_are_recorded_and_can_be_reset(fake: FakeGitHub, gh: Github) -> No
     }
     fake.reset_calls()
     assert fake.calls == []
+
+
+# GitHub Apps -------------------------------------------------------------------------------------
+
+APP_ID = 424242
+INSTALLATION_ID = 77001
+ACCESS_TOKENS = f"/app/installations/{INSTALLATION_ID}/access_tokens"
+
+
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def public_pem(key: rsa.RSAPrivateKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def app_jwt(key: rsa.RSAPrivateKey, iss: str = str(APP_ID), iat: int = -60, exp: int = 300) -> str:
+    now = int(time.time())
+    return jwt.encode({"iat": now + iat, "exp": now + exp, "iss": iss}, key, algorithm="RS256")
+
+
+@pytest.fixture(scope="module")
+def app_key() -> rsa.RSAPrivateKey:
+    return rsa_key()
+
+
+@pytest.fixture
+def installed(fake: FakeGitHub, app_key: rsa.RSAPrivateKey) -> FakeGitHub:
+    fake.add_repo("myorg/secret")
+    fake.add_app(APP_ID, public_pem(app_key), INSTALLATION_ID, [REPO])
+    return fake
+
+
+def access_tokens(fake: FakeGitHub, token: str, path: str = ACCESS_TOKENS) -> requests.Response:
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json"}
+    return requests.post(fake.url + path, json={"permissions": {}}, headers=headers, timeout=5)
+
+
+def test_an_app_jwt_buys_an_installation_token_that_reads_only_the_installation(
+    installed: FakeGitHub, app_key: rsa.RSAPrivateKey
+) -> None:
+    deploy(installed, 1, state="success")
+    answer = access_tokens(installed, app_jwt(app_key))
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    template = "/app/installations/{installation_id}/access_tokens"
+    assert installed.contracts.rest_response_errors("POST", template, 201, body) == []
+    assert body["token"].startswith("ghs_")
+    expires = datetime.strptime(body["expires_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs((expires - datetime.now(UTC)).total_seconds() - 3600) < 60
+    assert body["repository_selection"] == "selected"
+    token = body["token"]
+    assert http(installed, "GET", f"/repos/{REPO}", token=token).status_code == 200
+    assert http(installed, "GET", "/repos/myorg/secret", token=token).status_code == 404
+    gh = Github(auth=Auth.Token(token), base_url=installed.url, retry=None)
+    data = graphql(
+        gh, {"owner": "myorg", "name": "myapp", "envs": [STAGING], "first": 5, "direction": "DESC"}
+    )
+    assert [n["commitOid"] for n in data["data"]["repository"]["deployments"]["nodes"]] == [sha(1)]
+    with pytest.raises(UnknownObjectException):
+        graphql(gh, {"owner": "myorg", "name": "secret", "envs": [], "first": 5, "direction": "DESC"})
+
+
+def test_pygithub_app_installation_auth_fetches_the_token_once(
+    installed: FakeGitHub, app_key: rsa.RSAPrivateKey
+) -> None:
+    pem = app_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    auth = Auth.AppAuth(APP_ID, pem).get_installation_auth(INSTALLATION_ID)
+    gh = Github(auth=auth, base_url=installed.url, retry=None)
+    assert gh.get_repo(REPO).full_name == REPO
+    assert gh.get_repo(REPO).full_name == REPO
+    assert installed.call_counts()[("POST", ACCESS_TOKENS)] == 1
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("wrong key", "A JSON web token could not be decoded"),
+        ("expired", "'Expiration time' claim ('exp') must be a numeric value"),
+        ("too long", "'Expiration time' claim ('exp') is too far in the future"),
+        ("issued in the future", "'Issued at' claim ('iat')"),
+        ("wrong iss", "Integration not found"),
+        ("iss not a number", "'Issuer' claim ('iss') must be an Integer"),
+        ("not a JWT", "A JSON web token could not be decoded"),
+    ],
+)
+def test_a_bad_app_jwt_gets_githubs_401(
+    installed: FakeGitHub, app_key: rsa.RSAPrivateKey, case: str, message: str
+) -> None:
+    token = {
+        "wrong key": lambda: app_jwt(rsa_key()),
+        "expired": lambda: app_jwt(app_key, iat=-700, exp=-10),
+        "too long": lambda: app_jwt(app_key, exp=1200),
+        "issued in the future": lambda: app_jwt(app_key, iat=120),
+        "wrong iss": lambda: app_jwt(app_key, iss=str(APP_ID + 1)),
+        "iss not a number": lambda: app_jwt(app_key, iss="someone"),
+        "not a JWT": lambda: installed.token,
+    }[case]()
+    answer = access_tokens(installed, token)
+    assert answer.status_code == 401, answer.text
+    assert answer.json()["message"].startswith(message)
+    assert installed.call_counts()[("POST", ACCESS_TOKENS)] == 1
+
+
+def test_an_app_jwt_is_no_token_and_other_installations_are_404(
+    installed: FakeGitHub, app_key: rsa.RSAPrivateKey
+) -> None:
+    assert http(installed, "GET", f"/repos/{REPO}", token=app_jwt(app_key)).status_code == 401
+    other = access_tokens(installed, app_jwt(app_key), "/app/installations/1/access_tokens")
+    assert other.status_code == 404
+    missing = requests.post(installed.url + ACCESS_TOKENS, json={}, timeout=5)
+    assert missing.status_code == 401

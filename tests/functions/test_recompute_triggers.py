@@ -90,7 +90,7 @@ def test_rollout_status_change_without_github_configured_is_ignored_with_reason(
     summary = handle_audit_events(
         parse_audit_json(rollout_status_event(app.namespace, "myapp-prod")), AuditContext(gates, None, 5)
     )
-    assert summary.ignored == {"rollout change, but GITHUB_TOKEN is not configured here": 1}
+    assert summary.ignored == {"rollout change, but no GitHub credentials are configured here": 1}
     assert app.gate("prod") == []
 
 

@@ -234,9 +234,9 @@ def _dynamic(body: Body, name: str) -> list[Body]:
 
 
 def gcp_functions(config: Config) -> dict[str, Body]:
-    """Function resources by entry point."""
+    """Function resources by entry point (one per instance of a `for_each` resource)."""
     functions = {}
-    for address, body in config.of_type("google_cloudfunctions2_function").items():
+    for address, body in config.instances("google_cloudfunctions2_function").items():
         entry = _one(body.get("build_config"), f"{address}.build_config")["entry_point"]
         assert entry not in functions, f"two functions with entry point {entry}"
         functions[entry] = body | {"__address__": address}
@@ -253,9 +253,9 @@ def gcp_environment(body: Body) -> tuple[dict[str, Any], dict[str, Body]]:
 
 
 def lambda_functions(config: Config) -> dict[str, Body]:
-    """Lambda resources by handler function name."""
+    """Lambda resources by handler function name (one per instance of a `for_each` resource)."""
     functions = {}
-    for address, body in config.of_type("aws_lambda_function").items():
+    for address, body in config.instances("aws_lambda_function").items():
         name = str(body["handler"]).rsplit(".", 1)[-1]
         assert name not in functions, f"two Lambda functions with handler {name}"
         functions[name] = body | {"__address__": address}
@@ -512,8 +512,9 @@ def test_gcp_bridge_publishes_to_the_topic_k8s_audit_consumes(gcp: Config) -> No
     assert reference(subscription["topic"]) == "google_pubsub_topic.audit.id"
     assert subscription["enable_message_ordering"] is True
     push = _one(subscription["push_config"], "push_config")
+    k8s_audit = gcp_functions(gcp)["k8s_audit"]["__address__"]
     assert push["push_endpoint"].startswith(
-        "${google_cloudfunctions2_function.k8s_audit.service_config[0].uri}"
+        f"${{google_cloudfunctions2_function.{k8s_audit}.service_config[0].uri}}"
     )
     oidc = _one(push["oidc_token"], "oidc_token")
     assert reference(oidc["service_account_email"]) == "google_service_account.audit_delivery.email"
@@ -572,7 +573,8 @@ def test_gcp_scheduler_sends_the_token_resync_reads_every_ten_minutes(gcp: Confi
     assert gcp.variables["resync_schedule"]["default"] == "*/10 * * * *"
     assert reference(job["schedule"]) == "var.resync_schedule"
     target = _one(job["http_target"], "http_target")
-    assert reference(target["uri"]) == "google_cloudfunctions2_function.resync_http.service_config[0].uri"
+    resync_http = gcp_functions(gcp)["resync_http"]["__address__"]
+    assert reference(target["uri"]) == f"google_cloudfunctions2_function.{resync_http}.service_config[0].uri"
     assert target["headers"]["Authorization"] == "Bearer ${random_password.resync_token.result}"
     version = gcp.resource("google_secret_manager_secret_version", "resync_token")
     assert reference(version["secret"]) == 'google_secret_manager_secret.this["RESYNC_TOKEN"].id'
@@ -620,11 +622,12 @@ def test_lambda_roles_are_least_privilege(aws: Config) -> None:
         role_name = role.split(".")[1]
         (policy,) = [
             p
-            for p in aws.of_type("aws_iam_role_policy").values()
+            for p in aws.instances("aws_iam_role_policy").values()
             if reference(p["role"]) == f"aws_iam_role.{role_name}.id"
         ]
         doc = reference(policy["policy"]) or ""
-        return aws.datum("aws_iam_policy_document", doc.split(".")[2])
+        assert doc.startswith("data.aws_iam_policy_document."), doc
+        return aws.data_instances("aws_iam_policy_document")[doc.split(".")[2]]
 
     consumer = _statements(document_of("k8s_audit_eventbridge"))
     sqs = [s for s in consumer if any(a.startswith("sqs:") for a in s["actions"])]
@@ -698,7 +701,7 @@ def test_gcp_grants_no_primitive_role_and_nothing_project_wide(gcp: Config) -> N
 
 
 def _policy_documents(config: Config) -> dict[str, Body]:
-    return config.data.get("aws_iam_policy_document", {})
+    return config.data_instances("aws_iam_policy_document")
 
 
 def test_aws_every_policy_is_a_document_without_wildcard_actions(aws: Config) -> None:
@@ -714,14 +717,14 @@ def test_aws_every_policy_is_a_document_without_wildcard_actions(aws: Config) ->
             assert "*" not in statement.get("resources", []), f"{name} applies to every resource"
     # Every policy attached anywhere is one of these documents, so the check above covers them all.
     policy_arguments = {"policy", "assume_role_policy"}
-    for kind, named in aws.resources.items():
+    for kind in aws.resources:
         assert kind not in {"aws_iam_role_policy_attachment", "aws_iam_policy_attachment"}, (
             f"{kind}: attach the documents above, not managed policies"
         )
-        for address, body in named.items():
+        for address, body in aws.instances(kind).items():
             for argument in policy_arguments & set(body):
                 expression = reference(body[argument]) or ""
-                assert re.fullmatch(r"data\.aws_iam_policy_document\.\w+\.json", expression), (
+                assert re.fullmatch(r'data\.aws_iam_policy_document\.\w+(\["\w+"\])?\.json', expression), (
                     f"{kind}.{address}.{argument} is not an aws_iam_policy_document"
                 )
 

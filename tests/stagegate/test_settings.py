@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from stagegate.kube import api_client
-from stagegate.settings import ConfigError, Settings
+from stagegate.settings import ConfigError, GitHubApp, Settings
 
 
 def test_defaults_apply_when_nothing_is_set() -> None:
@@ -59,3 +61,102 @@ def test_outside_a_cluster_without_kubeconfig_says_so(monkeypatch: pytest.Monkey
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(ConfigError, match="KUBECONFIG is not set"):
         api_client(None)
+
+
+# GitHub credentials ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def app_pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def app_env(pem: str, **extra: str) -> dict[str, str]:
+    return {
+        "GITHUB_APP_ID": "12345",
+        "GITHUB_APP_PRIVATE_KEY": pem,
+        "GITHUB_APP_INSTALLATION_ID": "678",
+        **extra,
+    }
+
+
+def test_a_token_is_the_credentials() -> None:
+    assert Settings.from_env({"GITHUB_TOKEN": "ghp_x"}).github_credentials() == "ghp_x"
+
+
+def test_app_credentials_from_the_variable(app_pem: str) -> None:
+    credentials = Settings.from_env(app_env(app_pem)).github_credentials()
+    assert isinstance(credentials, GitHubApp)
+    assert (credentials.app_id, credentials.installation_id) == (12345, 678)
+    assert credentials.private_key.strip() == app_pem.strip()
+    assert app_pem not in repr(credentials)
+
+
+def test_app_key_from_a_file_or_with_escaped_line_breaks(app_pem: str, tmp_path) -> None:
+    path = tmp_path / "app.pem"
+    path.write_text(app_pem)
+    env = app_env("", GITHUB_APP_PRIVATE_KEY_FILE=str(path))
+    from_file = Settings.from_env(env).github_app
+    escaped = Settings.from_env(app_env(app_pem.replace("\n", "\\n"))).github_app
+    assert from_file is not None
+    assert escaped is not None
+    assert from_file.private_key == escaped.private_key == app_pem.strip() + "\n"
+
+
+def test_neither_token_nor_app_names_both_ways() -> None:
+    with pytest.raises(ConfigError, match="GITHUB_TOKEN or GITHUB_APP_ID/GITHUB_APP_PRIVATE_KEY/") as info:
+        Settings.from_env({}).github_credentials()
+    assert "GITHUB_APP_INSTALLATION_ID" in str(info.value)
+
+
+def test_token_and_app_together_are_ambiguous(app_pem: str) -> None:
+    with pytest.raises(
+        ConfigError, match=r"GITHUB_TOKEN and GitHub App credentials .*GITHUB_APP_ID.*ambiguous"
+    ):
+        Settings.from_env(app_env(app_pem, GITHUB_TOKEN="ghp_x"))
+
+
+@pytest.mark.parametrize("missing", ["GITHUB_APP_ID", "GITHUB_APP_PRIVATE_KEY", "GITHUB_APP_INSTALLATION_ID"])
+def test_app_credentials_go_together(app_pem: str, missing: str) -> None:
+    env = app_env(app_pem)
+    del env[missing]
+    with pytest.raises(ConfigError, match=f"missing: {missing}"):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("GITHUB_APP_ID", "my-app"), ("GITHUB_APP_INSTALLATION_ID", "1.5")]
+)
+def test_app_ids_must_be_whole_numbers(app_pem: str, name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=f"{name} must be a whole number"):
+        Settings.from_env(app_env(app_pem, **{name: value}))
+
+
+def test_a_malformed_key_names_its_variable(app_pem: str, tmp_path) -> None:
+    with pytest.raises(ConfigError, match="GITHUB_APP_PRIVATE_KEY is not a PEM private key"):
+        Settings.from_env(app_env("-----BEGIN RSA PRIVATE KEY-----\nnope\n-----END RSA PRIVATE KEY-----"))
+    path = tmp_path / "broken.pem"
+    path.write_text(app_pem[:200])
+    with pytest.raises(ConfigError, match="GITHUB_APP_PRIVATE_KEY_FILE is not a PEM private key"):
+        Settings.from_env(app_env("", GITHUB_APP_PRIVATE_KEY_FILE=str(path)))
+    with pytest.raises(ConfigError, match=r"GITHUB_APP_PRIVATE_KEY_FILE=.*cannot be read"):
+        Settings.from_env(app_env("", GITHUB_APP_PRIVATE_KEY_FILE=str(tmp_path / "missing.pem")))
+    with pytest.raises(ConfigError, match="GITHUB_APP_PRIVATE_KEY and GITHUB_APP_PRIVATE_KEY_FILE"):
+        Settings.from_env(app_env(app_pem, GITHUB_APP_PRIVATE_KEY_FILE=str(path)))
+
+
+def test_a_non_rsa_key_is_refused(app_pem: str) -> None:
+    pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        .decode()
+    )
+    with pytest.raises(ConfigError, match="GITHUB_APP_PRIVATE_KEY must be an RSA private key"):
+        Settings.from_env(app_env(pem))

@@ -1,0 +1,142 @@
+"""GitHub Apps on the fake: App JWTs checked the way GitHub checks them, installation access tokens.
+
+An App authenticates with a JWT it signs (RS256) with its private key: `iss` is the App's ID, `iat`
+lies in the past and `exp` in the future, at most 10 minutes ahead. GitHub answers anything else with
+401 and one of the messages below. The JWT buys an installation access token (`ghs_...`) that expires
+after one hour and reads only the installation's repositories. Time here is the wall clock (PyGithub
+signs and renews by it), not the fake's event `Clock`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from stagegate.fake_github.state import User
+
+JWT_MAX_SECONDS = 600
+TOKEN_SECONDS = 3600
+NOT_DECODED = "A JSON web token could not be decoded"
+EXPIRED = (
+    "'Expiration time' claim ('exp') must be a numeric value representing the future time at which "
+    "the assertion expires"
+)
+TOO_LONG = "'Expiration time' claim ('exp') is too far in the future"
+NOT_ISSUED = (
+    "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued"
+)
+BAD_ISSUER = "'Issuer' claim ('iss') must be an Integer"
+NO_APP = "Integration not found"
+DEFAULT_PERMISSIONS = {"deployments": "read", "metadata": "read"}
+_ALPHABET = string.ascii_letters + string.digits
+
+
+class JwtRejected(Exception):
+    """The App JWT is not acceptable; the message is GitHub's."""
+
+
+@dataclass(frozen=True)
+class GitHubAppRecord:
+    """A registered App: its ID, public key and bot account."""
+
+    app_id: int
+    public_key: rsa.RSAPublicKey
+    bot: User
+
+
+@dataclass(frozen=True)
+class Installation:
+    """One installation of an App; `repos` (lower-case full names) is None for "all repositories"."""
+
+    id: int
+    app_id: int
+    repos: frozenset[str] | None
+    permissions: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_PERMISSIONS))
+
+    @property
+    def repository_selection(self) -> Literal["all", "selected"]:
+        """GitHub's name for the installation's repository access."""
+        return "all" if self.repos is None else "selected"
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """An installation access token: who it acts as, until when, on which repositories."""
+
+    user: User
+    expires_at: float
+    repos: frozenset[str] | None
+
+
+def load_public_key(pem: str | bytes) -> rsa.RSAPublicKey:
+    """An App's RSA public key from PEM (ValueError otherwise)."""
+    key = load_pem_public_key(pem.encode() if isinstance(pem, str) else pem)
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ValueError("a GitHub App key is an RSA key")
+    return key
+
+
+def verify_app_jwt(
+    token: str, apps: Mapping[int, GitHubAppRecord], now: Callable[[], float] = time.time
+) -> GitHubAppRecord:
+    """The App that signed `token`, or `JwtRejected` with GitHub's message."""
+    try:
+        claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise JwtRejected(NOT_DECODED) from None
+    if header.get("alg") != "RS256":
+        raise JwtRejected(NOT_DECODED)
+    issuer = claims.get("iss")
+    try:
+        app_id = int(issuer) if isinstance(issuer, (int, str)) and not isinstance(issuer, bool) else None
+    except ValueError:
+        app_id = None
+    if app_id is None:
+        raise JwtRejected(BAD_ISSUER)
+    app = apps.get(app_id)
+    if app is None:
+        raise JwtRejected(NO_APP)
+    try:
+        jwt.decode(
+            token,
+            app.public_key,
+            algorithms=["RS256"],
+            options={"verify_exp": False, "verify_iat": False, "verify_aud": False},
+        )
+    except jwt.PyJWTError:
+        raise JwtRejected(NOT_DECODED) from None
+    moment = now()
+    issued, expires = claims.get("iat"), claims.get("exp")
+    if not isinstance(expires, int | float) or isinstance(expires, bool) or expires <= moment:
+        raise JwtRejected(EXPIRED)
+    if expires > moment + JWT_MAX_SECONDS:
+        raise JwtRejected(TOO_LONG)
+    if not isinstance(issued, int | float) or isinstance(issued, bool) or issued > moment:
+        raise JwtRejected(NOT_ISSUED)
+    return app
+
+
+def new_token() -> str:
+    """An installation access token as GitHub formats them (`ghs_` and 36 characters)."""
+    return "ghs_" + "".join(secrets.choice(_ALPHABET) for _ in range(36))
+
+
+def installation_token_json(
+    token: str, expires_at: float, installation: Installation, permissions: Mapping[str, str]
+) -> dict[str, Any]:
+    """The `installation-token` answer of `POST /app/installations/{installation_id}/access_tokens`."""
+    return {
+        "token": token,
+        "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires_at)),
+        "permissions": dict(permissions),
+        "repository_selection": installation.repository_selection,
+    }
