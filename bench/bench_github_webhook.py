@@ -1,10 +1,11 @@
 """Benchmark of `github_webhook`'s work, on the real local kube-apiserver and the fake GitHub on
 loopback; prints numbers, asserts nothing.
 
-For upstream histories of 10, 100 and 1000 deployments it measures, per delivery: handling latency
-(verify + parse + recompute + conditional write, in-process; p50/p99), GitHub calls and Kubernetes
-calls. Two shapes of Rollout: candidates whose revisions were baked recently (paging stops early)
-and one candidate never deployed upstream (every page is read: the worst case).
+For upstream histories of 10, 100, 1,000 and 5,000 deployments it measures, per delivery: handling
+latency (verify + parse + recompute + conditional write, in-process; p50/p99), GitHub requests and
+Kubernetes calls. Two shapes of Rollout: three candidates baked recently, and the worst case for a
+reader that pages through history: those three plus the oldest deployment's revision and one
+revision never deployed upstream. The fake lists every connection in GitHub's own order.
 Run with `make bench` (BENCH_N sets deliveries per case, default 30).
 """
 
@@ -91,8 +92,8 @@ def measure(
         github_calls.append(upstream.calls - gh_before)
         kube_calls.append(kube.api.calls - kube_before)
     print(
-        f"  {label:<44} p50={percentile(latencies, 50):7.1f} ms  p99={percentile(latencies, 99):7.1f} ms"
-        f"  GitHub calls={statistics.fmean(github_calls):5.1f}"
+        f"  {label:<52} p50={percentile(latencies, 50):7.1f} ms  p99={percentile(latencies, 99):7.1f} ms"
+        f"  GitHub requests={statistics.fmean(github_calls):5.1f}"
         f"  Kubernetes calls={statistics.fmean(kube_calls):4.1f}"
     )
 
@@ -107,14 +108,15 @@ def main() -> None:
         print(
             f"github_webhook in-process, fake GitHub and kube-apiserver on loopback ({N} deliveries a row):"
         )
-        for history in (10, 100, 1000):
+        for history in (10, 100, 1000, 5000):
             ns = f"h{history}"
             status = setup(custom, kube, fake, ns, history)
             recent = [{"tag": f"v{i}", "revision": rev(i)} for i in range(history - 3, history)]
             candidates(custom, ns, recent)
             measure(f"{history} deployments, 3 recent candidates", fake, kube, upstream, ns, status)
-            candidates(custom, ns, [*recent, {"tag": "never", "revision": rev(10**6)}])
-            measure(f"{history} deployments, one never-deployed candidate", fake, kube, upstream, ns, status)
+            worst = [*recent, {"tag": "v0", "revision": rev(0)}, {"tag": "never", "revision": rev(10**6)}]
+            candidates(custom, ns, worst)
+            measure(f"{history} deployments, + oldest + never-deployed", fake, kube, upstream, ns, status)
 
 
 if __name__ == "__main__":

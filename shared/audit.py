@@ -8,12 +8,12 @@ is not in it is ignored with a reason that gets counted, never treated as an err
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from shared.errors import BadEvent
+from shared.json_input import decode_json
 from shared.views import ENVIRONMENT_GROUP, GATE_GROUP
 
 AUDIT_API_VERSION = "audit.k8s.io/v1"
@@ -100,11 +100,7 @@ def _object_ref(raw: object, where: str) -> ObjectRef | None:
 
 def parse_audit_json(body: bytes) -> list[AuditEvent]:
     """Parse a JSON `Event` or `EventList` document; raise `BadEvent` on anything else."""
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise BadEvent(f"body is not JSON: {type(exc).__name__}: {exc}") from exc
-    return parse_audit_document(document)
+    return parse_audit_document(decode_json(body, "body"))
 
 
 def parse_audit_document(document: object) -> list[AuditEvent]:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from shared.errors import RetryableError
+from shared.evidence import read_evidence
+from shared.upstream import upstream_key
 from shared.views import (
     ENVIRONMENT_API_VERSION,
     ENVIRONMENT_GROUP,
@@ -159,6 +161,21 @@ class GatePlan:
     allowed_after: tuple[str, ...] | None = None
     resource_version: str | None = None
 
+    @property
+    def relaxes(self) -> bool:
+        """True when the write could let the governed Rollout deploy something it could not before.
+
+        That is: the allowed list widens or disappears, the gate moves to another Rollout, or its
+        owners change (an owner change decides whether garbage collection deletes the gate). Such a
+        plan may only come from the Environment as the API has it now, never from an event's copy.
+        """
+        if self.action != "update" or self.patch is None:
+            return False
+        before, after = self.allowed_before, self.allowed_after
+        widens = before is not None and (after is None or not set(after) <= set(before))
+        spec, metadata = self.patch.get("spec") or {}, self.patch.get("metadata") or {}
+        return widens or "rolloutRef" in spec or "ownerReferences" in metadata
+
 
 def unchanged(gate: RolloutGate, reason: str) -> GatePlan:
     """The plan that writes nothing, with the reason for the log."""
@@ -278,6 +295,13 @@ def _allowed_after(
         return (
             (),
             f"the governed Rollout changed from {gate.rollout_name} to {env.rollout_name}: blocking again",
+        )
+    computed_for, now_for = read_evidence(gate).upstream, upstream_key(env)
+    if before and computed_for != now_for:
+        return (
+            (),
+            f"the allowed versions were computed for upstream {computed_for or 'unknown'}, the Environment "
+            f"now follows {now_for}: blocking until recomputed",
         )
     return before, "keeping the allowed versions the recompute set"
 

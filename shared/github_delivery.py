@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
 from shared.errors import BadEvent, Unauthorized
+from shared.json_input import decode_json
 
 KUBERIK_PREFIX = "kuberik/"
 
@@ -52,6 +52,8 @@ def verify_delivery(headers: Mapping[str, str], body: bytes, secrets: Sequence[s
     given = lower.get("x-hub-signature-256", "")
     if not given.startswith("sha256="):
         raise Unauthorized("missing X-Hub-Signature-256 header")
+    if not given.isascii():  # hex digits only; anything else cannot match (nor be encoded to compare)
+        raise Unauthorized("X-Hub-Signature-256 is not a hex digest")
     # Compare against every secret, without stopping early, so timing says nothing about which matched.
     matches = [hmac.compare_digest(given.encode(), signature(secret, body).encode()) for secret in secrets]
     if not any(matches):
@@ -64,21 +66,31 @@ def verify_delivery(headers: Mapping[str, str], body: bytes, secrets: Sequence[s
 
 def _decode(headers: Mapping[str, str], body: bytes) -> Mapping[str, Any]:
     content_type = headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    try:
-        if content_type == "application/x-www-form-urlencoded":
-            fields = parse_qs(body.decode("utf-8"), strict_parsing=True)
-            if "payload" not in fields:
-                raise BadEvent("form-encoded delivery has no payload field")
-            document = json.loads(fields["payload"][0])
-        elif content_type == "application/json":
-            document = json.loads(body)
-        else:
-            raise BadEvent(f"unsupported content type {content_type!r}")
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise BadEvent(f"body is not a JSON payload: {exc}") from exc
+    if content_type == "application/x-www-form-urlencoded":
+        document = decode_json(_form_payload(body), "form field payload")
+    elif content_type == "application/json":
+        document = decode_json(body, "body")
+    else:
+        raise BadEvent(f"unsupported content type {content_type!r}")
     if not isinstance(document, Mapping):
         raise BadEvent("payload must be a JSON object")
     return document
+
+
+def _form_payload(body: bytes) -> str:
+    """The one `payload` field of a form-encoded delivery, percent-decoded as strict UTF-8."""
+    try:
+        fields = parse_qs(body.decode("utf-8"), strict_parsing=True, errors="strict")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadEvent(f"body is not a form-encoded payload: {exc}") from exc
+    payloads = fields.get("payload", [])
+    if len(payloads) != 1:
+        raise BadEvent(
+            "form-encoded delivery has no payload field"
+            if not payloads
+            else f"form-encoded delivery has {len(payloads)} payload fields; exactly one is read"
+        )
+    return payloads[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,30 +2,28 @@
 
 Given an Environment with a relationship, the gate as read (before GitHub was asked), the governed
 Rollout's candidates and the upstream's bake results, decide the one write to make. The result is
-never null, only ever the set the upstream justifies, and never widened from an observation older
-than the one the gate was last computed from (the watermark annotation); narrowing is always safe.
+never null and only ever the set this answer justifies, minus revisions an earlier answer acted on
+showed in a newer state (`shared.evidence`): nothing from the old set survives on its own, so a
+refused widening still narrows, and a change of upstream starts from the new upstream's answer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from shared.bake import AllowedTags, ReleaseCandidate, RevisionResult, allowed_tags
+from shared.evidence import (
+    EVIDENCE_ANNOTATION,
+    LEGACY_WATERMARK_ANNOTATION,
+    next_evidence,
+    read_evidence,
+    vetoed,
+    vetoes_in_force,
+)
 from shared.gate import GatePlan, unchanged
+from shared.upstream import upstream_key
 from shared.views import Environment, RolloutGate
-
-WATERMARK_ANNOTATION = "stagegate.kuberik.com/observed-status-time"
-
-
-def deployment_name(env: Environment) -> str:
-    """The GitHub deployment name: `spec.name` with the `kuberik/` prefix the controller adds."""
-    name = env.deployment_name or env.name
-    return name if name.startswith("kuberik/") else f"kuberik/{name}"
-
-
-def github_environment(env: Environment, environment: str) -> str:
-    """The GitHub environment kuberik records a bake of `environment` under: `kuberik/<name>/<env>`."""
-    return f"{deployment_name(env)}/{environment}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,31 +38,35 @@ def plan_recompute(
     env: Environment,
     gate: RolloutGate,
     candidates: tuple[ReleaseCandidate, ...],
-    results: dict[str, RevisionResult],
-    observed: str,
+    results: Mapping[str, RevisionResult],
+    now: float,
 ) -> Recomputed:
-    """The write that makes the gate allow exactly what the upstream justifies now."""
-    rel = env.relationship
-    if rel is None:
+    """The write that makes the gate allow exactly what the upstream justifies now (`now`: epoch seconds)."""
+    rel, key = env.relationship, upstream_key(env)
+    if rel is None or key is None:
         raise ValueError("only an Environment with a relationship has a recomputed gate")
-    allowed = allowed_tags(rel.type, rel.environment, candidates, results)
+    held = vetoes_in_force(read_evidence(gate), key, now)
+    allowed = allowed_tags(rel.type, rel.environment, candidates, results, vetoed(held, results, rel.type))
     before, after = gate.allowed_versions, allowed.tags
-    watermark = gate.annotations.get(WATERMARK_ANNOTATION, "")
-    narrowing = before is None or set(after) <= set(before)
-    if observed < watermark and not narrowing:
-        reason = f"GitHub's answer (statuses up to {observed or 'none'}) predates {watermark}: gate kept"
-        return Recomputed(unchanged(gate, reason), allowed)
+    evidence = next_evidence(key, held, results, rel.type, now).to_annotation()
     patch: dict[str, object] = {}
     if before != after:
         patch["spec"] = {"allowedVersions": list(after)}
-    if observed > watermark:
-        patch["metadata"] = {"annotations": {WATERMARK_ANNOTATION: observed}}
+    annotations: dict[str, str | None] = {}
+    if gate.annotations.get(EVIDENCE_ANNOTATION) != evidence:
+        annotations[EVIDENCE_ANNOTATION] = evidence
+    if LEGACY_WATERMARK_ANNOTATION in gate.annotations:
+        annotations[LEGACY_WATERMARK_ANNOTATION] = None
+    if annotations:
+        patch["metadata"] = {"annotations": annotations}
     if not patch:
         return Recomputed(unchanged(gate, f"allowed versions already {list(after)}"), allowed)
     plan = GatePlan(
         action="update",
         gate=gate.name,
-        reason=f"set to {list(after)} from the bake results of {rel.environment} ({rel.type})",
+        reason=f"set to {list(after)} from the bake results of {rel.environment} ({rel.type})"
+        if before != after
+        else f"allowed versions stay {list(after)}; recorded what GitHub answered",
         patch=patch,
         allowed_before=before,
         allowed_after=after,

@@ -2,14 +2,18 @@
 
 Both transports end here (the webhook posts an EventList, Pub/Sub carries an Event or EventList).
 Events for one object collapse to the newest in the delivery, since each only says "look again".
-An Environment change ensures its gates exist and have the right shape; the created object in the
-event (`responseObject`, policy level RequestResponse) is used as is, and read from the API only
-when absent. A Rollout status change recomputes the gates of the Environments that govern it (its
-release candidates may now include a revision baked upstream before).
+An Environment change ensures its gates exist and have the right shape. The object in the event
+(`responseObject`, policy level RequestResponse) is used as is to tighten (that keeps a create at one
+API call), but it may be old or of an earlier incarnation: whatever would relax a gate (lift the
+list, move it, change its owners) acts only on the Environment read from the API, with the same uid.
+A Rollout status change recomputes the gates of the Environments that govern it (its
+release candidates may now include a revision baked upstream before). When an Environment change
+withdrew what its gate allowed (a new upstream or Rollout), the gate is recomputed right away.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,8 +23,8 @@ from shared.audit import AuditEvent, Ignored, Route, Routed, route
 from shared.errors import BadEvent, PartialFailure, PermanentError, RetryableError
 from shared.views import Environment
 from stagegate.logs import get_logger
-from stagegate.recompute_service import RecomputeStore, Upstream, recompute
-from stagegate.reconcile import GateOutcome, ensure_gates
+from stagegate.recompute_service import Clock, RecomputeStore, Upstream, recompute
+from stagegate.reconcile import GateOutcome, NeedsCurrentState, ensure_gates
 
 log = get_logger("audit")
 
@@ -52,6 +56,7 @@ class AuditContext:
     kube: RecomputeStore
     upstream: Upstream | None
     attempts: int
+    clock: Clock = time.time
 
 
 class _Ignore(Exception):
@@ -60,13 +65,40 @@ class _Ignore(Exception):
 
 def _environment_changed(routed: Routed, ctx: AuditContext) -> list[GateOutcome]:
     response = routed.event.response_object
-    if response is not None and response.get("kind") == "Environment":
-        env: Environment | None = Environment.from_raw(response)
-    else:
-        env = ctx.kube.get_environment(routed.namespace, routed.name)
-    if env is None:
-        raise _Ignore("environment no longer exists")
-    return ensure_gates(env, ctx.kube, fresh=routed.event.verb == "create", attempts=ctx.attempts)
+    copy = (
+        Environment.from_raw(response)
+        if response is not None and response.get("kind") == "Environment"
+        else None
+    )
+    outcomes: list[GateOutcome] | None = None
+    if copy is not None:
+        try:
+            outcomes = ensure_gates(
+                copy, ctx.kube, fresh=routed.event.verb == "create", attempts=ctx.attempts, current=False
+            )
+        except NeedsCurrentState as exc:
+            log.info(
+                "the event's copy would relax a gate; reading the Environment",
+                extra={"fields": {"environment": copy.key, "wanted": str(exc)}},
+            )
+        if outcomes is not None and not _withdrawn(outcomes):
+            return outcomes
+    env = ctx.kube.get_environment(routed.namespace, routed.name)
+    if env is None or (copy is not None and env.uid != copy.uid):
+        if outcomes is not None:
+            return outcomes
+        raise _Ignore("the Environment no longer exists (deleted, or recreated since the event)")
+    if outcomes is None:
+        fresh = copy is None and routed.event.verb == "create"  # a 409 tells if it is not that new
+        outcomes = ensure_gates(env, ctx.kube, fresh=fresh, attempts=ctx.attempts)
+    if _withdrawn(outcomes) and env.relationship is not None and ctx.upstream is not None:
+        outcomes += _recomputed([env], ctx, ctx.upstream)  # what the new upstream or Rollout justifies
+    return outcomes
+
+
+def _withdrawn(outcomes: list[GateOutcome]) -> bool:
+    """True when a gate that allowed versions was just closed (new upstream or Rollout)."""
+    return any(o.allowed_before and o.allowed_after == [] for o in outcomes)
 
 
 def _rollout_changed(routed: Routed, ctx: AuditContext) -> list[GateOutcome]:
@@ -79,7 +111,16 @@ def _rollout_changed(routed: Routed, ctx: AuditContext) -> list[GateOutcome]:
     ]
     if not governing:
         raise _Ignore("rollout governed by no Environment with a relationship")
-    return [outcome for env in governing for outcome in recompute(env, ctx.kube, ctx.upstream, ctx.attempts)]
+    return _recomputed(governing, ctx, ctx.upstream)
+
+
+def _recomputed(environments: list[Environment], ctx: AuditContext, upstream: Upstream) -> list[GateOutcome]:
+    """Recompute, raising the first failure (the delivery is retried or refused as a whole)."""
+    report = recompute(environments, ctx.kube, upstream, ctx.attempts, ctx.clock)
+    if report.errors:
+        reasons = "; ".join(f"{key}: {why}" for key, why in report.errors.items())
+        raise (RetryableError if report.retryable else PermanentError)(reasons)
+    return report.outcomes
 
 
 HANDLERS: Mapping[Route, Callable[[Routed, AuditContext], list[GateOutcome]]] = {

@@ -15,10 +15,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from shared.bake import allowed_tags, release_candidates, results_by_revision
+from shared.bake import allowed_tags, candidate_revisions, release_candidates, results_for
 from shared.errors import PermanentError, StagegateError
+from shared.evidence import read_evidence
 from shared.gate import is_owned_by
-from shared.recompute import WATERMARK_ANNOTATION, github_environment
+from shared.upstream import github_environment
 from shared.views import Environment, RolloutGate
 from stagegate.kube import KubeGates, api_client
 from stagegate.recompute_service import RecomputeStore, Upstream, recompute, upstream_from
@@ -55,9 +56,10 @@ def explain(env: Environment, kube: RecomputeStore, upstream: Upstream | None, o
     print(f"Environment {env.key}: rollout {env.rollout_name}, project {env.project or '-'}", file=out)
     gates = [g for g in kube.list_gates(env.namespace) if is_owned_by(g, env)]
     for gate in gates:
-        watermark = gate.annotations.get(WATERMARK_ANNOTATION, "-")
+        evidence = read_evidence(gate)
         print(f"  gate {gate.name}: allowedVersions={_listed(gate.allowed_versions)} passing={gate.passing} "
-              f"(computed from GitHub statuses up to {watermark})", file=out)  # fmt: skip
+              f"(computed for upstream {evidence.upstream or 'unknown'}, "
+              f"{len(evidence.vetoes)} revisions held back from lagging answers)", file=out)  # fmt: skip
     if not gates:
         print("  no gate owned by this Environment", file=out)
     rel = env.relationship
@@ -77,14 +79,17 @@ def explain(env: Environment, kube: RecomputeStore, upstream: Upstream | None, o
         print("  spec.backend.project is not set: cannot read the upstream's bake results", file=out)
         return
     where = github_environment(env, rel.environment)
-    revisions = frozenset(c.revision for c in candidates if c.revision)
-    results = results_by_revision(upstream.deployments(env.project, where, revisions))
+    lookups = upstream.commit_deployments(env.project, where, candidate_revisions(candidates))
+    results = results_for(lookups.values())
     print(f"  bake results in {where} (GitHub {env.project}):", file=out)
     for revision, result in sorted(results.items()):
-        print(
-            f"    {revision}: {result.result or 'no result yet'} (deployment {result.deployment_id})",
-            file=out,
+        decided = (
+            f" (deployment {result.position[1]}, status of {result.position[2]})" if result.position else ""
         )
+        found = result.note or ("deployed, " if result.deployed else "not deployed, ") + (
+            result.result or "no result yet"
+        )
+        print(f"    {revision}: {found}{decided}", file=out)
     if not results:
         print("    none for the candidates' revisions", file=out)
     print(f"  candidates of Rollout {env.rollout_name}:", file=out)
@@ -139,10 +144,12 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     store = DryRun(kube) if args.dry_run else kube
     if args.all:
         summary = resync(store, upstream, settings.namespaces, settings.kube_conflict_retries)
-        outcomes = summary["gates"]
+        outcomes, errors = summary["gates"], summary["errors"]
     else:
         env = _environment(kube, args.namespace, args.environment)
-        outcomes = [o.to_json() for o in recompute(env, store, upstream, settings.kube_conflict_retries)]
+        report = recompute([env], store, upstream, settings.kube_conflict_retries)
+        outcomes = [o.to_json() for o in report.outcomes]
+        errors = [f"{key}: {why}" for key, why in report.errors.items()]
     for outcome in outcomes:
         print(
             f"{outcome['environment']}: gate {outcome['gate']} {outcome['action']}: {outcome['reason']}",
@@ -150,7 +157,9 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         )
     for write in store.writes if isinstance(store, DryRun) else []:
         print(write, file=out)
-    return 0
+    for error in errors:
+        print(f"stagegate: {error}", file=sys.stderr)
+    return 1 if errors else 0
 
 
 def _environment(kube: KubeGates, namespace: str, name: str) -> Environment:

@@ -1,45 +1,43 @@
-"""The GitHub adapter: an upstream environment's deployments and statuses, through PyGithub.
+"""The GitHub adapter: each candidate revision's commit and its deployments, through PyGithub's GraphQL.
 
-One GraphQL query per page of 100 deployments, newest first, statuses nested, so the calls per
-recompute grow with paging, not with the number of deployments; paging stops as soon as every
-revision the Rollout offers has a bake result (older deployments cannot change a decided one).
-PyGithub's own sleeping (retries, write throttling) is switched off: a webhook answer must stay
-bounded, and a missed recompute is healed by the next trigger. Vendor errors become stagegate's.
+One request asks for every candidate revision at once (one alias per revision:
+`repository.object(oid:)`, or `object(expression:)` for an abbreviation, then that commit's
+`deployments(environments: [...])` with their statuses), so a recompute costs one request whatever
+the length of the upstream's history and whichever candidates it never deployed. Only a commit with
+more than `PAGE` deployments in the environment, or a deployment with more than `PAGE` statuses,
+costs one more request per extra page (all such pages of a round go in one request).
+
+GitHub's connections list in an order the code must not rely on (`Commit.deployments` oldest first
+by default, `Deployment.statuses` with no `orderBy` at all), so every connection is read whole,
+paging backwards with `last`/`before` while `hasPreviousPage`, and `shared.bake` orders what it got.
+PyGithub's own sleeping (retries, throttling) is switched off: a webhook answer must stay bounded,
+and a missed recompute is healed by the next trigger. Vendor errors become stagegate's.
 """
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 from github import Auth, Github, GithubException
 
-from shared.bake import DeploymentRecord, StatusRecord, bake_result
-from shared.errors import PermanentError, RetryableError
+from shared.bake import CommitLookup, DeploymentRecord, StatusRecord, lookup_kind
+from shared.errors import BadEvent, PermanentError, RetryableError
+from shared.json_input import decode_json
 from stagegate.settings import GitHubApp
 
-PAGE_SIZE = 100
-STATUSES_PER_DEPLOYMENT = 20
-DEPLOYMENTS_QUERY = """
-query($owner: String!, $name: String!, $environment: String!, $after: String, $first: Int!, $statuses: Int!) {
-  repository(owner: $owner, name: $name) {
-    deployments(environments: [$environment], first: $first, after: $after,
-                orderBy: {field: CREATED_AT, direction: DESC}) {
-      pageInfo { hasNextPage endCursor }
-      nodes {
-        databaseId
-        commitOid
-        payload
-        createdAt
-        statuses(first: $statuses) { nodes { state description createdAt } }
-      }
-    }
-  }
-}
-"""
+PAGE = 20
+"""Deployments per commit and statuses per deployment asked for at once (most have a handful)."""
+FOLLOW_UP_PAGE = 100
+MAX_ALIASES = 100
+"""Revisions per request: 100 x 20 x 20 nodes stays far below GitHub's 500,000-node limit."""
+
+_STATUSES = "pageInfo { hasPreviousPage startCursor } nodes { state description createdAt }"
+_DEPLOYMENT = f"id databaseId commitOid payload createdAt statuses(last: {PAGE}) {{ {_STATUSES} }}"
+_DEPLOYMENTS = f"pageInfo {{ hasPreviousPage startCursor }} nodes {{ {_DEPLOYMENT} }}"
 
 
 def github_client(credentials: str | GitHubApp, base_url: str, timeout: float) -> Github:
@@ -88,70 +86,178 @@ def _payload(raw: object) -> Mapping[str, Any] | None:
         return raw
     if isinstance(raw, str) and raw:
         try:
-            decoded = json.loads(raw)
-        except ValueError:
+            decoded = decode_json(raw, "deployment payload")
+        except BadEvent:
             return None
         return decoded if isinstance(decoded, Mapping) else None
     return None
 
 
-def _record(node: Mapping[str, Any]) -> DeploymentRecord:
-    statuses = tuple(
-        StatusRecord(state=s["state"].lower(), description=s.get("description"), created_at=s["createdAt"])
-        for s in node["statuses"]["nodes"]
+def _status(node: Mapping[str, Any]) -> StatusRecord:
+    return StatusRecord(
+        state=node["state"].lower(), description=node.get("description"), created_at=node["createdAt"]
     )
-    return DeploymentRecord(
-        id=node.get("databaseId") or 0,
-        sha=node["commitOid"],
-        payload=_payload(node.get("payload")),
-        created_at=node["createdAt"],
-        statuses=statuses,
-    )
+
+
+@dataclass
+class _Deployment:
+    """A deployment being read; `before` is the cursor of statuses still to fetch, if any."""
+
+    node_id: str
+    record: DeploymentRecord
+    statuses: list[StatusRecord]
+    before: str | None
+
+    @classmethod
+    def from_node(cls, node: Mapping[str, Any]) -> _Deployment:
+        page = node["statuses"]
+        record = DeploymentRecord(
+            id=node.get("databaseId") or 0,
+            sha=node["commitOid"],
+            payload=_payload(node.get("payload")),
+            created_at=node["createdAt"],
+        )
+        return cls(node["id"], record, [_status(s) for s in page["nodes"]], _earlier(page))
+
+    def done(self) -> DeploymentRecord:
+        r = self.record
+        return DeploymentRecord(r.id, r.sha, r.payload, r.created_at, tuple(self.statuses))
+
+
+@dataclass
+class _Commit:
+    """One candidate revision being read: its commit, its deployments, the cursor of the rest."""
+
+    revision: str
+    oid: str | None = None
+    deployments: list[_Deployment] = field(default_factory=list)
+    before: str | None = None
+
+    def lookup(self) -> CommitLookup:
+        return CommitLookup(self.revision, self.oid, tuple(d.done() for d in self.deployments))
+
+
+def _earlier(page: Mapping[str, Any]) -> str | None:
+    info = page["pageInfo"]
+    return info["startCursor"] if info["hasPreviousPage"] and info["startCursor"] else None
 
 
 class GitHubDeployments:
-    """Reads deployments of one GitHub environment; counts the HTTP calls it makes."""
+    """Reads bake records of one GitHub environment per candidate revision; counts its HTTP calls."""
 
     def __init__(self, github: Github) -> None:
         self.github = github
         self._lock = threading.Lock()
         self.calls = 0
 
-    def _query(self, variables: dict[str, Any], what: str) -> Mapping[str, Any]:
+    def _query(self, query: str, variables: dict[str, Any], what: str) -> Mapping[str, Any]:
+        """`data` of one GraphQL request; errors at `repository` are permanent, any other retryable."""
         with self._lock:
             self.calls += 1
+        requester = self.github.requester
         try:
-            _, data = self.github.requester.graphql_query(DEPLOYMENTS_QUERY, variables)
+            _, answer = requester.requestJsonAndCheck(
+                "POST", requester.graphql_url, input={"query": query, "variables": variables}
+            )
         except (GithubException, requests.RequestException, OSError) as exc:
             raise _translate(exc, what) from exc
+        data = answer.get("data") or {}
+        errors = answer.get("errors") or []
+        for error in errors:
+            path = error.get("path") or []
+            if error.get("type") == "NOT_FOUND" and path == ["repository"]:
+                raise PermanentError(f"{what}: repository not found or not visible to the credentials")
+            if error.get("type") == "NOT_FOUND" and len(path) >= 2 and path[1].startswith("r"):
+                continue  # a revision that names no commit: its alias is null, which says so
+            raise RetryableError(f"{what}: GitHub answered a GraphQL error: {error.get('message', '')}")
+        if not isinstance(data, Mapping):
+            raise RetryableError(f"{what}: GitHub answered no data")
         return data
 
-    def deployments(
-        self, repository: str, environment: str, revisions: frozenset[str]
-    ) -> list[DeploymentRecord]:
-        """Newest-first deployments of `environment`, paging until `revisions` are all decided."""
-        if not revisions:
-            return []  # nothing to match: the allowed set is empty whatever GitHub says
+    def commit_deployments(
+        self, repository: str, environment: str, revisions: Iterable[str]
+    ) -> dict[str, CommitLookup]:
+        """For each revision: its commit and every deployment of it to `environment`, in any order."""
         owner, _, name = repository.partition("/")
         what = f"deployments of {repository} in {environment}"
-        records: list[DeploymentRecord] = []
-        undecided = set(revisions)
-        after: str | None = None
+        commits = {revision: _Commit(revision) for revision in sorted(set(revisions))}
+        asked = [c for c in commits.values() if lookup_kind(c.revision) is not None]
+        try:
+            for start in range(0, len(asked), MAX_ALIASES):
+                self._first_round(owner, name, environment, asked[start : start + MAX_ALIASES], what)
+            self._remaining_pages(owner, name, environment, asked, what)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise RetryableError(f"{what}: GitHub's answer lacks {type(exc).__name__}: {exc}") from exc
+        return {revision: commit.lookup() for revision, commit in commits.items()}
+
+    def _first_round(
+        self, owner: str, name: str, environment: str, commits: list[_Commit], what: str
+    ) -> None:
+        declared, selections = ["$owner: String!", "$name: String!", "$environments: [String!]"], []
+        variables: dict[str, Any] = {"owner": owner, "name": name, "environments": [environment]}
+        for i, commit in enumerate(commits):
+            by_oid = lookup_kind(commit.revision) == "oid"
+            declared.append(f"$v{i}: {'GitObjectID' if by_oid else 'String'}!")
+            variables[f"v{i}"] = commit.revision.lower()
+            selections.append(
+                f"r{i}: object({'oid' if by_oid else 'expression'}: $v{i}) {{ ... on Commit {{ oid "
+                f"deployments(environments: $environments, last: {PAGE}) {{ {_DEPLOYMENTS} }} }} }}"
+            )
+        inner = " ".join(selections)
+        query = f"query({', '.join(declared)}) {{ repository(owner: $owner, name: $name) {{ {inner} }} }}"
+        repo = self._query(query, variables, what).get("repository")
+        if not isinstance(repo, Mapping):
+            raise PermanentError(f"{what}: repository not found or not visible to the credentials")
+        for i, commit in enumerate(commits):
+            found = repo.get(f"r{i}") or {}
+            oid = found.get("oid")
+            if not isinstance(oid, str) or not oid.lower().startswith(commit.revision.lower()):
+                continue  # no such commit, an ambiguous abbreviation, or a ref of that name: blocked
+            commit.oid = oid.lower()
+            page = found["deployments"]
+            commit.deployments = [_Deployment.from_node(n) for n in page["nodes"]]
+            commit.before = _earlier(page)
+
+    def _remaining_pages(
+        self, owner: str, name: str, environment: str, commits: list[_Commit], what: str
+    ) -> None:
+        """Page backwards through every connection that has more, one request per round."""
         while True:
-            variables = {
-                "owner": owner, "name": name, "environment": environment, "after": after,
-                "first": PAGE_SIZE, "statuses": STATUSES_PER_DEPLOYMENT,
-            }  # fmt: skip
-            data = self._query(variables, what)
-            repo = (data.get("data") or {}).get("repository")
-            if repo is None:
-                raise PermanentError(f"{what}: repository not found or not visible to the token")
-            page = repo["deployments"]
-            for node in page["nodes"]:
-                record = _record(node)
-                records.append(record)
-                if bake_result(record) is not None:
-                    undecided.discard(record.revision)
-            if not page["pageInfo"]["hasNextPage"] or not undecided:
-                return records
-            after = page["pageInfo"]["endCursor"]
+            pending_commits = [c for c in commits if c.before is not None]
+            pending_statuses = [d for c in commits for d in c.deployments if d.before is not None]
+            if not pending_commits and not pending_statuses:
+                return
+            declared: list[str] = []
+            variables: dict[str, Any] = {}
+            parts, in_repo = [], []
+            for i, commit in enumerate(pending_commits):
+                declared += [f"$o{i}: GitObjectID!", f"$c{i}: String!"]
+                variables.update({f"o{i}": commit.oid, f"c{i}": commit.before})
+                in_repo.append(
+                    f"r{i}: object(oid: $o{i}) {{ ... on Commit {{ deployments(environments: $environments, "
+                    f"last: {FOLLOW_UP_PAGE}, before: $c{i}) {{ {_DEPLOYMENTS} }} }} }}"
+                )
+            if in_repo:
+                declared += ["$owner: String!", "$name: String!", "$environments: [String!]"]
+                variables.update(owner=owner, name=name, environments=[environment])
+                parts.append(f"repository(owner: $owner, name: $name) {{ {' '.join(in_repo)} }}")
+            for j, deployment in enumerate(pending_statuses):
+                declared += [f"$n{j}: ID!", f"$s{j}: String!"]
+                variables.update({f"n{j}": deployment.node_id, f"s{j}": deployment.before})
+                parts.append(
+                    f"d{j}: node(id: $n{j}) {{ ... on Deployment {{ statuses(last: {FOLLOW_UP_PAGE}, "
+                    f"before: $s{j}) {{ {_STATUSES} }} }} }}"
+                )
+            data = self._query(f"query({', '.join(declared)}) {{ {' '.join(parts)} }}", variables, what)
+            for i, commit in enumerate(pending_commits):
+                found = ((data.get("repository") or {}).get(f"r{i}") or {}).get("deployments")
+                if not isinstance(found, Mapping):
+                    raise RetryableError(f"{what}: commit {commit.oid} vanished while paging its deployments")
+                commit.deployments += [_Deployment.from_node(n) for n in found["nodes"]]
+                commit.before = _earlier(found)
+            for j, deployment in enumerate(pending_statuses):
+                statuses = (data.get(f"d{j}") or {}).get("statuses")
+                if not isinstance(statuses, Mapping):
+                    raise RetryableError(f"{what}: deployment {deployment.record.id} vanished while paging")
+                deployment.statuses += [_status(s) for s in statuses["nodes"]]
+                deployment.before = _earlier(statuses)

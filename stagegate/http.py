@@ -54,7 +54,9 @@ def require_bearer(authorization: str | None, expected: str | None, setting: str
     if not expected:
         raise Unauthorized(f"{setting} is not configured: every request is refused until it is set")
     scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+    # surrogatepass: a header value that is not valid Unicode must still compare (unequal), not raise.
+    given = token.strip().encode("utf-8", "surrogatepass")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given, expected.encode()):
         raise Unauthorized("missing or wrong bearer token")
 
 

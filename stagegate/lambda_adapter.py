@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from shared.errors import BadEvent, PayloadTooLarge, PermanentError, RetryableError
+from shared.json_input import decode_json
 from stagegate.http import Response
 from stagegate.logs import get_logger
 
@@ -22,11 +22,20 @@ log = get_logger("lambda")
 
 
 def http_request(event: Mapping[str, Any], limit: int) -> tuple[dict[str, str], bytes]:
-    """Headers and raw body of an HTTP API (payload 2.0) or function URL event."""
-    headers = {str(k): str(v) for k, v in (event.get("headers") or {}).items()}
+    """Headers and raw body of an HTTP API (payload 2.0) or function URL event; `BadEvent` if malformed."""
+    if not isinstance(event, Mapping):
+        raise BadEvent("the HTTP event must be an object")
+    raw_headers = event.get("headers") or {}
+    if not isinstance(raw_headers, Mapping):
+        raise BadEvent("event.headers must be an object")
+    headers = {str(k): str(v) for k, v in raw_headers.items()}
     raw = event.get("body") or ""
+    if not isinstance(raw, str):
+        raise BadEvent(f"event.body must be a string, got {type(raw).__name__}")
     try:
-        body = base64.b64decode(raw, validate=True) if event.get("isBase64Encoded") else str(raw).encode()
+        body = base64.b64decode(raw, validate=True) if event.get("isBase64Encoded") else raw.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate the runtime decoded from a `\uD800` escape
+        raise BadEvent(f"body is not valid Unicode: {exc}") from exc
     except (binascii.Error, ValueError) as exc:
         raise BadEvent(f"body is not valid base64: {exc}") from exc
     if len(body) > limit:
@@ -47,22 +56,39 @@ def _detail(envelope: object) -> Mapping[str, Any]:
     return detail
 
 
+def _sqs_detail(record: object) -> Mapping[str, Any]:
+    """The EventBridge event an SQS message carries, decoded strictly: every failure is a `BadEvent`."""
+    if not isinstance(record, Mapping):
+        raise BadEvent("SQS record must be an object")
+    body = record.get("body")
+    if not isinstance(body, str) or not body:
+        raise BadEvent("SQS record has no body")
+    return _detail(decode_json(body, "SQS message body"))
+
+
 def consume_eventbridge(
     event: Mapping[str, Any], handle: Callable[[Mapping[str, Any]], Any]
 ) -> dict[str, Any]:
     """Run `handle` on the detail of each EventBridge event, whether delivered directly or via SQS."""
+    if not isinstance(event, Mapping):
+        log.error(f"dropping a Lambda event that is not an object: {type(event).__name__}")
+        return {}
     if "Records" not in event:
         try:
             handle(_detail(event))
         except (BadEvent, PermanentError) as exc:
             log.error(f"dropping EventBridge event: {exc}", extra={"fields": {"id": event.get("id")}})
         return {}
+    records = event["Records"]
+    if not isinstance(records, list):
+        log.error("dropping an SQS event whose Records is not a list")
+        return {"batchItemFailures": []}
     failures = []
-    for record in event["Records"]:
-        message_id = record.get("messageId")
+    for record in records:
+        message_id = record.get("messageId") if isinstance(record, Mapping) else None
         try:
-            handle(_detail(json.loads(record.get("body") or "")))
-        except (ValueError, BadEvent, PermanentError) as exc:
+            handle(_sqs_detail(record))
+        except (BadEvent, PermanentError) as exc:
             log.error(f"dropping SQS message: {exc}", extra={"fields": {"messageId": message_id}})
         except RetryableError as exc:
             log.warning(

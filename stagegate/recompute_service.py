@@ -1,37 +1,48 @@
 """Recompute the gates of Environments from their upstream's bake results.
 
 Every trigger (a GitHub webhook, a Rollout status change, the scheduled resync) lands here and
-only says "look again". The order of reads is what keeps writes from going stale: the gate (and its
-`resourceVersion`) is read before GitHub is asked, and the write is conditional on that version.
-So a write can only succeed when no other write happened since the gate was read, which means no
-other computation used a newer GitHub answer than this one. A conflict re-reads and recomputes.
+only says "look again". Environments that follow the same upstream (one project and GitHub
+environment) are recomputed together: their gates and Rollouts are read, then GitHub is asked once
+for the union of their candidates' revisions, so the GitHub calls grow with the number of upstream
+environments, not with the number of Environments or the length of the history.
+
+The order of reads is what keeps writes from going stale: the gates (and their `resourceVersion`)
+are read before GitHub is asked, and every write is conditional on that version. So a write can only
+succeed when no other write happened since the gate was read, which means no other computation used
+a newer GitHub answer than this one. A conflict re-reads that Environment's gates and asks GitHub
+again. Each Environment succeeds or fails on its own: one bad Rollout never stops the others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from shared.bake import DeploymentRecord, newest_status_time, release_candidates, results_by_revision
-from shared.errors import PermanentError, RetryableError
+from shared.bake import CommitLookup, ReleaseCandidate, candidate_revisions, release_candidates, results_for
+from shared.errors import BadEvent, PermanentError, RetryableError
 from shared.gate import is_owned_by
 from shared.github_delivery import BakeTarget
-from shared.recompute import deployment_name, github_environment, plan_recompute
+from shared.recompute import plan_recompute
+from shared.upstream import deployment_name, github_environment
 from shared.views import Environment, RolloutGate
-from stagegate.kube import KubeConflict
+from stagegate.kube import KubeConflict, KubeNotFound
 from stagegate.logs import get_logger
 from stagegate.reconcile import GateOutcome, GateStore, apply_plan, ensure_gates
 from stagegate.settings import Settings
 
 log = get_logger("recompute")
 
+Clock = Callable[[], float]
+
 
 class Upstream(Protocol):
     """Where bake results come from (the GitHub adapter, or a fake in unit tests)."""
 
-    def deployments(
-        self, repository: str, environment: str, revisions: frozenset[str]
-    ) -> list[DeploymentRecord]: ...
+    def commit_deployments(
+        self, repository: str, environment: str, revisions: Iterable[str]
+    ) -> Mapping[str, CommitLookup]: ...
 
 
 class RecomputeStore(GateStore, Protocol):
@@ -65,40 +76,137 @@ def governed_by(
     ]
 
 
-def _owned(env: Environment, gates: Sequence[RolloutGate]) -> list[RolloutGate]:
-    return [g for g in gates if is_owned_by(g, env) and not g.being_deleted]
+@dataclass
+class Recompute:
+    """What a recompute of several Environments did: outcomes, and per-Environment failures."""
+
+    outcomes: list[GateOutcome] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    retryable: list[str] = field(default_factory=list)
+
+    def fail(self, env: Environment, exc: Exception, *, retry: bool) -> None:
+        self.errors[env.key] = str(exc)
+        if retry:
+            self.retryable.append(env.key)
+        level = log.warning if retry else log.error
+        level(
+            "cannot recompute this Environment" + ("; it will be retried" if retry else ""),
+            extra={"fields": {"environment": env.key, "reason": str(exc)}},
+        )
+
+
+@dataclass(frozen=True)
+class _Observed:
+    env: Environment
+    gates: list[RolloutGate]
+    candidates: tuple[ReleaseCandidate, ...]
 
 
 def recompute(
-    env: Environment, kube: RecomputeStore, upstream: Upstream, attempts: int = 5
-) -> list[GateOutcome]:
-    """Set the Environment's gates to exactly what its upstream justifies now."""
-    rel = env.relationship
-    if rel is None:
-        return ensure_gates(env, kube, fresh=False, attempts=attempts)
-    if not env.project:
-        raise PermanentError(f"Environment {env.key} has no spec.backend.project to read bake results from")
-    for attempt in range(attempts):
-        gates = _owned(env, kube.list_gates(env.namespace))
-        if not gates:
-            ensure_gates(env, kube, fresh=False, attempts=attempts)
-            continue
-        rollout = kube.get_rollout(env.namespace, env.rollout_name)
-        candidates = release_candidates(rollout) if rollout is not None else ()
-        revisions = frozenset(c.revision for c in candidates if c.revision)
-        deployments = upstream.deployments(env.project, github_environment(env, rel.environment), revisions)
-        results, observed = results_by_revision(deployments), newest_status_time(deployments)
+    environments: Sequence[Environment],
+    kube: RecomputeStore,
+    upstream: Upstream,
+    attempts: int = 5,
+    clock: Clock = time.time,
+) -> Recompute:
+    """Set the gates of every Environment to exactly what its upstream justifies now."""
+    report = Recompute()
+    groups: dict[tuple[str, str], list[Environment]] = {}
+    for env in environments:
+        rel = env.relationship
         try:
-            outcomes = []
-            for gate in gates:
-                recomputed = plan_recompute(env, gate, candidates, results, observed)
-                outcomes.append(
-                    apply_plan(env, recomputed.plan, kube, extra={"candidates": recomputed.allowed.reasons})
+            if rel is None:
+                report.outcomes += ensure_gates(env, kube, fresh=False, attempts=attempts)
+            elif not env.project:
+                raise PermanentError(
+                    f"Environment {env.key} has no spec.backend.project to read bake results from"
                 )
-            return outcomes
-        except KubeConflict as exc:
-            log.info(
-                "gate changed while recomputing, reading again",
-                extra={"fields": {"environment": env.key, "attempt": attempt + 1, "error": str(exc)}},
-            )
-    raise RetryableError(f"gates of {env.key} kept changing under {attempts} attempts")
+            else:
+                where = github_environment(env, rel.environment)
+                groups.setdefault((env.project.lower(), where), []).append(env)
+        except (BadEvent, PermanentError) as exc:
+            report.fail(env, exc, retry=False)
+        except RetryableError as exc:
+            report.fail(env, exc, retry=True)
+    for (project, where), members in groups.items():
+        _recompute_group(project, where, members, kube, upstream, attempts, clock, report)
+    return report
+
+
+def _recompute_group(
+    project: str,
+    where: str,
+    members: list[Environment],
+    kube: RecomputeStore,
+    upstream: Upstream,
+    attempts: int,
+    clock: Clock,
+    report: Recompute,
+) -> None:
+    """One upstream: read every member's gates and candidates, ask GitHub once, write; retry races."""
+    pending = members
+    for attempt in range(attempts):
+        observed = _observe(pending, kube, attempts, report)
+        revisions = frozenset().union(*(candidate_revisions(o.candidates) for o in observed))
+        try:
+            lookups = upstream.commit_deployments(project, where, revisions) if revisions else {}
+        except (PermanentError, RetryableError) as exc:
+            for o in observed:
+                report.fail(o.env, exc, retry=isinstance(exc, RetryableError))
+            return
+        results, now = results_for(lookups.values()), clock()
+        pending = []
+        for o in observed:
+            mine = {r: results[r] for r in candidate_revisions(o.candidates) if r in results}
+            try:
+                for gate in o.gates:
+                    recomputed = plan_recompute(o.env, gate, o.candidates, mine, now)
+                    report.outcomes.append(
+                        apply_plan(
+                            o.env, recomputed.plan, kube, extra={"candidates": recomputed.allowed.reasons}
+                        )
+                    )
+            except (KubeConflict, KubeNotFound) as exc:
+                log.info(
+                    "gate changed while recomputing, reading again",
+                    extra={"fields": {"environment": o.env.key, "attempt": attempt + 1, "error": str(exc)}},
+                )
+                pending.append(o.env)
+            except (BadEvent, PermanentError) as exc:
+                report.fail(o.env, exc, retry=False)
+            except RetryableError as exc:
+                report.fail(o.env, exc, retry=True)
+        if not pending:
+            return
+    for env in pending:
+        report.fail(
+            env, RetryableError(f"gates of {env.key} kept changing under {attempts} attempts"), retry=True
+        )
+
+
+def _observe(
+    members: Sequence[Environment], kube: RecomputeStore, attempts: int, report: Recompute
+) -> list[_Observed]:
+    """Each member's owned gates (created blocking first if missing) and its Rollout's candidates."""
+    listed: dict[str, list[RolloutGate]] = {}
+
+    def gates_of(env: Environment) -> list[RolloutGate]:
+        if env.namespace not in listed:
+            listed[env.namespace] = kube.list_gates(env.namespace)
+        return [g for g in listed[env.namespace] if is_owned_by(g, env) and not g.being_deleted]
+
+    observed = []
+    for env in members:
+        try:
+            gates = gates_of(env)
+            if not gates:
+                report.outcomes += ensure_gates(env, kube, fresh=False, attempts=attempts)
+                listed.pop(env.namespace)
+                gates = gates_of(env)
+            rollout = kube.get_rollout(env.namespace, env.rollout_name)
+            observed.append(_Observed(env, gates, release_candidates(rollout) if rollout is not None else ()))
+        except (BadEvent, PermanentError) as exc:
+            report.fail(env, exc, retry=False)
+        except RetryableError as exc:
+            report.fail(env, exc, retry=True)
+    return observed

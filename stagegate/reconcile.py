@@ -3,7 +3,9 @@
 A race (409) is never resolved by overwriting: the gates are read again and the plan recomputed
 from what is there now, at most `attempts` times. The first attempt after a create event skips the
 read, because a brand-new Environment cannot own a gate yet: that keeps the hot path (blocking audit
-webhook) at one API call.
+webhook) at one API call. An Environment taken from an event (which may be old, or of an earlier
+incarnation) may only tighten gates: a plan that would relax one stops with `NeedsCurrentState`, and
+the caller plans again from the Environment the API has now.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ class GateStore(Protocol):
     def create_gate(self, namespace: str, body: Any) -> RolloutGate: ...
     def patch_gate(self, namespace: str, name: str, patch: Any, resource_version: str) -> RolloutGate: ...
     def warn(self, env: Environment, reason: str, message: str) -> None: ...
+
+
+class NeedsCurrentState(Exception):
+    """An event's copy of the Environment asked for a write that relaxes a gate: read the API first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +61,19 @@ def _listed(versions: tuple[str, ...] | None) -> list[str] | None:
     return None if versions is None else list(versions)
 
 
-def ensure_gates(env: Environment, store: GateStore, *, fresh: bool, attempts: int = 5) -> list[GateOutcome]:
-    """Bring the Environment's gates in line with it; `fresh` means it was just created."""
+def ensure_gates(
+    env: Environment, store: GateStore, *, fresh: bool, attempts: int = 5, current: bool = True
+) -> list[GateOutcome]:
+    """Bring the Environment's gates in line with it; `fresh` means it was just created, `current`
+    that `env` was read from the API now (an event's copy is not: it may only tighten)."""
     for attempt in range(attempts):
         gates = _observe(env, store, fresh=fresh, first=attempt == 0)
+        plans = plan_gates(env, gates)
+        relaxing = [p for p in plans if p.relaxes]
+        if relaxing and not current:
+            raise NeedsCurrentState("; ".join(p.reason for p in relaxing))
         try:
-            return [apply_plan(env, plan, store) for plan in plan_gates(env, gates)]
+            return [apply_plan(env, plan, store) for plan in plans]
         except KubeConflict as exc:
             log.info(
                 "gate write raced, reading again",

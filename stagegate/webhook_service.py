@@ -1,24 +1,27 @@
 """What `github_webhook` does with a verified delivery, dispatched on the event name.
 
 `ping` answers, `deployment_status` recomputes the gates of the Environments downstream of the
-environment the status is about, anything else is acknowledged as ignored with the reason.
+environment the status is about (each on its own: one that cannot be recomputed is reported in the
+answer and does not stop the others, and only a retryable failure makes the answer a 503), anything
+else is acknowledged as ignored with the reason.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from shared.errors import RetryableError
+from shared.errors import PartialFailure
 from shared.github_delivery import Delivery, DeploymentStatusEvent, kuberik_target, verify_delivery
 from stagegate.http import within
 from stagegate.logs import get_logger
-from stagegate.recompute_service import RecomputeStore, Upstream, governed_by, recompute
+from stagegate.recompute_service import Clock, RecomputeStore, Upstream, governed_by, recompute
 from stagegate.settings import Settings
 
 log = get_logger("webhook")
 
-Handler = Callable[[Delivery, RecomputeStore, Upstream, Sequence[str]], dict[str, Any]]
+Handler = Callable[[Delivery, RecomputeStore, Upstream, Sequence[str], Clock], dict[str, Any]]
 
 
 def _pong(delivery: Delivery, *_: object) -> dict[str, Any]:
@@ -26,28 +29,24 @@ def _pong(delivery: Delivery, *_: object) -> dict[str, Any]:
 
 
 def _deployment_status(
-    delivery: Delivery, kube: RecomputeStore, upstream: Upstream, namespaces: Sequence[str]
+    delivery: Delivery, kube: RecomputeStore, upstream: Upstream, namespaces: Sequence[str], clock: Clock
 ) -> dict[str, Any]:
     event = DeploymentStatusEvent.from_payload(delivery.payload)
     target = kuberik_target(event.environment)
     if target is None:
         return _ignored(f"environment {event.environment!r} is not shaped kuberik/<name>/<environment>")
     environments = governed_by(target, event.repository, kube.list_environments(namespaces))
-    gates: list[dict[str, Any]] = []
-    failed: list[str] = []
-    for env in environments:
-        try:
-            gates += [o.to_json() for o in recompute(env, kube, upstream)]
-        except RetryableError as exc:
-            failed.append(f"{env.key}: {exc}")
-    if failed:
-        raise RetryableError("; ".join(failed))
-    return {
+    report = recompute(environments, kube, upstream, clock=clock)
+    summary: dict[str, object] = {
         "status": "recomputed",
         "upstream": f"{event.repository} {event.environment} ({event.state})",
         "environments": [env.key for env in environments],
-        "gates": gates,
+        "gates": [o.to_json() for o in report.outcomes],
+        "errors": report.errors,
     }
+    if report.retryable:
+        raise PartialFailure(f"will retry: {', '.join(report.retryable)}", summary)
+    return summary
 
 
 def _ignored(reason: str) -> dict[str, Any]:
@@ -72,10 +71,14 @@ def github_request(
 
 
 def on_delivery(
-    delivery: Delivery, kube: RecomputeStore, upstream: Upstream, namespaces: Sequence[str]
+    delivery: Delivery,
+    kube: RecomputeStore,
+    upstream: Upstream,
+    namespaces: Sequence[str],
+    clock: Clock = time.time,
 ) -> dict[str, Any]:
     """Route a verified delivery to its handler; unknown events are ignored, not errors."""
     handler = HANDLERS.get(delivery.event)
     if handler is None:
         return _ignored(f"event {delivery.event!r} does not change bake results")
-    return {"delivery": delivery.delivery_id, **handler(delivery, kube, upstream, namespaces)}
+    return {"delivery": delivery.delivery_id, **handler(delivery, kube, upstream, namespaces, clock)}

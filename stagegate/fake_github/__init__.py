@@ -12,6 +12,73 @@ GitHub's real schema (see `contracts.py`). A mismatch fails loudly and is listed
 
 The server listens on 127.0.0.1 only. This package needs the `dev` extra (graphql-core, jsonschema)
 and the octokit npm packages (`scripts/octokit-assets.sh`); the functions never import it.
+
+GitHub behaviours modelled that no schema can show, and where each is documented
+--------------------------------------------------------------------------------
+
+Orderings, per connection or list:
+
+- GraphQL `Repository.deployments` and `Commit.deployments`: by creation, oldest first, unless
+  `orderBy: {field: CREATED_AT, direction: DESC}`; ties by database id. Source: the argument's
+  default `orderBy: DeploymentOrder = {field: CREATED_AT, direction: ASC}` on both fields in
+  GitHub's public schema (`@octokit/graphql-schema`, schema.graphql).
+- GraphQL `Deployment.statuses`: oldest first, with no `orderBy` to change it. Source: none beyond
+  the schema (which offers no `orderBy`); it is what GitHub serves, and why public clients read the
+  newest status with `statuses(last: 1)`. `Deployment.latestStatus` is the newest.
+- REST `GET /repos/{owner}/{repo}/deployments` and `GET .../deployments/{id}/statuses`: newest
+  first, paged with `Link` headers. Source: the REST reference pages ("Deployments": "List
+  deployments"; "Deployment statuses": "List deployment statuses") show no order parameter and do not
+  state the order; newest first is what api.github.com serves.
+- `FakeGitHub(listing=...)` overrides every GraphQL connection's order (`"oldest"`, `"newest"`,
+  `"shuffled"` by `listing_seed`), whatever `orderBy` says, so a test can prove that a reader's
+  answer does not depend on the order (`connections.py`). REST keeps GitHub's order.
+
+Paging (`connections.py`):
+
+- Every connection needs `first` or `last`, each at most 100 (`MISSING_PAGINATION_BOUNDARIES`,
+  `EXCESSIVE_PAGINATION`); cursors are opaque. Source: docs.github.com, GraphQL guide "Using
+  pagination in the GraphQL API" (/graphql/guides/using-pagination-in-the-graphql-api) and
+  "Rate limits and node limits for the GraphQL API" (node limits).
+- `first`/`after`/`last`/`before` and `pageInfo` follow the Relay "GraphQL Cursor Connections
+  Specification" (relay.dev/graphql/connections.htm), which the pagination guide builds on: `last: n`
+  is the final n items of the (possibly `before`-bounded) list.
+
+Deployment statuses and webhooks (`state.py`, `webhooks.py`):
+
+- A `success` status adds an `inactive` status, without description, to older deployments of the
+  same repository and environment whose latest status is `success` (`auto_inactive`, default true;
+  `auto_inactive_scope="all"` widens it). Source: REST "Deployment statuses", "Create a deployment
+  status", `auto_inactive` parameter (/rest/deployments/statuses#create-a-deployment-status).
+- No `deployment_status` webhook for `inactive` statuses. Source: the `deployment_status` event
+  in "Webhook events and payloads" (/webhooks/webhook-events-and-payloads#deployment_status): "A
+  webhook event is not fired for deployment statuses with an `inactive` state."
+- Deleting a deployment: 204; 422 while it is active (latest status `success`) unless it is the
+  repository's only deployment. Source: REST "Deployments", "Delete a deployment"
+  (/rest/deployments/deployments#delete-a-deployment). The 422's wording is the fake's own.
+
+Rate limits (`server.py`, `faults.py`):
+
+- `X-RateLimit-Limit/-Remaining/-Used/-Reset/-Resource` on every answer, counted per resource
+  (`core`, `graphql`), not for 304s; primary limits answer 403 or 429 with `X-RateLimit-Remaining:
+  0` (GraphQL: 200 with an error of type `RATE_LIMIT`); secondary limits answer 403 with
+  `Retry-After`. Source: "Rate limits for the REST API" (/rest/using-the-rest-api/rate-limits-for-
+  the-rest-api), "Rate limits and node limits for the GraphQL API"
+  (/graphql/overview/rate-limits-and-node-limits-for-the-graphql-api), and "Best practices for
+  using the REST API", "Use conditional requests if appropriate" (a 304 does not count).
+
+Git objects (`revparse.py`):
+
+- `Repository.object(oid:)` takes a full sha; `object(expression:)` resolves as `git rev-parse`:
+  full sha, then a ref (`refs/heads/`, `refs/tags/`, `HEAD`), then an abbreviation of at least 4 hex
+  digits that names exactly one commit; ambiguous or unknown is `null` without an error. Source:
+  the schema's "A Git revision expression suitable for rev-parse" and git's `gitrevisions(7)`
+  ("Specifying revisions"). The fake knows only its deployments' shas and `set_ref` targets.
+- `Query.node(id:)` with an unknown id: `null` and an error of type `NOT_FOUND`. Source: "Using
+  global node IDs" (/graphql/guides/using-global-node-ids) and GitHub's answers.
+
+Replication lag (`FakeGitHub.stale`): reads answer from a snapshot while writes land live, as when
+GitHub serves a read from a replica that has not caught up. Not a documented behaviour: GitHub
+promises no read-after-write consistency, so a reader must survive an answer older than its writes.
 """
 
 from __future__ import annotations
@@ -20,7 +87,8 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +96,7 @@ from typing import Any, Literal
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from stagegate.fake_github import apps, rest, webhooks
+from stagegate.fake_github.connections import Listing, check_listing
 from stagegate.fake_github.contracts import (
     AssetsUnavailable,
     Contracts,
@@ -42,6 +111,7 @@ from stagegate.fake_github.state import (
     Clock,
     GitHubState,
     NotFound,
+    Snapshot,
     User,
     ValidationFailed,
 )
@@ -51,8 +121,10 @@ __all__ = [
     "AssetsUnavailable",
     "ContractViolation",
     "FakeGitHub",
+    "Listing",
     "NoDelivery",
     "NotFound",
+    "Snapshot",
     "ValidationFailed",
     "signature_256",
 ]
@@ -73,9 +145,16 @@ class FakeGitHub:
         hook_id: int = 480_000_001,
         auto_inactive_scope: AutoInactiveScope = "active",
         start_time: datetime | None = None,
+        listing: Listing = "github",
+        listing_seed: int = 0,
     ) -> None:
+        """`listing`: the order of every GraphQL connection (`"github"`: GitHub's own; `"oldest"`,
+        `"newest"`, or `"shuffled"` by `listing_seed`, whatever `orderBy` asks)."""
+        self.listing: Listing = check_listing(listing)
+        self.listing_seed = listing_seed
         self.contracts: Contracts = load_contracts(assets or octokit_assets())
         self.state = GitHubState(clock=Clock(start_time), auto_inactive_scope=auto_inactive_scope)
+        self._stale: list[GitHubState] = []
         self.token = token or f"ghp_{secrets.token_urlsafe(27)}"
         self.user = self.state.user(login)
         self._tokens: dict[str, User] = {self.token: self.user}
@@ -296,8 +375,13 @@ class FakeGitHub:
         body = rest.status_json(status, repository, self.url)
         return self._checked("POST", "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses", 201, body)
 
+    def delete_deployment(self, repo: str, deployment_id: int) -> None:
+        """Delete a deployment as `DELETE .../deployments/{id}` does (`ValidationFailed` while it
+        is active and not the repository's only one, `NotFound` if there is none)."""
+        self.state.delete_deployment(self.state.repo(repo), deployment_id)
+
     def statuses(self, repo: str, deployment_id: int) -> list[dict[str, Any]]:
-        """A deployment's statuses, newest first, as REST JSON."""
+        """A deployment's statuses, newest first, as REST JSON (always the live state)."""
         repository = self.state.repo(repo)
         with self.state.locked():
             found = self.state.deployment(repository, deployment_id).newest_statuses()
@@ -306,6 +390,32 @@ class FakeGitHub:
     def advance(self, seconds: float) -> None:
         """Let time pass on the fake's clock (timestamps only ever increase)."""
         self.state.clock.advance(seconds)
+
+    # a lagging read replica ----------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """Everything the fake knows now (repositories, deployments, statuses), deep-copied."""
+        return self.state.snapshot()
+
+    @contextmanager
+    def stale(self, snapshot: Snapshot | None = None) -> Iterator[Snapshot]:
+        """While inside, every read over HTTP (REST GETs, GraphQL) answers from `snapshot` (default:
+        one taken now), as a read replica that lags would; writes still change the live state. The
+        Python helpers (`statuses`, `deployment_status_event`) keep reading the live state."""
+        taken = snapshot or self.snapshot()
+        with self._lock:
+            self._stale.append(taken.state)
+        try:
+            yield taken
+        finally:
+            with self._lock:
+                self._stale.remove(taken.state)
+
+    @property
+    def read_state(self) -> GitHubState:
+        """What reads over HTTP answer from: the innermost `stale` snapshot, else the live state."""
+        with self._lock:
+            return self._stale[-1] if self._stale else self.state
 
     # webhooks ------------------------------------------------------------------------------------
 

@@ -2,56 +2,33 @@
 
 Queries are parsed and validated against the published schema, so a query that GitHub would reject
 is rejected here too, and answers are typed by the same schema, so they conform by construction.
-The fake adds GitHub's own rules that the schema cannot express: every connection needs `first` or
-`last` (at most 100), cursors are opaque, a missing repository is a `NOT_FOUND` error beside
-`"repository": null`. A field the fake does not implement is an error naming the field, never a
-silent null. Only queries are served; mutations are refused.
+The fake adds GitHub's own rules that the schema cannot express: connections page and order as
+`connections.py` says, cursors are opaque, a missing repository or node is a `NOT_FOUND` error beside
+a null. A field the fake does not implement is an error naming the field, never a silent null. Only
+queries are served; mutations are refused. The objects themselves are in `graphql_views.py`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import graphql
 from graphql.language import OperationType
 
-from stagegate.fake_github import rest
-from stagegate.fake_github.state import (
-    Deployment,
-    DeploymentStatus,
-    GitHubState,
-    NotFound,
-    Repository,
-    User,
-    node_id,
-    timestamp,
+from stagegate.fake_github.connections import MAX_PAGE, GitHubGraphQLError
+from stagegate.fake_github.graphql_views import (
+    Actor,
+    CommitView,
+    DeploymentStatusView,
+    DeploymentView,
+    RepositoryView,
+    Source,
 )
+from stagegate.fake_github.state import NotFound, Repository, User, parse_node_id, timestamp
 
-MAX_PAGE = 100
-T = TypeVar("T")
-
-_STATE_OF_STATUS = {
-    "error": "ERROR",
-    "failure": "FAILURE",
-    "inactive": "INACTIVE",
-    "in_progress": "IN_PROGRESS",
-    "pending": "PENDING",
-    "queued": "QUEUED",
-    "success": "ACTIVE",
-    "waiting": "WAITING",
-}
-
-
-class GitHubGraphQLError(Exception):
-    """An error GitHub reports with a `type` (`NOT_FOUND`, `EXCESSIVE_PAGINATION`, ...)."""
-
-    def __init__(self, type_: str, message: str) -> None:
-        super().__init__(message)
-        self.type = type_
+__all__ = ["MAX_PAGE", "GitHubGraphQLError", "NotImplementedInFake", "QueryRoot", "Source", "execute"]
 
 
 class NotImplementedInFake(Exception):
@@ -75,245 +52,26 @@ def resolve_field(source: Any, info: graphql.GraphQLResolveInfo, **args: Any) ->
     return value(info, **args) if callable(value) else value
 
 
-def cursor(database_id: int) -> str:
-    """An opaque cursor that names an item (so it survives items added before it)."""
-    return base64.b64encode(f"cursor:v2:{database_id}".encode()).decode()
-
-
-def _cursor_id(value: str) -> int:
-    try:
-        kind, _, number = base64.b64decode(value, validate=True).decode().rpartition(":")
-        if kind != "cursor:v2":
-            raise ValueError(value)
-        return int(number)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise GitHubGraphQLError(
-            "INVALID_CURSOR_ARGUMENTS", f"`{value}` does not appear to be a valid cursor."
-        ) from None
-
-
-def connection(
-    items: Sequence[T],
-    *,
-    key: Callable[[T], int],
-    name: str,
-    wrap: Callable[[T], Any],
-    first: int | None,
-    after: str | None,
-    last: int | None,
-    before: str | None,
-) -> dict[str, Any]:
-    """A Relay connection over `items` (already in the requested order) with GitHub's limits."""
-    if first is None and last is None:
-        raise GitHubGraphQLError(
-            "MISSING_PAGINATION_BOUNDARIES",
-            f"You must provide a `first` or `last` value to properly paginate the `{name}` connection.",
-        )
-    for arg, value in (("first", first), ("last", last)):
-        if value is not None and value > MAX_PAGE:
-            raise GitHubGraphQLError(
-                "EXCESSIVE_PAGINATION",
-                f"Requesting {value} records on the `{name}` connection exceeds the `{arg}` limit of "
-                f"{MAX_PAGE} records.",
-            )
-        if value is not None and value < 0:
-            raise GitHubGraphQLError(
-                "INVALID_PAGINATION", f"`{arg}` on the `{name}` connection cannot be negative."
-            )
-    positions = {key(item): index for index, item in enumerate(items)}
-    start, stop = 0, len(items)
-    if after is not None:
-        start = _position_after(items, key, positions, _cursor_id(after))
-    if before is not None:
-        stop = min(stop, _position_before(items, key, positions, _cursor_id(before)))
-    stop = max(start, stop)
-    if first is not None:
-        stop = min(stop, start + first)
-    if last is not None:
-        start = max(start, stop - last)
-    page = items[start:stop]
-    edges = [{"cursor": cursor(key(item)), "node": wrap(item)} for item in page]
-    return {
-        "totalCount": len(items),
-        "nodes": [edge["node"] for edge in edges],
-        "edges": edges,
-        "pageInfo": {
-            "hasNextPage": stop < len(items),
-            "hasPreviousPage": start > 0,
-            "startCursor": edges[0]["cursor"] if edges else None,
-            "endCursor": edges[-1]["cursor"] if edges else None,
-        },
-    }
-
-
-def _position_after(
-    items: Sequence[T], key: Callable[[T], int], positions: dict[int, int], ident: int
-) -> int:
-    if ident in positions:
-        return positions[ident] + 1
-    # The named item is gone from this view: continue after where it would sort.
-    descending = len(items) > 1 and key(items[0]) > key(items[-1])
-    for index, item in enumerate(items):
-        if (key(item) < ident) if descending else (key(item) > ident):
-            return index
-    return len(items)
-
-
-def _position_before(
-    items: Sequence[T], key: Callable[[T], int], positions: dict[int, int], ident: int
-) -> int:
-    if ident in positions:
-        return positions[ident]
-    return _position_after(items, key, positions, ident)
-
-
-class Actor:
-    """A `User` (or `Bot`) as an `Actor`."""
-
-    def __init__(self, user: User, api: str) -> None:
-        # graphql-core reads the (name-mangled) `__typename` to pick the concrete type of `Actor`.
-        self.__typename = user.type
-        self.id = user.node_id
-        self.databaseId = user.id
-        self.login = user.login
-        self.url = f"{rest.HTML_BASE}/{user.login}"
-        self.resourcePath = f"/{user.login}"
-
-    def avatarUrl(self, info: graphql.GraphQLResolveInfo, size: int | None = None) -> str:
-        suffix = f"&s={size}" if size else ""
-        return f"https://avatars.githubusercontent.com/u/{self.databaseId}?v=4{suffix}"
-
-
-class DeploymentStatusView:
-    """A `DeploymentStatus`."""
-
-    def __init__(self, status: DeploymentStatus, parent: DeploymentView) -> None:
-        self.id = node_id("DeploymentStatus", status.id)
-        self.state = status.state.upper()
-        self.description = status.description
-        self.environment = status.environment
-        self.environmentUrl = status.environment_url or None
-        self.logUrl = status.log_url or None
-        self.createdAt = timestamp(status.created_at)
-        self.updatedAt = timestamp(status.created_at)
-        self.creator = Actor(status.creator, parent.api)
-        self.deployment = parent
-
-
-class DeploymentView:
-    """A `Deployment`."""
-
-    def __init__(self, deployment: Deployment, repository: RepositoryView, state: GitHubState) -> None:
-        self._deployment = deployment
-        self._state = state
-        self.api = repository.api
-        latest = deployment.latest_status
-        self.id = node_id("Deployment", deployment.id)
-        self.databaseId = deployment.id
-        self.commitOid = deployment.sha
-        self.createdAt = timestamp(deployment.created_at)
-        self.updatedAt = timestamp(deployment.updated_at)
-        self.creator = Actor(deployment.creator, self.api)
-        self.description = deployment.description
-        self.environment = deployment.environment
-        self.latestEnvironment = deployment.environment
-        self.originalEnvironment = deployment.original_environment
-        self.payload = rest.graphql_payload(deployment)
-        self.task = deployment.task
-        self.repository = repository
-        self.state = _deployment_state(deployment)
-        self.latestStatus = DeploymentStatusView(latest, self) if latest else None
-
-    def statuses(
-        self,
-        info: graphql.GraphQLResolveInfo,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> dict[str, Any]:
-        with self._state.locked():
-            statuses = self._deployment.newest_statuses()
-        return connection(
-            statuses,
-            key=lambda s: s.id,
-            name="statuses",
-            wrap=lambda s: DeploymentStatusView(s, self),
-            first=first,
-            after=after,
-            last=last,
-            before=before,
-        )
-
-
-def _deployment_state(deployment: Deployment) -> str:
-    latest = deployment.latest_status
-    if latest is None:
-        return "PENDING"
-    if latest.state == "inactive" and deployment.transient_environment:
-        return "DESTROYED"
-    return _STATE_OF_STATUS[latest.state]
-
-
-class RepositoryView:
-    """A `Repository` (the fields stagegate reads, and its deployments)."""
-
-    def __init__(self, repo: Repository, state: GitHubState, api: str) -> None:
-        self._repo = repo
-        self._state = state
-        self.api = api
-        self.id = node_id("Repository", repo.id)
-        self.databaseId = repo.id
-        self.name = repo.name
-        self.nameWithOwner = repo.full_name
-        self.isPrivate = repo.private
-        self.url = f"{rest.HTML_BASE}/{repo.full_name}"
-        self.createdAt = timestamp(repo.created_at)
-
-    def deployments(
-        self,
-        info: graphql.GraphQLResolveInfo,
-        environments: list[str] | None = None,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        orderBy: dict[str, str] | None = None,
-    ) -> dict[str, Any]:
-        with self._state.locked():
-            found = self._state.list_deployments(self._repo)  # newest first
-            if environments is not None:
-                found = [d for d in found if d.environment in environments]
-            if (orderBy or {}).get("direction", "ASC") == "ASC":
-                found.reverse()
-            return connection(
-                found,
-                key=lambda d: d.id,
-                name="deployments",
-                wrap=lambda d: DeploymentView(d, self, self._state),
-                first=first,
-                after=after,
-                last=last,
-                before=before,
-            )
-
-
 class QueryRoot:
-    """The `Query` type: `repository`, `viewer`, `rateLimit`."""
+    """The `Query` type: `repository`, `node`, `viewer`, `rateLimit`."""
 
     def __init__(
         self,
-        state: GitHubState,
-        api: str,
+        source: Source,
         viewer: User,
         rate_limit: dict[str, int],
         repos: frozenset[str] | None = None,
     ) -> None:
-        self._state = state
+        self._source = source
         self._repos = repos  # an installation token's repositories (lower case); None: all
-        self._api = api
-        self.viewer = Actor(viewer, api)
+        self.viewer = Actor(viewer)
         self._rate_limit = rate_limit
+        self._nodes: dict[str, Callable[[str], object | None]] = {
+            "Repository": self._repository_node,
+            "Deployment": self._deployment_node,
+            "DeploymentStatus": self._status_node,
+            "Commit": self._commit_node,
+        }
 
     def repository(
         self,
@@ -323,14 +81,29 @@ class QueryRoot:
         followRenames: bool | None = None,
     ) -> RepositoryView:
         try:
-            repo = self._state.repo(f"{owner}/{name}")
-            if self._repos is not None and repo.full_name.lower() not in self._repos:
-                raise NotFound(repo.full_name)
+            repo = self._source.state.repo(f"{owner}/{name}")
         except NotFound:
+            repo = None
+        if repo is None or not self._may_read(repo):
             raise GitHubGraphQLError(
                 "NOT_FOUND", f"Could not resolve to a Repository with the name '{owner}/{name}'."
-            ) from None
-        return RepositoryView(repo, self._state, self._api)
+            )
+        return RepositoryView(repo, self._source)
+
+    def node(self, info: graphql.GraphQLResolveInfo, id: str) -> object:
+        """The object a global node id names; `NOT_FOUND` beside a null when there is none to see."""
+        parsed = parse_node_id(id)
+        found = None
+        if parsed is not None:
+            type_name, ident = parsed
+            lookup = self._nodes.get(type_name)
+            if lookup is None and isinstance(info.schema.get_type(type_name), graphql.GraphQLObjectType):
+                message = f"the fake GitHub does not implement node(id:) for {type_name} ids"
+                raise NotImplementedInFake(message)
+            found = lookup(ident) if lookup is not None else None
+        if found is None:
+            raise GitHubGraphQLError("NOT_FOUND", f"Could not resolve to a node with the global id of '{id}'")
+        return found
 
     def rateLimit(self, info: graphql.GraphQLResolveInfo, dryRun: bool = False) -> dict[str, Any]:
         return {
@@ -341,6 +114,50 @@ class QueryRoot:
             "used": self._rate_limit["used"],
             "resetAt": timestamp(datetime.fromtimestamp(self._rate_limit["reset"], UTC)),
         }
+
+    # node lookups: the id part of a legacy node id -> a view, or None ---------------------------
+
+    def _may_read(self, repo: Repository) -> bool:
+        """Whether this token may read the repository (an installation token sees only its own)."""
+        return self._repos is None or repo.full_name.lower() in self._repos
+
+    def _repo(self, ident: str | int) -> Repository | None:
+        """A repository by database id, unless there is none or this token may not read it."""
+        if isinstance(ident, str) and not ident.isdigit():
+            return None
+        try:
+            repo = self._source.state.repo_by_id(int(ident))
+        except NotFound:
+            return None
+        return repo if self._may_read(repo) else None
+
+    def _repository_node(self, ident: str) -> RepositoryView | None:
+        repo = self._repo(ident)
+        return RepositoryView(repo, self._source) if repo else None
+
+    def _deployment_node(self, ident: str) -> DeploymentView | None:
+        deployment = self._source.state.deployments.get(int(ident)) if ident.isdigit() else None
+        repo = self._repo(deployment.repository_id) if deployment else None
+        if deployment is None or repo is None:
+            return None
+        return DeploymentView(deployment, RepositoryView(repo, self._source))
+
+    def _status_node(self, ident: str) -> DeploymentStatusView | None:
+        state = self._source.state
+        with state.locked():
+            status = state.statuses.get(int(ident)) if ident.isdigit() else None
+            deployment = state.deployments.get(status.deployment_id) if status else None
+        repo = self._repo(deployment.repository_id) if deployment else None
+        if status is None or deployment is None or repo is None:
+            return None
+        return DeploymentStatusView(status, DeploymentView(deployment, RepositoryView(repo, self._source)))
+
+    def _commit_node(self, ident: str) -> CommitView | None:
+        repo_id, _, sha = ident.partition(":")
+        repo = self._repo(repo_id)
+        if repo is None or sha not in self._source.state.commits(repo):
+            return None
+        return CommitView(sha, RepositoryView(repo, self._source))
 
 
 def _formatted(error: graphql.GraphQLError) -> dict[str, Any]:

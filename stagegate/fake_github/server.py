@@ -5,6 +5,8 @@ answer. Every REST JSON answer is validated against the OpenAPI description of i
 status before it is sent; a mismatch is recorded in `fake.schema_errors` and answered with a 500 that
 names it, so a drifting fake fails the test that used it. GET answers carry a weak ETag and a
 matching `If-None-Match` gets 304, as on GitHub. Rate-limit headers count down per resource.
+Reads (REST GETs and every GraphQL query) answer from `fake.read_state`, which is a stale snapshot
+while a test holds `fake.stale(...)`; writes always change the live state.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from werkzeug.wrappers import Request, Response
 
 from stagegate.fake_github import apps, graphql_api, rest
 from stagegate.fake_github.faults import Fault
-from stagegate.fake_github.state import NotFound, Repository, User, ValidationFailed
+from stagegate.fake_github.state import GitHubState, NotFound, Repository, User, ValidationFailed
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -38,6 +40,7 @@ DOCS = {
     "repo": "https://docs.github.com/rest/repos/repos#get-a-repository",
     "deployments": "https://docs.github.com/rest/deployments/deployments#list-deployments",
     "deployment": "https://docs.github.com/rest/deployments/deployments#get-a-deployment",
+    "delete_deployment": "https://docs.github.com/rest/deployments/deployments#delete-a-deployment",
     "statuses": "https://docs.github.com/rest/deployments/statuses#list-deployment-statuses",
     "status": "https://docs.github.com/rest/deployments/statuses#get-a-deployment-status",
     "rate_limit": "https://docs.github.com/rest/rate-limit/rate-limit#get-rate-limit-status-for-the-authenticated-user",
@@ -80,7 +83,11 @@ URLS = Map(
             for rule in (
                 Rule(base, endpoint="repo", methods=["GET"]),
                 Rule(f"{base}/deployments", endpoint="deployments", methods=["GET", "POST"]),
-                Rule(f"{base}/deployments/<int:deployment_id>", endpoint="deployment", methods=["GET"]),
+                Rule(
+                    f"{base}/deployments/<int:deployment_id>",
+                    endpoint="deployment",
+                    methods=["GET", "DELETE"],
+                ),
                 Rule(
                     f"{base}/deployments/<int:deployment_id>/statuses",
                     endpoint="statuses",
@@ -296,6 +303,10 @@ class App:
 
     # REST handlers -------------------------------------------------------------------------------
 
+    def _state(self, request: Request) -> GitHubState:
+        """What this request sees: reads may lag (a stale snapshot), writes change the live state."""
+        return self.fake.read_state if request.method == "GET" else self.fake.state
+
     def _repo(
         self,
         request: Request,
@@ -304,11 +315,12 @@ class App:
         repo: str = "",
         repository_id: int | None = None,
     ) -> Repository:
+        state = self._state(request)
         try:
             if repository_id is not None:
-                found = self.fake.state.repo_by_id(repository_id)
+                found = state.repo_by_id(repository_id)
             else:
-                found = self.fake.state.repo(f"{owner}/{repo}")
+                found = state.repo(f"{owner}/{repo}")
         except NotFound:
             found = None
         visible: frozenset[str] | None = request.environ.get(REPOS_KEY)
@@ -326,7 +338,7 @@ class App:
     def do_deployments_get(self, request: Request, api: str, user: User, **where: Any) -> Answer:
         repo = self._repo(request, "deployments", **where)
         args = request.args
-        found = self.fake.state.list_deployments(
+        found = self._state(request).list_deployments(
             repo,
             environment=args.get("environment"),
             sha=args.get("sha"),
@@ -340,7 +352,7 @@ class App:
         repo = self._repo(request, "deployments", **where)
         body = self._json_body(request, "POST", TEMPLATES["deployments"])
         try:
-            deployment = self.fake.state.create_deployment(
+            deployment = self._state(request).create_deployment(
                 repo,
                 ref=body["ref"],
                 creator=user,
@@ -362,20 +374,33 @@ class App:
     ) -> Answer:
         repo = self._repo(request, "deployment", **where)
         try:
-            deployment = self.fake.state.deployment(repo, deployment_id)
+            deployment = self._state(request).deployment(repo, deployment_id)
         except NotFound:
             return Answer(404, rest.error_json(404, "Not Found", DOCS["deployment"]))
         return Answer(200, rest.deployment_json(deployment, repo, api))
+
+    def do_deployment_delete(
+        self, request: Request, api: str, user: User, deployment_id: int, **where: Any
+    ) -> Answer:
+        repo = self._repo(request, "delete_deployment", **where)
+        try:
+            self._state(request).delete_deployment(repo, deployment_id)
+        except NotFound:
+            return Answer(404, rest.error_json(404, "Not Found", DOCS["delete_deployment"]))
+        except ValidationFailed as exc:
+            return Answer(422, rest.error_json(422, exc.message, DOCS["delete_deployment"]))
+        return Answer(204)
 
     def do_statuses_get(
         self, request: Request, api: str, user: User, deployment_id: int, **where: Any
     ) -> Answer:
         repo = self._repo(request, "statuses", **where)
+        state = self._state(request)
         try:
-            deployment = self.fake.state.deployment(repo, deployment_id)
+            deployment = state.deployment(repo, deployment_id)
         except NotFound:
             return Answer(404, rest.error_json(404, "Not Found", DOCS["statuses"]))
-        with self.fake.state.locked():
+        with state.locked():
             statuses = deployment.newest_statuses()
         link_base = f"{api}/repositories/{repo.id}/deployments/{deployment_id}/statuses"
         page, headers = _paginate(statuses, request, link_base)
@@ -388,7 +413,7 @@ class App:
         body = self._json_body(request, "POST", TEMPLATES["statuses"])
         log_url = body.get("log_url") or body.get("target_url") or ""
         try:
-            status = self.fake.state.create_status(
+            status = self._state(request).create_status(
                 repo,
                 deployment_id,
                 state=body["state"],
@@ -413,7 +438,7 @@ class App:
     ) -> Answer:
         repo = self._repo(request, "status", **where)
         try:
-            status = self.fake.state.status(repo, deployment_id, status_id)
+            status = self._state(request).status(repo, deployment_id, status_id)
         except NotFound:
             return Answer(404, rest.error_json(404, "Not Found", DOCS["status"]))
         return Answer(200, rest.status_json(status, repo, api))
@@ -459,8 +484,7 @@ class App:
                 400, rest.error_json(400, "Problems parsing JSON", "https://docs.github.com/graphql")
             )
         root = graphql_api.QueryRoot(
-            self.fake.state,
-            api,
+            graphql_api.Source(self.fake.read_state, api, self.fake.listing, self.fake.listing_seed),
             user,
             self.fake.rate_limit_overview()["graphql"],
             request.environ.get(REPOS_KEY),

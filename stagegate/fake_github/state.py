@@ -1,15 +1,19 @@
 """What the fake GitHub knows: repositories, deployments and their statuses, and GitHub's rules on them.
 
 Plain data plus the few behaviours of GitHub that stagegate depends on: case-insensitive repository
-names, ids and timestamps that only grow, statuses listed newest first, a status's `environment`
-moving its deployment, and the automatic `inactive` statuses GitHub adds to older deployments of an
-environment when a newer one succeeds. Nothing here knows about HTTP or JSON shapes (see `rest.py`,
-`graphql_api.py`); every method is safe to call from several server threads at once.
+names, ids and timestamps that only grow, a status's `environment` moving its deployment, the
+automatic `inactive` statuses GitHub adds to older deployments of an environment when a newer one
+succeeds, and the rule on deleting deployments. The order of listings belongs to the APIs (REST lists
+newest first, GraphQL as `connections.py` says). A `Snapshot` is a frozen copy of everything, to
+answer reads from as a lagging replica would. Nothing here knows about HTTP or JSON shapes (see
+`rest.py`, `graphql_api.py`); every method is safe to call from several server threads at once.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import copy
 import json
 import re
 import threading
@@ -25,6 +29,12 @@ _SHA = re.compile(r"^[0-9a-f]{40}$")
 
 AutoInactiveScope = Literal["active", "all"]
 
+# The rule is the REST description's ("Delete a deployment"); the wording of the refusal is the fake's.
+DELETE_ACTIVE = (
+    "We cannot delete an active deployment unless it is the only deployment of the repository: "
+    "add a non-successful status to make it inactive first."
+)
+
 
 class NotFound(LookupError):
     """The repository, deployment or status does not exist (HTTP 404)."""
@@ -39,10 +49,28 @@ class ValidationFailed(ValueError):
         self.errors = errors or []
 
 
-def node_id(type_name: str, database_id: int) -> str:
+def node_id(type_name: str, database_id: int | str) -> str:
     """GitHub's legacy global node id, e.g. `MDEwOkRlcGxveW1lbnQx` for Deployment 1."""
     raw = f"0{len(type_name)}:{type_name}{database_id}"
     return base64.b64encode(raw.encode()).decode()
+
+
+def commit_node_id(repository_id: int, sha: str) -> str:
+    """GitHub's legacy global node id of a commit: `06:Commit<repository id>:<sha>`, base64."""
+    return node_id("Commit", f"{repository_id}:{sha}")
+
+
+def parse_node_id(value: str) -> tuple[str, str] | None:
+    """(type name, the rest) of a legacy node id (`MDEwOkRlcGxveW1lbnQx` -> Deployment, 1), or None."""
+    try:
+        raw = base64.b64decode(value, validate=True).decode()
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+    length, colon, rest = raw.partition(":")
+    if not colon or not length.isdigit() or not length.startswith("0") or int(length) > len(rest):
+        return None
+    type_name, ident = rest[: int(length)], rest[int(length) :]
+    return (type_name, ident) if type_name.isalpha() and ident else None
 
 
 def timestamp(moment: datetime) -> str:
@@ -100,7 +128,7 @@ class DeploymentStatus:
 
 @dataclass
 class Deployment:
-    """A deployment with its statuses (oldest first; `newest_statuses()` gives GitHub's order)."""
+    """A deployment with its statuses (oldest first; `newest_statuses()` gives REST's order)."""
 
     id: int
     repository_id: int
@@ -119,13 +147,19 @@ class Deployment:
     statuses: list[DeploymentStatus] = field(default_factory=list)
 
     def newest_statuses(self) -> list[DeploymentStatus]:
-        """Statuses newest first, as GitHub lists them."""
+        """Statuses newest first, as GitHub's REST API lists them."""
         return list(reversed(self.statuses))
 
     @property
     def latest_status(self) -> DeploymentStatus | None:
         """The newest status, if any."""
         return self.statuses[-1] if self.statuses else None
+
+    @property
+    def active(self) -> bool:
+        """Whether its latest status is `success`; any other status makes it inactive again."""
+        latest = self.latest_status
+        return latest is not None and latest.state == "success"
 
 
 class Clock:
@@ -176,6 +210,18 @@ class GitHubState:
         """Hold the state still while reading several things that must agree."""
         with self._lock:
             yield
+
+    def snapshot(self) -> Snapshot:
+        """A deep copy of every repository, account, deployment and status as they are now."""
+        with self._lock:
+            frozen = GitHubState(clock=self.clock, auto_inactive_scope=self.auto_inactive_scope)
+            frozen._repos, frozen._users, frozen.deployments, frozen.statuses = copy.deepcopy(
+                (self._repos, self._users, self.deployments, self.statuses)
+            )
+            frozen._next_repo_id, frozen._next_user_id = self._next_repo_id, self._next_user_id
+            frozen._next_deployment_id = self._next_deployment_id
+            frozen._next_status_id = self._next_status_id
+            return Snapshot(state=frozen, taken_at=self.clock.now())
 
     # accounts and repositories -----------------------------------------------------------------
 
@@ -284,6 +330,30 @@ class GitHubState:
             self._next_deployment_id += 1
             self.deployments[deployment.id] = deployment
             return deployment
+
+    def commits(self, repo: Repository) -> frozenset[str]:
+        """The commits the fake knows in a repository: its deployments' shas and its refs' targets."""
+        with self._lock:
+            deployed = {d.sha for d in self.deployments.values() if d.repository_id == repo.id}
+            return frozenset(deployed | set(repo.refs.values()))
+
+    def delete_deployment(self, repo: Repository, deployment_id: int) -> None:
+        """Delete a deployment and its statuses, under GitHub's rule.
+
+        The REST description of "Delete a deployment": the only deployment of a repository can be
+        deleted whatever its status; with more than one, only an inactive one (one whose latest
+        status is not `success`), so that a repository always keeps an active deployment.
+        """
+        with self._lock:
+            deployment = self.deployment(repo, deployment_id)
+            alone = all(
+                d.id == deployment.id for d in self.deployments.values() if d.repository_id == repo.id
+            )
+            if deployment.active and not alone:
+                raise ValidationFailed(DELETE_ACTIVE)
+            del self.deployments[deployment.id]
+            for status in deployment.statuses:
+                self.statuses.pop(status.id, None)
 
     def deployment(self, repo: Repository, deployment_id: int) -> Deployment:
         """One deployment of a repository."""
@@ -425,6 +495,14 @@ class GitHubState:
             if status is None or status.deployment_id != deployment.id:
                 raise NotFound(f"status {status_id}")
             return status
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the fake knew at one moment, for reads to answer from as a lagging replica would."""
+
+    state: GitHubState
+    taken_at: datetime
 
 
 def _stored_payload(payload: Mapping[str, Any] | str | None) -> dict[str, Any] | str:

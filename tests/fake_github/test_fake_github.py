@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,94 +33,8 @@ from stagegate.fake_github import (
     signature_256,
 )
 from stagegate.fake_github.contracts import ASSETS_ENV, load_contracts
+from tests.fake_github.support import PRODUCTION, REPO, STAGING, TASK, client, deploy, graphql, http, sha
 from tests.octokit import require_octokit
-
-REPO = "myorg/myapp"
-STAGING = "kuberik/myapp/staging"
-PRODUCTION = "kuberik/myapp/production"
-TASK = "deploy:kuberik/myapp"
-
-DEPLOYMENTS_QUERY = """
-query($owner: String!, $name: String!, $envs: [String!], $first: Int!, $after: String,
-      $direction: OrderDirection!) {
-  repository(owner: $owner, name: $name) {
-    deployments(environments: $envs, first: $first, after: $after,
-                orderBy: {field: CREATED_AT, direction: $direction}) {
-      totalCount
-      pageInfo { hasNextPage endCursor }
-      nodes {
-        id databaseId commitOid payload task environment createdAt state
-        statuses(first: 10) { nodes { id state description createdAt } }
-        latestStatus { state description createdAt }
-      }
-    }
-  }
-}
-"""
-
-
-def sha(n: int) -> str:
-    return f"{n:040x}"
-
-
-@pytest.fixture(scope="session")
-def assets(octokit: Path) -> Path:
-    return octokit
-
-
-@pytest.fixture
-def fake(assets: Path) -> Iterator[FakeGitHub]:
-    with FakeGitHub(repos=[REPO], assets=assets) as server:
-        yield server
-        assert server.schema_errors == []
-
-
-@pytest.fixture
-def gh(fake: FakeGitHub) -> Github:
-    return client(fake)
-
-
-def client(fake: FakeGitHub, base_url: str | None = None, **kwargs: Any) -> Github:
-    # No retries, no throttling (PyGithub waits 0.25 s between requests and 1 s between writes by
-    # default), so that faults reach the test as the client sees them.
-    return Github(
-        auth=Auth.Token(fake.token),
-        base_url=base_url or fake.url,
-        retry=None,
-        timeout=5,
-        seconds_between_requests=None,
-        seconds_between_writes=None,
-        **kwargs,
-    )
-
-
-def http(
-    fake: FakeGitHub, method: str, path: str, token: str | None = "", **kwargs: Any
-) -> requests.Response:
-    headers = dict(kwargs.pop("headers", {}))
-    if token is not None:
-        headers["Authorization"] = f"token {token or fake.token}"
-    return requests.request(method, fake.url + path, headers=headers, timeout=5, **kwargs)
-
-
-def graphql(gh: Github, variables: dict[str, Any], query: str = DEPLOYMENTS_QUERY) -> dict[str, Any]:
-    _, data = gh.requester.graphql_query(query, variables)
-    return data
-
-
-def deploy(fake: FakeGitHub, n: int, environment: str = STAGING, state: str | None = None) -> dict[str, Any]:
-    deployment = fake.create_deployment(
-        REPO,
-        sha=sha(n),
-        ref=sha(n),
-        environment=environment,
-        task=TASK,
-        payload={"id": f"d{n}", "version": {"tag": f"v{n}", "revision": sha(n)}},
-    )
-    if state:
-        fake.create_status(REPO, deployment["id"], state, f"status of {n}")
-    return deployment
-
 
 # assets ------------------------------------------------------------------------------------------
 
@@ -373,9 +286,10 @@ def test_graphql_deployment_fields_match_rest(fake: FakeGitHub, gh: Github) -> N
     assert json.loads(node["payload"]) == deployment["payload"]
     assert (node["task"], node["environment"], node["createdAt"]) == (TASK, STAGING, deployment["created_at"])
     assert node["state"] == "ACTIVE"
+    # GraphQL lists a deployment's statuses oldest first (REST newest first).
     assert [(s["id"], s["state"], s["description"]) for s in node["statuses"]["nodes"]] == [
-        (success["node_id"], "SUCCESS", "Bake succeeded"),
         (pending["node_id"], "PENDING", "Deploying"),
+        (success["node_id"], "SUCCESS", "Bake succeeded"),
     ]
     assert node["latestStatus"] == {
         "state": "SUCCESS",
@@ -410,13 +324,13 @@ def test_graphql_answers_invalid_queries_like_github(fake: FakeGitHub, gh: Githu
 
     mutation = post('mutation { addStar(input: {starrableId: "x"}) { clientMutationId } }').json()
     assert "queries only" in mutation["errors"][0]["message"]
-    commit_query = (
-        '{ repository(owner: "myorg", name: "myapp") { deployments(first: 1) { nodes { commit { oid } } } } }'
+    ref_query = (
+        '{ repository(owner: "myorg", name: "myapp") { deployments(first: 1) { nodes { ref { name } } } } }'
     )
-    assert "errors" not in post(commit_query).json()  # no deployment yet, so nothing to resolve
+    assert "errors" not in post(ref_query).json()  # no deployment yet, so nothing to resolve
     deploy(fake, 1)
-    commit = post(commit_query)
-    assert "does not implement Deployment.commit" in commit.json()["errors"][0]["message"]
+    ref = post(ref_query)
+    assert "does not implement Deployment.ref" in ref.json()["errors"][0]["message"]
     assert http(fake, "POST", "/graphql", data=b"{oops").status_code == 400
 
 

@@ -15,12 +15,15 @@ import pytest
 import requests
 from kubernetes import client
 
-from shared.github_delivery import signature
+from shared.errors import PartialFailure, PermanentError, RetryableError
+from shared.github_delivery import signature, verify_delivery
 from shared.views import Environment
 from stagegate import devstack
 from stagegate.fake_github import FakeGitHub
+from stagegate.github import GitHubDeployments, github_client
 from stagegate.kube import KubeGates
 from stagegate.reconcile import ensure_gates
+from stagegate.webhook_service import on_delivery
 from tests.kube_objects import ENV_ARGS, GATE_ARGS, environment, list_gates
 
 SOURCE = devstack.ROOT / "functions" / "github_webhook" / "main.py"
@@ -181,6 +184,113 @@ def test_fan_out_opens_every_downstream(url, fake, app) -> None:
     response = deliver(url, fake, app, app.bake("staging", rev(1)))
     assert sorted(response.json()["environments"]) == [f"{app.namespace}/prod-eu", f"{app.namespace}/prod-us"]
     assert (app.gate("prod-eu"), app.gate("prod-us")) == (["v1"], ["v1"])
+
+
+def test_fan_out_reads_the_upstream_once_for_every_downstream(fake, app, gates) -> None:
+    app.environment("staging")
+    for n in range(6):
+        app.environment(f"prod-{n}", upstream="staging")
+        app.candidates(f"prod-{n}", ("v1", rev(1)), (f"only-{n}", rev(100 + n)))
+    status = app.bake("staging", rev(1))
+    headers, body = fake.deployment_status_event(app.repo, status)
+    headers["X-Hub-Signature-256"] = signature(SECRET, body)
+    upstream = GitHubDeployments(github_client(fake.token, fake.url, 10))
+    on_delivery(verify_delivery(headers, body, [SECRET]), gates, upstream, [app.namespace])
+    assert upstream.calls == 1
+    assert [app.gate(f"prod-{n}") for n in range(6)] == [["v1"]] * 6
+
+
+def test_one_broken_downstream_does_not_stop_the_others(fake, app, gates) -> None:
+    app.environment("staging")
+    for name in ("prod-eu", "prod-us", "prod-ap"):
+        app.environment(name, upstream="staging")
+        app.candidates(name, ("v1", rev(1)))
+
+    class Failing(KubeGates):
+        """Reading one Rollout is forbidden, reading another times out."""
+
+        def get_rollout(self, namespace, name):  # type: ignore[no-untyped-def]
+            if name == "myapp-prod-us":
+                raise PermanentError(f"get Rollout {namespace}/{name}: HTTP 403 Forbidden")
+            if name == "myapp-prod-ap" and not self.retried:
+                self.retried = True
+                raise RetryableError(f"get Rollout {namespace}/{name}: timed out")
+            return super().get_rollout(namespace, name)
+
+    store = Failing(gates.api, gates.timeout)
+    store.retried = False
+    status = app.bake("staging", rev(1))
+    headers, body = fake.deployment_status_event(app.repo, status)
+    headers["X-Hub-Signature-256"] = signature(SECRET, body)
+    upstream = GitHubDeployments(github_client(fake.token, fake.url, 10))
+    with pytest.raises(PartialFailure) as caught:  # 503: the timed-out one is worth retrying
+        on_delivery(verify_delivery(headers, body, [SECRET]), store, upstream, [app.namespace])
+    assert (app.gate("prod-eu"), app.gate("prod-us"), app.gate("prod-ap")) == (["v1"], [], [])
+    assert sorted(caught.value.summary["errors"]) == [f"{app.namespace}/prod-ap", f"{app.namespace}/prod-us"]
+    summary = on_delivery(verify_delivery(headers, body, [SECRET]), store, upstream, [app.namespace])
+    assert list(summary["errors"]) == [f"{app.namespace}/prod-us"]  # permanent: reported, answered 200
+    assert (app.gate("prod-eu"), app.gate("prod-us"), app.gate("prod-ap")) == (["v1"], [], ["v1"])
+
+
+def test_a_gate_deleted_mid_flight_is_made_again_blocking(fake, app, gates, custom) -> None:
+    app.environment("staging")
+    app.environment("prod", upstream="staging")
+    app.candidates("prod", ("v1", rev(1)))
+    status = app.bake("staging", rev(1))
+
+    class DeletingGates(KubeGates):
+        deleted = False
+
+        def patch_gate(self, namespace, name, patch, resource_version):  # type: ignore[no-untyped-def]
+            if not self.deleted:
+                self.deleted = True
+                custom.delete_namespaced_custom_object(*GATE_ARGS, namespace, "rolloutgates", name)
+            return super().patch_gate(namespace, name, patch, resource_version)
+
+    headers, body = fake.deployment_status_event(app.repo, status)
+    headers["X-Hub-Signature-256"] = signature(SECRET, body)
+    upstream = GitHubDeployments(github_client(fake.token, fake.url, 10))
+    store = DeletingGates(gates.api, gates.timeout)
+    summary = on_delivery(verify_delivery(headers, body, [SECRET]), store, upstream, [app.namespace])
+    assert store.deleted
+    assert summary["errors"] == {}
+    assert app.gate("prod") == ["v1"]  # made again (blocking), then recomputed
+
+
+def test_a_lagging_github_replica_cannot_reopen_a_revoked_tag(url, fake, app) -> None:
+    app.environment("staging")
+    app.environment("prod", upstream="staging")
+    app.candidates("prod", ("v1", rev(1)))
+    succeeded = app.bake("staging", rev(1))
+    deliver(url, fake, app, succeeded)
+    assert app.gate("prod") == ["v1"]
+    before_the_failure = fake.snapshot()
+    deliver(url, fake, app, app.bake("staging", rev(1), "failure", "Bake failed: error rate"))
+    assert app.gate("prod") == []
+    with fake.stale(before_the_failure):  # a replica that has not seen the failure yet
+        response = deliver(url, fake, app, succeeded)
+    assert response.status_code == 200, response.text
+    assert app.gate("prod") == []
+
+
+def test_newest_of_thirty_statuses_decides_although_github_lists_statuses_oldest_first(
+    url, fake, app
+) -> None:
+    app.environment("staging")
+    app.environment("prod", upstream="staging")
+    app.candidates("prod", ("v1", rev(1)), ("v2", rev(2)))
+    failing = _deployment_of(fake, app.bake("staging", rev(1)))
+    baking = _deployment_of(fake, app.bake("staging", rev(2), "failure", "Bake failed: flaky"))
+    for _ in range(28):
+        app.status(failing, "success", "Bake succeeded")
+        app.status(baking, "failure", "Bake failed: flaky")
+    deliver(url, fake, app, app.status(failing, "failure", "Bake failed: error rate"))
+    deliver(url, fake, app, app.status(baking, "success", "Bake succeeded"))
+    assert app.gate("prod") == ["v2"]
+
+
+def _deployment_of(fake: FakeGitHub, status_id: int) -> int:
+    return int(fake.state.statuses[status_id].deployment_id)
 
 
 def test_candidate_without_revision_stays_blocked(url, fake, app) -> None:

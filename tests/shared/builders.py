@@ -1,14 +1,20 @@
-"""Raw Environments and RolloutGates shaped like the kube-apiserver answers them, and a merge patch.
+"""Raw Environments and RolloutGates shaped like the kube-apiserver answers them, a merge patch, and
+GitHub's answers for candidate revisions.
 
 The defaults describe the captured `prod` Environment (`tests/payloads/audit/`): namespace `default`,
-Rollout `myapp`, `After staging`.
+Rollout `myapp`, `After staging`. GitHub times are seconds after 10:00:00 on 15 May 2026 (`at(s)`);
+`epoch(s)` is the same moment as the `now` a recompute is given.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.bake import CommitLookup, DeploymentRecord, StatusRecord
+from shared.evidence import EVIDENCE_ANNOTATION, Evidence, Veto
 from shared.gate import (
     DESCRIPTION_ANNOTATION,
     MANAGED_BY,
@@ -16,6 +22,7 @@ from shared.gate import (
     PRETTY_NAME_ANNOTATION,
     describe,
 )
+from shared.upstream import upstream_key
 from shared.views import Environment, RolloutGate
 
 ENV_UID = "63c31d60-657a-43e6-92cb-d34dc6e4b375"
@@ -91,6 +98,13 @@ def wanted_annotations(env: Environment | None = None) -> dict[str, str]:
     return {PRETTY_NAME_ANNOTATION: pretty, DESCRIPTION_ANNOTATION: description}
 
 
+def computed_for(env: Environment | None = None, vetoes: Mapping[str, Veto] | None = None) -> dict[str, str]:
+    """The evidence annotation a recompute leaves: the allowed list was computed for `env`'s upstream
+    (and an earlier answer still vetoes `vetoes`)."""
+    key = upstream_key(env or environment())
+    return {EVIDENCE_ANNOTATION: Evidence(key, dict(vetoes or {})).to_annotation()}
+
+
 def gate_raw(
     name: str = "prod-stagegate",
     *,
@@ -104,7 +118,8 @@ def gate_raw(
     deleting: bool = False,
     resource_version: str = "7",
 ) -> dict[str, Any]:
-    """A RolloutGate as the apiserver returns it; by default one stagegate made for the `prod` fixture."""
+    """A RolloutGate as the apiserver returns it; by default one stagegate made and recomputed for the
+    `prod` fixture."""
     spec: dict[str, Any] = {}
     if rollout is not None:
         spec["rolloutRef"] = {"name": rollout}
@@ -119,7 +134,7 @@ def gate_raw(
         "uid": "9e0c1b2a-1111-4222-8333-444455556666",
         "ownerReferences": [env_owner()] if owners is None else owners,
         "labels": {MANAGED_BY_LABEL: MANAGED_BY} if labels is ABSENT else labels,
-        "annotations": wanted_annotations() if annotations is ABSENT else annotations,
+        "annotations": {**wanted_annotations(), **computed_for()} if annotations is ABSENT else annotations,
     }
     if deleting:
         metadata["deletionTimestamp"] = "2026-11-26T07:20:00Z"
@@ -142,3 +157,65 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = merge_patch(result.get(key), value)
     return result
+
+
+# GitHub's answers
+
+T0 = datetime(2026, 5, 15, 10, 0, tzinfo=UTC)
+OID = "b797408c0ffee4a1b2c3d4e5f60718293a4b5c6d"
+"""The commit of the release candidate `main-1779290372-b797408` (revision `b797408`)."""
+OTHER_OID = "4f1d2c3b5a69788796a5b4c3d2e1f00112233445"
+"""Another commit of the same repository (revision `4f1d2c3`)."""
+
+
+def at(second: float) -> str:
+    """GitHub's `createdAt` (ISO 8601, whole seconds, UTC) `second` seconds after 10:00:00."""
+    return (T0 + timedelta(seconds=second)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def epoch(second: float) -> float:
+    """The moment `at(second)` in seconds since the epoch: the `now` a recompute is given."""
+    return T0.timestamp() + second
+
+
+def status(state: str, second: float, description: str | None = None) -> StatusRecord:
+    return StatusRecord(state=state, description=description, created_at=at(second))
+
+
+def succeeded(second: float) -> StatusRecord:
+    return status("success", second, "Bake succeeded")
+
+
+def failed(second: float) -> StatusRecord:
+    return status("failure", second, "Bake failed: error rate above 5%")
+
+
+def baking(second: float) -> StatusRecord:
+    return status("in_progress", second, "Baking in progress")
+
+
+def github_inactive(second: float) -> StatusRecord:
+    """What GitHub adds by itself to an older deployment of the same environment."""
+    return status("inactive", second)
+
+
+def deployment(
+    id: int, second: float, *statuses: StatusRecord, sha: str = OID, revision: Any = ABSENT
+) -> DeploymentRecord:
+    """A deployment as the environment controller records it (statuses in the order given).
+
+    The payload's `version.revision` is the commit itself unless `revision` says otherwise; None
+    leaves it out.
+    """
+    version: dict[str, Any] = {"tag": "main-1779290372-b797408"}
+    if revision is ABSENT:
+        version["revision"] = sha
+    elif revision is not None:
+        version["revision"] = revision
+    payload = {"id": f"entry-{id}", "relationship": {"type": "After"}, "version": version}
+    return DeploymentRecord(id=id, sha=sha, payload=payload, created_at=at(second), statuses=statuses)
+
+
+def lookup(revision: str, *deployments: DeploymentRecord, oid: str | None = OID) -> CommitLookup:
+    """GitHub's answer for `revision`: the commit `oid` (None: no single commit) and its deployments."""
+    return CommitLookup(revision=revision, oid=oid, deployments=deployments)

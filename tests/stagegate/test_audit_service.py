@@ -10,11 +10,15 @@ from kubernetes import client
 
 from shared.audit import parse_audit_document, parse_audit_json
 from shared.errors import PartialFailure, RetryableError
+from shared.evidence import EVIDENCE_ANNOTATION, Evidence
 from shared.gate import fallback_gate_name, gate_name
+from shared.upstream import upstream_key
 from shared.views import Environment
 from stagegate.audit_service import AuditContext, handle_audit_events
 from stagegate.kube import CountingApiClient, KubeConflict, KubeGates
 from tests.kube_objects import (
+    ENV_ARGS,
+    GATE_ARGS,
     create_environment,
     create_gate,
     delivery,
@@ -95,6 +99,7 @@ def test_relationship_added_by_update_blocks_and_removed_unrestricts(
     assert get_gate(custom, namespace, "prod-stagegate")["spec"]["allowedVersions"] == []
 
     del env["spec"]["relationship"]
+    env = replace_environment(custom, env)
     handle(gates, delivery(env, "patch"))
     assert "allowedVersions" not in get_gate(custom, namespace, "prod-stagegate")["spec"]
     assert len(list_gates(custom, namespace)) == 1
@@ -105,17 +110,91 @@ def test_existing_allowed_versions_survive_an_unrelated_update(
 ) -> None:
     env = create_environment(custom, environment(namespace, "prod"))
     handle(gates, delivery(env))
-    custom.patch_namespaced_custom_object(
-        "kuberik.com",
-        "v1alpha1",
-        namespace,
-        "rolloutgates",
-        "prod-stagegate",
-        {"spec": {"allowedVersions": ["v1"]}},
-    )
+    recomputed(custom, env, ["v1"])
     env["spec"]["environment"] = "production-eu"
     handle(gates, delivery(env, "update"))
     assert get_gate(custom, namespace, "prod-stagegate")["spec"]["allowedVersions"] == ["v1"]
+
+
+def recomputed(custom: client.CustomObjectsApi, env: dict, allowed: list[str]) -> None:
+    """Set the gate as a recompute for the Environment's current upstream leaves it."""
+    evidence = Evidence(upstream_key(Environment.from_raw(env))).to_annotation()
+    patch = {
+        "spec": {"allowedVersions": allowed},
+        "metadata": {"annotations": {EVIDENCE_ANNOTATION: evidence}},
+    }
+    gate = gate_name(env["metadata"]["name"])
+    custom.patch_namespaced_custom_object(
+        *GATE_ARGS, env["metadata"]["namespace"], "rolloutgates", gate, patch
+    )
+
+
+def replace_environment(custom: client.CustomObjectsApi, env: dict) -> dict:
+    ns, name = env["metadata"]["namespace"], env["metadata"]["name"]
+    result: dict = custom.replace_namespaced_custom_object(*ENV_ARGS, ns, "environments", name, env)
+    return result
+
+
+def test_upstream_change_withdraws_what_the_old_upstream_allowed_at_once(
+    namespace: str, gates: KubeGates, custom: client.CustomObjectsApi
+) -> None:
+    env = create_environment(custom, environment(namespace, "prod"))
+    handle(gates, delivery(env))
+    recomputed(custom, env, ["v1"])
+    for field, value in (
+        ("relationship", {"type": "After", "environment": "canary"}),
+        ("relationship", {"type": "Parallel", "environment": "canary"}),
+        ("name", "otherapp"),
+        ("backend", {"type": "github", "project": "myorg/elsewhere"}),
+    ):
+        env["spec"][field] = value
+        env = replace_environment(custom, env)
+        summary = handle(gates, delivery(env, "update"))
+        assert summary["gates"][0]["allowedVersionsAfter"] == [], field
+        assert get_gate(custom, namespace, "prod-stagegate")["spec"]["allowedVersions"] == []
+        recomputed(custom, env, ["v1"])
+
+
+def test_stale_event_without_the_relationship_does_not_lift_the_gate(
+    namespace: str, gates: KubeGates, counting_client: CountingApiClient, custom: client.CustomObjectsApi
+) -> None:
+    old = create_environment(custom, environment(namespace, "prod", upstream=None))
+    handle(gates, delivery(old))
+    current = dict(old, spec={**old["spec"], "relationship": {"type": "After", "environment": "staging"}})
+    current = replace_environment(custom, current)
+    handle(gates, delivery(current, "update"))
+    assert get_gate(custom, namespace, "prod-stagegate")["spec"]["allowedVersions"] == []
+
+    for verb in ("create", "update"):  # the old copy, delivered late or replayed
+        summary = handle(gates, delivery(old, verb))
+        assert get_gate(custom, namespace, "prod-stagegate")["spec"]["allowedVersions"] == [], verb
+        assert summary["gates"][-1]["action"] == "unchanged"
+
+
+def test_late_create_event_of_a_deleted_environment_does_not_take_the_new_gate(
+    namespace: str, gates: KubeGates, custom: client.CustomObjectsApi
+) -> None:
+    first = create_environment(custom, environment(namespace, "prod"))
+    custom.delete_namespaced_custom_object(*ENV_ARGS, namespace, "environments", "prod")
+    second = create_environment(custom, environment(namespace, "prod"))
+    handle(gates, delivery(second))
+    summary = handle(gates, delivery(first))  # the first incarnation's create, arriving late
+    [gate] = list_gates(custom, namespace)
+    assert [r["uid"] for r in gate["metadata"]["ownerReferences"]] == [second["metadata"]["uid"]]
+    assert gate["spec"]["allowedVersions"] == []
+    assert summary["ignored"] == {
+        "the Environment no longer exists (deleted, or recreated since the event)": 1
+    }
+
+
+def test_stale_event_naming_another_rollout_does_not_move_the_gate(
+    namespace: str, gates: KubeGates, custom: client.CustomObjectsApi
+) -> None:
+    env = create_environment(custom, environment(namespace, "prod", rollout="myapp"))
+    handle(gates, delivery(env))
+    stale = dict(env, spec={**env["spec"], "rolloutRef": {"name": "other"}})
+    handle(gates, delivery(stale, "update"))
+    assert get_gate(custom, namespace, "prod-stagegate")["spec"]["rolloutRef"] == {"name": "myapp"}
 
 
 def test_gate_owned_by_environment_under_another_name_is_adopted(
@@ -168,7 +247,9 @@ def test_event_without_the_object_reads_the_environment(
 def test_event_for_an_environment_deleted_since_is_ignored(namespace: str, gates: KubeGates, custom) -> None:
     env = stored(environment(namespace, "gone"))
     summary = handle(gates, delivery(env, "update", with_object=False))
-    assert summary["ignored"] == {"environment no longer exists": 1}
+    assert summary["ignored"] == {
+        "the Environment no longer exists (deleted, or recreated since the event)": 1
+    }
     assert list_gates(custom, namespace) == []
 
 

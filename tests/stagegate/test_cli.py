@@ -35,8 +35,8 @@ def test_explain_says_why_each_candidate_is_allowed_or_not(app: App) -> None:
     code, out = cli("explain", "prod", "-n", app.namespace)
     assert code == 0
     assert "gate prod-stagegate: allowedVersions=[]" in out
-    assert f"{rev(1)}: success" in out
-    assert f"{rev(2)}: failure" in out
+    assert f"{rev(1)}: deployed, success" in out
+    assert f"{rev(2)}: deployed, failure" in out
     assert f"v1: allowed: revision {rev(1)} baked successfully in staging" in out
     assert f"v2: blocked: revision {rev(2)} has bake result failure in staging" in out
     assert "v3: blocked: the candidate has no revision" in out

@@ -1,0 +1,138 @@
+"""The GitHub reader against the fake over real HTTP, in every order the fake can list connections.
+
+GitHub lists `Commit.deployments` oldest first by default and gives `Deployment.statuses` no order
+at all; the reader must not care. Each scenario is read with the fake listing as GitHub does, oldest
+first, newest first and shuffled, and the bake results must be the same every time, and right.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.bake import RevisionResult, is_justified, results_for
+from stagegate.fake_github import FakeGitHub
+from stagegate.github import PAGE, GitHubDeployments, github_client
+
+REPO = "myorg/myapp"
+STAGING = "kuberik/myapp/staging"
+LISTINGS = ("github", "oldest", "newest", "shuffled")
+
+
+def sha(n: int) -> str:
+    return f"{n:040x}"
+
+
+@pytest.fixture
+def fake(octokit: Path) -> Iterator[FakeGitHub]:
+    with FakeGitHub(assets=octokit, repos=[REPO]) as server:
+        yield server
+        assert server.schema_errors == []
+
+
+def deploy(fake: FakeGitHub, revision: str, *states: str, environment: str = STAGING) -> int:
+    """One deployment of `revision` with `states` recorded in order (oldest first)."""
+    deployment = fake.create_deployment(
+        REPO, sha=revision, ref=revision, environment=environment, task="deploy:kuberik/myapp",
+        payload={"id": "1", "version": {"tag": f"tag-{revision[:7]}", "revision": revision}},
+    )  # fmt: skip
+    for state in states:
+        fake.create_status(REPO, deployment["id"], state, f"Bake {state}", auto_inactive=False)
+    return int(deployment["id"])
+
+
+def read(fake: FakeGitHub, revisions: list[str]) -> tuple[dict[str, RevisionResult], dict[str, int]]:
+    """The results in each listing order (they must agree), and the requests each read took."""
+    answers, calls = {}, {}
+    for listing in LISTINGS:
+        fake.listing = listing
+        reader = GitHubDeployments(github_client(fake.token, fake.url, 10))
+        answers[listing] = results_for(reader.commit_deployments(REPO, STAGING, revisions).values())
+        calls[listing] = reader.calls
+    first = answers["github"]
+    for listing, answer in answers.items():
+        assert answer == first, f"listing {listing} changed the answer"
+    return first, calls
+
+
+def test_newest_of_thirty_statuses_decides_whatever_the_order(fake: FakeGitHub) -> None:
+    failed_last, succeeded_last = sha(1), sha(2)
+    deploy(fake, failed_last, *["success"] * 29, "failure")
+    deploy(fake, succeeded_last, *["failure"] * 29, "success")
+    results, calls = read(fake, [failed_last, succeeded_last])
+    assert results[failed_last].result == "failure"
+    assert not is_justified("After", results[failed_last])
+    assert results[succeeded_last].result == "success"
+    assert is_justified("After", results[succeeded_last])
+    assert set(calls.values()) == {2}  # 30 statuses > one page of PAGE: one follow-up round
+
+
+def test_more_statuses_than_a_follow_up_page_are_all_read(fake: FakeGitHub) -> None:
+    revision = sha(3)
+    deploy(fake, revision, *["in_progress"] * 150, "success", "failure")
+    results, calls = read(fake, [revision])
+    assert results[revision].result == "failure"
+    assert set(calls.values()) == {3}  # 20, then 100, then the last 32
+
+
+def test_newest_of_many_deployments_of_one_commit_decides(fake: FakeGitHub) -> None:
+    revision = sha(4)
+    for _ in range(PAGE + 5):
+        deploy(fake, revision, "success")
+    newest = deploy(fake, revision, "failure")
+    results, _ = read(fake, [revision])
+    assert results[revision].result == "failure"
+    position = results[revision].position
+    assert position is not None
+    assert position[1] == newest
+
+
+def test_candidates_never_deployed_cost_nothing_extra_whatever_the_history(fake: FakeGitHub) -> None:
+    baked = [sha(100 + n) for n in range(60)]
+    for revision in baked:
+        deploy(fake, revision, "in_progress", "success")
+    never = [sha(9000 + n) for n in range(5)]
+    results, calls = read(fake, [baked[0], baked[-1], *never])
+    assert set(calls.values()) == {1}
+    assert [results[r].result for r in (baked[0], baked[-1])] == ["success", "success"]
+    assert all(not results[r].deployed and results[r].note for r in never)
+
+
+def test_abbreviated_revision_finds_its_commit_and_an_ambiguous_one_stays_blocked(fake: FakeGitHub) -> None:
+    one, two, three = "abcdef1" + "1" * 33, "abcdef2" + "2" * 33, "abcdef2" + "3" * 33
+    for revision in (one, two, three):
+        deploy(fake, revision, "success")
+    results, calls = read(fake, ["ABCDEF1", "abcdef2", one])
+    assert is_justified("After", results["ABCDEF1"])
+    assert results["abcdef2"].note == "names no single commit on GitHub"
+    assert not is_justified("After", results["abcdef2"])
+    assert set(calls.values()) == {1}
+
+
+def test_revision_that_is_not_a_commit_id_is_not_asked_and_stays_blocked(fake: FakeGitHub) -> None:
+    fake.state.set_ref(REPO, "main", sha(7))
+    deploy(fake, sha(7), "success")
+    results, calls = read(fake, ["main", "main@sha1:" + sha(7)])
+    assert all(r.note.startswith("is not a commit id") for r in results.values())
+    assert set(calls.values()) == {0}
+
+
+def test_deployments_of_other_environments_do_not_count(fake: FakeGitHub) -> None:
+    revision = sha(8)
+    deploy(fake, revision, "success", environment="kuberik/myapp/canary")
+    deploy(fake, revision, "success", environment="kuberik/otherapp/staging")
+    results, _ = read(fake, [revision])
+    assert not results[revision].deployed
+
+
+def test_payload_naming_another_revision_does_not_count(fake: FakeGitHub) -> None:
+    revision = sha(9)
+    deployment = fake.create_deployment(
+        REPO, sha=revision, ref=revision, environment=STAGING, task="deploy:kuberik/myapp",
+        payload={"version": {"revision": sha(10)}},
+    )  # fmt: skip
+    fake.create_status(REPO, deployment["id"], "success", "Bake succeeded")
+    results, _ = read(fake, [revision])
+    assert not results[revision].deployed
