@@ -48,6 +48,7 @@ class StatusRecord:
     state: str
     description: str | None
     created_at: str
+    creator: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ class DeploymentRecord:
     payload: Mapping[str, Any] | None
     created_at: str
     statuses: tuple[StatusRecord, ...] = ()
+    creator: str | None = None
 
     @property
     def payload_revision(self) -> str | None:

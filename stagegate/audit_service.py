@@ -21,9 +21,10 @@ from typing import Any
 
 from shared.audit import AuditEvent, Ignored, Route, Routed, route
 from shared.errors import BadEvent, PartialFailure, PermanentError, RetryableError
+from shared.trust import RepositoryPolicy
 from shared.views import Environment
 from stagegate.logs import get_logger
-from stagegate.recompute_service import Clock, RecomputeStore, Upstream, recompute
+from stagegate.recompute_service import ANY_REPOSITORY, Clock, RecomputeStore, Upstream, recompute
 from stagegate.reconcile import GateOutcome, NeedsCurrentState, ensure_gates
 
 log = get_logger("audit")
@@ -57,6 +58,7 @@ class AuditContext:
     upstream: Upstream | None
     attempts: int
     clock: Clock = time.time
+    repositories: RepositoryPolicy = ANY_REPOSITORY
 
 
 class _Ignore(Exception):
@@ -116,7 +118,7 @@ def _rollout_changed(routed: Routed, ctx: AuditContext) -> list[GateOutcome]:
 
 def _recomputed(environments: list[Environment], ctx: AuditContext, upstream: Upstream) -> list[GateOutcome]:
     """Recompute, raising the first failure (the delivery is retried or refused as a whole)."""
-    report = recompute(environments, ctx.kube, upstream, ctx.attempts, ctx.clock)
+    report = recompute(environments, ctx.kube, upstream, ctx.attempts, ctx.clock, ctx.repositories)
     if report.errors:
         reasons = "; ".join(f"{key}: {why}" for key, why in report.errors.items())
         raise (RetryableError if report.retryable else PermanentError)(reasons)

@@ -143,11 +143,16 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         raise ConfigError(f"{CREDENTIALS} is required to read bake results from GitHub")
     store = DryRun(kube) if args.dry_run else kube
     if args.all:
-        summary = resync(store, upstream, settings.namespaces, settings.kube_conflict_retries)
+        summary = resync(
+            store, upstream, settings.namespaces, settings.kube_conflict_retries,
+            repositories=settings.github_repositories,
+        )  # fmt: skip
         outcomes, errors = summary["gates"], summary["errors"]
     else:
         env = _environment(kube, args.namespace, args.environment)
-        report = recompute([env], store, upstream, settings.kube_conflict_retries)
+        report = recompute(
+            [env], store, upstream, settings.kube_conflict_retries, repositories=settings.github_repositories
+        )
         outcomes = [o.to_json() for o in report.outcomes]
         errors = [f"{key}: {why}" for key, why in report.errors.items()]
     for outcome in outcomes:

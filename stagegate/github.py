@@ -17,17 +17,21 @@ and a missed recompute is healed by the next trigger. Vendor errors become stage
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import requests
-from github import Auth, Github, GithubException
+from github import Auth, Github, GithubException, GithubIntegration
 
 from shared.bake import CommitLookup, DeploymentRecord, StatusRecord, lookup_kind
 from shared.errors import BadEvent, PermanentError, RetryableError
 from shared.json_input import decode_json
-from stagegate.settings import GitHubApp
+from shared.trust import trusted_lookup
+from stagegate.logs import get_logger
+from stagegate.settings import GitHubApp, Settings
+
+log = get_logger("github")
 
 PAGE = 20
 """Deployments per commit and statuses per deployment asked for at once (most have a handful)."""
@@ -35,8 +39,10 @@ FOLLOW_UP_PAGE = 100
 MAX_ALIASES = 100
 """Revisions per request: 100 x 20 x 20 nodes stays far below GitHub's 500,000-node limit."""
 
-_STATUSES = "pageInfo { hasPreviousPage startCursor } nodes { state description createdAt }"
-_DEPLOYMENT = f"id databaseId commitOid payload createdAt statuses(last: {PAGE}) {{ {_STATUSES} }}"
+_STATUSES = "pageInfo { hasPreviousPage startCursor } nodes { state description createdAt creator { login } }"
+_DEPLOYMENT = (
+    f"id databaseId commitOid payload createdAt creator {{ login }} statuses(last: {PAGE}) {{ {_STATUSES} }}"
+)
 _DEPLOYMENTS = f"pageInfo {{ hasPreviousPage startCursor }} nodes {{ {_DEPLOYMENT} }}"
 
 
@@ -93,9 +99,17 @@ def _payload(raw: object) -> Mapping[str, Any] | None:
     return None
 
 
+def _creator(node: Mapping[str, Any]) -> str | None:
+    login = (node.get("creator") or {}).get("login")
+    return login if isinstance(login, str) else None
+
+
 def _status(node: Mapping[str, Any]) -> StatusRecord:
     return StatusRecord(
-        state=node["state"].lower(), description=node.get("description"), created_at=node["createdAt"]
+        state=node["state"].lower(),
+        description=node.get("description"),
+        created_at=node["createdAt"],
+        creator=_creator(node),
     )
 
 
@@ -116,12 +130,12 @@ class _Deployment:
             sha=node["commitOid"],
             payload=_payload(node.get("payload")),
             created_at=node["createdAt"],
+            creator=_creator(node),
         )
         return cls(node["id"], record, [_status(s) for s in page["nodes"]], _earlier(page))
 
     def done(self) -> DeploymentRecord:
-        r = self.record
-        return DeploymentRecord(r.id, r.sha, r.payload, r.created_at, tuple(self.statuses))
+        return replace(self.record, statuses=tuple(self.statuses))
 
 
 @dataclass
@@ -142,13 +156,74 @@ def _earlier(page: Mapping[str, Any]) -> str | None:
     return info["startCursor"] if info["hasPreviousPage"] and info["startCursor"] else None
 
 
-class GitHubDeployments:
-    """Reads bake records of one GitHub environment per candidate revision; counts its HTTP calls."""
+def app_login(app: GitHubApp, base_url: str, timeout: float) -> Callable[[], str]:
+    """How to learn the login a GitHub App's installation tokens act as: `<slug>[bot]` (`GET /app`)."""
 
-    def __init__(self, github: Github) -> None:
+    def resolve() -> str:
+        integration = GithubIntegration(
+            auth=Auth.AppAuth(app.app_id, app.private_key), base_url=base_url, timeout=max(1, round(timeout))
+        )
+        try:
+            return f"{integration.get_app().slug}[bot]"
+        except (GithubException, requests.RequestException, OSError) as exc:
+            raise _translate(exc, "the GitHub App's own identity") from exc
+
+    return resolve
+
+
+def github_reader(settings: Settings, timeout: float) -> GitHubDeployments:
+    """The reader for the configured credentials, trusting their identity and `GITHUB_TRUSTED_CREATORS`."""
+    credentials = settings.github_credentials()
+    identity = (
+        app_login(credentials, settings.github_api_url, timeout)
+        if isinstance(credentials, GitHubApp)
+        else None
+    )
+    return GitHubDeployments(
+        github_client(credentials, settings.github_api_url, timeout),
+        settings.github_trusted_creators,
+        identity,
+    )
+
+
+class GitHubDeployments:
+    """Reads bake records of one GitHub environment per candidate revision; counts its HTTP calls.
+
+    Only deployments and statuses created by a trusted identity are returned (`shared.trust`): the
+    identity of these credentials (the token's user via GraphQL `viewer`, or `identity` when given,
+    e.g. `app_login`) plus `trusted`, resolved once on first use.
+    """
+
+    def __init__(
+        self,
+        github: Github,
+        trusted: Iterable[str] = (),
+        identity: Callable[[], str] | None = None,
+    ) -> None:
         self.github = github
         self._lock = threading.Lock()
         self.calls = 0
+        self._configured = frozenset(login.lower() for login in trusted)
+        self._identity = identity or self._viewer_login
+        self._trusted: frozenset[str] | None = None
+
+    def trusted_creators(self) -> frozenset[str]:
+        """Whose deployments and statuses count: these credentials' own identity and the configured ones."""
+        if self._trusted is None:
+            own = self._identity().lower()
+            self._trusted = self._configured | {own}
+            log.info(
+                "bake results count only when created by these GitHub identities",
+                extra={"fields": {"trusted": sorted(self._trusted)}},
+            )
+        return self._trusted
+
+    def _viewer_login(self) -> str:
+        data = self._query("query { viewer { login } }", {}, "the credentials' own identity")
+        login = (data.get("viewer") or {}).get("login")
+        if not isinstance(login, str) or not login:
+            raise RetryableError("GitHub did not say whose credentials these are (viewer.login)")
+        return login
 
     def _query(self, query: str, variables: dict[str, Any], what: str) -> Mapping[str, Any]:
         """`data` of one GraphQL request; errors at `repository` are permanent, any other retryable."""
@@ -188,7 +263,17 @@ class GitHubDeployments:
             self._remaining_pages(owner, name, environment, asked, what)
         except (KeyError, TypeError, AttributeError) as exc:
             raise RetryableError(f"{what}: GitHub's answer lacks {type(exc).__name__}: {exc}") from exc
-        return {revision: commit.lookup() for revision, commit in commits.items()}
+        creators = self.trusted_creators()
+        lookups = {}
+        for revision, commit in commits.items():
+            lookups[revision], dropped = trusted_lookup(commit.lookup(), creators)
+            for item in dropped:
+                where = {"repository": repository, "environment": environment, "revision": item.revision}
+                log.warning(
+                    "ignored a bake record not created by a trusted identity",
+                    extra={"fields": {**where, "record": item.what, "creator": item.creator}},
+                )
+        return lookups
 
     def _first_round(
         self, owner: str, name: str, environment: str, commits: list[_Commit], what: str

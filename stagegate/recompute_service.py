@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from shared.bake import CommitLookup, ReleaseCandidate, candidate_revisions, release_candidates, results_for
-from shared.errors import BadEvent, PermanentError, RetryableError
+from shared.errors import BadEvent, PermanentError, RetryableError, StagegateError
 from shared.gate import is_owned_by
 from shared.github_delivery import BakeTarget
 from shared.recompute import plan_recompute
+from shared.trust import RepositoryPolicy
 from shared.upstream import deployment_name, github_environment
 from shared.views import Environment, RolloutGate
 from stagegate.kube import KubeConflict, KubeNotFound
@@ -33,6 +34,7 @@ from stagegate.reconcile import GateOutcome, GateStore, apply_plan, ensure_gates
 from stagegate.settings import Settings
 
 log = get_logger("recompute")
+ANY_REPOSITORY = RepositoryPolicy()
 
 Clock = Callable[[], float]
 
@@ -57,9 +59,9 @@ def upstream_from(settings: Settings, timeout: float) -> Upstream | None:
     """The GitHub reader when a token or App credentials are set; None where bake results are optional."""
     if not settings.has_github_credentials:
         return None
-    from stagegate.github import GitHubDeployments, github_client  # PyGithub: ~160 ms, loaded only when used
+    from stagegate.github import github_reader  # PyGithub: ~160 ms, loaded only when used
 
-    return GitHubDeployments(github_client(settings.github_credentials(), settings.github_api_url, timeout))
+    return github_reader(settings, timeout)
 
 
 def governed_by(
@@ -108,8 +110,13 @@ def recompute(
     upstream: Upstream,
     attempts: int = 5,
     clock: Clock = time.time,
+    repositories: RepositoryPolicy = ANY_REPOSITORY,
 ) -> Recompute:
-    """Set the gates of every Environment to exactly what its upstream justifies now."""
+    """Set the gates of every Environment to exactly what its upstream justifies now.
+
+    An Environment naming a repository outside `repositories` is refused (logged, a Warning Event),
+    and its gate left as it is: it can only have been narrowed so far.
+    """
     report = Recompute()
     groups: dict[tuple[str, str], list[Environment]] = {}
     for env in environments:
@@ -121,6 +128,9 @@ def recompute(
                 raise PermanentError(
                     f"Environment {env.key} has no spec.backend.project to read bake results from"
                 )
+            elif refusal := repositories.refusal(env.namespace, env.project):
+                _warn(kube, env, "RepositoryNotAllowed", refusal)
+                raise PermanentError(refusal)
             else:
                 where = github_environment(env, rel.environment)
                 groups.setdefault((env.project.lower(), where), []).append(env)
@@ -131,6 +141,16 @@ def recompute(
     for (project, where), members in groups.items():
         _recompute_group(project, where, members, kube, upstream, attempts, clock, report)
     return report
+
+
+def _warn(kube: RecomputeStore, env: Environment, reason: str, message: str) -> None:
+    """Tell the Environment's owner; losing the Event must not change the outcome."""
+    try:
+        kube.warn(env, reason, message)
+    except StagegateError as exc:
+        log.warning(
+            "could not record the Event", extra={"fields": {"environment": env.key, "error": str(exc)}}
+        )
 
 
 def _recompute_group(

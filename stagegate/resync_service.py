@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from shared.errors import PartialFailure
+from shared.trust import RepositoryPolicy
 from stagegate.logs import get_logger
-from stagegate.recompute_service import Clock, RecomputeStore, Upstream, recompute
+from stagegate.recompute_service import ANY_REPOSITORY, Clock, RecomputeStore, Upstream, recompute
 
 log = get_logger("resync")
 
@@ -25,10 +26,11 @@ def resync(
     namespaces: Sequence[str],
     attempts: int,
     clock: Clock = time.time,
+    repositories: RepositoryPolicy = ANY_REPOSITORY,
 ) -> dict[str, Any]:
     """Recompute the gates of every Environment (in `namespaces`, or everywhere)."""
     environments = kube.list_environments(namespaces)
-    report = recompute(environments, kube, upstream, attempts, clock)
+    report = recompute(environments, kube, upstream, attempts, clock, repositories)
     errors = [f"{key}: {reason}" for key, reason in report.errors.items()]
     gates = [o.to_json() for o in report.outcomes]
     summary = {"environments": len(environments), "gates": gates, "errors": errors}

@@ -8,8 +8,11 @@ so a half-configured deploy is safe and visible.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from shared.trust import RepositoryPolicy
 
 
 class ConfigError(ValueError):
@@ -47,6 +50,49 @@ def _url(env: Mapping[str, str], name: str, default: str) -> str:
     if not raw.startswith(("https://", "http://")):
         raise ConfigError(f"{name} must be an http(s) URL, got {raw!r}")
     return raw.rstrip("/")
+
+
+_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _label(env: Mapping[str, str], name: str, default: tuple[str, str]) -> tuple[str, str]:
+    """A `key=value` Kubernetes label (key: optional `prefix/` and a name; value may be empty)."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    key, sep, value = raw.partition("=")
+    prefix, slash, label_name = key.rpartition("/")
+    valid = (
+        sep == "="
+        and _LABEL_NAME.fullmatch(label_name) is not None
+        and (not slash or (len(prefix) <= 253 and _DNS_SUBDOMAIN.fullmatch(prefix) is not None))
+        and (value == "" or _LABEL_NAME.fullmatch(value) is not None)
+    )
+    if not valid:
+        raise ConfigError(
+            f"{name} must be a Kubernetes label as key=value, e.g. {'='.join(default)}; got {raw!r}"
+        )
+    return key, value
+
+
+_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?")
+
+
+def _logins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma- or space-separated GitHub logins (a bot's as `<slug>[bot]`)."""
+    logins = tuple(env.get(name, "").replace(",", " ").split())
+    bad = [login for login in logins if not _LOGIN.fullmatch(login)]
+    if bad:
+        raise ConfigError(f"{name} must list GitHub logins separated by commas; {bad[0]!r} is not one")
+    return logins
+
+
+def _repositories(env: Mapping[str, str], name: str) -> RepositoryPolicy:
+    try:
+        return RepositoryPolicy.parse(env.get(name, ""))
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from exc
 
 
 APP_VARIABLES = ("GITHUB_APP_ID", "GITHUB_APP_PRIVATE_KEY", "GITHUB_APP_INSTALLATION_ID")
@@ -173,6 +219,12 @@ class Settings:
     """`GITHUB_WEBHOOK_MAX_BODY_BYTES`: larger deliveries are refused with 413."""
     github_deadline_seconds: float = 8.0
     """`GITHUB_WEBHOOK_DEADLINE_SECONDS`: the longest a webhook answer takes (GitHub gives up after 10 s)."""
+    github_trusted_creators: tuple[str, ...] = ()
+    """`GITHUB_TRUSTED_CREATORS`: GitHub logins whose deployments and statuses count besides the
+    credentials' own identity (e.g. the Go environment controller's during a migration)."""
+    github_repositories: RepositoryPolicy = field(default_factory=RepositoryPolicy)
+    """`GITHUB_REPOSITORIES`: `owner/repo` patterns (`*` allowed, `namespace=owner/repo` for one namespace)
+    Environments may name in `spec.backend.project`; unset means any repository."""
     resync_token: str | None = None
     """`RESYNC_TOKEN`: the bearer token `resync_http` requires (Cloud Scheduler sends it)."""
     bridge_transport: str | None = None
@@ -183,6 +235,14 @@ class Settings:
     """`BRIDGE_EVENT_BUS`: the EventBridge bus name, for `eventbridge`."""
     namespaces: tuple[str, ...] = ()
     """`STAGEGATE_NAMESPACES`: comma-separated namespaces to watch; empty means all."""
+    admission_deadline_seconds: float = 3.0
+    """`ADMISSION_DEADLINE_SECONDS`: the longest `k8s_admission` takes to decide (and each Kubernetes call's
+    timeout); past it the deploy guard refuses. Keep it below the webhooks' `timeoutSeconds` (5)."""
+    admission_max_body_bytes: int = 4 * 1024 * 1024
+    """`ADMISSION_MAX_BODY_BYTES`: larger reviews are refused with 413 (the guard then fails closed)."""
+    admission_guard_label: tuple[str, str] = ("stagegate.kuberik.com/guard", "enabled")
+    """`ADMISSION_GUARD_LABEL`: the namespace label (`key=value`) that opts a namespace in to the guard's
+    refusal of deploys for Rollouts no Environment governs yet (the webhook's namespaceSelector too)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -209,6 +269,8 @@ class Settings:
             github_deadline_seconds=_positive_float(
                 env, "GITHUB_WEBHOOK_DEADLINE_SECONDS", cls.github_deadline_seconds
             ),
+            github_trusted_creators=_logins(env, "GITHUB_TRUSTED_CREATORS"),
+            github_repositories=_repositories(env, "GITHUB_REPOSITORIES"),
             resync_token=env.get("RESYNC_TOKEN") or None,
             bridge_transport=env.get("BRIDGE_TRANSPORT") or None,
             bridge_pubsub_topic=env.get("BRIDGE_PUBSUB_TOPIC") or None,
@@ -216,6 +278,13 @@ class Settings:
             namespaces=tuple(
                 ns.strip() for ns in env.get("STAGEGATE_NAMESPACES", "").split(",") if ns.strip()
             ),
+            admission_deadline_seconds=_positive_float(
+                env, "ADMISSION_DEADLINE_SECONDS", cls.admission_deadline_seconds
+            ),
+            admission_max_body_bytes=_positive_int(
+                env, "ADMISSION_MAX_BODY_BYTES", cls.admission_max_body_bytes
+            ),
+            admission_guard_label=_label(env, "ADMISSION_GUARD_LABEL", cls.admission_guard_label),
         )
 
     @property

@@ -10,18 +10,37 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import PartialFailure
 from shared.github_delivery import Delivery, DeploymentStatusEvent, kuberik_target, verify_delivery
+from shared.trust import RepositoryPolicy
 from stagegate.http import within
 from stagegate.logs import get_logger
-from stagegate.recompute_service import Clock, RecomputeStore, Upstream, governed_by, recompute
+from stagegate.recompute_service import (
+    ANY_REPOSITORY,
+    Clock,
+    RecomputeStore,
+    Upstream,
+    governed_by,
+    recompute,
+)
 from stagegate.settings import Settings
 
 log = get_logger("webhook")
 
-Handler = Callable[[Delivery, RecomputeStore, Upstream, Sequence[str], Clock], dict[str, Any]]
+
+@dataclass(frozen=True)
+class Scope:
+    """What a delivery may touch and by which clock: namespaces (empty: all), allowed repositories."""
+
+    namespaces: Sequence[str]
+    clock: Clock = time.time
+    repositories: RepositoryPolicy = ANY_REPOSITORY
+
+
+Handler = Callable[[Delivery, RecomputeStore, Upstream, Scope], dict[str, Any]]
 
 
 def _pong(delivery: Delivery, *_: object) -> dict[str, Any]:
@@ -29,14 +48,14 @@ def _pong(delivery: Delivery, *_: object) -> dict[str, Any]:
 
 
 def _deployment_status(
-    delivery: Delivery, kube: RecomputeStore, upstream: Upstream, namespaces: Sequence[str], clock: Clock
+    delivery: Delivery, kube: RecomputeStore, upstream: Upstream, scope: Scope
 ) -> dict[str, Any]:
     event = DeploymentStatusEvent.from_payload(delivery.payload)
     target = kuberik_target(event.environment)
     if target is None:
         return _ignored(f"environment {event.environment!r} is not shaped kuberik/<name>/<environment>")
-    environments = governed_by(target, event.repository, kube.list_environments(namespaces))
-    report = recompute(environments, kube, upstream, clock=clock)
+    environments = governed_by(target, event.repository, kube.list_environments(scope.namespaces))
+    report = recompute(environments, kube, upstream, clock=scope.clock, repositories=scope.repositories)
     summary: dict[str, object] = {
         "status": "recomputed",
         "upstream": f"{event.repository} {event.environment} ({event.state})",
@@ -65,7 +84,9 @@ def github_request(
     return dict(
         within(
             settings.github_deadline_seconds,
-            lambda: on_delivery(delivery, kube, upstream, settings.namespaces),
+            lambda: on_delivery(
+                delivery, kube, upstream, settings.namespaces, repositories=settings.github_repositories
+            ),
         )
     )
 
@@ -76,9 +97,11 @@ def on_delivery(
     upstream: Upstream,
     namespaces: Sequence[str],
     clock: Clock = time.time,
+    repositories: RepositoryPolicy = ANY_REPOSITORY,
 ) -> dict[str, Any]:
     """Route a verified delivery to its handler; unknown events are ignored, not errors."""
     handler = HANDLERS.get(delivery.event)
     if handler is None:
         return _ignored(f"event {delivery.event!r} does not change bake results")
-    return {"delivery": delivery.delivery_id, **handler(delivery, kube, upstream, namespaces, clock)}
+    scope = Scope(namespaces, clock, repositories)
+    return {"delivery": delivery.delivery_id, **handler(delivery, kube, upstream, scope)}

@@ -19,7 +19,9 @@ from stagegate.webhook_service import github_request
 SETTINGS = Settings.from_env()
 KUBE = KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.audit_deadline_seconds)
 UPSTREAM = upstream_from(SETTINGS, SETTINGS.github_deadline_seconds)
-CONTEXT = AuditContext(KUBE, UPSTREAM, SETTINGS.kube_conflict_retries)
+CONTEXT = AuditContext(
+    KUBE, UPSTREAM, SETTINGS.kube_conflict_retries, repositories=SETTINGS.github_repositories
+)
 
 
 def k8s_audit_eventbridge(event: Mapping[str, Any], context: object) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 import flask
 import functions_framework
 
-from stagegate.github import GitHubDeployments, github_client
+from stagegate.github import github_reader
 from stagegate.http import Response, answer, read_body
 from stagegate.kube import KubeGates, api_client
 from stagegate.settings import Settings
@@ -19,9 +19,7 @@ from stagegate.webhook_service import github_request
 
 SETTINGS = Settings.from_env()
 KUBE = KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.github_deadline_seconds)
-UPSTREAM = GitHubDeployments(
-    github_client(SETTINGS.github_credentials(), SETTINGS.github_api_url, SETTINGS.github_deadline_seconds)
-)
+UPSTREAM = github_reader(SETTINGS, SETTINGS.github_deadline_seconds)
 
 
 @functions_framework.http

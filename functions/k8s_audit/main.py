@@ -25,6 +25,7 @@ CONTEXT = AuditContext(
     kube=KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.audit_deadline_seconds),
     upstream=upstream_from(SETTINGS, SETTINGS.audit_deadline_seconds),
     attempts=SETTINGS.kube_conflict_retries,
+    repositories=SETTINGS.github_repositories,
 )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import flask
 import functions_framework
 
-from stagegate.github import GitHubDeployments, github_client
+from stagegate.github import github_reader
 from stagegate.http import Response, answer, require_bearer
 from stagegate.kube import KubeGates, api_client
 from stagegate.logs import get_logger
@@ -20,14 +20,15 @@ from stagegate.settings import Settings
 
 SETTINGS = Settings.from_env()
 KUBE = KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.github_deadline_seconds)
-UPSTREAM = GitHubDeployments(
-    github_client(SETTINGS.github_credentials(), SETTINGS.github_api_url, SETTINGS.github_deadline_seconds)
-)
+UPSTREAM = github_reader(SETTINGS, SETTINGS.github_deadline_seconds)
 log = get_logger("resync")
 
 
 def _resync() -> dict[str, Any]:
-    return resync(KUBE, UPSTREAM, SETTINGS.namespaces, SETTINGS.kube_conflict_retries)
+    return resync(
+        KUBE, UPSTREAM, SETTINGS.namespaces, SETTINGS.kube_conflict_retries,
+        repositories=SETTINGS.github_repositories,
+    )  # fmt: skip
 
 
 @functions_framework.http

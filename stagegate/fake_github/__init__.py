@@ -267,6 +267,7 @@ class FakeGitHub:
             app_id=app_id,
             public_key=apps.load_public_key(public_key_pem),
             bot=self.state.user(f"{slug}[bot]", "Bot"),
+            owner=self.user,
         )
         installation = apps.Installation(
             id=installation_id,

@@ -50,6 +50,7 @@ class GitHubAppRecord:
     app_id: int
     public_key: rsa.RSAPublicKey
     bot: User
+    owner: User
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,45 @@ def verify_app_jwt(
 def new_token() -> str:
     """An installation access token as GitHub formats them (`ghs_` and 36 characters)."""
     return "ghs_" + "".join(secrets.choice(_ALPHABET) for _ in range(36))
+
+
+def app_json(app: GitHubAppRecord, api: str) -> dict[str, Any]:
+    """The `integration` answer of `GET /app`: who the App is (its bot acts as `<slug>[bot]`)."""
+    slug = app.bot.login.removesuffix("[bot]")
+    owner = app.owner
+    return {
+        "id": app.app_id,
+        "slug": slug,
+        "node_id": f"A_{app.app_id}",
+        "client_id": f"Iv1.{app.app_id:016x}",
+        "owner": {
+            "login": owner.login,
+            "id": owner.id,
+            "node_id": owner.node_id,
+            "type": owner.type,
+            "avatar_url": f"https://avatars.githubusercontent.com/u/{owner.id}?v=4",
+            "gravatar_id": "",
+            "url": f"{api}/users/{owner.login}",
+            "html_url": f"https://github.com/{owner.login}",
+            **{key: f"{api}/users/{owner.login}/{key.removesuffix('_url')}" for key in USER_LINKS},
+            "site_admin": False,
+        },
+        "name": slug,
+        "description": "stagegate's GitHub App (fake)",
+        "external_url": "https://github.com",
+        "html_url": f"https://github.com/apps/{slug}",
+        "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:00Z",
+        "permissions": dict(DEFAULT_PERMISSIONS),
+        "events": ["deployment_status"],
+        "installations_count": 1,
+    }
+
+
+USER_LINKS = (
+    "followers_url", "following_url", "gists_url", "starred_url", "subscriptions_url",
+    "organizations_url", "repos_url", "events_url", "received_events_url",
+)  # fmt: skip
 
 
 def installation_token_json(

@@ -65,6 +65,7 @@ TEMPLATES = {
     "status": _DEPLOYMENTS + "/{deployment_id}/statuses/{status_id}",
     "rate_limit": "/rate_limit",
     "access_tokens": "/app/installations/{installation_id}/access_tokens",
+    "app": "/app",
 }
 # Where the Authorization header must carry the App's JWT instead of a token.
 APP_PREFIX = "/app/"
@@ -101,6 +102,7 @@ URLS = Map(
             )
         ),
         Rule("/rate_limit", endpoint="rate_limit", methods=["GET"]),
+        Rule("/app", endpoint="app", methods=["GET"]),
         Rule(
             "/app/installations/<int:installation_id>/access_tokens",
             endpoint="access_tokens",
@@ -170,7 +172,7 @@ class App:
 
         endpoint: str | None = None
         try:
-            if path.startswith(APP_PREFIX):
+            if path.startswith(APP_PREFIX) or path == APP_PREFIX.rstrip("/"):
                 user = self._authenticate_app(request)
             else:
                 user = self._authenticate(request, kind)
@@ -442,6 +444,10 @@ class App:
         except NotFound:
             return Answer(404, rest.error_json(404, "Not Found", DOCS["status"]))
         return Answer(200, rest.status_json(status, repo, api))
+
+    def do_app_get(self, request: Request, api: str, user: User) -> Answer:
+        app: apps.GitHubAppRecord = request.environ[APP_KEY]
+        return Answer(200, apps.app_json(app, api))
 
     def do_access_tokens_post(self, request: Request, api: str, user: User, installation_id: int) -> Answer:
         app: apps.GitHubAppRecord = request.environ[APP_KEY]

@@ -46,16 +46,22 @@ def test_app_credentials_open_the_prod_gate(
     )
     app.environment("staging")
     app.environment("prod", upstream="staging")
-    app.candidates("prod", ("v1", rev(1)), ("v2", rev(2)))
+    app.candidates("prod", ("v1", rev(1)), ("v2", rev(2)), ("v3", rev(3)))
     fake.reset_calls()
 
+    app.creator = "stagegate[bot]"  # the App's own bot: what the reporter writes as
     response = deliver(url, fake, app, app.bake("staging", rev(1)))
 
     assert response.status_code == 200, response.text
     assert app.gate("prod") == ["v1"]
     calls = fake.call_counts()
     assert calls[("POST", f"/app/installations/{INSTALLATION_ID}/access_tokens")] == 1
+    assert calls[("GET", "/app")] == 1  # who the App is: its bot's login, once per process
     assert calls[("POST", "/graphql")] >= 1
+    app.creator = "someone-with-write-access"
+    deliver(url, fake, app, app.bake("staging", rev(3)))
+    assert app.gate("prod") == ["v1"]  # not recorded by a trusted identity: does not count
+    app.creator = "stagegate[bot]"
     # The token is kept (PyGithub renews it shortly before its hour is up), not fetched per delivery.
     deliver(url, fake, app, app.bake("staging", rev(2)))
     assert app.gate("prod") == ["v1", "v2"]

@@ -17,6 +17,7 @@ from kubernetes import client
 
 from shared.errors import PartialFailure, PermanentError, RetryableError
 from shared.github_delivery import signature, verify_delivery
+from shared.trust import RepositoryPolicy
 from shared.views import Environment
 from stagegate import devstack
 from stagegate.fake_github import FakeGitHub
@@ -58,6 +59,7 @@ class App:
     ) -> None:
         self.custom, self.gates, self.fake, self.namespace = custom, gates, fake, namespace
         self.repo = f"org-{namespace}/myapp"
+        self.creator: str | None = None  # who records bake results (None: the fake's token user)
         fake.add_repo(self.repo)
 
     def environment(self, name: str, upstream: str | None = None, kind: str = "After") -> None:
@@ -100,11 +102,14 @@ class App:
                 "id": str(uuid.uuid4()),
                 "version": {"tag": f"tag-{revision[:7]}", "revision": revision},
             },
+            creator=self.creator,
         )
         return self.status(deployment["id"], state, description)
 
     def status(self, deployment_id: int, state: str, description: str) -> int:
-        status: dict[str, Any] = self.fake.create_status(self.repo, deployment_id, state, description)
+        status: dict[str, Any] = self.fake.create_status(
+            self.repo, deployment_id, state, description, creator=self.creator
+        )
         return int(status["id"])
 
     def gate(self, env: str) -> list[str] | None:
@@ -230,6 +235,29 @@ def test_one_broken_downstream_does_not_stop_the_others(fake, app, gates) -> Non
     summary = on_delivery(verify_delivery(headers, body, [SECRET]), store, upstream, [app.namespace])
     assert list(summary["errors"]) == [f"{app.namespace}/prod-us"]  # permanent: reported, answered 200
     assert (app.gate("prod-eu"), app.gate("prod-us"), app.gate("prod-ap")) == (["v1"], [], ["v1"])
+
+
+def test_an_environment_naming_a_repository_outside_the_allowlist_is_refused(
+    fake, app, gates, kube_stack
+) -> None:
+    app.environment("staging")
+    app.environment("prod", upstream="staging")
+    app.candidates("prod", ("v1", rev(1)))
+    status = app.bake("staging", rev(1))
+    headers, body = fake.deployment_status_event(app.repo, status)
+    headers["X-Hub-Signature-256"] = signature(SECRET, body)
+    upstream = GitHubDeployments(github_client(fake.token, fake.url, 10))
+    delivery = verify_delivery(headers, body, [SECRET])
+    elsewhere = RepositoryPolicy.parse(f"{app.namespace}-other=org-{app.namespace}/*, someorg/*")
+    summary = on_delivery(delivery, gates, upstream, [app.namespace], repositories=elsewhere)
+    assert app.gate("prod") == []
+    assert "not in GITHUB_REPOSITORIES" in summary["errors"][f"{app.namespace}/prod"]
+    assert upstream.calls == 0
+    events = client.CoreV1Api(kube_stack.api_client()).list_namespaced_event(app.namespace).items
+    assert [(e.reason, e.involved_object.name) for e in events] == [("RepositoryNotAllowed", "prod")]
+    mine = RepositoryPolicy.parse(f"{app.namespace}=org-{app.namespace}/*")
+    on_delivery(delivery, gates, upstream, [app.namespace], repositories=mine)
+    assert app.gate("prod") == ["v1"]
 
 
 def test_a_gate_deleted_mid_flight_is_made_again_blocking(fake, app, gates, custom) -> None:

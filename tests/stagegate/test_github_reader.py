@@ -32,14 +32,18 @@ def fake(octokit: Path) -> Iterator[FakeGitHub]:
         assert server.schema_errors == []
 
 
-def deploy(fake: FakeGitHub, revision: str, *states: str, environment: str = STAGING) -> int:
-    """One deployment of `revision` with `states` recorded in order (oldest first)."""
+def deploy(
+    fake: FakeGitHub, revision: str, *states: str, environment: str = STAGING, creator: str | None = None
+) -> int:
+    """One deployment of `revision` with `states` recorded in order (oldest first), by `creator`."""
     deployment = fake.create_deployment(
         REPO, sha=revision, ref=revision, environment=environment, task="deploy:kuberik/myapp",
-        payload={"id": "1", "version": {"tag": f"tag-{revision[:7]}", "revision": revision}},
+        payload={"id": "1", "version": {"tag": f"tag-{revision[:7]}", "revision": revision}}, creator=creator,
     )  # fmt: skip
     for state in states:
-        fake.create_status(REPO, deployment["id"], state, f"Bake {state}", auto_inactive=False)
+        fake.create_status(
+            REPO, deployment["id"], state, f"Bake {state}", auto_inactive=False, creator=creator
+        )
     return int(deployment["id"])
 
 
@@ -49,8 +53,10 @@ def read(fake: FakeGitHub, revisions: list[str]) -> tuple[dict[str, RevisionResu
     for listing in LISTINGS:
         fake.listing = listing
         reader = GitHubDeployments(github_client(fake.token, fake.url, 10))
+        reader.trusted_creators()  # once per process: who the credentials are
+        before = reader.calls
         answers[listing] = results_for(reader.commit_deployments(REPO, STAGING, revisions).values())
-        calls[listing] = reader.calls
+        calls[listing] = reader.calls - before
     first = answers["github"]
     for listing, answer in answers.items():
         assert answer == first, f"listing {listing} changed the answer"
@@ -136,3 +142,24 @@ def test_payload_naming_another_revision_does_not_count(fake: FakeGitHub) -> Non
     fake.create_status(REPO, deployment["id"], "success", "Bake succeeded")
     results, _ = read(fake, [revision])
     assert not results[revision].deployed
+
+
+def test_bake_records_of_untrusted_identities_do_not_count(fake: FakeGitHub) -> None:
+    forged, mixed = sha(11), sha(12)
+    deploy(fake, forged, "success", creator="mallory")
+    trusted = deploy(fake, mixed, "success")
+    fake.create_status(REPO, trusted, "success", "Bake succeeded", creator="mallory")
+    fake.create_status(REPO, trusted, "failure", "Bake failed")
+    fake.create_status(REPO, trusted, "success", "Bake succeeded", creator="mallory")
+    results, _ = read(fake, [forged, mixed])
+    assert not results[forged].deployed
+    assert results[mixed].result == "failure"  # mallory's later success is ignored
+
+
+def test_configured_identities_are_trusted_besides_the_credentials_own(fake: FakeGitHub) -> None:
+    revision = sha(13)
+    deploy(fake, revision, "success", creator="go-environment-controller")
+    reader = GitHubDeployments(github_client(fake.token, fake.url, 10), trusted=["Go-Environment-Controller"])
+    [lookup] = reader.commit_deployments(REPO, STAGING, [revision]).values()
+    assert results_for([lookup])[revision].result == "success"
+    assert reader.trusted_creators() == {"go-environment-controller", fake.user.login.lower()}

@@ -160,3 +160,33 @@ def test_a_non_rsa_key_is_refused(app_pem: str) -> None:
     )
     with pytest.raises(ConfigError, match="GITHUB_APP_PRIVATE_KEY must be an RSA private key"):
         Settings.from_env(app_env(pem))
+
+
+def test_trusted_creators_and_repositories_are_read_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "GITHUB_TRUSTED_CREATORS": "kuberik-bot, env-controller[bot]",
+            "GITHUB_REPOSITORIES": "myorg/*, team-a=other/app",
+        }
+    )
+    assert settings.github_trusted_creators == ("kuberik-bot", "env-controller[bot]")
+    policy = settings.github_repositories
+    assert policy.refusal("anywhere", "MyOrg/App") is None
+    assert policy.refusal("team-a", "other/app") is None
+    assert "not in GITHUB_REPOSITORIES" in (policy.refusal("team-b", "other/app") or "")
+    assert Settings.from_env({}).github_repositories.refusal("ns", "any/repo") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("GITHUB_TRUSTED_CREATORS", "not a login!"),
+        ("GITHUB_TRUSTED_CREATORS", "-leading-dash"),
+        ("GITHUB_REPOSITORIES", "no-slash"),
+        ("GITHUB_REPOSITORIES", "=myorg/app"),
+        ("GITHUB_REPOSITORIES", "a/b/c"),
+    ],
+)
+def test_malformed_trust_settings_fail_at_start_naming_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})
