@@ -105,6 +105,7 @@ def main() -> None:
         kube = KubeGates(counting, timeout=10)
         custom = client.CustomObjectsApi(stack.api_client())
         upstream = GitHubDeployments(github_client(fake.token, fake.url, 10))
+        upstream.trusted_creators()  # once per process, not per recompute
         print(
             f"github_webhook in-process, fake GitHub and kube-apiserver on loopback ({N} deliveries a row):"
         )

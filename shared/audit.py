@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from shared.errors import BadEvent
+from shared.errors import BadEvent, PayloadTooLarge
 from shared.json_input import decode_json
 from shared.views import ENVIRONMENT_GROUP, GATE_GROUP
 
@@ -98,13 +98,17 @@ def _object_ref(raw: object, where: str) -> ObjectRef | None:
     )
 
 
-def parse_audit_json(body: bytes) -> list[AuditEvent]:
+def parse_audit_json(body: bytes, max_events: int | None = None) -> list[AuditEvent]:
     """Parse a JSON `Event` or `EventList` document; raise `BadEvent` on anything else."""
-    return parse_audit_document(decode_json(body, "body"))
+    return parse_audit_document(decode_json(body, "body"), max_events)
 
 
-def parse_audit_document(document: object) -> list[AuditEvent]:
-    """Turn a decoded `Event` or `EventList` into events, all or nothing."""
+def parse_audit_document(document: object, max_events: int | None = None) -> list[AuditEvent]:
+    """Turn a decoded `Event` or `EventList` into events, all or nothing.
+
+    An `EventList` of more than `max_events` items is refused whole (`PayloadTooLarge`) before any
+    item is read: each event may cost a Kubernetes write, so the count bounds a delivery's work.
+    """
     if not isinstance(document, Mapping):
         raise BadEvent("audit document must be a JSON object")
     api_version, kind = document.get("apiVersion"), document.get("kind")
@@ -118,6 +122,10 @@ def parse_audit_document(document: object) -> list[AuditEvent]:
             return []
         if not isinstance(items, list):
             raise BadEvent("EventList.items must be a list")
+        if max_events is not None and len(items) > max_events:
+            raise PayloadTooLarge(
+                f"EventList carries {len(items)} events, more than the {max_events} one delivery may carry"
+            )
         return [AuditEvent.from_raw(item, f"items[{i}]") for i, item in enumerate(items)]
     raise BadEvent(f"expected kind Event or EventList, got {kind!r}")
 

@@ -9,25 +9,41 @@ list, move it, change its owners) acts only on the Environment read from the API
 A Rollout status change recomputes the gates of the Environments that govern it (its
 release candidates may now include a revision baked upstream before). When an Environment change
 withdrew what its gate allowed (a new upstream or Rollout), the gate is recomputed right away.
+
+Two ways through a delivery. `handle_audit_events` works through it in order, as long as it takes:
+the durable transports (Pub/Sub, SQS) are redelivered on failure. `handle_audit_delivery` is the
+blocking webhook's: it answers within the deadline, and nothing queued may delay an Environment's gate
+past it (issue 10, item 3), so Environment changes run in a lane of their own ahead of recomputes,
+one-object deliveries (what blocking mode sends) ahead of batches, and work that has not started by the
+deadline never starts.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from shared.audit import AuditEvent, Ignored, Route, Routed, route
 from shared.errors import BadEvent, PartialFailure, PermanentError, RetryableError
 from shared.trust import RepositoryPolicy
 from shared.views import Environment
+from stagegate.lanes import Lane, LaneFull, Priority
 from stagegate.logs import get_logger
 from stagegate.recompute_service import ANY_REPOSITORY, Clock, RecomputeStore, Upstream, recompute
 from stagegate.reconcile import GateOutcome, NeedsCurrentState, ensure_gates
 
 log = get_logger("audit")
+
+T = TypeVar("T")
+
+NO_GITHUB = "rollout change, but no GitHub credentials are configured here"
 
 
 @dataclass
@@ -66,6 +82,15 @@ class _Ignore(Exception):
 
 
 def _environment_changed(routed: Routed, ctx: AuditContext) -> list[GateOutcome]:
+    outcomes, withdrawn = _environment_gates(routed, ctx)
+    if withdrawn is not None and ctx.upstream is not None:
+        outcomes += _recomputed([withdrawn], ctx, ctx.upstream)  # what the new upstream or Rollout justifies
+    return outcomes
+
+
+def _environment_gates(routed: Routed, ctx: AuditContext) -> tuple[list[GateOutcome], Environment | None]:
+    """The gate part of an Environment change: its outcomes, and the Environment (as the API has it)
+    when the change withdrew what its gate allowed and the gate must be recomputed."""
     response = routed.event.response_object
     copy = (
         Environment.from_raw(response)
@@ -84,18 +109,16 @@ def _environment_changed(routed: Routed, ctx: AuditContext) -> list[GateOutcome]
                 extra={"fields": {"environment": copy.key, "wanted": str(exc)}},
             )
         if outcomes is not None and not _withdrawn(outcomes):
-            return outcomes
+            return outcomes, None
     env = ctx.kube.get_environment(routed.namespace, routed.name)
     if env is None or (copy is not None and env.uid != copy.uid):
         if outcomes is not None:
-            return outcomes
+            return outcomes, None
         raise _Ignore("the Environment no longer exists (deleted, or recreated since the event)")
     if outcomes is None:
         fresh = copy is None and routed.event.verb == "create"  # a 409 tells if it is not that new
         outcomes = ensure_gates(env, ctx.kube, fresh=fresh, attempts=ctx.attempts)
-    if _withdrawn(outcomes) and env.relationship is not None and ctx.upstream is not None:
-        outcomes += _recomputed([env], ctx, ctx.upstream)  # what the new upstream or Rollout justifies
-    return outcomes
+    return outcomes, env if _withdrawn(outcomes) and env.relationship is not None else None
 
 
 def _withdrawn(outcomes: list[GateOutcome]) -> bool:
@@ -105,7 +128,7 @@ def _withdrawn(outcomes: list[GateOutcome]) -> bool:
 
 def _rollout_changed(routed: Routed, ctx: AuditContext) -> list[GateOutcome]:
     if ctx.upstream is None:
-        raise _Ignore("rollout change, but no GitHub credentials are configured here")
+        raise _Ignore(NO_GITHUB)
     governing = [
         env
         for env in ctx.kube.list_environments([routed.namespace])
@@ -131,9 +154,8 @@ HANDLERS: Mapping[Route, Callable[[Routed, AuditContext], list[GateOutcome]]] = 
 }
 
 
-def handle_audit_events(events: Sequence[AuditEvent], ctx: AuditContext) -> AuditSummary:
-    """Act on every object the events changed; raise `PartialFailure` if any must be retried."""
-    summary = AuditSummary(events=len(events))
+def _newest(events: Sequence[AuditEvent], summary: AuditSummary) -> list[Routed]:
+    """The objects the events changed, each with its newest event; the rest counted as ignored."""
     newest: dict[tuple[Route, str, str], Routed] = {}
     for event in events:
         decision = route(event)
@@ -141,20 +163,225 @@ def handle_audit_events(events: Sequence[AuditEvent], ctx: AuditContext) -> Audi
             summary.ignored[decision.reason] += 1
         else:
             newest[(decision.route, decision.namespace, decision.name)] = decision
+    return list(newest.values())
+
+
+def _key(routed: Routed) -> str:
+    return f"{routed.route} {routed.namespace}/{routed.name}"
+
+
+def _settle(summary: AuditSummary, retry: list[str], key: str, call: Callable[[], T]) -> T | None:
+    """`call()`, or None with its failure recorded: ignored, an error, or an error to retry."""
+    try:
+        return call()
+    except _Ignore as exc:
+        summary.ignored[str(exc)] += 1
+    except (BadEvent, PermanentError) as exc:
+        summary.errors.append(f"{key}: {exc}")
+        log.error("cannot act on this object", extra={"fields": {"object": key, "reason": str(exc)}})
+    except RetryableError as exc:
+        summary.errors.append(f"{key}: {exc}")
+        retry.append(key)
+    return None
+
+
+def handle_audit_events(events: Sequence[AuditEvent], ctx: AuditContext) -> AuditSummary:
+    """Act on every object the events changed; raise `PartialFailure` if any must be retried."""
+    summary = AuditSummary(events=len(events))
     retry: list[str] = []
-    for routed in newest.values():
-        key = f"{routed.route} {routed.namespace}/{routed.name}"
-        try:
-            summary.gates += HANDLERS[routed.route](routed, ctx)
+    for routed in _newest(events, summary):
+        outcomes = _settle(summary, retry, _key(routed), partial(HANDLERS[routed.route], routed, ctx))
+        if outcomes is not None:
+            summary.gates += outcomes
             summary.acted += 1
-        except _Ignore as exc:
-            summary.ignored[str(exc)] += 1
-        except (BadEvent, PermanentError) as exc:
-            summary.errors.append(f"{key}: {exc}")
-            log.error("cannot act on this object", extra={"fields": {"object": key, "reason": str(exc)}})
-        except RetryableError as exc:
-            summary.errors.append(f"{key}: {exc}")
-            retry.append(key)
     if retry:
         raise PartialFailure(f"will retry: {', '.join(retry)}", summary.to_json())
     return summary
+
+
+# --- the blocking webhook ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditLanes:
+    """Where `handle_audit_delivery` runs work, kept apart so that no kind of work waits behind another."""
+
+    gates: Lane
+    """Environment changes: the gate writes the apiserver waits for (one to three Kubernetes calls each)."""
+    recomputes: Lane
+    """Rollout changes and the recompute after an Environment changed upstream (GitHub, then Kubernetes)."""
+    slow: threading.BoundedSemaphore
+    """Slots for deliveries that are not the blocking path (a batch, a recompute, a large body): without
+    one free a delivery is refused at once, so such deliveries never hold every request thread of the
+    server, nor its CPU with parsing."""
+    blocking_body_bytes: int = 256 * 1024
+    """A larger body (or one of undeclared length) needs a slot before it is even read: one event of a
+    blocking-mode delivery is far smaller (the apiserver truncates events at 100 KiB by default)."""
+
+    @classmethod
+    def default(cls) -> AuditLanes:
+        """Sized for one function instance: 4 gate writers, 4 recomputes, 2 slow deliveries at a time."""
+        return cls(
+            gates=Lane("audit-gates", workers=4, limit=1024),
+            recomputes=Lane("audit-recomputes", workers=4, limit=64),
+            slow=threading.BoundedSemaphore(2),
+        )
+
+    @contextlib.contextmanager
+    def admission(self, body_bytes: int | None) -> Iterator[Admission]:
+        """One delivery's claim on a slow slot, released when it is answered; taken here already for a
+        body over `blocking_body_bytes` or of unknown size (`RetryableError` when none is free)."""
+        claim = Admission(self.slow)
+        try:
+            if body_bytes is None or body_bytes > self.blocking_body_bytes:
+                claim.take()
+            yield claim
+        finally:
+            claim.release()
+
+
+BUSY = "busy with other batches or recomputes: refused before anything was done"
+
+
+class Admission:
+    """Whether one delivery holds a slow slot."""
+
+    def __init__(self, slots: threading.BoundedSemaphore) -> None:
+        self._slots = slots
+        self.held = False
+
+    def take(self) -> None:
+        """Hold a slot (if not yet); `RetryableError` when none is free."""
+        if not self.held:
+            if not self._slots.acquire(blocking=False):
+                raise RetryableError(BUSY)
+            self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self._slots.release()
+
+
+def handle_audit_delivery(
+    events: Sequence[AuditEvent],
+    ctx: AuditContext,
+    lanes: AuditLanes,
+    seconds: float,
+    started: float | None = None,
+    admission: Admission | None = None,
+) -> AuditSummary:
+    """Act on a webhook delivery within `seconds` of `started` (`time.monotonic()`, default now).
+
+    * One Environment change (what blocking mode sends, one event per request) is the blocking path: its
+      work goes to the gate lane ahead of queued work of larger deliveries (fewer objects first, then
+      creates before updates, then first come).
+    * Anything more (a batch, or a Rollout change that needs GitHub) first takes a `slow` slot (unless
+      `admission` holds one already, see `AuditLanes.admission`) or is refused at once (`RetryableError`,
+      nothing done). Its Environment changes go to the gate lane, creates first; its Rollout changes to
+      the recompute lane once those are done.
+    * At the deadline every object not finished is named in the `PartialFailure` (503): what had not
+      started is withdrawn and never runs, what runs ends in the background (`stagegate.http.within`).
+    """
+    started = time.monotonic() if started is None else started
+    summary = AuditSummary(events=len(events))
+    objects = _newest(events, summary)
+    environments = [r for r in objects if r.route == "environment"]
+    rollouts = [r for r in objects if r.route == "rollout"]
+    if rollouts and ctx.upstream is None:
+        summary.ignored[NO_GITHUB] += len(rollouts)
+        rollouts = []
+    claim = Admission(lanes.slow) if admission is None else admission
+    try:
+        if len(environments) > 1 or rollouts:
+            claim.take()
+        return _Delivery(summary, ctx, lanes, seconds, started + seconds).run(environments, rollouts)
+    finally:
+        if admission is None:
+            claim.release()
+
+
+def _some(keys: list[str], shown: int = 10) -> str:
+    """Objects named in a message: the first few, and how many more (the summary lists each)."""
+    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+    return ", ".join(keys[:shown]) + more
+
+
+class _Delivery:
+    """The state of one `handle_audit_delivery`: the work submitted and not yet collected."""
+
+    def __init__(
+        self, summary: AuditSummary, ctx: AuditContext, lanes: AuditLanes, seconds: float, deadline: float
+    ) -> None:
+        self.summary, self.ctx, self.lanes = summary, ctx, lanes
+        self.seconds, self.deadline = seconds, deadline
+        self.retry: list[str] = []
+        self.pending: dict[Future[Any], tuple[str, bool]] = {}  # -> (object, is the gate step)
+
+    def run(self, environments: list[Routed], rollouts: list[Routed]) -> AuditSummary:
+        size = len(environments) + len(rollouts)
+        for routed in sorted(environments, key=lambda r: r.event.verb != "create"):
+            priority = (size, 0 if routed.event.verb == "create" else 1)
+            self._submit(
+                self.lanes.gates, _key(routed), True, partial(_environment_gates, routed, self.ctx), priority
+            )
+        try:
+            while self.pending or rollouts:
+                if rollouts and not any(gate for _, gate in self.pending.values()):
+                    for routed in rollouts:
+                        work = partial(_rollout_changed, routed, self.ctx)
+                        self._submit(self.lanes.recomputes, _key(routed), False, work, (size,))
+                    rollouts = []
+                    continue
+                remaining = self.deadline - time.monotonic()
+                done = wait(self.pending, timeout=max(remaining, 0), return_when=FIRST_COMPLETED)[0]
+                if not done:
+                    break
+                for future in done:
+                    self._collect(future, size)
+        except BaseException:
+            self._withdraw()
+            raise
+        unfinished = [key for key, _ in self.pending.values()] + [_key(r) for r in rollouts]
+        self._withdraw()
+        for key in unfinished:
+            self.summary.errors.append(f"{key}: not finished within {self.seconds:g}s")
+        if unfinished:
+            log.warning(
+                f"delivery not finished within {self.seconds:g}s; what had not started never will",
+                extra={"fields": {"objects": _some(unfinished)}},
+            )
+        if self.retry or unfinished:
+            reasons = [f"not finished within {self.seconds:g}s: {_some(unfinished)}"] if unfinished else []
+            reasons += [f"will retry: {_some(self.retry)}"] if self.retry else []
+            raise PartialFailure("; ".join(reasons), self.summary.to_json())
+        return self.summary
+
+    def _submit(self, lane: Lane, key: str, gate: bool, work: Callable[[], Any], priority: Priority) -> None:
+        try:
+            self.pending[lane.submit(work, priority)] = (key, gate)
+        except LaneFull as exc:
+            self.summary.errors.append(f"{key}: {exc}")
+            self.retry.append(key)
+
+    def _collect(self, future: Future[Any], size: int) -> None:
+        key, gate = self.pending.pop(future)
+        result = _settle(self.summary, self.retry, key, future.result)
+        if result is None:
+            return
+        if not gate:
+            self.summary.gates += result
+            self.summary.acted += 1
+            return
+        outcomes, withdrawn = result
+        self.summary.gates += outcomes
+        if withdrawn is None or self.ctx.upstream is None:
+            self.summary.acted += 1
+            return
+        work = partial(_recomputed, [withdrawn], self.ctx, self.ctx.upstream)
+        self._submit(self.lanes.recomputes, key, False, work, (size,))
+
+    def _withdraw(self) -> None:
+        for future in self.pending:
+            future.cancel()
+        self.pending.clear()

@@ -5,10 +5,13 @@ published one event per message, in the order received: to Pub/Sub with an order
 (`namespace/name`), so events for one Environment arrive in order, or to an EventBridge bus. Nothing
 is published for an irrelevant event. A publish failure raises `RetryableError` (a 5xx, so the
 apiserver retries the batch). The vendor clients are imported only by the transport that is used.
+A failure is answered in stagegate's words; the client's own text (endpoints, request details) goes
+to the log only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -17,7 +20,10 @@ from typing import Any, Protocol
 
 from shared.audit import AUDIT_API_VERSION, AuditEvent, Routed, route
 from shared.errors import RetryableError
+from stagegate.logs import get_logger
 from stagegate.settings import ConfigError, Settings
+
+log = get_logger("bridge")
 
 EVENTBRIDGE_SOURCE = "stagegate.kubernetes-audit"
 EVENTBRIDGE_DETAIL_TYPE = "Kubernetes audit event"
@@ -65,11 +71,25 @@ class PubSubTransport:
             try:
                 future.result(timeout=self.timeout)
             except (FutureTimeout, Exception) as exc:  # any publish failure means: retry the batch
-                failed.append(f"{ordering_key(routed)}: {type(exc).__name__}: {exc}")
+                failed.append(ordering_key(routed))
+                log.warning(
+                    "a Pub/Sub publish failed",
+                    extra={
+                        "fields": {
+                            "topic": self.topic,
+                            "object": ordering_key(routed),
+                            "detail": f"{type(exc).__name__}: {exc}",
+                        }
+                    },
+                )
                 # A failed ordered publish pauses its key until resumed; the apiserver's retry resumes it.
-                self.client.resume_publish(self.topic, ordering_key(routed))
+                # One that timed out is still in flight, its key not paused: resuming it is refused.
+                with contextlib.suppress(RuntimeError):
+                    self.client.resume_publish(self.topic, ordering_key(routed))
         if failed:
-            raise RetryableError(f"Pub/Sub publish to {self.topic} failed: {'; '.join(failed)}")
+            raise RetryableError(
+                f"publishing {len(failed)} of {len(futures)} events to Pub/Sub failed: {', '.join(failed)}"
+            )
 
 
 class EventBridgeTransport:
@@ -103,12 +123,31 @@ class EventBridgeTransport:
             try:
                 answer = self.client.put_events(Entries=entries)
             except (BotoCoreError, ClientError) as exc:
-                raise RetryableError(f"EventBridge put_events on {self.bus} failed: {exc}") from exc
+                log.warning(
+                    "an EventBridge publish failed",
+                    extra={"fields": {"bus": self.bus, "detail": f"{type(exc).__name__}: {exc}"}},
+                )
+                raise RetryableError(f"publishing to EventBridge failed ({_failure(exc)})") from exc
             if answer.get("FailedEntryCount"):
                 errors = {e.get("ErrorCode") for e in answer["Entries"] if e.get("ErrorCode")}
-                raise RetryableError(
-                    f"EventBridge refused {answer['FailedEntryCount']} entries: {sorted(errors)}"
+                log.warning(
+                    "EventBridge refused entries",
+                    extra={"fields": {"bus": self.bus, "errors": sorted(map(str, errors))}},
                 )
+                raise RetryableError(f"EventBridge refused {answer['FailedEntryCount']} entries")
+
+
+def _failure(exc: Exception) -> str:
+    """What kind of EventBridge failure this was, in a few words of our own."""
+    from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
+
+    if isinstance(exc, ReadTimeoutError):
+        return "timed out"
+    if isinstance(exc, ConnectionError):
+        return "connection error"
+    if isinstance(exc, ClientError):
+        return f"HTTP {exc.response.get('ResponseMetadata', {}).get('HTTPStatusCode', '?')}"
+    return "the request could not be sent"
 
 
 def transport_from(settings: Settings) -> Transport:

@@ -69,12 +69,41 @@ def github_client(credentials: str | GitHubApp, base_url: str, timeout: float) -
 
 
 def _translate(exc: Exception, what: str) -> Exception:
+    """Map a client failure to stagegate's kinds, in stagegate's words: the message ends up in answers
+    (GitHub shows webhook answers to repository admins), while the client's own text may quote the
+    request's `Authorization` header and names GitHub's URL. That text goes to the log, redacted."""
     if isinstance(exc, GithubException):
         status = exc.status
-        if status in (401, 404) or (status == 403 and not _rate_limited(exc)):
-            return PermanentError(f"{what}: GitHub answered {status}: {_message(exc)}")
-        return RetryableError(f"{what}: GitHub answered {status}: {_message(exc)}")
-    return RetryableError(f"{what}: {type(exc).__name__}: {exc}")
+        log.warning(
+            "a GitHub call failed",
+            extra={"fields": {"call": what, "status": status, "detail": _message(exc)}},
+        )
+        if status == 401:
+            return PermanentError(f"{what}: GitHub refused the credentials (HTTP 401)")
+        if status == 404:
+            return PermanentError(
+                f"{what}: GitHub answered HTTP 404 (not found, or not visible to the credentials)"
+            )
+        if status == 403 and not _rate_limited(exc):
+            return PermanentError(f"{what}: GitHub refused access (HTTP 403)")
+        if _rate_limited(exc):
+            return RetryableError(f"{what}: reading from GitHub failed (rate limited, HTTP {status})")
+        return RetryableError(f"{what}: reading from GitHub failed (HTTP {status})")
+    log.warning(
+        "a GitHub call failed", extra={"fields": {"call": what, "detail": f"{type(exc).__name__}: {exc}"}}
+    )
+    return RetryableError(f"{what}: reading from GitHub failed ({_transport_failure(exc)})")
+
+
+def _transport_failure(exc: Exception) -> str:
+    """What kind of failure kept the request from being answered, in a few words of our own."""
+    if isinstance(exc, requests.Timeout | TimeoutError):
+        return "timed out"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS error"
+    if isinstance(exc, requests.ConnectionError | ConnectionError):
+        return "connection error"
+    return "the request could not be sent"
 
 
 def _rate_limited(exc: GithubException) -> bool:
@@ -83,6 +112,7 @@ def _rate_limited(exc: GithubException) -> bool:
 
 
 def _message(exc: GithubException) -> str:
+    """GitHub's own message, for the log."""
     data = exc.data if isinstance(exc.data, Mapping) else {}
     return str(data.get("message") or data.get("errors") or "")
 
@@ -244,7 +274,10 @@ class GitHubDeployments:
                 raise PermanentError(f"{what}: repository not found or not visible to the credentials")
             if error.get("type") == "NOT_FOUND" and len(path) >= 2 and path[1].startswith("r"):
                 continue  # a revision that names no commit: its alias is null, which says so
-            raise RetryableError(f"{what}: GitHub answered a GraphQL error: {error.get('message', '')}")
+            log.warning("GitHub answered a GraphQL error", extra={"fields": {"what": what, "error": error}})
+            raise RetryableError(
+                f"{what}: GitHub answered a GraphQL error ({error.get('type') or 'untyped'})"
+            )
         if not isinstance(data, Mapping):
             raise RetryableError(f"{what}: GitHub answered no data")
         return data

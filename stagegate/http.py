@@ -2,15 +2,22 @@
 
 Handlers only raise; `answer` is the one place that turns stagegate's error kinds into responses
 (4xx for bad input, 503 for retryable trouble, 200 for permanent failures that must not loop) and
-logs each with its reason.
+logs each with its reason. Error texts are stagegate's own words (the adapters translate client
+errors so), never a client library's message: that can quote a header with a token in it.
+
+Body limits hold below the framework: functions-framework reads the whole request body after every
+answer (an `after_request` hook, so the connection can be reused), which a check in the handler
+cannot stop. `refuse_bodies_over` puts `BodyLimit` in front of the Flask app, so no request makes a
+worker hold more than the limit, whether its length is declared or it comes chunked.
 """
 
 from __future__ import annotations
 
 import hmac
+import io
 import json
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Protocol
 
@@ -22,11 +29,14 @@ from shared.errors import (
     RetryableError,
     Unauthorized,
 )
+from stagegate.lanes import Lane, Priority
 from stagegate.logs import get_logger
 
 log = get_logger("http")
 
-_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="stagegate-deadline")
+# Work run under a deadline by callers that name no lane of their own (github_webhook, resync,
+# admission): bounded, so a backlog is refused (503) instead of growing.
+_pool = Lane("stagegate-deadline", workers=16, limit=256)
 
 
 class Body(Protocol):
@@ -43,10 +53,134 @@ def read_body(request: Body, limit: int) -> bytes:
     """The raw body, refusing more than `limit` bytes whether or not a length was declared."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"body of {request.content_length} bytes exceeds the limit of {limit}")
-    body: bytes = request.stream.read(limit + 1)
-    if len(body) > limit:
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:  # a stream may answer in pieces; never ask for more than one byte past the limit
+        chunk: bytes = request.stream.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
         raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
-    return body
+    return b"".join(chunks)
+
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class BodyLimit:
+    """WSGI middleware: a request body over `limit` bytes is refused (413) without being held.
+
+    A declared `Content-Length` over the limit is answered at once, before the function (and its
+    authentication) runs, and the body is never held; one within it bounds every read. A body of
+    undeclared length (chunked) is read here, up to one byte past the limit: more is answered 413
+    at once too, and what fits is handed on as a body of that length.
+
+    After a refusal has been sent, the rest of the body is read and thrown away, a chunk at a time, up
+    to `DRAIN_BYTES` and `DRAIN_SECONDS`: a client that only reads the answer once it has sent its
+    body (most do) then gets the 413 instead of a reset connection. Past that the server drops the
+    connection with the rest unread.
+    """
+
+    def __init__(self, app: WsgiApp, limit: int, target: str) -> None:
+        self.app = app
+        self.limit = limit
+        self.target = target
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        declared = _declared_length(environ)
+        stream = environ["wsgi.input"]
+        if declared is not None:
+            if declared > self.limit:
+                reason = f"body of {declared} bytes exceeds the limit of {self.limit}"
+                # Never read past the declared length: a development server hands on the raw socket.
+                return self._refuse(reason, start_response, stream, declared)
+        elif environ.get("wsgi.input_terminated"):
+            # Werkzeug reads such a stream to its end; unterminated ones it does not read at all.
+            body = _read_at_most(stream, self.limit + 1)
+            if len(body) > self.limit:
+                reason = f"body exceeds the limit of {self.limit} bytes"
+                return self._refuse(reason, start_response, stream, None)
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
+        return self.app(environ, start_response)
+
+    def _refuse(
+        self, reason: str, start_response: StartResponse, stream: Any, left: int | None
+    ) -> Iterable[bytes]:
+        error = PayloadTooLarge(reason)
+        log.warning(
+            f"{self.target}: rejected: {error}",
+            extra={"fields": {"target": self.target, "status": error.status}},
+        )
+        body = json.dumps({"error": str(error)}).encode()
+        start_response(
+            "413 Request Entity Too Large",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+        )
+        return _Refusal(body, stream, DRAIN_BYTES if left is None else min(left, DRAIN_BYTES))
+
+
+DRAIN_BYTES = 64 * 1024 * 1024
+"""How much of a refused body is read (and thrown away) after the answer, at most."""
+DRAIN_SECONDS = 10.0
+"""How long reading a refused body after the answer may take, at most."""
+
+
+class _Refusal:
+    """The 413 answer; once the server has sent it (and calls `close`), the body is drained, bounded."""
+
+    def __init__(self, body: bytes, stream: Any, limit: int) -> None:
+        self._body = body
+        self._stream = stream
+        self._limit = limit
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self._body
+
+    def close(self) -> None:
+        deadline = time.monotonic() + DRAIN_SECONDS
+        left = self._limit
+        try:
+            while left > 0 and time.monotonic() < deadline:
+                chunk = self._stream.read(min(left, 64 * 1024))
+                if not chunk:
+                    return
+                left -= len(chunk)
+        except (OSError, ValueError):  # the client went away: nothing left to be polite to
+            return
+
+
+def _declared_length(environ: Mapping[str, Any]) -> int | None:
+    try:
+        return int(environ.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None
+
+
+def _read_at_most(stream: Any, size: int) -> bytes:
+    chunks: list[bytes] = []
+    while size > 0 and (chunk := stream.read(min(size, 64 * 1024))):
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def refuse_bodies_over(limit: int) -> None:
+    """Bound request bodies of the function functions-framework is loading (call it at import).
+
+    Outside functions-framework (Lambda, a plain import) there is no app and nothing to do: nothing
+    there reads a body the function did not ask for.
+    """
+    import flask  # only where functions-framework serves: Lambda never imports Flask
+
+    if not flask.has_app_context():
+        return
+    app = flask.current_app._get_current_object()  # type: ignore[attr-defined]
+    app.wsgi_app = BodyLimit(app.wsgi_app, limit, app.name)
 
 
 def require_bearer(authorization: str | None, expected: str | None, setting: str) -> None:
@@ -60,16 +194,28 @@ def require_bearer(authorization: str | None, expected: str | None, setting: str
         raise Unauthorized("missing or wrong bearer token")
 
 
-def within(seconds: float, work: Callable[[], Any]) -> Any:
-    """Run `work` but give up waiting after `seconds`, so a slow dependency cannot hold the caller.
+def within(seconds: float, work: Callable[[], Any], lane: Lane | None = None, priority: Priority = ()) -> Any:
+    """Run `work` on a worker of `lane` but give up waiting after `seconds`, so a slow dependency or a
+    backlog cannot hold the caller; a full lane refuses at once (`LaneFull`, retryable).
 
-    The work itself goes on to completion in the background: it only ever creates or narrows gates,
-    so finishing late is still correct.
+    Past the deadline, work that has not started is withdrawn and never runs. Work already running goes
+    on in the background until it ends (a thread cannot be stopped), bounded by the timeouts of the calls
+    it makes; on Cloud Run and Lambda it may be frozen with the instance after the answer (issue 12).
+    That late work may create, narrow or widen gates (a recompute sets exactly what the upstream's bake
+    results justify). Finishing late is correct all the same: every write is a recompute from the
+    sources of truth, conditional on the `resourceVersion` it read, so it lands only if the gate did not
+    change since, and never writes `null` for an Environment with a relationship.
     """
-    future = _pool.submit(work)
+    future = (lane or _pool).submit(work, priority)
     try:
         return future.result(timeout=seconds)
     except FutureTimeout as exc:
+        if future.cancel():
+            raise RetryableError(
+                f"not finished within {seconds:g}s; it had not started and never will (busy)"
+            ) from exc
+        if future.done():  # finished right at the deadline
+            return future.result()
         raise RetryableError(f"not finished within {seconds:g}s; the work goes on in the background") from exc
 
 

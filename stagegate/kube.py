@@ -1,5 +1,8 @@
 """The Kubernetes adapter: RolloutGates and Environments over the official client.
 
+It also reads what admission decides on (Environments unparsed, Rollouts, a namespace's labels) and
+records Events (on an Environment whose gate name is taken; on a Rollout a human override deployed).
+
 The only module that talks to the Kubernetes API. It takes its `ApiClient` from the caller, turns
 raw objects into `shared.views` at once, and translates the client's exceptions into stagegate's
 own (`raise ... from exc`), so nothing above it knows about `kubernetes.client`. Every write of an
@@ -11,14 +14,17 @@ from __future__ import annotations
 import datetime
 import json
 import secrets
+import ssl
 import threading
 from collections.abc import Mapping, Sequence
+from http import HTTPStatus
 from typing import Any
 
 import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from shared.admission import EventNotice
 from shared.errors import BadEvent, PermanentError, RetryableError
 from shared.views import (
     ENVIRONMENT_API_VERSION,
@@ -73,21 +79,55 @@ def api_client(kubeconfig: str | None) -> CountingApiClient:
 
 
 def _translate(exc: Exception, what: str) -> Exception:
-    """Map a client failure to stagegate's kinds: conflicts and server trouble retry, the rest do not."""
+    """Map a client failure to stagegate's kinds: conflicts and server trouble retry, the rest do not.
+
+    The message says what failed in stagegate's words and nothing of where: it ends up in answers,
+    and the client's own text names the API server and may quote a request header. That text goes
+    to the log only (redacted there), for the failures that are not everyday outcomes.
+    """
     if isinstance(exc, ApiException):
         status = exc.status or 0
-        reason = f"{what}: HTTP {status} {exc.reason}"
+        code = f"HTTP {status} {_phrase(status)}".rstrip()
         if status == 409:
-            return KubeConflict(reason)
+            return KubeConflict(f"{what}: {code}")
         if status == 404:
-            return KubeNotFound(reason)
+            return KubeNotFound(f"{what}: {code}")
+        detail = f"{code}: {_message(exc)}" if status else f"{type(exc).__name__}: {exc}"
+        log.warning("a Kubernetes API call failed", extra={"fields": {"call": what, "detail": detail}})
         if status in (400, 403, 422):
-            return PermanentError(f"{reason}: {_message(exc)}")
-        return RetryableError(reason)
-    return RetryableError(f"{what}: {type(exc).__name__}: {exc}")
+            return PermanentError(f"{what}: the Kubernetes API refused it ({code})")
+        if not status:
+            return RetryableError(f"{what}: the Kubernetes API call failed")
+        return RetryableError(f"{what}: the Kubernetes API failed ({code})")
+    log.warning(
+        "the Kubernetes API did not answer",
+        extra={"fields": {"call": what, "detail": f"{type(exc).__name__}: {exc}"}},
+    )
+    return RetryableError(f"{what}: the Kubernetes API did not answer ({_transport_failure(exc)})")
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _transport_failure(exc: BaseException) -> str:
+    """What kind of transport failure this was, in a few words of our own."""
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        exc = exc.reason
+    if isinstance(exc, urllib3.exceptions.NewConnectionError | ConnectionError):
+        return "connection error"
+    if isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError):
+        return "timed out"
+    if isinstance(exc, urllib3.exceptions.SSLError | ssl.SSLError):
+        return "TLS error"
+    return "connection error"
 
 
 def _message(exc: ApiException) -> str:
+    """The API server's own message, for the log."""
     try:
         return str(json.loads(exc.body).get("message", ""))
     except (TypeError, ValueError, AttributeError):
@@ -163,6 +203,31 @@ class KubeGates:
                 )
         return environments
 
+    def get_environment_object(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """The Environment as the API has it, unparsed (it may be one stagegate cannot read), or None."""
+        raw: Mapping[str, Any] | None = self._get(
+            "Environment", ENVIRONMENT_GROUP, "environments", namespace, name
+        )
+        return raw
+
+    def list_environment_objects(self, namespace: str) -> list[Mapping[str, Any]]:
+        """Every Environment in the namespace, unparsed: the deploy guard refuses on unreadable ones."""
+        raw = self._call(
+            f"list Environments in {namespace}",
+            self.custom.list_namespaced_custom_object,
+            ENVIRONMENT_GROUP, VERSION, namespace, "environments",
+        )  # fmt: skip
+        items: list[Mapping[str, Any]] = raw.get("items", [])
+        return items
+
+    def namespace_labels(self, name: str) -> Mapping[str, str] | None:
+        """The namespace's labels, or None when it does not exist."""
+        try:
+            namespace = self._call(f"get Namespace {name}", self.core.read_namespace, name)
+        except KubeNotFound:
+            return None
+        return dict(namespace.metadata.labels or {})
+
     def get_rollout(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         """The Rollout as a raw object (its status is read by the core), or None when missing."""
         raw: Mapping[str, Any] | None = self._get("Rollout", GATE_GROUP, "rollouts", namespace, name)
@@ -217,3 +282,27 @@ class KubeGates:
             count=1,
         )  # fmt: skip
         self._call(f"create Event for {env.key}", self.core.create_namespaced_event, env.namespace, event)
+
+    def record_event(self, notice: EventNotice) -> None:
+        """Record an Event about any object (the deploy guard's overrides go on the Rollout)."""
+        now = datetime.datetime.now(datetime.UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(
+                name=f"{notice.name}.{secrets.token_hex(8)}", namespace=notice.namespace
+            ),
+            involved_object=client.V1ObjectReference(
+                api_version=notice.api_version, kind=notice.kind, name=notice.name,
+                namespace=notice.namespace, uid=notice.uid,
+            ),
+            reason=notice.reason,
+            message=notice.message[:1024],
+            type="Warning",
+            source=client.V1EventSource(component="stagegate"),
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )  # fmt: skip
+        self._call(
+            f"create Event for {notice.kind} {notice.namespace}/{notice.name}",
+            self.core.create_namespaced_event, notice.namespace, event,
+        )  # fmt: skip

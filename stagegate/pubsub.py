@@ -18,6 +18,15 @@ from stagegate.logs import get_logger
 log = get_logger("pubsub")
 
 
+PUSH_ENVELOPE_BYTES = 64 * 1024
+"""Room for what a push adds around a message: attributes, ids, the subscription, CloudEvent fields."""
+
+
+def push_body_limit(message_limit: int) -> int:
+    """The largest push body that carries a message of at most `message_limit` bytes (base64: 4/3)."""
+    return 4 * -(-message_limit // 3) + PUSH_ENVELOPE_BYTES
+
+
 def message_data(data: object) -> bytes:
     """The decoded `message.data` of a Pub/Sub push body (`{"message": {"data": base64}}`)."""
     message = data.get("message") if isinstance(data, Mapping) else None

@@ -3,16 +3,24 @@
 A malformed value fails at start with the variable's name, not at the first request. A missing
 webhook token is not a start-up failure: the function then refuses every request and says why,
 so a half-configured deploy is safe and visible.
+
+Credentials (tokens, webhook secrets, the App key) are trimmed of the line break `echo` and secret
+files add and checked here, so a malformed one stops the function at start instead of ending up,
+quoted in a client library's error, in an answer. No message and no repr ever shows one, and each
+is registered with the log redaction.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from shared.trust import RepositoryPolicy
+from stagegate.logs import register_secrets
 
 
 class ConfigError(ValueError):
@@ -46,10 +54,63 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
 
 
 def _url(env: Mapping[str, str], name: str, default: str) -> str:
+    """An https URL; plain http only to this machine (loopback), where nothing on the way can read it."""
     raw = env.get(name) or default
-    if not raw.startswith(("https://", "http://")):
-        raise ConfigError(f"{name} must be an http(s) URL, got {raw!r}")
+    try:
+        parts = urlsplit(raw)
+        host = parts.hostname or ""
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an https URL, got {raw!r}") from exc
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(f"{name} must not carry credentials (user:password@); the value is not shown")
+    if parts.scheme not in ("https", "http") or not host:
+        raise ConfigError(f"{name} must be an https URL, got {raw!r}")
+    if parts.scheme == "http" and not _loopback(host):
+        raise ConfigError(
+            f"{name} must be an https URL; http is accepted only for a loopback host "
+            f"(127.0.0.0/8, ::1, localhost), got {raw!r}"
+        )
     return raw.rstrip("/")
+
+
+def _loopback(host: str) -> bool:
+    if host.rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _credential(env: Mapping[str, str], name: str) -> str | None:
+    """A token that goes into an HTTP header, checked at start; None when unset or empty.
+
+    The line break `echo` and secret files add at the end is dropped. Any other white space around
+    it, or a character a header cannot carry (white space, a control character, non-ASCII), stops
+    the function, naming the variable and never showing the value.
+    """
+    value = env.get(name, "").rstrip("\r\n")
+    if not value:
+        return None
+    if value != value.strip():
+        raise ConfigError(f"{name} has leading or trailing white space")
+    bad = next((i for i, char in enumerate(value) if not "!" <= char <= "~"), None)
+    if bad is not None:
+        raise ConfigError(
+            f"{name} has a character an HTTP header cannot carry at position {bad + 1} (white space, a "
+            "control character or a non-ASCII character); the value is not shown"
+        )
+    return value
+
+
+def _secret_lines(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """One secret per line: split on line feeds only (CRLF too), each trimmed of spaces and tabs.
+
+    Not `str.splitlines()`, which also splits on form feeds, vertical tabs and other separators: a
+    secret containing one would be accepted in fragments.
+    """
+    lines = (line.removesuffix("\r").strip(" \t") for line in env.get(name, "").split("\n"))
+    return tuple(line for line in lines if line)
 
 
 _LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
@@ -134,6 +195,7 @@ def _private_key(env: Mapping[str, str]) -> tuple[str, str] | None:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"GITHUB_APP_PRIVATE_KEY_FILE={path} cannot be read: {exc}") from exc
     if text:
+        text = text.strip()  # the line break `echo` adds must not hide escaped ones
         if "\n" not in text and "\\n" in text:  # a secret store that kept the line breaks escaped
             text = text.replace("\\n", "\n")
         return text, "GITHUB_APP_PRIVATE_KEY"
@@ -183,7 +245,7 @@ def _github_app(env: Mapping[str, str]) -> GitHubApp | None:
 
 
 def _github_token(env: Mapping[str, str]) -> str | None:
-    token = env.get("GITHUB_TOKEN") or None
+    token = _credential(env, "GITHUB_TOKEN")
     app_set = [name for name in (*APP_VARIABLES, "GITHUB_APP_PRIVATE_KEY_FILE") if env.get(name)]
     if token is not None and app_set:
         raise ConfigError(
@@ -193,23 +255,42 @@ def _github_token(env: Mapping[str, str]) -> str | None:
     return token
 
 
+RESYNC_AUTH_MODES = ("bearer", "platform")
+
+
+def _resync_auth(env: Mapping[str, str]) -> str:
+    """How `resync_http` authenticates callers; `platform` and a `RESYNC_TOKEN` together are ambiguous."""
+    mode = env.get("RESYNC_AUTH", "").strip() or "bearer"
+    if mode not in RESYNC_AUTH_MODES:
+        raise ConfigError(f"RESYNC_AUTH must be one of {', '.join(RESYNC_AUTH_MODES)}, got {mode!r}")
+    if mode == "platform" and env.get("RESYNC_TOKEN", "").strip():
+        raise ConfigError(
+            "RESYNC_AUTH=platform and RESYNC_TOKEN are both set: with platform authentication no token is "
+            "checked, so remove RESYNC_TOKEN (or set RESYNC_AUTH=bearer)"
+        )
+    return mode
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the functions read from their environment."""
 
-    audit_webhook_token: str | None
+    audit_webhook_token: str | None = field(repr=False)
     """`AUDIT_WEBHOOK_TOKEN`: the bearer token the kube-apiserver's audit webhook sends."""
     audit_deadline_seconds: float = 2.0
     """`AUDIT_DEADLINE_SECONDS`: the longest `k8s_audit_http` takes to answer, however slow Kubernetes is."""
     audit_max_body_bytes: int = 4 * 1024 * 1024
     """`AUDIT_MAX_BODY_BYTES`: larger request bodies are refused with 413."""
+    audit_max_events: int = 400
+    """`AUDIT_MAX_EVENTS`: a delivery with more audit events is refused with 413, changing nothing (400 is
+    the kube-apiserver's default `--audit-webhook-batch-max-size`; blocking mode sends one per request)."""
     kube_conflict_retries: int = 5
     """`KUBE_CONFLICT_RETRIES`: how often a conflicting gate write is recomputed and retried."""
     kubeconfig: str | None = None
     """`KUBECONFIG`: a kubeconfig file; without it the in-cluster service account is used."""
-    github_webhook_secrets: tuple[str, ...] = ()
+    github_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     """`GITHUB_WEBHOOK_SECRET`: the webhook secret; several, one per line, while rotating."""
-    github_token: str | None = None
+    github_token: str | None = field(default=None, repr=False)
     """`GITHUB_TOKEN`: token that reads deployments of the watched repositories."""
     github_app: GitHubApp | None = None
     """`GITHUB_APP_ID`, `GITHUB_APP_PRIVATE_KEY(_FILE)`, `GITHUB_APP_INSTALLATION_ID`: instead of a token."""
@@ -225,8 +306,11 @@ class Settings:
     github_repositories: RepositoryPolicy = field(default_factory=RepositoryPolicy)
     """`GITHUB_REPOSITORIES`: `owner/repo` patterns (`*` allowed, `namespace=owner/repo` for one namespace)
     Environments may name in `spec.backend.project`; unset means any repository."""
-    resync_token: str | None = None
+    resync_token: str | None = field(default=None, repr=False)
     """`RESYNC_TOKEN`: the bearer token `resync_http` requires (Cloud Scheduler sends it)."""
+    resync_auth: str = "bearer"
+    """`RESYNC_AUTH`: `bearer` (`resync_http` checks `RESYNC_TOKEN`) or `platform` (the platform lets only
+    authorized callers through, e.g. Cloud Run IAM with Cloud Scheduler's OIDC token; no token then)."""
     bridge_transport: str | None = None
     """`BRIDGE_TRANSPORT`: where `audit_bridge` publishes: `pubsub` or `eventbridge`."""
     bridge_pubsub_topic: str | None = None
@@ -246,20 +330,19 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from `env` (default: the process environment); raise `ConfigError`."""
+        """Build settings from `env` (default: the process environment); raise `ConfigError`.
+
+        Every credential it reads is registered with the log redaction (`stagegate.logs`).
+        """
         env = os.environ if env is None else env
-        token = env.get("AUDIT_WEBHOOK_TOKEN") or None
-        if token is not None and token != token.strip():
-            raise ConfigError("AUDIT_WEBHOOK_TOKEN has leading or trailing white space")
-        return cls(
-            audit_webhook_token=token,
+        settings = cls(
+            audit_webhook_token=_credential(env, "AUDIT_WEBHOOK_TOKEN"),
             audit_deadline_seconds=_positive_float(env, "AUDIT_DEADLINE_SECONDS", cls.audit_deadline_seconds),
             audit_max_body_bytes=_positive_int(env, "AUDIT_MAX_BODY_BYTES", cls.audit_max_body_bytes),
+            audit_max_events=_positive_int(env, "AUDIT_MAX_EVENTS", cls.audit_max_events),
             kube_conflict_retries=_positive_int(env, "KUBE_CONFLICT_RETRIES", cls.kube_conflict_retries),
             kubeconfig=env.get("KUBECONFIG") or None,
-            github_webhook_secrets=tuple(
-                line.strip() for line in env.get("GITHUB_WEBHOOK_SECRET", "").splitlines() if line.strip()
-            ),
+            github_webhook_secrets=_secret_lines(env, "GITHUB_WEBHOOK_SECRET"),
             github_token=_github_token(env),
             github_app=_github_app(env),
             github_api_url=_url(env, "GITHUB_API_URL", cls.github_api_url),
@@ -271,7 +354,8 @@ class Settings:
             ),
             github_trusted_creators=_logins(env, "GITHUB_TRUSTED_CREATORS"),
             github_repositories=_repositories(env, "GITHUB_REPOSITORIES"),
-            resync_token=env.get("RESYNC_TOKEN") or None,
+            resync_token=_credential(env, "RESYNC_TOKEN"),
+            resync_auth=_resync_auth(env),
             bridge_transport=env.get("BRIDGE_TRANSPORT") or None,
             bridge_pubsub_topic=env.get("BRIDGE_PUBSUB_TOPIC") or None,
             bridge_event_bus=env.get("BRIDGE_EVENT_BUS") or None,
@@ -286,6 +370,16 @@ class Settings:
             ),
             admission_guard_label=_label(env, "ADMISSION_GUARD_LABEL", cls.admission_guard_label),
         )
+        register_secrets(settings.secrets())
+        return settings
+
+    def secrets(self) -> Iterator[str]:
+        """Every credential configured, for the log redaction (the key also line by line)."""
+        yield from (s for s in (self.audit_webhook_token, self.github_token, self.resync_token) if s)
+        yield from self.github_webhook_secrets
+        if self.github_app is not None:
+            yield self.github_app.private_key
+            yield from (line for line in self.github_app.private_key.splitlines() if "-----" not in line)
 
     @property
     def has_github_credentials(self) -> bool:

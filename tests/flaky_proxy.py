@@ -1,22 +1,29 @@
-"""A TCP proxy on loopback that can be switched off: a Kubernetes API that fails, then recovers."""
+"""A TCP proxy on loopback that can be switched off (a Kubernetes API that fails, then recovers) and can
+add latency (a slow Kubernetes API: each request waits `delay` seconds before it is forwarded)."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
+import time
 
 
 class FlakyProxy:
-    """Forwards to `target_port` while `up`; while down, accepted connections are closed at once."""
+    """Forwards to `target_port` while `up`; while down, accepted connections are closed at once.
 
-    def __init__(self, target_port: int) -> None:
+    With `delay`, every chunk the client sends waits that long before it goes on: on a kept-alive
+    connection each request (and each TLS handshake flight) costs `delay` more, as an API far away would.
+    """
+
+    def __init__(self, target_port: int, delay: float = 0.0) -> None:
         self.target_port = target_port
+        self.delay = delay
         self.up = threading.Event()
         self.refused = 0
         self._listener = socket.socket()
         self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(64)
+        self._listener.listen(256)
         self._listener.settimeout(0.2)
         self.port: int = self._listener.getsockname()[1]
         self._stop = threading.Event()
@@ -34,13 +41,15 @@ class FlakyProxy:
                 conn.close()
                 continue
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            for a, b in ((conn, upstream), (upstream, conn)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, delay in ((conn, upstream, self.delay), (upstream, conn, 0.0)):
+                threading.Thread(target=self._pipe, args=(a, b, delay), daemon=True).start()
 
     @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(source: socket.socket, sink: socket.socket, delay: float) -> None:
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
+                if delay:
+                    time.sleep(delay)
                 sink.sendall(data)
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)

@@ -1,6 +1,7 @@
 """AWS Lambda entry points: the audit consumer behind EventBridge (and SQS), and the GitHub webhook
 behind a function URL or API Gateway. The handlers are the Functions Framework ones; only the
-envelope is AWS's."""
+envelope is AWS's. Secrets are not in the function's configuration: `load_secrets` reads them at cold
+start from where `*_SECRET_ARN` point (Secrets Manager or SSM), before the settings are read."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from shared.audit import parse_audit_document
 from stagegate.audit_service import AuditContext, handle_audit_events
+from stagegate.aws_secrets import load_secrets
 from stagegate.http import answer
 from stagegate.kube import KubeGates, api_client
 from stagegate.lambda_adapter import consume_eventbridge, http_request, http_response
@@ -16,6 +18,7 @@ from stagegate.recompute_service import upstream_from
 from stagegate.settings import CREDENTIALS, ConfigError, Settings
 from stagegate.webhook_service import github_request
 
+load_secrets()
 SETTINGS = Settings.from_env()
 KUBE = KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.audit_deadline_seconds)
 UPSTREAM = upstream_from(SETTINGS, SETTINGS.github_deadline_seconds)
@@ -27,7 +30,8 @@ CONTEXT = AuditContext(
 def k8s_audit_eventbridge(event: Mapping[str, Any], context: object) -> dict[str, Any]:
     """EventBridge rule target (or SQS event source): ensure/recompute gates for each audit event."""
     return consume_eventbridge(
-        event, lambda detail: handle_audit_events(parse_audit_document(detail), CONTEXT)
+        event,
+        lambda detail: handle_audit_events(parse_audit_document(detail, SETTINGS.audit_max_events), CONTEXT),
     )
 
 

@@ -2,35 +2,42 @@
 
 `k8s_audit_http` is the kube-apiserver's audit webhook backend (in blocking mode the gate exists
 before the Environment's creation is acknowledged); `k8s_audit` takes the same events from Pub/Sub.
-Each entry point only authenticates, parses, calls the service and answers.
+Each entry point only authenticates, parses, calls the service and answers. A delivery of more than
+`AUDIT_MAX_EVENTS` events is refused whole; the webhook's work runs in `LANES` (see
+`stagegate.audit_service.handle_audit_delivery`), so a backlog cannot delay a create's gate.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import flask
 import functions_framework
 
 from shared.audit import parse_audit_json
-from stagegate.audit_service import AuditContext, handle_audit_events
-from stagegate.http import Response, answer, read_body, require_bearer, within
+from stagegate.audit_service import AuditContext, AuditLanes, handle_audit_delivery, handle_audit_events
+from stagegate.http import Response, answer, read_body, refuse_bodies_over, require_bearer
 from stagegate.kube import KubeGates, api_client
-from stagegate.pubsub import consume
+from stagegate.pubsub import consume, push_body_limit
 from stagegate.recompute_service import upstream_from
 from stagegate.settings import Settings
 
 SETTINGS = Settings.from_env()
+# A Pub/Sub push carries the message base64-encoded: `k8s_audit` needs a little more room than
+# `k8s_audit_http`, which `read_body` holds to AUDIT_MAX_BODY_BYTES exactly.
+refuse_bodies_over(push_body_limit(SETTINGS.audit_max_body_bytes))
 CONTEXT = AuditContext(
     kube=KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.audit_deadline_seconds),
     upstream=upstream_from(SETTINGS, SETTINGS.audit_deadline_seconds),
     attempts=SETTINGS.kube_conflict_retries,
     repositories=SETTINGS.github_repositories,
 )
+LANES = AuditLanes.default()
 
 
 def _ensure_gates(body: bytes) -> dict[str, Any]:
-    return handle_audit_events(parse_audit_json(body), CONTEXT).to_json()
+    return handle_audit_events(parse_audit_json(body, SETTINGS.audit_max_events), CONTEXT).to_json()
 
 
 @functions_framework.http
@@ -38,11 +45,16 @@ def k8s_audit_http(request: flask.Request) -> Response:
     """Audit webhook target: bearer token, bounded body, bounded time, JSON summary."""
 
     def handle() -> dict[str, Any]:
+        started = time.monotonic()
         require_bearer(
             request.headers.get("Authorization"), SETTINGS.audit_webhook_token, "AUDIT_WEBHOOK_TOKEN"
         )
-        body = read_body(request, SETTINGS.audit_max_body_bytes)
-        return dict(within(SETTINGS.audit_deadline_seconds, lambda: _ensure_gates(body)))
+        with LANES.admission(request.content_length) as admission:
+            body = read_body(request, SETTINGS.audit_max_body_bytes)
+            events = parse_audit_json(body, SETTINGS.audit_max_events)
+            return handle_audit_delivery(
+                events, CONTEXT, LANES, SETTINGS.audit_deadline_seconds, started, admission
+            ).to_json()
 
     return answer(handle, "k8s_audit_http")
 

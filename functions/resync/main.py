@@ -1,7 +1,9 @@
 """Scheduled recompute of every gate (Cloud Scheduler over HTTP or Pub/Sub).
 
-`resync_http` requires `Authorization: Bearer $RESYNC_TOKEN`; `resync` is the CloudEvent target for
-a Pub/Sub topic the scheduler publishes to (its message content is not read).
+`resync_http` requires `Authorization: Bearer $RESYNC_TOKEN`, unless `RESYNC_AUTH=platform` says the
+platform lets only authorized callers through (Cloud Run IAM: Cloud Scheduler's OIDC token, checked
+before the request arrives); `resync` is the CloudEvent target for a Pub/Sub topic the scheduler
+publishes to (its message content is not read).
 """
 
 from __future__ import annotations
@@ -12,16 +14,22 @@ import flask
 import functions_framework
 
 from stagegate.github import github_reader
-from stagegate.http import Response, answer, require_bearer
+from stagegate.http import Response, answer, refuse_bodies_over, require_bearer
 from stagegate.kube import KubeGates, api_client
 from stagegate.logs import get_logger
 from stagegate.resync_service import resync
 from stagegate.settings import Settings
 
+MAX_BODY_BYTES = 1024 * 1024
+"""Resync reads no body; Cloud Scheduler sends a few bytes, directly or in a Pub/Sub push."""
+
 SETTINGS = Settings.from_env()
+refuse_bodies_over(MAX_BODY_BYTES)
 KUBE = KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.github_deadline_seconds)
 UPSTREAM = github_reader(SETTINGS, SETTINGS.github_deadline_seconds)
 log = get_logger("resync")
+if SETTINGS.resync_auth == "platform":
+    log.info("RESYNC_AUTH=platform: resync_http checks no token; only the platform's invoker check guards it")
 
 
 def _resync() -> dict[str, Any]:
@@ -36,7 +44,8 @@ def resync_http(request: flask.Request) -> Response:
     """HTTP target: bearer token, then a full recompute; 503 when some Environment must be retried."""
 
     def handle() -> dict[str, Any]:
-        require_bearer(request.headers.get("Authorization"), SETTINGS.resync_token, "RESYNC_TOKEN")
+        if SETTINGS.resync_auth != "platform":
+            require_bearer(request.headers.get("Authorization"), SETTINGS.resync_token, "RESYNC_TOKEN")
         return _resync()
 
     return answer(handle, "resync_http")

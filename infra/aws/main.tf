@@ -2,6 +2,10 @@
 # BRIDGE_TRANSPORT=eventbridge), a rule sends them to an SQS queue with a dead-letter queue, and
 # k8s_audit_eventbridge consumes the queue; github_webhook answers GitHub on a function URL.
 #
+# No secret value passes through Terraform: the functions get the ARNs of their secrets
+# (*_SECRET_ARN) and read them at cold start (stagegate/aws_secrets.py), with a role that may read
+# exactly those. Neither the functions' configuration, nor a layer, nor the state holds a secret.
+#
 # Names the code depends on (handlers, environment variable names, the event source and detail type
 # of stagegate/bridge.py) are written out literally, so tests/infra/test_terraform.py can check them
 # against the code without running terraform.
@@ -38,40 +42,59 @@ locals {
 
   dependencies_layer_zip = coalesce(var.dependencies_layer_zip, "${local.repo_root}/build/lambda-dependencies.zip")
 
-  # Layers are unpacked under /opt: the kubeconfig layer holds kubeconfig/config.
-  kubeconfig_layer_file = "kubeconfig/config"
-  kubeconfig_path       = "/opt/${local.kubeconfig_layer_file}"
-
   namespaces = join(",", var.namespaces)
 
+  # Where each secret lives in Secrets Manager (name or ARN), by the variable the code reads it into.
+  secret_ids = {
+    GITHUB_TOKEN          = var.github_token_secret_id
+    GITHUB_WEBHOOK_SECRET = var.github_webhook_secret_secret_id
+    KUBECONFIG            = var.kubeconfig_secret_id
+  }
+
   # The Lambda functions: one aws_lambda_function.this (with its role, policy and log group) each.
-  # Handlers and variable names are the code's; the secrets are resolved at deploy time (see below).
+  # Handlers and variable names are the code's. Each function gets the ARNs of the secrets it reads
+  # (*_SECRET_ARN) and may read exactly those (secret_arns, in its role's policy).
   lambdas = {
     # Kubernetes audit events from EventBridge via SQS (aws_lambda_event_source_mapping.audit_queue).
+    # Its concurrency is bounded by the event source mapping (audit_max_concurrency), not reserved.
     k8s_audit_eventbridge = {
       handler              = "functions.aws_lambda.main.k8s_audit_eventbridge"
       description          = "Kubernetes audit events from EventBridge via SQS: ensures and recomputes gates"
       timeout              = var.audit_timeout_seconds
       consumes_audit_queue = true
+      reserved_concurrency = null
+      secret_arns = [
+        data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn,
+        data.aws_secretsmanager_secret.this["KUBECONFIG"].arn,
+      ]
       environment = {
-        KUBECONFIG             = local.kubeconfig_path
-        GITHUB_TOKEN           = data.aws_secretsmanager_secret_version.github_token.secret_string
-        GITHUB_API_URL         = var.github_api_url
-        AUDIT_DEADLINE_SECONDS = tostring(var.audit_deadline_seconds)
-        KUBE_CONFLICT_RETRIES  = tostring(var.kube_conflict_retries)
+        KUBECONFIG_SECRET_ARN   = data.aws_secretsmanager_secret.this["KUBECONFIG"].arn
+        GITHUB_TOKEN_SECRET_ARN = data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn
+        GITHUB_API_URL          = var.github_api_url
+        AUDIT_DEADLINE_SECONDS  = tostring(var.audit_deadline_seconds)
+        AUDIT_MAX_EVENTS        = tostring(var.audit_max_events)
+        KUBE_CONFLICT_RETRIES   = tostring(var.kube_conflict_retries)
       }
     }
 
-    # GitHub deliveries on a public function URL (aws_lambda_function_url.github_webhook).
+    # GitHub deliveries on a public function URL (aws_lambda_function_url.github_webhook). Anyone can
+    # call it, so its reserved concurrency caps what a flood can take: the account's other functions
+    # (k8s_audit_eventbridge) keep theirs, and the Kubernetes API and GitHub see at most that many.
     github_webhook = {
       handler              = "functions.aws_lambda.main.github_webhook"
       description          = "GitHub deployment_status webhooks (signed): recomputes the downstream gates"
       timeout              = 15
       consumes_audit_queue = false
+      reserved_concurrency = var.github_webhook_reserved_concurrency
+      secret_arns = [
+        data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn,
+        data.aws_secretsmanager_secret.this["GITHUB_WEBHOOK_SECRET"].arn,
+        data.aws_secretsmanager_secret.this["KUBECONFIG"].arn,
+      ]
       environment = {
-        KUBECONFIG                      = local.kubeconfig_path
-        GITHUB_TOKEN                    = data.aws_secretsmanager_secret_version.github_token.secret_string
-        GITHUB_WEBHOOK_SECRET           = data.aws_secretsmanager_secret_version.github_webhook_secret.secret_string
+        KUBECONFIG_SECRET_ARN           = data.aws_secretsmanager_secret.this["KUBECONFIG"].arn
+        GITHUB_TOKEN_SECRET_ARN         = data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn
+        GITHUB_WEBHOOK_SECRET_ARN       = data.aws_secretsmanager_secret.this["GITHUB_WEBHOOK_SECRET"].arn
         GITHUB_API_URL                  = var.github_api_url
         GITHUB_WEBHOOK_DEADLINE_SECONDS = tostring(var.github_webhook_deadline_seconds)
         GITHUB_WEBHOOK_MAX_BODY_BYTES   = tostring(var.github_webhook_max_body_bytes)
@@ -98,18 +121,12 @@ locals {
 
 # --- secrets -----------------------------------------------------------------------------------------
 
-# The code reads plain environment variables, so the values are resolved at deploy time: they end up
-# in the Terraform state and in the functions' (KMS-encrypted) configuration. Keep the state private.
-data "aws_secretsmanager_secret_version" "github_token" {
-  secret_id = var.github_token_secret_id
-}
-
-data "aws_secretsmanager_secret_version" "github_webhook_secret" {
-  secret_id = var.github_webhook_secret_secret_id
-}
-
-data "aws_secretsmanager_secret_version" "kubeconfig" {
-  secret_id = var.kubeconfig_secret_id
+# Only the secrets' metadata (their ARNs) is looked up here, never a value: the functions read the
+# values themselves at cold start. A new version of a secret reaches the next cold start.
+data "aws_secretsmanager_secret" "this" {
+  for_each = local.secret_ids
+  arn      = startswith(each.value, "arn:") ? each.value : null
+  name     = startswith(each.value, "arn:") ? null : each.value
 }
 
 # --- code --------------------------------------------------------------------------------------------
@@ -134,26 +151,6 @@ resource "aws_lambda_layer_version" "dependencies" {
   source_code_hash         = filebase64sha256(local.dependencies_layer_zip)
   compatible_runtimes      = ["python3.11"]
   compatible_architectures = ["x86_64"]
-}
-
-# The kubeconfig as a file (the code reads the KUBECONFIG path). The zip is written under build/,
-# which git ignores.
-data "archive_file" "kubeconfig" {
-  type        = "zip"
-  output_path = "${local.repo_root}/build/terraform/aws-kubeconfig-layer.zip"
-
-  source {
-    filename = local.kubeconfig_layer_file
-    content  = data.aws_secretsmanager_secret_version.kubeconfig.secret_string
-  }
-}
-
-resource "aws_lambda_layer_version" "kubeconfig" {
-  layer_name          = "${var.name_prefix}-kubeconfig"
-  description         = "kubeconfig of the cluster whose gates stagegate manages"
-  filename            = data.archive_file.kubeconfig.output_path
-  source_code_hash    = data.archive_file.kubeconfig.output_base64sha256
-  compatible_runtimes = ["python3.11"]
 }
 
 # --- audit events: bus -> rule -> queue --------------------------------------------------------------
@@ -263,10 +260,32 @@ resource "aws_iam_role" "lambda" {
   assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
 }
 
-# Each function writes its own logs; k8s_audit_eventbridge also consumes the audit queue (and nothing
-# else).
+# Each function writes its own logs and reads its own secrets; k8s_audit_eventbridge also consumes the
+# audit queue (and nothing else).
 data "aws_iam_policy_document" "lambda" {
   for_each = local.lambdas
+
+  statement {
+    sid       = "ReadOwnSecrets"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = each.value.secret_arns
+  }
+
+  # Secrets encrypted with a customer managed key: decrypt through Secrets Manager only.
+  dynamic "statement" {
+    for_each = var.secrets_kms_key_arn == null ? [] : [var.secrets_kms_key_arn]
+    content {
+      sid       = "DecryptOwnSecrets"
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["secretsmanager.${var.region}.amazonaws.com"]
+      }
+    }
+  }
 
   dynamic "statement" {
     for_each = each.value.consumes_audit_queue ? ["ConsumeTheAuditQueue"] : []
@@ -346,11 +365,13 @@ resource "aws_lambda_function" "this" {
   handler          = each.value.handler
   filename         = data.archive_file.code.output_path
   source_code_hash = data.archive_file.code.output_base64sha256
-  layers           = [aws_lambda_layer_version.dependencies.arn, aws_lambda_layer_version.kubeconfig.arn]
+  layers           = [aws_lambda_layer_version.dependencies.arn]
   architectures    = ["x86_64"]
   memory_size      = 512
   timeout          = each.value.timeout
   kms_key_arn      = var.kms_key_arn
+
+  reserved_concurrent_executions = each.value.reserved_concurrency
 
   environment {
     variables = each.value.environment

@@ -1,5 +1,6 @@
 # Inputs of the AWS deployment. The secrets must exist in Secrets Manager before `terraform apply`
-# (see infra/README.md); the rest mirror the defaults of stagegate/settings.py.
+# (see infra/README.md; only their ARNs are looked up); the rest mirror the defaults of
+# stagegate/settings.py.
 
 variable "region" {
   description = "AWS region of the bus, the queues and the functions."
@@ -48,6 +49,23 @@ variable "kms_key_arn" {
   default     = null
 }
 
+variable "secrets_kms_key_arn" {
+  description = "Customer managed KMS key the three secrets are encrypted with; null when they use the AWS managed key (aws/secretsmanager)."
+  type        = string
+  default     = null
+}
+
+variable "github_webhook_reserved_concurrency" {
+  description = "Reserved concurrency of the public github_webhook function: the most instances a flood of requests can take (deliveries beyond it are throttled, and GitHub does not redeliver: the next delivery or a resync heals)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.github_webhook_reserved_concurrency >= 1
+    error_message = "github_webhook_reserved_concurrency must be at least 1 (0 would disable the function)."
+  }
+}
+
 variable "github_api_url" {
   description = "GITHUB_API_URL: GitHub REST base URL (GitHub Enterprise: https://HOST/api/v3)."
   type        = string
@@ -64,6 +82,12 @@ variable "audit_deadline_seconds" {
   description = "AUDIT_DEADLINE_SECONDS: timeout of each Kubernetes call made by the Lambda functions."
   type        = number
   default     = 2
+}
+
+variable "audit_max_events" {
+  description = "AUDIT_MAX_EVENTS: audit documents with more events are refused (400 is the kube-apiserver's default batch size)."
+  type        = number
+  default     = 400
 }
 
 variable "github_webhook_deadline_seconds" {

@@ -17,10 +17,6 @@ terraform {
       source  = "hashicorp/archive"
       version = ">= 2.4"
     }
-    random = {
-      source  = "hashicorp/random"
-      version = ">= 3.5"
-    }
   }
 }
 
@@ -53,12 +49,15 @@ locals {
 
   # Which secret each function reads (the KUBECONFIG one as a mounted file, the others as variables).
   # Each function's service account may access exactly these; the test checks this map against the
-  # function resources below.
+  # function resources below. k8s_audit_http gets no GitHub credentials: it sits in the apiserver's
+  # request path, so Rollout changes reaching it are ignored there and recomputed by k8s_audit (bridged)
+  # and resync instead of costing a GitHub read per Rollout status write. resync_http needs no token:
+  # Cloud Run checks the scheduler's OIDC identity before a request reaches it (RESYNC_AUTH=platform).
   function_secrets = {
-    k8s_audit_http = ["AUDIT_WEBHOOK_TOKEN", "GITHUB_TOKEN", "KUBECONFIG"]
+    k8s_audit_http = ["AUDIT_WEBHOOK_TOKEN", "KUBECONFIG"]
     k8s_audit      = ["GITHUB_TOKEN", "KUBECONFIG"]
     github_webhook = ["GITHUB_WEBHOOK_SECRET", "GITHUB_TOKEN", "KUBECONFIG"]
-    resync_http    = ["RESYNC_TOKEN", "GITHUB_TOKEN", "KUBECONFIG"]
+    resync_http    = ["GITHUB_TOKEN", "KUBECONFIG"]
     audit_bridge   = ["AUDIT_WEBHOOK_TOKEN"]
   }
 
@@ -76,12 +75,12 @@ locals {
       ingress             = "ALLOW_ALL"
       audit_topic_trigger = false
       kubeconfig          = true
-      secret_environment  = ["AUDIT_WEBHOOK_TOKEN", "GITHUB_TOKEN"]
+      secret_environment  = ["AUDIT_WEBHOOK_TOKEN"]
       environment = {
         KUBECONFIG             = local.kubeconfig_path
-        GITHUB_API_URL         = var.github_api_url
         AUDIT_DEADLINE_SECONDS = tostring(var.audit_deadline_seconds)
         AUDIT_MAX_BODY_BYTES   = tostring(var.audit_max_body_bytes)
+        AUDIT_MAX_EVENTS       = tostring(var.audit_max_events)
         KUBE_CONFLICT_RETRIES  = tostring(var.kube_conflict_retries)
       }
     }
@@ -103,6 +102,7 @@ locals {
         KUBECONFIG             = local.kubeconfig_path
         GITHUB_API_URL         = var.github_api_url
         AUDIT_DEADLINE_SECONDS = tostring(var.audit_deadline_seconds)
+        AUDIT_MAX_EVENTS       = tostring(var.audit_max_events)
         KUBE_CONFLICT_RETRIES  = tostring(var.kube_conflict_retries)
       }
     }
@@ -129,18 +129,21 @@ locals {
     }
 
     # Internal-only ingress: Cloud Scheduler in the same project calling the run.app URL counts as internal.
+    # Invocable only by the scheduler's service account (google_cloud_run_v2_service_iam_member.resync_scheduler):
+    # Cloud Run checks the job's OIDC token, so the function checks no token of its own (RESYNC_AUTH=platform).
     resync_http = {
       entry_point         = "resync_http"
       source              = "functions/resync/main.py"
-      description         = "Scheduled recompute of every gate (Cloud Scheduler, bearer RESYNC_TOKEN)"
+      description         = "Scheduled recompute of every gate (Cloud Scheduler with its OIDC identity)"
       min_instances       = null
       max_instances       = 1
       timeout_seconds     = 300
       ingress             = "ALLOW_INTERNAL_ONLY"
       audit_topic_trigger = false
       kubeconfig          = true
-      secret_environment  = ["RESYNC_TOKEN", "GITHUB_TOKEN"]
+      secret_environment  = ["GITHUB_TOKEN"]
       environment = {
+        RESYNC_AUTH                     = "platform"
         KUBECONFIG                      = local.kubeconfig_path
         GITHUB_API_URL                  = var.github_api_url
         GITHUB_WEBHOOK_DEADLINE_SECONDS = tostring(var.github_webhook_deadline_seconds)
@@ -218,25 +221,15 @@ resource "google_storage_bucket_object" "source" {
 
 # --- secrets -----------------------------------------------------------------------------------------
 
-# The secrets' values are not in Terraform, except RESYNC_TOKEN, which is generated here because the
-# Cloud Scheduler job has to send it. Add the others with `gcloud secrets versions add` (see README).
+# The secrets' values are not in Terraform (nor in its state): add them with
+# `gcloud secrets versions add` (see README).
 resource "google_secret_manager_secret" "this" {
-  for_each  = toset(["AUDIT_WEBHOOK_TOKEN", "GITHUB_WEBHOOK_SECRET", "GITHUB_TOKEN", "RESYNC_TOKEN", "KUBECONFIG"])
+  for_each  = toset(["AUDIT_WEBHOOK_TOKEN", "GITHUB_WEBHOOK_SECRET", "GITHUB_TOKEN", "KUBECONFIG"])
   secret_id = "${var.name_prefix}-${lower(replace(each.key, "_", "-"))}"
 
   replication {
     auto {}
   }
-}
-
-resource "random_password" "resync_token" {
-  length  = 48
-  special = false
-}
-
-resource "google_secret_manager_secret_version" "resync_token" {
-  secret      = google_secret_manager_secret.this["RESYNC_TOKEN"].id
-  secret_data = random_password.resync_token.result
 }
 
 # --- identities --------------------------------------------------------------------------------------
@@ -283,21 +276,33 @@ resource "google_service_account_iam_member" "pubsub_token_creator" {
   member             = local.pubsub_service_agent
 }
 
-# The kube-apiserver, GitHub and Cloud Scheduler present no Google identity: these four are
-# invocable by anyone at the Cloud Run level and authenticate every request themselves (bearer
-# token or webhook signature; without the secret configured they refuse everything). resync_http is
-# reachable from inside the project only (ingress). k8s_audit is not among them.
+# The kube-apiserver and GitHub present no Google identity: these three are invocable by anyone at
+# the Cloud Run level and authenticate every request themselves (bearer token or webhook signature;
+# without the secret configured they refuse everything). resync_http and k8s_audit are not among them.
 resource "google_cloud_run_v2_service_iam_member" "public" {
   for_each = {
     k8s_audit_http = google_cloudfunctions2_function.this["k8s_audit_http"].service_config[0].service
     github_webhook = google_cloudfunctions2_function.this["github_webhook"].service_config[0].service
-    resync_http    = google_cloudfunctions2_function.this["resync_http"].service_config[0].service
     audit_bridge   = google_cloudfunctions2_function.this["audit_bridge"].service_config[0].service
   }
   location = var.region
   name     = each.value
   role     = "roles/run.invoker"
   member   = "allUsers"
+}
+
+# Cloud Scheduler calls resync_http with an OIDC token of this service account; Cloud Run lets only
+# it through, so no static token is stored anywhere. It may invoke resync_http and nothing else.
+resource "google_service_account" "resync_scheduler" {
+  account_id   = "${var.name_prefix}-scheduler"
+  display_name = "stagegate Cloud Scheduler -> resync_http"
+}
+
+resource "google_cloud_run_v2_service_iam_member" "resync_scheduler" {
+  location = var.region
+  name     = google_cloudfunctions2_function.this["resync_http"].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = google_service_account.resync_scheduler.member
 }
 
 # --- audit topic -------------------------------------------------------------------------------------
@@ -450,16 +455,16 @@ resource "google_cloudfunctions2_function" "this" {
 
   depends_on = [
     google_secret_manager_secret_iam_member.access,
-    google_secret_manager_secret_version.resync_token,  # resync_http reads it
-    google_pubsub_topic_iam_member.bridge_publisher,    # audit_bridge publishes from its first request
+    google_pubsub_topic_iam_member.bridge_publisher, # audit_bridge publishes from its first request
   ]
 }
 
 # --- schedule ----------------------------------------------------------------------------------------
 
-# resync_http checks `Authorization: Bearer $RESYNC_TOKEN` itself. An OIDC token would take the
-# Authorization header and be refused by that check, so the job sends the bearer token; the function
-# is invocable at the Cloud Run level (see "public" above) but its ingress is internal-only.
+# The job authenticates with an OIDC token of google_service_account.resync_scheduler (audience: the
+# function's URL), which Cloud Run checks against its invoker binding; resync_http runs with
+# RESYNC_AUTH=platform and checks nothing itself. Whoever applies this needs iam.serviceAccounts.actAs
+# on that service account (they created it, so they have it).
 resource "google_cloud_scheduler_job" "resync" {
   name             = "${var.name_prefix}-resync"
   region           = var.region
@@ -475,8 +480,12 @@ resource "google_cloud_scheduler_job" "resync" {
   http_target {
     http_method = "POST"
     uri         = google_cloudfunctions2_function.this["resync_http"].service_config[0].uri
-    headers = {
-      Authorization = "Bearer ${random_password.resync_token.result}"
+
+    oidc_token {
+      service_account_email = google_service_account.resync_scheduler.email
+      audience              = google_cloudfunctions2_function.this["resync_http"].service_config[0].uri
     }
   }
+
+  depends_on = [google_cloud_run_v2_service_iam_member.resync_scheduler]
 }

@@ -14,7 +14,7 @@ output "github_webhook_url" {
 }
 
 output "resync_http_url" {
-  description = "The scheduled resync; Cloud Scheduler calls it with the RESYNC_TOKEN bearer token."
+  description = "The scheduled resync; only Cloud Scheduler's service account (OIDC) may invoke it."
   value       = google_cloudfunctions2_function.this["resync_http"].service_config[0].uri
 }
 
@@ -29,11 +29,16 @@ output "audit_dead_letter_subscription" {
 }
 
 output "secret_ids" {
-  description = "Secret Manager secrets to fill (gcloud secrets versions add ID --data-file=...); RESYNC_TOKEN is generated."
+  description = "Secret Manager secrets to fill (gcloud secrets versions add ID --data-file=...)."
   value       = { for name, secret in google_secret_manager_secret.this : name => secret.secret_id }
 }
 
 output "service_accounts" {
   description = "Runtime service account of each function."
   value       = { for name, account in google_service_account.function : name => account.email }
+}
+
+output "resync_scheduler_service_account" {
+  description = "The identity Cloud Scheduler calls resync_http as (the only invoker of resync_http)."
+  value       = google_service_account.resync_scheduler.email
 }

@@ -47,6 +47,12 @@ variable "audit_max_body_bytes" {
   default     = 4194304
 }
 
+variable "audit_max_events" {
+  description = "AUDIT_MAX_EVENTS: audit deliveries with more events are refused with 413 (400 is the kube-apiserver's default batch size)."
+  type        = number
+  default     = 400
+}
+
 variable "github_webhook_deadline_seconds" {
   description = "GITHUB_WEBHOOK_DEADLINE_SECONDS: longest answer time of github_webhook and resync (GitHub gives up after 10 s)."
   type        = number

@@ -200,8 +200,10 @@ def test_fan_out_reads_the_upstream_once_for_every_downstream(fake, app, gates) 
     headers, body = fake.deployment_status_event(app.repo, status)
     headers["X-Hub-Signature-256"] = signature(SECRET, body)
     upstream = GitHubDeployments(github_client(fake.token, fake.url, 10))
+    upstream.trusted_creators()  # who the credentials are: asked once per process
+    before = upstream.calls
     on_delivery(verify_delivery(headers, body, [SECRET]), gates, upstream, [app.namespace])
-    assert upstream.calls == 1
+    assert upstream.calls - before == 1
     assert [app.gate(f"prod-{n}") for n in range(6)] == [["v1"]] * 6
 
 

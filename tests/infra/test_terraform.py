@@ -29,6 +29,8 @@ from tests.infra.terraform import (
 
 BRIDGE = REPO / "stagegate" / "bridge.py"
 SETTINGS = REPO / "stagegate" / "settings.py"
+AWS_SECRETS = REPO / "stagegate" / "aws_secrets.py"
+LAMBDA_MAIN = REPO / "functions" / "aws_lambda" / "main.py"
 LOCAL_PACKAGES = ("functions", "shared", "stagegate")
 
 # Entry point -> the functions-framework decorator it must carry (HTTP targets are called over HTTP
@@ -51,14 +53,24 @@ GCP_REQUIRED = {
     "k8s_audit_http": {"AUDIT_WEBHOOK_TOKEN", "KUBECONFIG"},
     "k8s_audit": {"KUBECONFIG"},
     "github_webhook": {"GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET", "KUBECONFIG"},
-    "resync_http": {"GITHUB_TOKEN", "RESYNC_TOKEN", "KUBECONFIG"},
+    "resync_http": {"GITHUB_TOKEN", "RESYNC_AUTH", "KUBECONFIG"},
     "audit_bridge": {"AUDIT_WEBHOOK_TOKEN", "BRIDGE_TRANSPORT", "BRIDGE_PUBSUB_TOPIC"},
 }
+# HTTP targets the platform authenticates (Cloud Run IAM) instead of the function: not public.
+GCP_PLATFORM_AUTHENTICATED = {"resync_http"}
+# On Lambda every secret, the kubeconfig included, is named by ARN and read at cold start.
 LAMBDA_REQUIRED = {
-    "k8s_audit_eventbridge": {"KUBECONFIG"},
-    "github_webhook": {"GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET", "KUBECONFIG"},
+    "k8s_audit_eventbridge": {"KUBECONFIG_SECRET_ARN"},
+    "github_webhook": {"GITHUB_TOKEN_SECRET_ARN", "GITHUB_WEBHOOK_SECRET_ARN", "KUBECONFIG_SECRET_ARN"},
 }
 SENSITIVE = {"AUDIT_WEBHOOK_TOKEN", "GITHUB_WEBHOOK_SECRET", "GITHUB_TOKEN", "RESYNC_TOKEN"}
+GITHUB_CREDENTIALS = {
+    "GITHUB_TOKEN",
+    "GITHUB_APP_ID",
+    "GITHUB_APP_PRIVATE_KEY",
+    "GITHUB_APP_PRIVATE_KEY_FILE",
+    "GITHUB_APP_INSTALLATION_ID",
+}
 # Build-time variables of Google's buildpacks (not read by the code).
 GCP_BUILD_VARIABLES = {"GOOGLE_FUNCTION_SOURCE"}
 FORBIDDEN_GCP_ROLES = {"roles/owner", "roles/editor"}
@@ -108,10 +120,9 @@ def env_names_read(path: Path) -> set[str]:
 
 
 def code_env_names() -> set[str]:
-    """Every variable the deployed code reads: settings, the entry points and the bridge."""
+    """Every variable the deployed code reads: settings, the entry points, the bridge, the AWS loader."""
     sources = [SETTINGS, *sorted((REPO / "functions").glob("*/*.py"))]
-    if BRIDGE.exists():
-        sources.append(BRIDGE)
+    sources += [path for path in (BRIDGE, AWS_SECRETS) if path.exists()]
     names: set[str] = set()
     for path in sources:
         names |= env_names_read(path)
@@ -156,6 +167,18 @@ def bridge_constants() -> dict[str, str]:
         if name not in constants:
             pytest.fail(f"stagegate/bridge.py defines no string constant {name}")
     return constants
+
+
+def secret_references() -> dict[str, str]:
+    """What stagegate/aws_secrets.py resolves: `X_SECRET_ARN` -> the variable `X` it sets (the
+    `("NAME_SECRET_ARN", "NAME", ...)` tuples it lists)."""
+    found = {}
+    for node in ast.walk(_tree(AWS_SECRETS)):
+        if isinstance(node, ast.Tuple) and len(node.elts) >= 2:
+            reference_name, target = _string(node.elts[0]), _string(node.elts[1])
+            if reference_name and target and reference_name.endswith("_SECRET_ARN"):
+                found[reference_name] = target
+    return found
 
 
 def _string_constants(path: Path) -> set[str]:
@@ -443,11 +466,15 @@ def test_lambda_sets_only_variables_the_code_reads_and_all_it_requires(aws: Conf
     assert not unknown, f"{name}: the code reads no {sorted(unknown)}"
     missing = LAMBDA_REQUIRED[name] - set(variables)
     assert not missing, f"{name}: {sorted(missing)} not set"
-    for key in SENSITIVE & set(variables):
-        expression = reference(variables[key]) or ""
-        assert expression.startswith("data.aws_secretsmanager_secret_version."), (
-            f"{name}: {key} must come from Secrets Manager, not {variables[key]!r}"
-        )
+    held = (SENSITIVE | {"KUBECONFIG"}) & set(variables)
+    assert not held, f"{name}: {sorted(held)} in the function's configuration; name the secret's ARN instead"
+    loads = secret_references()
+    for key, value in variables.items():
+        if key.endswith("_SECRET_ARN"):
+            assert key in loads, f"stagegate/aws_secrets.py does not read {key}"
+            assert reference(value) == f'data.aws_secretsmanager_secret.this["{loads[key]}"].arn', (
+                f"{name}: {key} is not the ARN of the {loads[key]} secret: {value!r}"
+            )
 
 
 @pytest.mark.parametrize("entry_point", sorted(GCP_FUNCTIONS))
@@ -552,7 +579,7 @@ def test_gcp_public_invocation_is_only_for_the_http_targets(gcp: Config) -> None
     assert public["member"] == "allUsers"
     assert public["role"] == "roles/run.invoker"
     http_targets = {name for name, kind in GCP_FUNCTIONS.items() if kind == "http"}
-    assert set(public["for_each"]) == http_targets
+    assert set(public["for_each"]) == http_targets - GCP_PLATFORM_AUTHENTICATED
     for name, service in public["for_each"].items():
         address = gcp_functions(gcp)[name]["__address__"]
         assert reference(service) == f"google_cloudfunctions2_function.{address}.service_config[0].service"
@@ -568,17 +595,53 @@ def test_gcp_public_invocation_is_only_for_the_http_targets(gcp: Config) -> None
     assert k8s_audit["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
 
 
-def test_gcp_scheduler_sends_the_token_resync_reads_every_ten_minutes(gcp: Config) -> None:
+def test_gcp_scheduler_calls_resync_with_its_oidc_identity_every_ten_minutes(gcp: Config) -> None:
     job = gcp.resource("google_cloud_scheduler_job", "resync")
     assert gcp.variables["resync_schedule"]["default"] == "*/10 * * * *"
     assert reference(job["schedule"]) == "var.resync_schedule"
     target = _one(job["http_target"], "http_target")
     resync_http = gcp_functions(gcp)["resync_http"]["__address__"]
-    assert reference(target["uri"]) == f"google_cloudfunctions2_function.{resync_http}.service_config[0].uri"
-    assert target["headers"]["Authorization"] == "Bearer ${random_password.resync_token.result}"
-    version = gcp.resource("google_secret_manager_secret_version", "resync_token")
-    assert reference(version["secret"]) == 'google_secret_manager_secret.this["RESYNC_TOKEN"].id'
-    assert reference(version["secret_data"]) == "random_password.resync_token.result"
+    uri = f"google_cloudfunctions2_function.{resync_http}.service_config[0].uri"
+    assert reference(target["uri"]) == uri
+    assert "Authorization" not in target.get("headers", {}), "a static token in the job's headers"
+    oidc = _one(target["oidc_token"], "oidc_token")
+    assert reference(oidc["service_account_email"]) == "google_service_account.resync_scheduler.email"
+    assert reference(oidc["audience"]) == uri
+
+
+def test_gcp_resync_is_invocable_by_the_scheduler_only_and_trusts_that(gcp: Config) -> None:
+    resync_http = gcp_functions(gcp)["resync_http"]
+    service = f"google_cloudfunctions2_function.{resync_http['__address__']}.service_config[0].service"
+    invokers = [
+        body
+        for body in gcp.instances("google_cloud_run_v2_service_iam_member").values()
+        if reference(body["name"]) == service or body["name"] == f"${{{service}}}"
+    ]
+    assert [reference(b["member"]) for b in invokers] == ["google_service_account.resync_scheduler.member"]
+    assert [b["role"] for b in invokers] == ["roles/run.invoker"]
+    assert _one(resync_http["service_config"], "service_config")["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+    plain, secrets = gcp_environment(resync_http)
+    assert plain.get("RESYNC_AUTH") == "platform"
+    assert "platform" in _string_constants(SETTINGS), "stagegate/settings.py knows no RESYNC_AUTH=platform"
+    assert "RESYNC_TOKEN" not in set(plain) | set(secrets), "RESYNC_AUTH=platform refuses a RESYNC_TOKEN"
+    # Nothing generates or stores a resync token any more.
+    for kind, named in gcp.resources.items():
+        assert kind != "random_password", f"{kind}: no generated secrets"
+        for address, body in named.items():
+            for value in _walk(body):
+                assert not (isinstance(value, str) and "RESYNC_TOKEN" in value), f"{kind}.{address}"
+
+
+def test_gcp_k8s_audit_http_gets_no_github_credentials(gcp: Config) -> None:
+    """In the apiserver's request path a Rollout change must not cost a GitHub read (README): no
+    credentials there, so such changes are ignored and recomputed by k8s_audit and resync."""
+    plain, secrets = gcp_environment(gcp_functions(gcp)["k8s_audit_http"])
+    given = GITHUB_CREDENTIALS & (set(plain) | set(secrets))
+    assert not given, f"k8s_audit_http is given {sorted(given)}"
+    assert not GITHUB_CREDENTIALS & set(gcp.locals["function_secrets"]["k8s_audit_http"])
+    for name in ("k8s_audit", "resync_http", "github_webhook"):
+        _, others = gcp_environment(gcp_functions(gcp)[name])
+        assert "GITHUB_TOKEN" in others, f"{name} needs GitHub credentials"
 
 
 # --- AWS: bus, rule, queue, consumer ----------------------------------------------------------------------
@@ -637,11 +700,29 @@ def test_lambda_roles_are_least_privilege(aws: Config) -> None:
     )
     assert {r for s in sqs for r in s["resources"]} == {"${aws_sqs_queue.audit.arn}"}
     webhook = _statements(document_of("github_webhook"))
-    assert not [a for s in webhook for a in s["actions"] if not a.startswith(("logs:", "kms:Decrypt"))]
+    allowed = ("logs:", "kms:Decrypt", "secretsmanager:GetSecretValue")
+    assert not [a for s in webhook for a in s["actions"] if not a.startswith(allowed)]
     for statement in consumer + webhook:
         for action in statement["actions"]:
             if action.startswith("logs:"):
                 assert all("aws_cloudwatch_log_group." in r for r in statement["resources"])
+
+    # Each function may read exactly the secrets it is told to read at start, nothing else.
+    for function in LAMBDA_HANDLERS:
+        statements = _statements(document_of(function))
+        readable = {
+            r for s in statements if "secretsmanager:GetSecretValue" in s["actions"] for r in s["resources"]
+        }
+        named = {
+            value
+            for key, value in lambda_environment(lambda_functions(aws)[function]).items()
+            if key.endswith("_SECRET_ARN")
+        }
+        assert readable == named, f"{function} may read {sorted(readable)} but reads {sorted(named)}"
+        for statement in statements:
+            if "kms:Decrypt" in statement["actions"] and statement.get("sid") == "DecryptOwnSecrets":
+                conditions = {c["variable"]: c["values"] for c in statement.get("condition", [])}
+                assert conditions.get("kms:ViaService") == ["secretsmanager.${var.region}.amazonaws.com"]
 
 
 def test_bridge_publisher_policy_is_put_events_on_the_bus_only(aws: Config) -> None:
@@ -660,14 +741,41 @@ def test_bridge_publisher_policy_is_put_events_on_the_bus_only(aws: Config) -> N
     assert "aws_cloudwatch_event_bus.audit.name" in outputs
 
 
-def test_lambda_kubeconfig_points_into_the_kubeconfig_layer(aws: Config) -> None:
-    (source,) = aws.datum("archive_file", "kubeconfig")["source"]
-    assert reference(source["content"]) == "data.aws_secretsmanager_secret_version.kubeconfig.secret_string"
-    layer_path = "/opt/" + str(resolve(source["filename"], aws))
+def test_lambda_secrets_are_read_at_start_not_shipped_in_layers_or_state(aws: Config) -> None:
+    assert "aws_secretsmanager_secret_version" not in aws.data, "a secret's value would be in the state"
+    assert set(aws.data.get("archive_file", {})) == {"code"}, "only the code is zipped (no kubeconfig)"
+    assert set(aws.of_type("aws_lambda_layer_version")) == {"dependencies"}
     for name, body in lambda_functions(aws).items():
-        assert resolve(lambda_environment(body)["KUBECONFIG"], aws) == layer_path, name
-        assert "${aws_lambda_layer_version.kubeconfig.arn}" in body["layers"], name
-        assert "${aws_lambda_layer_version.dependencies.arn}" in body["layers"], name
+        assert body["layers"] == ["${aws_lambda_layer_version.dependencies.arn}"], name
+    looked_up = aws.data_instances("aws_secretsmanager_secret")
+    assert set(looked_up) == {
+        f'this["{key}"]' for key in ("GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET", "KUBECONFIG")
+    }
+    # The handlers' module reads the secrets before the settings: load_secrets() comes first.
+    calls = [
+        ast.unparse(node.value.func)
+        for node in _tree(LAMBDA_MAIN).body
+        if isinstance(node, ast.Expr | ast.Assign) and isinstance(node.value, ast.Call)
+    ]
+    assert "load_secrets" in calls, "functions/aws_lambda/main.py never calls load_secrets()"
+    assert calls.index("load_secrets") < calls.index("Settings.from_env"), "secrets are loaded too late"
+    read = env_names_read(AWS_SECRETS)
+    for names in LAMBDA_REQUIRED.values():
+        assert {n for n in names if n.endswith("_SECRET_ARN")} <= read
+
+
+def test_the_public_lambda_has_reserved_concurrency(aws: Config) -> None:
+    functions = lambda_functions(aws)
+    public = {reference(url["function_name"]) for url in aws.of_type("aws_lambda_function_url").values()}
+    assert public, "no function URL"
+    for name, body in functions.items():
+        if f"aws_lambda_function.{body['__address__']}.function_name" not in public:
+            continue
+        expression = reference(body.get("reserved_concurrent_executions")) or ""
+        assert expression.startswith("var."), f"{name} is public and has no reserved concurrency"
+        variable = aws.variables[expression.removeprefix("var.")]
+        assert isinstance(variable["default"], int), f"{name}: {expression} has no default"
+        assert variable["default"] >= 1, f"{name}: reserved concurrency 0 would disable it"
 
 
 def test_github_webhook_has_a_public_function_url(aws: Config) -> None:
