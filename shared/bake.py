@@ -34,7 +34,7 @@ SUCCESS = "success"
 AMBIGUOUS = "ambiguous"
 FAILED_STATES = frozenset({"failure", "error"})
 MIN_ABBREVIATION = 7
-_HEX = re.compile(r"^[0-9a-f]+$")
+_HEX = re.compile(r"[0-9a-f]+")
 
 LookupKind = Literal["oid", "abbreviation"]
 Position = tuple[str, int, str]
@@ -86,7 +86,7 @@ class CommitLookup:
 def lookup_kind(revision: str) -> LookupKind | None:
     """How GitHub is asked for a revision's commit: by full id, by abbreviation, or not at all."""
     normal = revision.lower()
-    if not _HEX.match(normal) or len(normal) < MIN_ABBREVIATION or len(normal) > 40:
+    if not _HEX.fullmatch(normal) or len(normal) < MIN_ABBREVIATION or len(normal) > 40:
         return None
     return "oid" if len(normal) == 40 else "abbreviation"
 

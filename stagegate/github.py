@@ -156,7 +156,7 @@ class _Deployment:
     def from_node(cls, node: Mapping[str, Any]) -> _Deployment:
         page = node["statuses"]
         record = DeploymentRecord(
-            id=node.get("databaseId") or 0,
+            id=int(node["databaseId"]),
             sha=node["commitOid"],
             payload=_payload(node.get("payload")),
             created_at=node["createdAt"],

@@ -4,33 +4,46 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shared.bake import ReleaseCandidate, StatusRecord, results_for
 from shared.errors import RetryableError
+from shared.evidence import EVIDENCE_ANNOTATION
 from shared.gate import (
     DESCRIPTION_ANNOTATION,
     MANAGED_BY_LABEL,
     PRETTY_NAME_ANNOTATION,
+    GatePlan,
     fallback_gate_name,
     gate_name,
     new_gate,
     plan_gates,
 )
+from shared.recompute import plan_recompute
+from shared.upstream import upstream_key
 from shared.views import Environment, RolloutGate
 from tests.shared.builders import (
     ABSENT,
     ENV_UID,
+    OID,
     OLD_ENV_UID,
+    computed_for,
+    deployment,
     deployment_owner,
     env_owner,
     environment,
     environment_raw,
+    epoch,
+    failed,
     gate,
     gate_raw,
+    lookup,
     merge_patch,
+    succeeded,
     wanted_annotations,
 )
 
@@ -613,3 +626,215 @@ def test_same_named_gate_being_deleted_is_retried(owners: list[dict]) -> None:
     leaving = gate(allowed=[], owners=owners, deleting=True)
     with pytest.raises(RetryableError, match="being deleted"):
         plan_gates(environment(), [leaving])
+
+
+# plan_gates: allowed versions computed for another upstream
+
+
+def env_now(
+    *, name: str = "myapp", project: str = "myorg/myapp", relationship: tuple[str, str] = ("After", "staging")
+) -> Environment:
+    """The `prod` fixture with `spec.name`, `spec.backend.project` and the relationship replaced."""
+    raw = environment_raw(relationship=relationship)
+    raw["spec"]["name"] = name
+    raw["spec"]["backend"]["project"] = project
+    return Environment.from_raw(raw)
+
+
+def recomputed_gate(env: Environment, allowed: list[str], computed: Environment | None = None) -> RolloutGate:
+    """An owned gate in shape for `env` whose allowed list was computed for `computed`'s upstream."""
+    return gate(
+        allowed=allowed, annotations={**wanted_annotations(env), **computed_for(computed or environment())}
+    )
+
+
+UPSTREAM_CHANGES = {
+    "relationship type": env_now(relationship=("Parallel", "staging")),
+    "relationship environment": env_now(relationship=("After", "qa")),
+    "spec.name": env_now(name="shop"),
+    "backend.project": env_now(project="myorg/shop"),
+}
+
+
+@pytest.mark.parametrize("env", UPSTREAM_CHANGES.values(), ids=UPSTREAM_CHANGES.keys())
+def test_owned_gate_computed_for_another_upstream_is_narrowed_to_empty_at_once(env: Environment) -> None:
+    [plan] = plan_gates(env, [recomputed_gate(env, ["v1", "v2"])])
+    assert plan.action == "update"
+    assert plan.patch == {"spec": {"allowedVersions": []}}
+    assert (plan.allowed_before, plan.allowed_after) == (("v1", "v2"), ())
+    assert "myorg/myapp kuberik/myapp/staging After" in plan.reason
+    assert str(upstream_key(env)) in plan.reason
+
+
+@pytest.mark.parametrize("env", UPSTREAM_CHANGES.values(), ids=UPSTREAM_CHANGES.keys())
+def test_gate_narrowed_for_a_new_upstream_stays_empty_without_another_write(env: Environment) -> None:
+    raw = gate_raw(allowed=["v1"], annotations={**wanted_annotations(env), **computed_for()})
+    [plan] = plan_gates(env, [RolloutGate.from_raw(raw)])
+    [again] = plan_gates(env, [RolloutGate.from_raw(merge_patch(raw, plan.patch))])
+    assert again.action == "unchanged"
+    assert again.allowed_after == ()
+
+
+@pytest.mark.parametrize(
+    "env",
+    [env_now(project="MyOrg/MyApp"), env_now(project="MYORG/MYAPP"), env_now(name="kuberik/myapp")],
+    ids=["project-case", "project-upper", "name-with-kuberik-prefix"],
+)
+def test_owned_gate_computed_for_the_same_upstream_keeps_its_allowed_versions(env: Environment) -> None:
+    [plan] = plan_gates(env, [recomputed_gate(env, ["v1", "v2"])])
+    assert plan.action == "unchanged"
+    assert plan.allowed_after == ("v1", "v2")
+
+
+@pytest.mark.parametrize(
+    "evidence",
+    [{}, {EVIDENCE_ANNOTATION: "not json"}, {EVIDENCE_ANNOTATION: '{"upstream": null}'}],
+    ids=["absent", "unreadable", "no-upstream"],
+)
+def test_owned_gate_whose_allowed_versions_nobody_vouches_for_is_narrowed_to_empty(
+    evidence: dict[str, str],
+) -> None:
+    # A gate the Go controller recomputed carries no evidence: its list was computed for who knows what.
+    [plan] = plan_gates(
+        environment(), [gate(allowed=["v1"], annotations={**wanted_annotations(), **evidence})]
+    )
+    assert plan.patch == {"spec": {"allowedVersions": []}}
+    assert "unknown" in plan.reason
+
+
+@pytest.mark.parametrize("env", UPSTREAM_CHANGES.values(), ids=UPSTREAM_CHANGES.keys())
+def test_empty_gate_computed_for_another_upstream_stays_empty_without_writing_allowed_versions(
+    env: Environment,
+) -> None:
+    [plan] = plan_gates(env, [recomputed_gate(env, [])])
+    assert plan.action == "unchanged"
+    assert plan.patch is None
+    [fixing_labels] = plan_gates(
+        env, [gate(allowed=[], labels={}, annotations={**wanted_annotations(env), **computed_for()})]
+    )
+    assert fixing_labels.patch == {"metadata": {"labels": {MANAGED_BY_LABEL: "stagegate"}}}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        '{"upstream": "k", "vetoes": {"r": {"at": ["a", Infinity, "b"], "until": "2026-05-15T10:05:00Z"}}}',
+    ],
+    ids=["deep", "infinity"],
+)
+def test_owned_gate_with_evidence_that_breaks_the_decoder_is_narrowed_like_unreadable_evidence(
+    text: str,
+) -> None:
+    [plan] = plan_gates(
+        environment(), [gate(allowed=["v1"], annotations={**wanted_annotations(), EVIDENCE_ANNOTATION: text})]
+    )
+    assert plan.patch == {"spec": {"allowedVersions": []}}
+
+
+# GatePlan.relaxes: which writes may only come from the Environment as the API has it now
+
+
+def recompute_plan(before: list[str], *statuses: StatusRecord, annotations: Any = ABSENT) -> GatePlan:
+    answer = results_for([lookup(OID[:7], deployment(1, 0, *statuses))])
+    candidates = (ReleaseCandidate("v1", OID[:7]), ReleaseCandidate("v2", None))
+    current = gate(allowed=before, annotations=annotations)
+    return plan_recompute(environment(), current, candidates, answer, epoch(100)).plan
+
+
+def test_dropping_the_allowed_list_relaxes() -> None:
+    env = environment(relationship=None)
+    [plan] = plan_gates(env, [gate(allowed=["v1"], annotations=wanted_annotations(env))])
+    assert plan.allowed_after is None
+    assert plan.relaxes
+
+
+def test_widening_the_allowed_list_relaxes() -> None:
+    plan = recompute_plan([], succeeded(5))
+    assert (plan.allowed_before, plan.allowed_after) == ((), ("v1",))
+    assert plan.relaxes
+
+
+def test_swapping_one_allowed_tag_for_another_relaxes() -> None:
+    swap = GatePlan(
+        action="update",
+        gate="prod-stagegate",
+        reason="swap",
+        patch={"spec": {"allowedVersions": ["v2"]}},
+        allowed_before=("v1",),
+        allowed_after=("v2",),
+    )
+    assert swap.relaxes
+
+
+@pytest.mark.parametrize("relationship", [("After", "staging"), None])
+def test_pointing_the_gate_at_another_rollout_relaxes_even_when_it_blocks(relationship: Any) -> None:
+    env = environment(rollout="myapp-v2", relationship=relationship)
+    [plan] = plan_gates(
+        env,
+        [
+            gate(
+                rollout="myapp",
+                allowed=["v1"] if relationship else ABSENT,
+                annotations=wanted_annotations(env),
+            )
+        ],
+    )
+    assert plan.patch is not None
+    assert "rolloutRef" in plan.patch["spec"]
+    assert plan.relaxes
+
+
+@pytest.mark.parametrize(
+    "owners",
+    [[env_owner("prod", "")], [env_owner("prod", OLD_ENV_UID)], [env_owner(controller=False)]],
+    ids=["fill-in-uid", "takeover", "become-controller"],
+)
+def test_changing_the_owner_references_relaxes(owners: list[dict[str, Any]]) -> None:
+    [plan] = plan_gates(environment(), [gate(allowed=[], owners=owners)])
+    assert plan.patch is not None
+    assert "ownerReferences" in plan.patch["metadata"]
+    assert plan.relaxes
+
+
+def test_creating_a_gate_does_not_relax() -> None:
+    [plan] = plan_gates(environment(), [])
+    assert plan.action == "create"
+    assert not plan.relaxes
+
+
+def test_narrowing_does_not_relax() -> None:
+    assert not recompute_plan(["v1", "v2"], succeeded(5)).relaxes
+    assert not recompute_plan(["v1"], failed(5)).relaxes
+    [upstream_changed] = plan_gates(
+        UPSTREAM_CHANGES["spec.name"], [recomputed_gate(UPSTREAM_CHANGES["spec.name"], ["v1"])]
+    )
+    assert upstream_changed.allowed_after == ()
+    assert not upstream_changed.relaxes
+    [null_to_empty] = plan_gates(environment(), [gate(allowed=None)])
+    assert (null_to_empty.allowed_before, null_to_empty.allowed_after) == (None, ())
+    assert not null_to_empty.relaxes
+
+
+def test_writing_annotations_or_labels_only_does_not_relax() -> None:
+    [annotations] = plan_gates(
+        environment(), [gate(allowed=["v1"], annotations={PRETTY_NAME_ANNOTATION: "old", **computed_for()})]
+    )
+    assert annotations.patch is not None
+    assert set(annotations.patch) == {"metadata"}
+    assert not annotations.relaxes
+    evidence_only = recompute_plan(["v1"], succeeded(5), annotations=wanted_annotations())
+    assert evidence_only.patch is not None
+    assert set(evidence_only.patch) == {"metadata"}
+    assert not evidence_only.relaxes
+    [labels] = plan_gates(environment(), [gate(allowed=["v1"], labels={})])
+    assert not labels.relaxes
+
+
+def test_writing_nothing_or_refusing_does_not_relax() -> None:
+    [unchanged] = plan_gates(environment(), [gate(allowed=["v1"])])
+    assert unchanged.action == "unchanged"
+    assert not unchanged.relaxes
+    refusal, _ = plan_gates(environment(), [gate(allowed=["v9"], owners=[deployment_owner()])])
+    assert refusal.action == "refuse"
+    assert not refusal.relaxes
