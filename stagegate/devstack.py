@@ -36,6 +36,9 @@ from kubernetes import client, config
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_CRDS = ROOT / "infra" / "k8s" / "crds"
 KUBERIK_CRDS = ROOT.parent / "shared" / "reference" / "crds"
+# The real Flux CRDs the rollout controller builds against (OCIRepository, Kustomization): installed
+# with the kuberik set, so the rollout model deploys onto the real schemas there.
+FLUX_CRDS = KUBERIK_CRDS / "flux"
 AUDIT_POLICY = ROOT / "infra" / "k8s" / "audit-policy.yaml"
 AUDIT_WEBHOOK_TEMPLATE = ROOT / "infra" / "k8s" / "audit-webhook.kubeconfig.template"
 RBAC = ROOT / "infra" / "k8s" / "rbac.yaml"
@@ -64,6 +67,14 @@ def load_crds(directory: Path) -> list[dict[str, Any]]:
     for path in sorted(directory.glob("*.yaml")):
         docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
     return [_strip_empty_defaults(d) for d in docs]
+
+
+def crd_folders(crd_dir: Path) -> list[Path]:
+    """The folders a stack installs CRDs from: `crd_dir`, plus the real Flux CRDs with the kuberik set."""
+    folders = [crd_dir]
+    if crd_dir.resolve() == KUBERIK_CRDS.resolve() and FLUX_CRDS.is_dir():
+        folders.append(FLUX_CRDS)
+    return folders
 
 
 def _strip_empty_defaults(node: Any) -> Any:
@@ -279,8 +290,9 @@ class KubeStack:
 
     def install_crds(self) -> None:
         api = client.ApiextensionsV1Api(self.api_client())
+        crds = [crd for folder in crd_folders(self.crd_dir) for crd in load_crds(folder)]
         names = []
-        for crd in load_crds(self.crd_dir):
+        for crd in crds:
             api.create_custom_resource_definition(crd)
             names.append(crd["metadata"]["name"])
 
@@ -292,16 +304,16 @@ class KubeStack:
             return True
 
         wait_until(established, 30, "CRDs")
-        # Discovery of the new groups lags establishment slightly; wait until the gate API serves.
+        # Discovery of the new groups lags establishment slightly; wait until every new API serves.
         custom = client.CustomObjectsApi(self.api_client())
-        wait_until(
-            lambda: (
-                custom.list_namespaced_custom_object("kuberik.com", "v1alpha1", "default", "rolloutgates")
-                is not None
-            ),
-            30,
-            "RolloutGate API",
-        )
+        for crd in crds:
+            group, plural = crd["spec"]["group"], crd["spec"]["names"]["plural"]
+            version = next(v["name"] for v in crd["spec"]["versions"] if v.get("storage"))
+            wait_until(
+                functools.partial(custom.list_cluster_custom_object, group, version, plural, limit=1),
+                30,
+                f"{plural}.{group} API",
+            )
 
     @functools.cached_property
     def function_kubeconfig(self) -> Path:

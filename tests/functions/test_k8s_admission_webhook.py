@@ -1,0 +1,258 @@
+"""The shipped ValidatingWebhookConfiguration (`infra/k8s/admission.yaml`) registered on the real
+kube-apiserver, which calls `k8s_admission` over TLS: what a client sees.
+
+The configuration is the file's, with two changes a test stack needs: `clientConfig` is the function
+server's `url` plus the stack's CA as `caBundle` (the documented alternative to cert-manager), and
+both webhooks' namespaceSelectors also require a label only this module's namespaces carry, so that
+the other test modules sharing this apiserver are not affected. It is removed when the module ends.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from stagegate import devstack
+from tests.functions.admission_support import admission_identity
+from tests.kube_objects import ENV_ARGS, GATE_ARGS, environment, get_gate, list_gates
+from tests.shared.admission_builders import kustomization, oci_repository, rollout
+
+SOURCE = devstack.ROOT / "functions" / "k8s_admission" / "main.py"
+MANIFEST = devstack.ROOT / "infra" / "k8s" / "admission.yaml"
+OCI_ARGS = ("source.toolkit.fluxcd.io", "v1")
+KS_ARGS = ("kustomize.toolkit.fluxcd.io", "v1")
+GUARD_LABEL = {"stagegate.kuberik.com/guard": "enabled"}
+
+
+def shipped_configuration() -> dict[str, Any]:
+    [config] = [
+        d
+        for d in yaml.safe_load_all(MANIFEST.read_text())
+        if d and d["kind"] == "ValidatingWebhookConfiguration"
+    ]
+    return config
+
+
+@pytest.fixture(scope="module")
+def isolation() -> dict[str, str]:
+    return {"stagegate-webhook-test": secrets.token_hex(4)}
+
+
+@pytest.fixture(scope="module")
+def registered(
+    kube_stack: devstack.KubeStack, procs: devstack.Processes, isolation: dict[str, str]
+) -> Iterator[dict[str, Any]]:
+    settings = {"KUBECONFIG": str(admission_identity(kube_stack)), "ADMISSION_DEADLINE_SECONDS": "3"}
+    server = devstack.FunctionServer(SOURCE, "k8s_admission", settings, kube_stack.tls, procs)
+    config = copy.deepcopy(shipped_configuration())
+    config["metadata"] = {"name": f"stagegate-test-{isolation['stagegate-webhook-test']}"}
+    ca_bundle = base64.b64encode(kube_stack.tls.ca_file.read_bytes()).decode()
+    for webhook in config["webhooks"]:
+        webhook["clientConfig"] = {"url": server.url, "caBundle": ca_bundle}
+        selector = webhook.setdefault("namespaceSelector", {})
+        selector["matchLabels"] = {**selector.get("matchLabels", {}), **isolation}
+    api = client.AdmissionregistrationV1Api(kube_stack.api_client())
+    api.create_validating_webhook_configuration(config)
+    try:
+        _wait_until_effective(kube_stack, isolation)
+        yield config
+    finally:
+        api.delete_validating_webhook_configuration(config["metadata"]["name"])
+
+
+def _wait_until_effective(kube_stack: devstack.KubeStack, isolation: dict[str, str]) -> None:
+    """The apiserver picks new webhook configurations up asynchronously: create until the gate is there."""
+    custom = client.CustomObjectsApi(kube_stack.api_client())
+    probe = _namespace(kube_stack, {**isolation, **GUARD_LABEL}, "probe")
+    attempt = iter(range(1000))
+
+    def effective() -> bool:
+        name = f"probe-{next(attempt)}"
+        custom.create_namespaced_custom_object(*ENV_ARGS, probe, "environments", environment(probe, name))
+        return any(g["metadata"]["name"] == f"{name}-stagegate" for g in list_gates(custom, probe))
+
+    devstack.wait_until(effective, 30, "the admission webhook")
+
+
+def _namespace(kube_stack: devstack.KubeStack, labels: dict[str, str], prefix: str = "w") -> str:
+    name = f"{prefix}-{secrets.token_hex(4)}"
+    client.CoreV1Api(kube_stack.api_client()).create_namespace({"metadata": {"name": name, "labels": labels}})
+    return name
+
+
+@pytest.fixture
+def guarded(registered: dict[str, Any], kube_stack: devstack.KubeStack, isolation: dict[str, str]) -> str:
+    """A namespace that opted in to the guard (and carries this module's isolation label)."""
+    return _namespace(kube_stack, {**isolation, **GUARD_LABEL})
+
+
+# --- the gate at admission -----------------------------------------------------------------------
+
+
+def test_an_environment_created_through_the_api_has_its_gate_before_the_create_returns(
+    guarded: str, custom: client.CustomObjectsApi
+) -> None:
+    created = custom.create_namespaced_custom_object(
+        *ENV_ARGS, guarded, "environments", environment(guarded, "prod")
+    )
+    gate = get_gate(custom, guarded, "prod-stagegate")  # the first call after the create returned
+    assert gate["spec"]["allowedVersions"] == []
+    assert gate["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+
+
+def test_a_dry_run_create_through_the_api_makes_no_gate(
+    guarded: str, custom: client.CustomObjectsApi
+) -> None:
+    answered = custom.create_namespaced_custom_object(
+        *ENV_ARGS, guarded, "environments", environment(guarded, "prod"), dry_run="All"
+    )
+    assert answered["metadata"]["name"] == "prod"
+    assert list_gates(custom, guarded) == []
+    assert custom.list_namespaced_custom_object(*ENV_ARGS, guarded, "environments")["items"] == []
+
+
+def test_a_duplicate_create_through_the_api_fails_and_leaves_the_gate_alone(
+    guarded: str, custom: client.CustomObjectsApi
+) -> None:
+    custom.create_namespaced_custom_object(*ENV_ARGS, guarded, "environments", environment(guarded, "prod"))
+    custom.patch_namespaced_custom_object(
+        *GATE_ARGS, guarded, "rolloutgates", "prod-stagegate", {"spec": {"allowedVersions": ["v1"]}}
+    )
+    before = get_gate(custom, guarded, "prod-stagegate")
+    with pytest.raises(ApiException) as refused:
+        custom.create_namespaced_custom_object(
+            *ENV_ARGS, guarded, "environments", environment(guarded, "prod", upstream=None)
+        )
+    assert refused.value.status == 409
+    assert list_gates(custom, guarded) == [before]
+
+
+# --- the deploy guard ----------------------------------------------------------------------------
+
+
+def _flux_installed(kube_stack: devstack.KubeStack) -> bool:
+    api = client.ApiextensionsV1Api(kube_stack.api_client())
+    names = {c.metadata.name for c in api.list_custom_resource_definition().items}
+    return {"ocirepositories.source.toolkit.fluxcd.io", "kustomizations.kustomize.toolkit.fluxcd.io"} <= names
+
+
+@pytest.fixture
+def flux(kube_stack: devstack.KubeStack) -> None:
+    if not _flux_installed(kube_stack):
+        pytest.skip("this stack has no Flux CRDs (OCIRepository, Kustomization) installed")
+
+
+def apply_tag(custom: client.CustomObjectsApi, namespace: str, tag: str) -> Any:
+    """What the rollout controller does: server-side apply of spec.ref.tag, forcing ownership."""
+    body = {
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "OCIRepository",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {"ref": {"tag": tag}},
+    }
+    return custom.patch_namespaced_custom_object_with_http_info(
+        *OCI_ARGS,
+        namespace,
+        "ocirepositories",
+        "web",
+        body,
+        field_manager="rollout-controller",
+        force=True,
+        _content_type="application/apply-patch+yaml",
+    )
+
+
+def refusal(call: Any) -> str:
+    with pytest.raises(ApiException) as refused:
+        call()
+    assert refused.value.status == 403
+    return str(refused.value.body)
+
+
+def test_the_rollout_controllers_apply_runs_only_what_the_gate_allows(
+    flux: None, guarded: str, custom: client.CustomObjectsApi
+) -> None:
+    namespace = guarded
+    custom.create_namespaced_custom_object(*GATE_ARGS, namespace, "rollouts", _rollout(namespace))
+    # Rollout first, no Environment yet: an OCIRepository naming a tag must wait ...
+    message = refusal(
+        lambda: custom.create_namespaced_custom_object(
+            *OCI_ARGS, namespace, "ocirepositories", oci_repository(namespace=namespace, tag="v1")
+        )
+    )
+    assert 'admission webhook \\"deploy-guard.stagegate.kuberik.com\\" denied the request' in message
+    assert "no Environment governs Rollout myapp yet" in message
+    # ... one without a tag (bootstrap) is fine
+    custom.create_namespaced_custom_object(
+        *OCI_ARGS, namespace, "ocirepositories", oci_repository(namespace=namespace)
+    )
+    # the Environment arrives, and with it its closed gate
+    custom.create_namespaced_custom_object(
+        *ENV_ARGS, namespace, "environments", environment(namespace, "prod")
+    )
+    assert "does not allow it" in refusal(lambda: apply_tag(custom, namespace, "v1"))
+    # staging baked v1
+    custom.patch_namespaced_custom_object(
+        *GATE_ARGS, namespace, "rolloutgates", "prod-stagegate", {"spec": {"allowedVersions": ["v1"]}}
+    )
+    applied, status, _ = apply_tag(custom, namespace, "v1")
+    assert (status, applied["spec"]["ref"]["tag"]) == (200, "v1")
+    apply_tag(custom, namespace, "v1")  # the same tag again: no change
+    assert "may not run v2" in refusal(lambda: apply_tag(custom, namespace, "v2"))
+    # a human override lets v2 through, and the client sees the warning
+    custom.patch_namespaced_custom_object(
+        *GATE_ARGS,
+        namespace,
+        "rollouts",
+        "myapp",
+        {"metadata": {"annotations": {"rollout.kuberik.com/force-deploy": "v2"}}},
+    )
+    applied, _, headers = apply_tag(custom, namespace, "v2")
+    assert applied["spec"]["ref"]["tag"] == "v2"
+    assert "human override" in headers.get("Warning", "")
+
+
+def test_a_kustomization_substitute_is_guarded_through_the_api(
+    flux: None, guarded: str, custom: client.CustomObjectsApi
+) -> None:
+    namespace = guarded
+    custom.create_namespaced_custom_object(
+        *ENV_ARGS, namespace, "environments", environment(namespace, "prod")
+    )
+    body = kustomization(namespace=namespace, substitute={"version": "v1"})
+    assert "does not allow it" in refusal(
+        lambda: custom.create_namespaced_custom_object(*KS_ARGS, namespace, "kustomizations", body)
+    )
+    custom.patch_namespaced_custom_object(
+        *GATE_ARGS, namespace, "rolloutgates", "prod-stagegate", {"spec": {"allowedVersions": ["v1"]}}
+    )
+    created = custom.create_namespaced_custom_object(*KS_ARGS, namespace, "kustomizations", body)
+    assert created["spec"]["postBuild"]["substitute"] == {"version": "v1"}
+
+
+def test_namespaces_that_did_not_opt_in_are_not_guarded(
+    flux: None, registered: dict[str, Any], kube_stack: devstack.KubeStack, isolation: dict[str, str]
+) -> None:
+    custom = client.CustomObjectsApi(kube_stack.api_client())
+    namespace = _namespace(kube_stack, isolation)  # the webhook's isolation label, not the opt-in label
+    custom.create_namespaced_custom_object(
+        *ENV_ARGS, namespace, "environments", environment(namespace, "prod")
+    )
+    created = custom.create_namespaced_custom_object(
+        *OCI_ARGS, namespace, "ocirepositories", oci_repository(namespace=namespace, tag="unbaked")
+    )
+    assert created["spec"]["ref"]["tag"] == "unbaked"
+
+
+def _rollout(namespace: str) -> dict[str, Any]:
+    body = rollout(namespace=namespace)
+    del body["metadata"]["uid"]
+    return body

@@ -1,0 +1,354 @@
+"""The admission shell with an in-memory Kubernetes: which reads each decision makes, failure policies,
+deadlines, Events. The world is `tests/stagegate/in_memory.py`'s: `prod` (`After staging`, Rollout
+`myapp`, gate allowing `["a"]`) and `staging` (Rollout `myapp-staging`, no relationship)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from shared.admission import AdmissionRequest, EventNotice, parse_admission_review
+from shared.errors import PermanentError, RetryableError
+from stagegate.admission_service import AdmissionContext, admit
+from tests.shared.admission_builders import kustomization, oci_repository, review, rollout
+from tests.shared.builders import OLD_ENV_UID, environment_raw
+from tests.stagegate.in_memory import NAMESPACE, InMemoryKube
+
+LABEL = ("stagegate.kuberik.com/guard", "enabled")
+NEW_UID = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+
+class AdmissionKube(InMemoryKube):
+    """The in-memory Kubernetes plus what admission reads, recording every call by name."""
+
+    def reset(self) -> None:
+        super().reset()
+        self.rollouts[(NAMESPACE, "myapp")] = rollout()
+        self.labels: dict[str, dict[str, str]] = {NAMESPACE: {}}
+        self.events: list[EventNotice] = []
+        self.calls: list[str] = []
+        self.fail: dict[str, Exception] = {}
+        self.hang: set[str] = set()
+        self.release = threading.Event()
+        self.hung = 0
+
+    def _called(self, name: str) -> None:
+        self.calls.append(name)
+        if name in self.hang:
+            self.hung += 1
+            self.release.wait(10)
+            self.hung -= 1
+        if name in self.fail:
+            raise self.fail[name]
+
+    def __getattribute__(self, name: str) -> Any:
+        attribute = super().__getattribute__(name)
+        if name in COUNTED:
+            called = super().__getattribute__("_called")
+
+            def counted(*args: Any, **kwargs: Any) -> Any:
+                called(name)
+                return attribute(*args, **kwargs)
+
+            return counted
+        return attribute
+
+    def get_environment_object(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        raw = self.environments.get((namespace, name))
+        return None if raw is None else copy.deepcopy(raw)
+
+    def list_environment_objects(self, namespace: str) -> list[Mapping[str, Any]]:
+        return [copy.deepcopy(raw) for (ns, _), raw in self.environments.items() if ns == namespace]
+
+    def namespace_labels(self, name: str) -> Mapping[str, str] | None:
+        return dict(self.labels[name]) if name in self.labels else None
+
+    def record_event(self, notice: EventNotice) -> None:
+        self.events.append(notice)
+
+
+COUNTED = {
+    "get_environment_object",
+    "list_environment_objects",
+    "namespace_labels",
+    "record_event",
+    "list_gates",
+    "create_gate",
+    "patch_gate",
+    "get_rollout",
+}
+
+
+@pytest.fixture
+def kube() -> Iterator[AdmissionKube]:
+    fake = AdmissionKube()
+    yield fake
+    # Let calls that outlived their deadline finish while this test's output is still captured.
+    fake.release.set()
+    deadline = time.monotonic() + 5
+    while fake.hung and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
+
+
+@pytest.fixture
+def ctx(kube: AdmissionKube) -> AdmissionContext:
+    return AdmissionContext(kube=kube, attempts=3, deadline=1.0, guard_label=LABEL)
+
+
+def request(*args: Any, **kwargs: Any) -> AdmissionRequest:
+    return parse_admission_review(json.dumps(review(*args, **kwargs)))
+
+
+def deploy(
+    tag: str, old_tag: str | None = "a", *, rollout_name: str = "myapp", **kwargs: Any
+) -> AdmissionRequest:
+    new = oci_repository(rollout=rollout_name, tag=tag)
+    return request(
+        new, None if old_tag is None else oci_repository(rollout=rollout_name, tag=old_tag), **kwargs
+    )
+
+
+# --- the deploy guard ----------------------------------------------------------------------------
+
+
+def test_a_write_that_changes_no_version_reads_nothing(ctx: AdmissionContext, kube: AdmissionKube) -> None:
+    decision = admit(deploy("a", "a"), ctx)
+    assert decision.allowed
+    assert kube.calls == []
+
+
+def test_an_allowed_tag_costs_two_reads(ctx: AdmissionContext, kube: AdmissionKube) -> None:
+    decision = admit(deploy("a", None), ctx)
+    assert decision.allowed, decision
+    assert kube.calls == ["list_environment_objects", "list_gates"]
+
+
+def test_a_refused_tag_also_reads_the_rollout_for_overrides(
+    ctx: AdmissionContext, kube: AdmissionKube
+) -> None:
+    decision = admit(deploy("b"), ctx)
+    assert not decision.allowed
+    assert "does not allow it" in decision.message
+    assert kube.calls == ["list_environment_objects", "list_gates", "get_rollout"]
+    assert kube.events == []
+
+
+@pytest.mark.parametrize("override", ["wanted_version", "force_deploy", "bypass_gates"])
+def test_an_override_lets_it_through_with_a_warning_and_an_event(
+    override: str, ctx: AdmissionContext, kube: AdmissionKube
+) -> None:
+    kube.rollouts[(NAMESPACE, "myapp")] = rollout(**{override: "b"})
+    decision = admit(deploy("b"), ctx)
+    assert decision.allowed
+    assert "human override" in decision.warnings[0]
+    [event] = kube.events
+    assert (event.kind, event.name, event.reason) == ("Rollout", "myapp", "DeployOverride")
+
+
+def test_a_dry_run_override_records_no_event(ctx: AdmissionContext, kube: AdmissionKube) -> None:
+    kube.rollouts[(NAMESPACE, "myapp")] = rollout(wanted_version="b")
+    decision = admit(deploy("b", dry_run=True), ctx)
+    assert decision.allowed
+    assert decision.warnings
+    assert kube.events == []
+
+
+def test_a_lost_event_does_not_change_the_answer(ctx: AdmissionContext, kube: AdmissionKube) -> None:
+    kube.rollouts[(NAMESPACE, "myapp")] = rollout(wanted_version="b")
+    kube.fail["record_event"] = RetryableError("events are down")
+    assert admit(deploy("b"), ctx).allowed
+
+
+def test_a_kustomization_is_judged_like_an_oci_repository(ctx: AdmissionContext, kube: AdmissionKube) -> None:
+    old = kustomization(substitute={"version": "a"})
+    assert admit(request(kustomization(substitute={"version": "a"}), old), ctx).allowed
+    assert not admit(request(kustomization(substitute={"version": "b"}), old), ctx).allowed
+
+
+def test_an_ungoverned_rollout_is_refused_only_in_an_opted_in_namespace(
+    ctx: AdmissionContext, kube: AdmissionKube
+) -> None:
+    assert admit(deploy("b", rollout_name="newapp"), ctx).allowed
+    assert kube.calls == ["list_environment_objects", "namespace_labels"]
+    kube.labels[NAMESPACE] = {LABEL[0]: LABEL[1]}
+    decision = admit(deploy("b", rollout_name="newapp"), ctx)
+    assert not decision.allowed
+    assert "no Environment governs Rollout newapp yet" in decision.message
+    # ... and goes through once an Environment governs it
+    kube.environments[(NAMESPACE, "newapp")] = environment_raw(
+        "newapp", uid=NEW_UID, rollout="newapp", relationship=None
+    )
+    assert admit(deploy("b", rollout_name="newapp"), ctx).allowed
+
+
+def test_a_rollout_governed_only_without_relationship_reads_no_gates(
+    ctx: AdmissionContext, kube: AdmissionKube
+) -> None:
+    assert admit(deploy("anything", rollout_name="myapp-staging"), ctx).allowed
+    assert kube.calls == ["list_environment_objects"]
+
+
+FAILURES: dict[str, Exception] = {
+    "5xx": RetryableError("list Environments: HTTP 503"),
+    "forbidden": PermanentError("list RolloutGates: HTTP 403 Forbidden"),
+    "a bug": ZeroDivisionError("oops"),
+}
+
+
+@pytest.mark.parametrize("failure", sorted(FAILURES))
+def test_the_guard_fails_closed_when_kubernetes_fails(
+    failure: str, ctx: AdmissionContext, kube: AdmissionKube
+) -> None:
+    kube.fail["list_gates"] = FAILURES[failure]
+    decision = admit(deploy("a", None), ctx)
+    assert not decision.allowed
+    assert decision.message.startswith("stagegate could not check whether default/web may run")
+
+
+def test_the_guard_refuses_within_the_deadline_when_kubernetes_hangs(
+    ctx: AdmissionContext, kube: AdmissionKube
+) -> None:
+    kube.hang.add("list_environment_objects")
+    started = time.monotonic()
+    decision = admit(deploy("a", None), ctx)
+    assert time.monotonic() - started < 2.0
+    assert not decision.allowed
+    assert "did not answer within 1s" in decision.message
+
+
+def test_an_unreadable_rollout_fails_closed(ctx: AdmissionContext, kube: AdmissionKube) -> None:
+    kube.rollouts[(NAMESPACE, "myapp")] = {**rollout(), "spec": {"wantedVersion": ["b"]}}
+    assert not admit(deploy("b"), ctx).allowed
+
+
+def test_unknown_versions_and_unreadable_objects_are_refused_without_reads(
+    ctx: AdmissionContext, kube: AdmissionKube
+) -> None:
+    v2 = oci_repository(tag="b", api_version="source.toolkit.fluxcd.io/v2")
+    assert not admit(request(v2), ctx).allowed
+    broken = {**oci_repository(), "spec": {"ref": "b"}}
+    assert not admit(request(broken), ctx).allowed
+    assert kube.calls == []
+
+
+def test_writes_stagegate_does_not_check_are_allowed_without_reads(
+    ctx: AdmissionContext, kube: AdmissionKube
+) -> None:
+    status = request(oci_repository(tag="b"), oci_repository(tag="a"), sub_resource="status")
+    assert admit(status, ctx).allowed
+    assert kube.calls == []
+
+
+# --- the gate at admission -----------------------------------------------------------------------
+
+
+def env_create(name: str = "canary", **kwargs: Any) -> AdmissionRequest:
+    return request(environment_raw(name, uid=NEW_UID, rollout=f"{name}app"), **kwargs)
+
+
+def test_a_create_makes_the_blocking_gate_in_two_calls(ctx: AdmissionContext, kube: AdmissionKube) -> None:
+    decision = admit(env_create(), ctx)
+    assert decision.allowed
+    assert not decision.warnings
+    assert kube.calls == ["get_environment_object", "create_gate"]
+    gate = kube.gates[(NAMESPACE, "canary-stagegate")]
+    assert gate["spec"]["allowedVersions"] == []
+    assert gate["metadata"]["ownerReferences"][0]["uid"] == NEW_UID
+
+
+def test_a_dry_run_create_writes_and_reads_nothing(ctx: AdmissionContext, kube: AdmissionKube) -> None:
+    assert admit(env_create(dry_run=True), ctx).allowed
+    assert kube.calls == []
+    assert (NAMESPACE, "canary-stagegate") not in kube.gates
+
+
+def test_a_create_under_a_taken_name_leaves_the_existing_gate_alone(
+    ctx: AdmissionContext, kube: AdmissionKube
+) -> None:
+    before = kube.snapshot()
+    duplicate = request(environment_raw("prod", uid=NEW_UID, relationship=None))
+    decision = admit(duplicate, ctx)
+    assert decision.allowed
+    assert "already exists" in decision.reason
+    assert kube.calls == ["get_environment_object"]
+    assert kube.snapshot() == before
+
+
+def test_an_update_that_would_relax_waits_for_the_stored_object(
+    ctx: AdmissionContext, kube: AdmissionKube
+) -> None:
+    before = kube.snapshot()
+    old = environment_raw("prod")
+    new = environment_raw("prod", relationship=None)
+    decision = admit(request(new, old), ctx)
+    assert decision.allowed
+    assert "keeps its restriction" in decision.warnings[0]
+    assert kube.snapshot() == before
+
+
+def test_an_update_that_tightens_is_written_before_it_is_stored(
+    ctx: AdmissionContext, kube: AdmissionKube
+) -> None:
+    old = environment_raw("staging", uid=kube.environments[(NAMESPACE, "staging")]["metadata"]["uid"])
+    old["spec"]["rolloutRef"]["name"] = "myapp-staging"
+    old["spec"].pop("relationship")
+    new = copy.deepcopy(old)
+    new["spec"]["relationship"] = {"type": "After", "environment": "dev"}
+    assert admit(request(new, old), ctx).allowed
+    assert kube.gates[(NAMESPACE, "staging-stagegate")]["spec"]["allowedVersions"] == []
+
+
+@pytest.mark.parametrize("hang", [False, True], ids=["fails", "hangs"])
+def test_the_environment_is_allowed_with_a_warning_when_the_gate_cannot_be_written(
+    hang: bool, ctx: AdmissionContext, kube: AdmissionKube
+) -> None:
+    if hang:
+        kube.hang.add("create_gate")
+    else:
+        kube.fail["create_gate"] = RetryableError("create RolloutGate: HTTP 500")
+    started = time.monotonic()
+    decision = admit(env_create(), ctx)
+    assert time.monotonic() - started < 2.0
+    assert decision.allowed
+    assert "could not make the gate of Environment default/canary" in decision.warnings[0]
+
+
+def test_a_gate_of_a_create_that_never_lands_is_taken_over_by_the_real_environment(
+    ctx: AdmissionContext, kube: AdmissionKube
+) -> None:
+    from shared.views import Environment
+    from stagegate.reconcile import ensure_gates
+
+    admit(env_create(), ctx)  # this create is then refused by someone else: uid NEW_UID never exists
+    real = environment_raw("canary", uid=OLD_ENV_UID, rollout="canaryapp")
+    kube.environments[(NAMESPACE, "canary")] = real
+    # the guard counts only gates of Environments that exist: no gate for the real one yet
+    decision = admit(deploy("a", None, rollout_name="canaryapp"), ctx)
+    assert not decision.allowed
+    assert "has no RolloutGate" in decision.message
+    # the audit path or resync plans from the stored Environment and takes the orphan over
+    [outcome] = ensure_gates(Environment.from_raw(real), kube, fresh=False)
+    assert outcome.action == "update"
+    owners = kube.gates[(NAMESPACE, "canary-stagegate")]["metadata"]["ownerReferences"]
+    assert [o["uid"] for o in owners] == [OLD_ENV_UID]
+
+
+def test_concurrent_reviews_are_answered_independently(ctx: AdmissionContext, kube: AdmissionKube) -> None:
+    results: dict[str, bool] = {}
+
+    def run(tag: str) -> Callable[[], None]:
+        return lambda: results.__setitem__(tag, admit(deploy(tag), ctx).allowed)
+
+    threads = [threading.Thread(target=run(tag)) for tag in ("a", "b", "c")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {"a": True, "b": False, "c": False}
