@@ -1,14 +1,22 @@
-"""`make demo`: the kuberik-demo incident, replayed end to end on a local stack, with a verdict.
+"""`make demo`: the kuberik-demo incident, then the same story with stagegate's admission function.
 
 What runs, all on loopback and all stopped at the end: etcd and a real kube-apiserver whose audit
-webhook (blocking mode) is `k8s_audit_http`, `github_webhook`, both served by functions-framework in
-their own processes, and a local stand-in for GitHub (the fake used by the tests; not github.com).
+webhook (blocking mode) is `k8s_audit_http`; `github_webhook` and `k8s_admission`, served by
+functions-framework in their own processes; a local stand-in for GitHub (the fake the tests use, not
+github.com); and, as the rollout controller, stagegate's model of kuberik's rollout controller as it is
+today (`stagegate/devtools/rollout_model.py`: it deploys by server-side applying the tag on each
+annotated Flux OCIRepository, and since commit 7cd0117 it ignores gates on a Rollout's first deploy).
+The "rollout controller" lines of the timeline come from that model; the GitHub records of staging's
+bake are written the way kuberik's environment controller writes them.
 
-The story: staging and prod Environments and their Rollouts are created at the same moment (prod
-`After staging`), the Rollouts list a release candidate, staging deploys and bakes it (recorded on
-the GitHub stand-in the way kuberik's environment controller records it, then delivered as a signed
-`deployment_status` webhook). A sampler reads prod's gate all along. The run fails (exit 1) if prod's
-gate ever allowed a version staging had not baked, or never opened for the baked one.
+The story, played twice: staging and prod Environments (prod `After staging`), their Rollouts and
+their Flux OCIRepositories are created at the same moment, a new release is published, staging
+deploys and bakes it, GitHub tells stagegate with a signed `deployment_status` webhook. A sampler
+watches which tag prod's OCIRepository runs. Act 1 runs without the admission function: prod deploys
+the release before staging baked it (the incident; its gate was `[]` all along). Act 2 registers
+`k8s_admission` (`infra/k8s/admission.yaml`): prod's deploy is refused until the bake succeeds, then
+prod deploys exactly the baked release. The run fails (exit 1) if act 2 ever ran an unbaked version or
+never deployed the baked one, or if act 1 did not show the incident (then the demo itself is wrong).
 """
 
 from __future__ import annotations
@@ -27,45 +35,46 @@ from kubernetes import client
 from shared.gate import gate_name
 from shared.github_delivery import signature
 from stagegate import devstack
+from stagegate.devtools.rollout_model import Decision, RolloutModel
 from stagegate.fake_github import FakeGitHub
 
-NAMESPACE = "kuberik-demo"
-REPO = "kuberik-demo/app"
+REPOS = {"incident": "kuberik-demo/app-incident", "kuberik-demo": "kuberik-demo/app"}  # one per act
 TAG = "main-1779290372-b797408"
 REVISION = "b797408" + "0" * 33
 OLD_TAG = "main-1779280000-a1b2c3d"
 OLD_REVISION = "a1b2c3d" + "0" * 33
-ENV_ARGS = ("environments.kuberik.com", "v1alpha1", NAMESPACE, "environments")
-ROLLOUT_ARGS = ("kuberik.com", "v1alpha1", NAMESPACE, "rollouts")
-GATE_ARGS = ("kuberik.com", "v1alpha1", NAMESPACE, "rolloutgates")
+ENVIRONMENTS = ("environments.kuberik.com", "v1alpha1")
+KUBERIK = ("kuberik.com", "v1alpha1")
+OCI = ("source.toolkit.fluxcd.io", "v1")
+DEMO_LABEL = {"stagegate-demo": "admission"}
+GUARD_LABEL = {"stagegate.kuberik.com/guard": "enabled"}
 
 
 @dataclass
 class Timeline:
-    """Events with times relative to the start, printed as they happen."""
+    """Events with times relative to the start of an act, printed as they happen."""
 
     start: float = field(default_factory=time.perf_counter)
-    lines: list[str] = field(default_factory=list)
 
     def now(self) -> float:
         return (time.perf_counter() - self.start) * 1000
 
     def mark(self, text: str, at: float | None = None) -> None:
-        line = f"  +{self.now() if at is None else at:8.1f} ms  {text}"
-        self.lines.append(line)
-        print(line, flush=True)
+        print(f"  +{self.now() if at is None else at:8.1f} ms  {text}", flush=True)
 
 
 @dataclass
 class Sampler:
-    """Reads prod's gate every few milliseconds and checks it against what staging has baked."""
+    """Reads what prod runs (its OCIRepository's tag) and its gate every few milliseconds."""
 
     custom: client.CustomObjectsApi
+    namespace: str
     timeline: Timeline
     baked: set[str] = field(default_factory=set)
     violations: list[str] = field(default_factory=list)
-    samples: int = 0
+    deployed: dict[str, float] = field(default_factory=dict)
     opened_at: float | None = None
+    samples: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -78,48 +87,32 @@ class Sampler:
         if self._thread is not None:
             self._thread.join()
 
+    def _read(self, group_version: tuple[str, str], plural: str, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                *group_version, self.namespace, plural, name
+            )
+        except client.exceptions.ApiException:
+            return None
+        return found
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                gate = self.custom.get_namespaced_custom_object(*GATE_ARGS, gate_name("prod"))
-            except client.exceptions.ApiException:
-                gate = None
+            repo = self._read(OCI, "ocirepositories", "app-prod")
+            gate = self._read(KUBERIK, "rolloutgates", gate_name("prod"))
             at = self.timeline.now()
             self.samples += 1
+            tag = ((repo or {}).get("spec") or {}).get("ref", {}).get("tag")
+            if tag and tag not in self.deployed:
+                self.deployed[tag] = at
+                if tag not in self.baked:
+                    self.violations.append(f"+{at:.1f} ms: prod runs {tag}, which staging had not baked")
             allowed = None if gate is None else gate["spec"].get("allowedVersions")
             if gate is not None and allowed is None:
-                self.violations.append(f"+{at:.1f} ms: prod gate has no restriction (null)")
-            for tag in allowed or []:
-                if tag not in self.baked:
-                    self.violations.append(f"+{at:.1f} ms: prod gate allowed {tag}, not baked in staging")
+                self.violations.append(f"+{at:.1f} ms: prod's gate has no restriction (null)")
             if allowed and TAG in allowed and self.opened_at is None:
                 self.opened_at = at
             time.sleep(0.005)
-
-
-def _environment(name: str, upstream: str | None) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "name": "app",
-        "environment": name,
-        "rolloutRef": {"name": f"app-{name}"},
-        "backend": {"type": "github", "project": REPO},
-    }
-    if upstream:
-        spec["relationship"] = {"type": "After", "environment": upstream}
-    return {"apiVersion": "environments.kuberik.com/v1alpha1", "kind": "Environment",
-            "metadata": {"name": name, "namespace": NAMESPACE}, "spec": spec}  # fmt: skip
-
-
-def _rollout_status(bake_status: str | None) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "id": 1,
-        "timestamp": "2026-05-20T15:19:48Z",
-        "version": {"tag": TAG, "revision": REVISION},
-    }
-    if bake_status:
-        entry["bakeStatus"] = bake_status
-    candidates = [{"tag": TAG, "revision": REVISION}, {"tag": OLD_TAG, "revision": OLD_REVISION}]
-    return {"status": {"releaseCandidates": candidates, "history": [entry]}}
 
 
 def _in_parallel(*calls: Callable[[], Any]) -> list[float]:
@@ -140,135 +133,232 @@ def _in_parallel(*calls: Callable[[], Any]) -> list[float]:
     return done
 
 
-STACK = (
-    "etcd, kube-apiserver (audit webhook in blocking mode), k8s_audit_http and github_webhook "
-    "(functions-framework), GitHub stand-in (a local fake, not github.com)"
-)
+def _environment(namespace: str, name: str, upstream: str | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": "app",
+        "environment": name,
+        "rolloutRef": {"name": f"app-{name}"},
+        "backend": {"type": "github", "project": REPOS[namespace]},
+    }
+    if upstream:
+        spec["relationship"] = {"type": "After", "environment": upstream}
+    return {"apiVersion": "environments.kuberik.com/v1alpha1", "kind": "Environment",
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}  # fmt: skip
+
+
+def _rollout(env: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {"releasesImagePolicy": {"name": f"app-{env}"}}
+    if env == "staging":
+        spec["bakeTime"] = "10m"  # staging bakes; the model holds the bake until the story ends it
+    return {"apiVersion": "kuberik.com/v1alpha1", "kind": "Rollout", "metadata": {"name": f"app-{env}"},
+            "spec": spec}  # fmt: skip
+
+
+def _oci_repository(env: str) -> dict[str, Any]:
+    """What Flux runs for the environment: no tag in git (the rollout controller sets it)."""
+    return {
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "OCIRepository",
+        "metadata": {"name": f"app-{env}", "annotations": {"rollout.kuberik.com/rollout": f"app-{env}"}},
+        "spec": {"interval": "1m", "url": "oci://registry.example/kuberik-demo/app-manifests"},
+    }
 
 
 @dataclass
-class Demo:
-    """The running stack and the handles the story needs."""
+class Stack:
+    """The running stack shared by both acts."""
 
     fake: FakeGitHub
-    stack: devstack.KubeStack
+    kube: devstack.KubeStack
     webhook: devstack.FunctionServer
     secret: str
     custom: client.CustomObjectsApi
+
+
+@dataclass
+class Act:
+    """One play of the story in its own namespace."""
+
+    stack: Stack
+    namespace: str
     timeline: Timeline = field(default_factory=Timeline)
 
-    def create_all_at_once(self) -> bool:
-        """Both Environments and both Rollouts in one instant; True if prod's gate blocked in time."""
-        self.timeline.mark("create staging + prod Environments and their Rollouts, all at once")
-        create = self.custom.create_namespaced_custom_object
-        returned = _in_parallel(
-            lambda: create(*ENV_ARGS, _environment("staging", None)),
-            lambda: create(*ENV_ARGS, _environment("prod", "staging")),
-            lambda: create(*ROLLOUT_ARGS, _rollout("staging")),
-            lambda: create(*ROLLOUT_ARGS, _rollout("prod")),
-        )
-        allowed = self.prod_allowed()
-        self.timeline.mark(
-            f"prod Environment create returned; its gate already exists, allowedVersions={allowed} (one GET)",
-            at=(returned[1] - self.timeline.start) * 1000,
-        )
-        return allowed == []
+    def model_said(self, decision: Decision) -> None:
+        """Print what the rollout controller (model) did to prod and staging, when it changed."""
+        env = decision.rollout.removeprefix("app-")
+        if decision.outcome == "deployed":
+            self.timeline.mark(f"rollout controller deploys {decision.version} to {env} ({decision.reason})")
+        elif decision.outcome == "failed":
+            error = (decision.error or "").split(": ", 1)[-1]
+            self.timeline.mark(f"rollout controller cannot deploy {decision.version} to {env}: {error}")
+        elif decision.outcome == "blocked":
+            self.timeline.mark(f"rollout controller holds {env}: {decision.reason}")
 
-    def rollout_status(self, env: str, bake_status: str | None) -> None:
-        self.custom.patch_namespaced_custom_object_status(
-            *ROLLOUT_ARGS, f"app-{env}", _rollout_status(bake_status)
-        )
+    def create_all_at_once(self) -> float:
+        """Environments, Rollouts and OCIRepositories of both environments in one instant."""
+        custom, ns = self.stack.custom, self.namespace
+        self.timeline.mark("create staging + prod Environments, Rollouts and OCIRepositories, all at once")
+        calls = [
+            lambda: custom.create_namespaced_custom_object(
+                *ENVIRONMENTS, ns, "environments", _environment(ns, "staging", None)
+            ),
+            lambda: custom.create_namespaced_custom_object(
+                *ENVIRONMENTS, ns, "environments", _environment(ns, "prod", "staging")
+            ),
+            *(
+                lambda env=env: custom.create_namespaced_custom_object(
+                    *KUBERIK, ns, "rollouts", _rollout(env)
+                )
+                for env in ("staging", "prod")
+            ),
+            *(
+                lambda env=env: custom.create_namespaced_custom_object(
+                    *OCI, ns, "ocirepositories", _oci_repository(env)
+                )
+                for env in ("staging", "prod")
+            ),
+        ]
+        returned = _in_parallel(*calls)
+        return (returned[1] - self.timeline.start) * 1000
 
-    def bake_staging(self, sampler: Sampler) -> None:
-        """Staging deploys the tag, bakes it, and GitHub tells stagegate each time (signed webhooks)."""
-        self.rollout_status("staging", "InProgress")
-        deployment = self.fake.create_deployment(
-            REPO, sha=REVISION, ref=REVISION, environment="kuberik/app/staging", task="deploy:kuberik/app",
+    def prod_allowed(self) -> list[str] | None:
+        gate = self.stack.custom.get_namespaced_custom_object(
+            *KUBERIK, self.namespace, "rolloutgates", gate_name("prod")
+        )
+        allowed: list[str] | None = gate["spec"].get("allowedVersions")
+        return allowed
+
+    def bake_staging(self, model: RolloutModel, sampler: Sampler) -> None:
+        """Staging's bake, recorded on GitHub as the environment controller records it, and delivered."""
+        fake, repo = self.stack.fake, REPOS[self.namespace]
+        deployment = fake.create_deployment(
+            repo, sha=REVISION, ref=REVISION, environment="kuberik/app/staging", task="deploy:kuberik/app",
             payload={"id": "1", "relationship": None, "version": {"tag": TAG, "revision": REVISION}},
         )  # fmt: skip
-        in_progress = self.fake.create_status(REPO, deployment["id"], "in_progress", "Baking in progress")
+        in_progress = fake.create_status(repo, deployment["id"], "in_progress", "Baking in progress")
         code = self.deliver(in_progress)
-        self.timeline.mark(
-            f"staging deploys {TAG}, bake in progress: webhook answered {code}; prod stays closed"
-        )
-        self.rollout_status("staging", "Succeeded")
-        success = self.fake.create_status(REPO, deployment["id"], "success", "Bake succeeded")
+        self.timeline.mark(f"staging bakes {TAG}: GitHub records in_progress, webhook answered {code}")
+        time.sleep(0.5)  # give the rollout controller a moment: prod must still not move
+        model.finish_bake("app-staging", "Succeeded")
+        success = fake.create_status(repo, deployment["id"], "success", "Bake succeeded")
         sampler.baked.add(TAG)
         self.timeline.mark(f"staging bake of {TAG} succeeded: GitHub records status success")
         arrived = self.timeline.now()
         code = self.deliver(success)
         self.timeline.mark(
-            f"signed deployment_status webhook arrives at github_webhook (answered {code})", at=arrived
+            f"signed deployment_status webhook reaches github_webhook (answered {code})", at=arrived
         )
 
     def deliver(self, status: dict[str, Any]) -> int:
-        headers, body = self.fake.deployment_status_event(REPO, status["id"])
-        headers["X-Hub-Signature-256"] = signature(self.secret, body)
-        ca = str(self.stack.tls.ca_file)
-        return requests.post(self.webhook.url, data=body, headers=headers, verify=ca, timeout=30).status_code
+        headers, body = self.stack.fake.deployment_status_event(REPOS[self.namespace], status["id"])
+        headers["X-Hub-Signature-256"] = signature(self.stack.secret, body)
+        ca = str(self.stack.kube.tls.ca_file)
+        response = requests.post(self.stack.webhook.url, data=body, headers=headers, verify=ca, timeout=30)
+        return response.status_code
 
-    def prod_allowed(self) -> list[str] | None:
-        allowed: list[str] | None = self.custom.get_namespaced_custom_object(*GATE_ARGS, gate_name("prod"))[
-            "spec"
-        ].get("allowedVersions")
-        return allowed
+    def play(self, labels: dict[str, str]) -> Sampler:
+        """The story; returns the sampler that watched prod."""
+        core = client.CoreV1Api(self.stack.kube.api_client())
+        core.create_namespace({"metadata": {"name": self.namespace, "labels": labels}})
+        model = RolloutModel(self.stack.kube.api_client(), self.namespace, semantics="current", bake="spec")
+        self.timeline = Timeline()
+        sampler = Sampler(self.stack.custom, self.namespace, self.timeline)
+        stop = threading.Event()
+        loop = threading.Thread(target=model.run, args=(stop, 0.05, self.model_said), daemon=True)
+        sampler.start()
+        loop.start()
+        try:
+            returned = self.create_all_at_once()
+            self.timeline.mark(
+                f"prod Environment create returned; its gate exists, allowedVersions={self.prod_allowed()}",
+                at=returned,
+            )
+            for env in ("staging", "prod"):
+                model.publish(f"app-{env}", OLD_TAG, OLD_REVISION)
+                model.publish(f"app-{env}", TAG, REVISION)
+            self.timeline.mark(f"a new release is published: {TAG} (after {OLD_TAG})")
+            time.sleep(1.0)  # let the rollout controller act on it
+            self.bake_staging(model, sampler)
+            deadline = time.monotonic() + 15
+            while TAG not in sampler.deployed and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.3)
+        finally:
+            stop.set()
+            loop.join()
+            sampler.stop()
+        if sampler.opened_at is not None:
+            self.timeline.mark(f"prod's gate allows [{TAG}]", at=sampler.opened_at)
+        print(f"  prod sampled {sampler.samples} times; prod ran: {sorted(sampler.deployed) or 'nothing'}")
+        return sampler
 
 
-def run(demo: Demo) -> list[str]:
-    """Play the story against a running stack; return the problems found (none means PASS)."""
-    sampler = Sampler(demo.custom, demo.timeline)
-    print("\nTimeline (milliseconds from the first create call):", flush=True)
-    sampler.start()
-    problems = (
-        [] if demo.create_all_at_once() else ["prod's gate was not blocking when its creation returned"]
+def act_without_admission(stack: Stack) -> list[str]:
+    """Act 1: the incident. Returns problems with the demo itself (none: the incident reproduced)."""
+    print("\nAct 1: without the admission function (gates only, as the rollout controller treats them today)")
+    sampler = Act(stack, "incident").play({})
+    if not sampler.violations:
+        print("  verdict: the incident did not reproduce")
+        return ["act 1: prod did not deploy the unbaked release; the demo's rollout controller is off"]
+    print(f"  verdict: INCIDENT REPRODUCED: {sampler.violations[0]} (its gate said [] all along)")
+    return []
+
+
+def act_with_admission(stack: Stack, admission: devstack.FunctionServer) -> list[str]:
+    """Act 2: the same story with `k8s_admission` registered. Returns the problems found."""
+    print("\nAct 2: with k8s_admission registered (infra/k8s/admission.yaml; namespace opted in)")
+    api = client.AdmissionregistrationV1Api(stack.kube.api_client())
+    config = devstack.admission_configuration(
+        admission.url, stack.kube.tls.ca_file, "stagegate-demo", DEMO_LABEL
     )
-    for env in ("staging", "prod"):
-        demo.rollout_status(env, None)
-    demo.timeline.mark(f"rollout controller lists release candidates {TAG} and {OLD_TAG}")
-    demo.bake_staging(sampler)
-    deadline = time.monotonic() + 10
-    while sampler.opened_at is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    sampler.stop()
-    if sampler.opened_at is not None:
-        demo.timeline.mark(f"prod gate allows [{TAG}]", at=sampler.opened_at)
-    final = demo.prod_allowed()
-    print(f"\nprod gate sampled {sampler.samples} times; final allowedVersions={final}")
-    problems += sampler.violations
-    if sampler.opened_at is None:
-        problems.append(f"prod's gate never allowed {TAG}")
-    if final != [TAG]:
-        problems.append(f"prod's gate ended as {final}, expected [{TAG}]")
+    api.create_validating_webhook_configuration(config)
+    time.sleep(1.5)  # the apiserver picks new webhook configurations up asynchronously
+    sampler = Act(stack, "kuberik-demo").play({**DEMO_LABEL, **GUARD_LABEL})
+    problems = list(sampler.violations)
+    if TAG not in sampler.deployed:
+        problems.append(f"prod never deployed {TAG} after staging baked it")
+    if problems:
+        print("  verdict: FAIL: " + "; ".join(problems))
+    else:
+        at = sampler.deployed[TAG]
+        print(f"  verdict: PASS: prod ran nothing staging had not baked, and deployed {TAG} at +{at:.1f} ms")
     return problems
 
 
+STACK = (
+    "etcd, kube-apiserver (audit webhook in blocking mode), k8s_audit_http, github_webhook and "
+    "k8s_admission (functions-framework), a GitHub stand-in (a local fake, not github.com), and a model "
+    "of kuberik's rollout controller"
+)
+
+
 def play() -> bool:
-    """Start everything, run the story, stop everything; print the verdict; True when it passed."""
+    """Start everything, play both acts, stop everything; print the verdict; True when it passed."""
     secret = secrets.token_urlsafe(16)
     print(f"Starting the local stack: {STACK} ...", flush=True)
-    with FakeGitHub(repos=[REPO]) as fake:
+    with FakeGitHub(repos=list(REPOS.values())) as fake:
         extra = {"GITHUB_TOKEN": fake.token, "GITHUB_API_URL": fake.url, "GITHUB_WEBHOOK_SECRET": secret}
-        with devstack.audit_webhook_stack(function_env=extra) as (stack, _audit):
-            source = devstack.ROOT / "functions" / "github_webhook" / "main.py"
-            env = {"KUBECONFIG": str(stack.kubeconfig), **extra}
-            webhook = devstack.FunctionServer(source, "github_webhook", env, stack.tls, stack.procs)
-            custom = client.CustomObjectsApi(stack.api_client())
-            client.CoreV1Api(stack.api_client()).create_namespace({"metadata": {"name": NAMESPACE}})
-            problems = run(Demo(fake, stack, webhook, secret, custom))
-    for problem in problems:
-        print(f"  problem: {problem}")
+        with devstack.audit_webhook_stack(function_env=extra) as (kube, _audit):
+            functions = devstack.ROOT / "functions"
+            env = {"KUBECONFIG": str(kube.kubeconfig), **extra}
+            webhook = devstack.FunctionServer(
+                functions / "github_webhook" / "main.py", "github_webhook", env, kube.tls, kube.procs
+            )
+            admission = devstack.FunctionServer(
+                functions / "k8s_admission" / "main.py", "k8s_admission",
+                {"KUBECONFIG": str(kube.kubeconfig)}, kube.tls, kube.procs,
+            )  # fmt: skip
+            stack = Stack(fake, kube, webhook, secret, client.CustomObjectsApi(kube.api_client()))
+            print("Stack is up. Timelines are in milliseconds from each act's first create call.", flush=True)
+            problems = act_without_admission(stack) + act_with_admission(stack, admission)
     if problems:
-        print("verdict: FAIL: prod was not gated correctly")
+        print("verdict: FAIL: " + "; ".join(problems))
         return False
     print(
-        f"verdict: PASS: prod never allowed a version staging had not baked, and opened for {TAG} once it was"
+        "verdict: PASS: without the admission function prod deployed an unbaked version (the incident); with "
+        f"it, prod waited and deployed {TAG} once staging had baked it"
     )
     return True
-
-
-def _rollout(env: str) -> dict[str, Any]:
-    return {"apiVersion": "kuberik.com/v1alpha1", "kind": "Rollout", "metadata": {"name": f"app-{env}"},
-            "spec": {"releasesImagePolicy": {"name": f"app-{env}"}}}  # fmt: skip
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import it.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import json
@@ -42,6 +43,7 @@ FLUX_CRDS = KUBERIK_CRDS / "flux"
 AUDIT_POLICY = ROOT / "infra" / "k8s" / "audit-policy.yaml"
 AUDIT_WEBHOOK_TEMPLATE = ROOT / "infra" / "k8s" / "audit-webhook.kubeconfig.template"
 RBAC = ROOT / "infra" / "k8s" / "rbac.yaml"
+ADMISSION = ROOT / "infra" / "k8s" / "admission.yaml"
 ADMIN_USER = "stagegate-admin"
 
 
@@ -444,6 +446,30 @@ def audit_webhook_stack(
         yield stack, server
     finally:
         stack.close()
+
+
+def admission_configuration(
+    url: str, ca_file: Path, name: str, match_labels: Mapping[str, str]
+) -> dict[str, Any]:
+    """The shipped ValidatingWebhookConfiguration (`infra/k8s/admission.yaml`) pointed at `url`.
+
+    As its header documents for clusters without cert-manager: `clientConfig` is the URL plus the CA
+    as `caBundle`. Both webhooks also select only namespaces carrying `match_labels`, so a stack shared
+    by several users of the webhook keeps them apart.
+    """
+    [shipped] = [
+        d
+        for d in yaml.safe_load_all(ADMISSION.read_text())
+        if d and d["kind"] == "ValidatingWebhookConfiguration"
+    ]
+    config = json.loads(json.dumps(shipped))
+    config["metadata"] = {"name": name}
+    ca_bundle = base64.b64encode(ca_file.read_bytes()).decode()
+    for webhook in config["webhooks"]:
+        webhook["clientConfig"] = {"url": url, "caBundle": ca_bundle}
+        selector = webhook.setdefault("namespaceSelector", {})
+        selector["matchLabels"] = {**selector.get("matchLabels", {}), **match_labels}
+    return config
 
 
 def wait_for_port(procs: Processes, name: str, argv: Sequence[str], port: int) -> None:

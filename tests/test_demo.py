@@ -1,5 +1,6 @@
-"""`make demo` is the README's first command: it must pass, print its timeline, leave nothing running,
-and work the same the second time."""
+"""`make demo` is the README's first command: it must pass, print both acts' timelines (the incident
+without the admission function, the fix with it), leave nothing running, and work the same the second
+time."""
 
 from __future__ import annotations
 
@@ -44,7 +45,11 @@ def test_demo_passes_twice_and_leaves_nothing_running() -> None:
         )
         assert run.returncode == 0, f"attempt {attempt}:\n{run.stdout}\n{run.stderr[-3000:]}"
         lines = run.stdout.splitlines()
-        assert any("its gate already exists, allowedVersions=[]" in line for line in lines), run.stdout
-        assert any("prod gate allows [main-1779290372-b797408]" in line for line in lines), run.stdout
+        act1, act2 = run.stdout.split("\nAct 2: ")
+        assert "verdict: INCIDENT REPRODUCED: " in act1, run.stdout  # without admission: prod ran it early
+        assert "its gate exists, allowedVersions=[]" in act2, run.stdout
+        assert 'admission webhook "deploy-guard.stagegate.kuberik.com" denied the request' in act2, run.stdout
+        assert "prod's gate allows [main-1779290372-b797408]" in act2, run.stdout
+        assert "verdict: PASS: prod ran nothing staging had not baked" in act2, run.stdout
         assert lines[-1].startswith("verdict: PASS"), run.stdout
         assert processes_marked(marker) == []

@@ -9,14 +9,11 @@ the other test modules sharing this apiserver are not affected. It is removed wh
 
 from __future__ import annotations
 
-import base64
-import copy
 import secrets
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -26,19 +23,9 @@ from tests.kube_objects import ENV_ARGS, GATE_ARGS, environment, get_gate, list_
 from tests.shared.admission_builders import kustomization, oci_repository, rollout
 
 SOURCE = devstack.ROOT / "functions" / "k8s_admission" / "main.py"
-MANIFEST = devstack.ROOT / "infra" / "k8s" / "admission.yaml"
 OCI_ARGS = ("source.toolkit.fluxcd.io", "v1")
 KS_ARGS = ("kustomize.toolkit.fluxcd.io", "v1")
 GUARD_LABEL = {"stagegate.kuberik.com/guard": "enabled"}
-
-
-def shipped_configuration() -> dict[str, Any]:
-    [config] = [
-        d
-        for d in yaml.safe_load_all(MANIFEST.read_text())
-        if d and d["kind"] == "ValidatingWebhookConfiguration"
-    ]
-    return config
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +39,8 @@ def registered(
 ) -> Iterator[dict[str, Any]]:
     settings = {"KUBECONFIG": str(admission_identity(kube_stack)), "ADMISSION_DEADLINE_SECONDS": "3"}
     server = devstack.FunctionServer(SOURCE, "k8s_admission", settings, kube_stack.tls, procs)
-    config = copy.deepcopy(shipped_configuration())
-    config["metadata"] = {"name": f"stagegate-test-{isolation['stagegate-webhook-test']}"}
-    ca_bundle = base64.b64encode(kube_stack.tls.ca_file.read_bytes()).decode()
-    for webhook in config["webhooks"]:
-        webhook["clientConfig"] = {"url": server.url, "caBundle": ca_bundle}
-        selector = webhook.setdefault("namespaceSelector", {})
-        selector["matchLabels"] = {**selector.get("matchLabels", {}), **isolation}
+    name = f"stagegate-test-{isolation['stagegate-webhook-test']}"
+    config = devstack.admission_configuration(server.url, kube_stack.tls.ca_file, name, isolation)
     api = client.AdmissionregistrationV1Api(kube_stack.api_client())
     api.create_validating_webhook_configuration(config)
     try:
