@@ -166,9 +166,13 @@ class GatePlan:
         """True when the write could let the governed Rollout deploy something it could not before.
 
         That is: the allowed list widens or disappears, the gate moves to another Rollout, or its
-        owners change (an owner change decides whether garbage collection deletes the gate). Such a
-        plan may only come from the Environment as the API has it now, never from an event's copy.
+        owners change (an owner change decides whether garbage collection deletes the gate); or a gate
+        without restriction is created (the copy may be of an incarnation that had no relationship,
+        while the current one has). Such a plan may only come from the Environment as the API has it
+        now, never from an event's copy.
         """
+        if self.action == "create":
+            return self.allowed_after is None
         if self.action != "update" or self.patch is None:
             return False
         before, after = self.allowed_before, self.allowed_after

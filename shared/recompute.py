@@ -50,8 +50,13 @@ def plan_recompute(
     before, after = gate.allowed_versions, allowed.tags
     evidence = next_evidence(key, held, results, rel.type, now).to_annotation()
     patch: dict[str, object] = {}
+    spec: dict[str, object] = {}
     if before != after:
-        patch["spec"] = {"allowedVersions": list(after)}
+        spec["allowedVersions"] = list(after)
+    if gate.rollout_name != env.rollout_name:  # the set was computed for the Environment's Rollout
+        spec["rolloutRef"] = {"name": env.rollout_name}
+    if spec:
+        patch["spec"] = spec
     annotations: dict[str, str | None] = {}
     if gate.annotations.get(EVIDENCE_ANNOTATION) != evidence:
         annotations[EVIDENCE_ANNOTATION] = evidence
@@ -64,12 +69,23 @@ def plan_recompute(
     plan = GatePlan(
         action="update",
         gate=gate.name,
-        reason=f"set to {list(after)} from the bake results of {rel.environment} ({rel.type})"
-        if before != after
-        else f"allowed versions stay {list(after)}; recorded what GitHub answered",
+        reason=_reason(rel.environment, rel.type, before, after, gate.rollout_name, env.rollout_name),
         patch=patch,
         allowed_before=before,
         allowed_after=after,
         resource_version=gate.resource_version,
     )
     return Recomputed(plan, allowed)
+
+
+def _reason(
+    upstream: str, kind: str, before: object, after: tuple[str, ...], rollout_before: str | None, rollout: str
+) -> str:
+    moved = (
+        f"; the gate now governs Rollout {rollout} (was {rollout_before})"
+        if rollout_before != rollout
+        else ""
+    )
+    if before != after:
+        return f"set to {list(after)} from the bake results of {upstream} ({kind}){moved}"
+    return f"allowed versions stay {list(after)}; recorded what GitHub answered{moved}"

@@ -342,13 +342,18 @@ class KubeStack:
                     raise
 
     def service_account_kubeconfig(
-        self, path: Path, namespace: str = "stagegate-system", name: str = "stagegate"
+        self,
+        path: Path,
+        namespace: str = "stagegate-system",
+        name: str = "stagegate",
+        bound_in: str | None = None,
     ) -> Path:
         """A kubeconfig for the ServiceAccount of `infra/k8s/rbac.yaml`, with a TokenRequest token.
 
         No controller-manager runs here, so no token Secret is ever made; the TokenRequest API signs one
         with `--service-account-signing-key-file` (audience: the issuer, valid for an hour). Returns once
-        the token authenticates and the role binding has reached the RBAC authorizer's cache.
+        the token authenticates and the role binding has reached the RBAC authorizer's cache (checked
+        by listing Environments cluster-wide, or in `bound_in` for an account bound in one namespace).
         """
         self.apply_rbac()
         request = client.AuthenticationV1TokenRequest(
@@ -358,9 +363,12 @@ class KubeStack:
         token = core.create_namespaced_service_account_token(name, namespace, request).status.token
         write_kubeconfig(path, self.server, self.tls.ca_file, token)
         as_account = client.CustomObjectsApi(config.new_client_from_config(config_file=str(path)))
+        environments = ("environments.kuberik.com", "v1alpha1")
         wait_until(
-            lambda: as_account.list_cluster_custom_object(
-                "environments.kuberik.com", "v1alpha1", "environments", limit=1
+            lambda: (
+                as_account.list_namespaced_custom_object(*environments, bound_in, "environments", limit=1)
+                if bound_in
+                else as_account.list_cluster_custom_object(*environments, "environments", limit=1)
             ),
             30,
             f"ServiceAccount {namespace}/{name}",
@@ -462,7 +470,7 @@ def admission_configuration(
         for d in yaml.safe_load_all(ADMISSION.read_text())
         if d and d["kind"] == "ValidatingWebhookConfiguration"
     ]
-    config = json.loads(json.dumps(shipped))
+    config: dict[str, Any] = json.loads(json.dumps(shipped))
     config["metadata"] = {"name": name}
     ca_bundle = base64.b64encode(ca_file.read_bytes()).decode()
     for webhook in config["webhooks"]:

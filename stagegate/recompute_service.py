@@ -139,7 +139,7 @@ def recompute(
         except RetryableError as exc:
             report.fail(env, exc, retry=True)
     for (project, where), members in groups.items():
-        _recompute_group(project, where, members, kube, upstream, attempts, clock, report)
+        _recompute_group(project, where, members, kube, upstream, attempts, clock, repositories, report)
     return report
 
 
@@ -161,11 +161,20 @@ def _recompute_group(
     upstream: Upstream,
     attempts: int,
     clock: Clock,
+    repositories: RepositoryPolicy,
     report: Recompute,
 ) -> None:
-    """One upstream: read every member's gates and candidates, ask GitHub once, write; retry races."""
+    """One upstream: read every member's gates and candidates, ask GitHub once, write; retry races.
+
+    A race may have been an Environment change: a retry reads each Environment again, and one that now
+    follows another upstream is recomputed with that upstream instead. Vetoes are recorded from the
+    whole answer, so each gate of the upstream remembers what any of its candidates' results showed.
+    """
     pending = members
     for attempt in range(attempts):
+        if attempt:
+            retry = Retry(kube, upstream, attempts, clock, repositories)
+            pending = _current(pending, (project, where), retry, report)
         observed = _observe(pending, kube, attempts, report)
         revisions = frozenset().union(*(candidate_revisions(o.candidates) for o in observed))
         try:
@@ -177,10 +186,9 @@ def _recompute_group(
         results, now = results_for(lookups.values()), clock()
         pending = []
         for o in observed:
-            mine = {r: results[r] for r in candidate_revisions(o.candidates) if r in results}
             try:
                 for gate in o.gates:
-                    recomputed = plan_recompute(o.env, gate, o.candidates, mine, now)
+                    recomputed = plan_recompute(o.env, gate, o.candidates, results, now)
                     report.outcomes.append(
                         apply_plan(
                             o.env, recomputed.plan, kube, extra={"candidates": recomputed.allowed.reasons}
@@ -202,6 +210,54 @@ def _recompute_group(
         report.fail(
             env, RetryableError(f"gates of {env.key} kept changing under {attempts} attempts"), retry=True
         )
+
+
+def _group(env: Environment) -> tuple[str, str] | None:
+    rel = env.relationship
+    return (
+        None
+        if rel is None or not env.project
+        else (env.project.lower(), github_environment(env, rel.environment))
+    )
+
+
+@dataclass(frozen=True)
+class Retry:
+    """What recomputing an Environment again needs."""
+
+    kube: RecomputeStore
+    upstream: Upstream
+    attempts: int
+    clock: Clock
+    repositories: RepositoryPolicy
+
+
+def _current(
+    environments: list[Environment], group: tuple[str, str], retry: Retry, report: Recompute
+) -> list[Environment]:
+    """The Environments as the API has them now; those that left this upstream are recomputed on their own."""
+    still: list[Environment] = []
+    for env in environments:
+        try:
+            fresh = retry.kube.get_environment(env.namespace, env.name)
+        except (BadEvent, PermanentError) as exc:
+            report.fail(env, exc, retry=False)
+            continue
+        except RetryableError as exc:
+            report.fail(env, exc, retry=True)
+            continue
+        if fresh is None or fresh.uid != env.uid:
+            log.info("Environment deleted while recomputing", extra={"fields": {"environment": env.key}})
+        elif _group(fresh) == group:
+            still.append(fresh)
+        else:
+            moved = recompute(
+                [fresh], retry.kube, retry.upstream, retry.attempts, retry.clock, retry.repositories
+            )
+            report.outcomes += moved.outcomes
+            report.errors.update(moved.errors)
+            report.retryable += moved.retryable
+    return still
 
 
 def _observe(

@@ -16,6 +16,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from shared.errors import PermanentError
 from shared.gate import fallback_gate_name, gate_name
 from shared.views import Environment
 from stagegate import devstack
@@ -222,10 +223,10 @@ def test_cluster_role_is_least_privilege() -> None:
         for r in rule["resources"]
     }
     assert granted == {
-        ("kuberik.com", "rolloutgates", ("create", "get", "list", "patch", "update")),
+        ("kuberik.com", "rolloutgates", ("create", "list", "patch")),
         ("environments.kuberik.com", "environments", ("get", "list")),
         ("environments.kuberik.com", "environments/finalizers", ("update",)),
-        ("kuberik.com", "rollouts", ("get", "list")),
+        ("kuberik.com", "rollouts", ("get",)),
         ("", "events", ("create",)),
     }
 
@@ -244,3 +245,45 @@ def test_binding_gives_the_role_to_the_service_account_only() -> None:
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "stagegate", "namespace": "stagegate-system"}
     ]
+
+
+# --- bound per namespace (STAGEGATE_NAMESPACES) ----------------------------------------------------
+
+
+def test_role_bound_per_namespace_reaches_that_namespace_only(
+    kube_stack: devstack.KubeStack,
+    namespace: str,
+    custom: client.CustomObjectsApi,
+    tmp_path: Path,
+) -> None:
+    kube_stack.apply_rbac()  # the ClusterRole; this test binds it for a ServiceAccount of its own
+    account = f"stagegate-ns-{namespace}"
+    admin = kube_stack.api_client()
+    client.CoreV1Api(admin).create_namespaced_service_account(
+        "stagegate-system", {"metadata": {"name": account}}
+    )
+    [binding] = [
+        d for d in yaml.safe_load_all((devstack.RBAC.parent / "rbac-namespaced.yaml").read_text()) if d
+    ]
+    binding["metadata"]["namespace"] = namespace
+    binding["subjects"][0]["name"] = account
+    client.RbacAuthorizationV1Api(admin).create_namespaced_role_binding(namespace, binding)
+    other = f"{namespace}-other"
+    client.CoreV1Api(admin).create_namespace({"metadata": {"name": other}})
+    try:
+        scoped = KubeGates(
+            api_client(
+                str(kube_stack.service_account_kubeconfig(tmp_path / "kc", name=account, bound_in=namespace))
+            ),
+            timeout=10,
+        )
+        env = create_environment(custom, environment(namespace, "prod"))
+        assert [e.name for e in scoped.list_environments([namespace])] == ["prod"]
+        ensure_gates(Environment.from_raw(env), scoped, fresh=True)
+        assert get_gate(custom, namespace, gate_name("prod"))["spec"]["allowedVersions"] == []
+        for outside in (lambda: scoped.list_environments([other]), scoped.list_environments):
+            with pytest.raises(PermanentError, match=r"403|[Ff]orbidden|refused"):
+                outside()
+    finally:
+        client.CoreV1Api(admin).delete_namespace(other)
+        client.CoreV1Api(admin).delete_namespaced_service_account(account, "stagegate-system")

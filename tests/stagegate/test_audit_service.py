@@ -56,9 +56,23 @@ def test_create_event_makes_one_blocking_gate_with_one_api_call(
 def test_environment_without_relationship_gets_unrestricted_gate(
     namespace: str, gates: KubeGates, custom: client.CustomObjectsApi
 ) -> None:
-    handle(gates, delivery_bytes(stored(environment(namespace, "staging", upstream=None))))
+    env = create_environment(custom, environment(namespace, "staging", upstream=None))
+    handle(gates, delivery_bytes(env))
     [gate] = list_gates(custom, namespace)
     assert "allowedVersions" not in gate["spec"]
+
+
+def test_an_unrestricted_gate_is_made_only_for_the_environment_the_api_has(
+    namespace: str, gates: KubeGates, custom: client.CustomObjectsApi
+) -> None:
+    """A late create event of an incarnation without a relationship must not give today's one a null gate."""
+    old = stored(environment(namespace, "prod", upstream=None))  # deleted since; today's has a relationship
+    create_environment(custom, environment(namespace, "prod"))
+    summary = handle(gates, delivery_bytes(old))
+    assert list_gates(custom, namespace) == []
+    assert summary["ignored"] == {
+        "the Environment no longer exists (deleted, or recreated since the event)": 1
+    }
 
 
 def test_redelivery_keeps_a_single_gate_and_changes_nothing(

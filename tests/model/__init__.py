@@ -1,0 +1,1 @@
+"""A stateful model of the whole decision: random interleavings of Kubernetes and GitHub changes."""
