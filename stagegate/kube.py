@@ -266,22 +266,11 @@ class KubeGates:
 
     def warn(self, env: Environment, reason: str, message: str) -> None:
         """Record a Warning Event on the Environment, where `kubectl describe` shows it."""
-        now = datetime.datetime.now(datetime.UTC)
-        event = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(name=f"{env.name}.{secrets.token_hex(8)}", namespace=env.namespace),
-            involved_object=client.V1ObjectReference(
-                api_version=ENVIRONMENT_API_VERSION, kind=ENVIRONMENT_KIND, name=env.name,
-                namespace=env.namespace, uid=env.uid,
-            ),
-            reason=reason,
-            message=message[:1024],
-            type="Warning",
-            source=client.V1EventSource(component="stagegate"),
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-        )  # fmt: skip
-        self._call(f"create Event for {env.key}", self.core.create_namespaced_event, env.namespace, event)
+        self.record_event(
+            EventNotice(
+                env.namespace, ENVIRONMENT_API_VERSION, ENVIRONMENT_KIND, env.name, env.uid, reason, message
+            )
+        )
 
     def record_event(self, notice: EventNotice) -> None:
         """Record an Event about any object (the deploy guard's overrides go on the Rollout)."""

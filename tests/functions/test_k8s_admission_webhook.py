@@ -18,14 +18,12 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from stagegate import devstack
-from tests.functions.admission_support import admission_identity
+from tests.functions.admission_support import GUARD_LABEL, labelled_namespace, registered_admission
 from tests.kube_objects import ENV_ARGS, GATE_ARGS, environment, get_gate, list_gates
 from tests.shared.admission_builders import kustomization, oci_repository, rollout
 
-SOURCE = devstack.ROOT / "functions" / "k8s_admission" / "main.py"
 OCI_ARGS = ("source.toolkit.fluxcd.io", "v1")
 KS_ARGS = ("kustomize.toolkit.fluxcd.io", "v1")
-GUARD_LABEL = {"stagegate.kuberik.com/guard": "enabled"}
 
 
 @pytest.fixture(scope="module")
@@ -37,37 +35,12 @@ def isolation() -> dict[str, str]:
 def registered(
     kube_stack: devstack.KubeStack, procs: devstack.Processes, isolation: dict[str, str]
 ) -> Iterator[dict[str, Any]]:
-    settings = {"KUBECONFIG": str(admission_identity(kube_stack)), "ADMISSION_DEADLINE_SECONDS": "3"}
-    server = devstack.FunctionServer(SOURCE, "k8s_admission", settings, kube_stack.tls, procs)
-    name = f"stagegate-test-{isolation['stagegate-webhook-test']}"
-    config = devstack.admission_configuration(server.url, kube_stack.tls.ca_file, name, isolation)
-    api = client.AdmissionregistrationV1Api(kube_stack.api_client())
-    api.create_validating_webhook_configuration(config)
-    try:
-        _wait_until_effective(kube_stack, isolation)
+    with registered_admission(kube_stack, procs, isolation) as config:
         yield config
-    finally:
-        api.delete_validating_webhook_configuration(config["metadata"]["name"])
-
-
-def _wait_until_effective(kube_stack: devstack.KubeStack, isolation: dict[str, str]) -> None:
-    """The apiserver picks new webhook configurations up asynchronously: create until the gate is there."""
-    custom = client.CustomObjectsApi(kube_stack.api_client())
-    probe = _namespace(kube_stack, {**isolation, **GUARD_LABEL}, "probe")
-    attempt = iter(range(1000))
-
-    def effective() -> bool:
-        name = f"probe-{next(attempt)}"
-        custom.create_namespaced_custom_object(*ENV_ARGS, probe, "environments", environment(probe, name))
-        return any(g["metadata"]["name"] == f"{name}-stagegate" for g in list_gates(custom, probe))
-
-    devstack.wait_until(effective, 30, "the admission webhook")
 
 
 def _namespace(kube_stack: devstack.KubeStack, labels: dict[str, str], prefix: str = "w") -> str:
-    name = f"{prefix}-{secrets.token_hex(4)}"
-    client.CoreV1Api(kube_stack.api_client()).create_namespace({"metadata": {"name": name, "labels": labels}})
-    return name
+    return labelled_namespace(kube_stack, labels, prefix)
 
 
 @pytest.fixture

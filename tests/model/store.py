@@ -23,21 +23,9 @@ from typing import Any
 from shared.errors import PermanentError
 from shared.views import Environment, RolloutGate
 from stagegate.kube import KubeConflict, KubeNotFound
+from tests.shared.builders import merge_patch
 
 Key = tuple[str, str]
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386: objects merge key by key, null deletes, anything else (lists too) replaces."""
-    if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, Mapping) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,7 @@ def tags_allowed(
 
 # lookup_kind: which revisions name a commit at all
 
+
 @pytest.mark.parametrize("revision", [OID, OID.upper(), OTHER_OID])
 def test_forty_hex_digits_are_looked_up_as_a_full_commit_id(revision: str) -> None:
     assert lookup_kind(revision) == "oid"

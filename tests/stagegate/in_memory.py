@@ -38,7 +38,7 @@ from shared.gate import (
 )
 from shared.views import Environment, RolloutGate
 from stagegate.kube import KubeConflict, KubeNotFound
-from tests.shared.builders import environment_raw
+from tests.shared.builders import environment_raw, merge_patch
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "default"
@@ -63,19 +63,6 @@ def forbid_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect_ex", _refuse)
     monkeypatch.setattr(socket, "create_connection", _refuse)
     monkeypatch.setattr(socket, "getaddrinfo", _refuse)
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch, as the kube-apiserver applies `application/merge-patch+json`."""
-    if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, Mapping) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 def _gate_raw(env_raw: dict[str, Any], allowed: list[str] | None) -> dict[str, Any]:
