@@ -187,6 +187,8 @@ def _recompute_group(
         pending = []
         for o in observed:
             try:
+                if _changed(o.env, kube):  # an Environment change need not touch the gate: look
+                    raise KubeConflict(f"Environment {o.env.key} changed while GitHub was asked")
                 for gate in o.gates:
                     recomputed = plan_recompute(o.env, gate, o.candidates, results, now)
                     report.outcomes.append(
@@ -210,6 +212,16 @@ def _recompute_group(
         report.fail(
             env, RetryableError(f"gates of {env.key} kept changing under {attempts} attempts"), retry=True
         )
+
+
+def _changed(env: Environment, kube: RecomputeStore) -> bool:
+    """Whether the Environment now has another incarnation, upstream or Rollout than the one planned for."""
+    fresh = kube.get_environment(env.namespace, env.name)
+    return fresh is None or (fresh.uid, _group(fresh), fresh.rollout_name) != (
+        env.uid,
+        _group(env),
+        env.rollout_name,
+    )
 
 
 def _group(env: Environment) -> tuple[str, str] | None:
