@@ -61,6 +61,7 @@ class DeploymentRecord:
     created_at: str
     statuses: tuple[StatusRecord, ...] = ()
     creator: str | None = None
+    task: str | None = None
 
     @property
     def payload_revision(self) -> str | None:

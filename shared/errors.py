@@ -47,3 +47,7 @@ class PermanentError(StagegateError):
     """A well-formed request that can never succeed (for example a gate owned by someone else)."""
 
     status = 200
+
+
+class InvalidRequest(PermanentError):
+    """A dependency refused one request as invalid (GitHub's 422); the next, different one may pass."""

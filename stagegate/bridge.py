@@ -12,6 +12,7 @@ to the log only.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from collections.abc import Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -28,6 +29,7 @@ log = get_logger("bridge")
 EVENTBRIDGE_SOURCE = "stagegate.kubernetes-audit"
 EVENTBRIDGE_DETAIL_TYPE = "Kubernetes audit event"
 EVENTBRIDGE_BATCH = 10  # PutEvents takes at most 10 entries
+SQS_BATCH = 10  # SendMessageBatch takes at most 10 entries
 
 
 def message(event: AuditEvent) -> bytes:
@@ -137,8 +139,55 @@ class EventBridgeTransport:
                 raise RetryableError(f"EventBridge refused {answer['FailedEntryCount']} entries")
 
 
+class SqsFifoTransport:
+    """An Amazon SQS FIFO queue: one message group per object, so a consumer sees one Rollout's
+    changes in order and never two of them at once (honours AWS_REGION and AWS_ENDPOINT_URL)."""
+
+    def __init__(self, queue_url: str, timeout: float) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.queue_url = queue_url
+        self.client = boto3.client(
+            "sqs",
+            config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 1}),
+        )
+
+    def publish(self, events: Sequence[Routed]) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        for start in range(0, len(events), SQS_BATCH):
+            batch = events[start : start + SQS_BATCH]
+            entries = []
+            for i, routed in enumerate(batch):
+                body = message(routed.event)
+                entries.append(
+                    {
+                        "Id": str(i),
+                        "MessageBody": body.decode(),
+                        "MessageGroupId": ordering_key(routed),
+                        # The same event sent twice within SQS's 5-minute window is kept once.
+                        "MessageDeduplicationId": hashlib.sha256(body).hexdigest(),
+                    }
+                )
+            try:
+                answer = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            except (BotoCoreError, ClientError) as exc:
+                log.warning(
+                    "an SQS send failed",
+                    extra={"fields": {"queue": self.queue_url, "detail": f"{type(exc).__name__}: {exc}"}},
+                )
+                raise RetryableError(f"sending to SQS failed ({_failure(exc)})") from exc
+            if answer.get("Failed"):
+                codes = sorted({str(f.get("Code")) for f in answer["Failed"]})
+                log.warning(
+                    "SQS refused messages", extra={"fields": {"queue": self.queue_url, "errors": codes}}
+                )
+                raise RetryableError(f"SQS refused {len(answer['Failed'])} messages")
+
+
 def _failure(exc: Exception) -> str:
-    """What kind of EventBridge failure this was, in a few words of our own."""
+    """What kind of AWS failure this was, in a few words of our own."""
     from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
 
     if isinstance(exc, ReadTimeoutError):
@@ -163,6 +212,26 @@ def transport_from(settings: Settings) -> Transport:
     raise ConfigError(f"BRIDGE_TRANSPORT must be pubsub or eventbridge, got {settings.bridge_transport!r}")
 
 
+def report_transport_from(settings: Settings) -> Transport | None:
+    """Where Rollout status changes go for the reporter (`REPORT_TRANSPORT`), or None when unset."""
+    if settings.report_transport is None:
+        return None
+    if settings.report_transport == "pubsub":
+        if not settings.report_pubsub_topic:
+            raise ConfigError("REPORT_PUBSUB_TOPIC is required when REPORT_TRANSPORT=pubsub")
+        return PubSubTransport(settings.report_pubsub_topic, settings.audit_deadline_seconds)
+    if settings.report_transport == "sqs":
+        if not settings.report_sqs_queue_url:
+            raise ConfigError("REPORT_SQS_QUEUE_URL is required when REPORT_TRANSPORT=sqs")
+        return SqsFifoTransport(settings.report_sqs_queue_url, settings.audit_deadline_seconds)
+    raise ConfigError(f"REPORT_TRANSPORT must be pubsub or sqs, got {settings.report_transport!r}")
+
+
+def for_reporter(events: Sequence[Routed]) -> list[Routed]:
+    """The events the reporter acts on: Rollout status changes."""
+    return [routed for routed in events if routed.route == "rollout"]
+
+
 @dataclass
 class BridgeSummary:
     """What a delivery contained and what was published."""
@@ -170,13 +239,22 @@ class BridgeSummary:
     events: int
     published: int
     ignored: dict[str, int]
+    for_reporter: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"events": self.events, "published": self.published, "ignored": self.ignored}
+        return {
+            "events": self.events,
+            "published": self.published,
+            "for_reporter": self.for_reporter,
+            "ignored": self.ignored,
+        }
 
 
-def bridge(events: Sequence[AuditEvent], transport: Transport) -> BridgeSummary:
-    """Publish the relevant events, in order; count the rest by reason."""
+def bridge(
+    events: Sequence[AuditEvent], transport: Transport, reports: Transport | None = None
+) -> BridgeSummary:
+    """Publish the relevant events, in order, and Rollout status changes to `reports` as well; count the
+    rest by reason."""
     relevant: list[Routed] = []
     ignored: dict[str, int] = {}
     for event in events:
@@ -187,4 +265,24 @@ def bridge(events: Sequence[AuditEvent], transport: Transport) -> BridgeSummary:
             ignored[decision.reason] = ignored.get(decision.reason, 0) + 1
     if relevant:
         transport.publish(relevant)
-    return BridgeSummary(events=len(events), published=len(relevant), ignored=ignored)
+    handed = for_reporter(relevant) if reports is not None else []
+    if reports is not None and handed:
+        reports.publish(handed)
+    return BridgeSummary(len(events), len(relevant), ignored, len(handed))
+
+
+def hand_off(events: Sequence[AuditEvent], reports: Transport | None) -> dict[str, Any]:
+    """For the blocking audit webhook: pass Rollout status changes on to the reporter's transport, so
+    no GitHub call happens while the apiserver waits. A failure is logged, not raised: the answer is
+    about gates, and the scheduled resync reports what was not handed over."""
+    if reports is None:
+        return {}
+    handed = for_reporter([r for r in map(route, events) if isinstance(r, Routed)])
+    if not handed:
+        return {"for_reporter": 0}
+    try:
+        reports.publish(handed)
+    except RetryableError as exc:
+        log.warning("Rollout changes were not handed to the reporter", extra={"fields": {"reason": str(exc)}})
+        return {"for_reporter": 0, "hand_off_error": str(exc)}
+    return {"for_reporter": len(handed)}

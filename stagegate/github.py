@@ -20,28 +20,31 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from github import Auth, Github, GithubException, GithubIntegration
 
+from shared import payload
 from shared.bake import CommitLookup, DeploymentRecord, StatusRecord, lookup_kind
-from shared.errors import BadEvent, PermanentError, RetryableError
-from shared.json_input import decode_json
+from shared.errors import InvalidRequest, PermanentError, RetryableError
 from shared.trust import trusted_lookup
 from stagegate.logs import get_logger
 from stagegate.settings import GitHubApp, Settings
 
 log = get_logger("github")
 
-PAGE = 20
+PAGE = 10
 """Deployments per commit and statuses per deployment asked for at once (most have a handful)."""
 FOLLOW_UP_PAGE = 100
-MAX_ALIASES = 100
-"""Revisions per request: 100 x 20 x 20 nodes stays far below GitHub's 500,000-node limit."""
+MAX_ALIASES = 1000
+"""Revisions per request. GitHub counts at most 1,000 x (10 deployments + 10 x 10 statuses) = 110,000
+nodes for it, below its 500,000-node limit, so a Rollout history of 1,000 entries is one request."""
 
 _STATUSES = "pageInfo { hasPreviousPage startCursor } nodes { state description createdAt creator { login } }"
 _DEPLOYMENT = (
-    f"id databaseId commitOid payload createdAt creator {{ login }} statuses(last: {PAGE}) {{ {_STATUSES} }}"
+    "id databaseId commitOid task payload createdAt creator { login } "
+    f"statuses(last: {PAGE}) {{ {_STATUSES} }}"
 )
 _DEPLOYMENTS = f"pageInfo {{ hasPreviousPage startCursor }} nodes {{ {_DEPLOYMENT} }}"
 
@@ -68,7 +71,7 @@ def github_client(credentials: str | GitHubApp, base_url: str, timeout: float) -
     )
 
 
-def _translate(exc: Exception, what: str) -> Exception:
+def _translate(exc: Exception, what: str, doing: str = "reading from") -> Exception:
     """Map a client failure to stagegate's kinds, in stagegate's words: the message ends up in answers
     (GitHub shows webhook answers to repository admins), while the client's own text may quote the
     request's `Authorization` header and names GitHub's URL. That text goes to the log, redacted."""
@@ -84,15 +87,17 @@ def _translate(exc: Exception, what: str) -> Exception:
             return PermanentError(
                 f"{what}: GitHub answered HTTP 404 (not found, or not visible to the credentials)"
             )
-        if status == 403 and not _rate_limited(exc):
-            return PermanentError(f"{what}: GitHub refused access (HTTP 403)")
         if _rate_limited(exc):
-            return RetryableError(f"{what}: reading from GitHub failed (rate limited, HTTP {status})")
-        return RetryableError(f"{what}: reading from GitHub failed (HTTP {status})")
+            return RetryableError(f"{what}: {doing} GitHub failed (rate limited, HTTP {status})")
+        if status == 403:
+            return PermanentError(f"{what}: GitHub refused access (HTTP 403)")
+        if status == 422:
+            return InvalidRequest(f"{what}: GitHub refused the request as invalid (HTTP 422)")
+        return RetryableError(f"{what}: {doing} GitHub failed (HTTP {status})")
     log.warning(
         "a GitHub call failed", extra={"fields": {"call": what, "detail": f"{type(exc).__name__}: {exc}"}}
     )
-    return RetryableError(f"{what}: reading from GitHub failed ({_transport_failure(exc)})")
+    return RetryableError(f"{what}: {doing} GitHub failed ({_transport_failure(exc)})")
 
 
 def _transport_failure(exc: Exception) -> str:
@@ -107,8 +112,12 @@ def _transport_failure(exc: Exception) -> str:
 
 
 def _rate_limited(exc: GithubException) -> bool:
+    """GitHub's primary and secondary limits: a `Retry-After`, no budget left, or (a secondary limit
+    may carry neither header) a 403/429 whose message says so ("Rate limits for the REST API")."""
     headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
-    return "retry-after" in headers or headers.get("x-ratelimit-remaining") == "0"
+    if "retry-after" in headers or headers.get("x-ratelimit-remaining") == "0":
+        return True
+    return exc.status in (403, 429) and "rate limit" in _message(exc).lower()
 
 
 def _message(exc: GithubException) -> str:
@@ -117,16 +126,12 @@ def _message(exc: GithubException) -> str:
     return str(data.get("message") or data.get("errors") or "")
 
 
-def _payload(raw: object) -> Mapping[str, Any] | None:
-    if isinstance(raw, Mapping):
-        return raw
-    if isinstance(raw, str) and raw:
-        try:
-            decoded = decode_json(raw, "deployment payload")
-        except BadEvent:
-            return None
-        return decoded if isinstance(decoded, Mapping) else None
-    return None
+def _repo_path(repository: str, what: str) -> str:
+    """`/repos/{owner}/{repo}`, each part escaped: a project is configuration, not a path to follow."""
+    owner, _, name = repository.partition("/")
+    if not owner or not name or "/" in name:
+        raise PermanentError(f"{what}: {repository!r} is not an owner/name repository")
+    return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
 
 
 def _creator(node: Mapping[str, Any]) -> str | None:
@@ -158,7 +163,8 @@ class _Deployment:
         record = DeploymentRecord(
             id=int(node["databaseId"]),
             sha=node["commitOid"],
-            payload=_payload(node.get("payload")),
+            payload=payload.decode(node.get("payload")),
+            task=node.get("task"),
             created_at=node["createdAt"],
             creator=_creator(node),
         )
@@ -217,7 +223,8 @@ def github_reader(settings: Settings, timeout: float) -> GitHubDeployments:
 
 
 class GitHubDeployments:
-    """Reads bake records of one GitHub environment per candidate revision; counts its HTTP calls.
+    """Reads bake records of one GitHub environment per candidate revision, and writes them for the
+    reporter; counts its reads (`calls`) and writes (`writes`).
 
     Only deployments and statuses created by a trusted identity are returned (`shared.trust`): the
     identity of these credentials (the token's user via GraphQL `viewer`, or `identity` when given,
@@ -233,6 +240,7 @@ class GitHubDeployments:
         self.github = github
         self._lock = threading.Lock()
         self.calls = 0
+        self.writes = 0
         self._configured = frozenset(login.lower() for login in trusted)
         self._identity = identity or self._viewer_login
         self._trusted: frozenset[str] | None = None
@@ -281,6 +289,32 @@ class GitHubDeployments:
         if not isinstance(data, Mapping):
             raise RetryableError(f"{what}: GitHub answered no data")
         return data
+
+    def create_deployment(self, repository: str, body: Mapping[str, Any]) -> int:
+        """`POST /repos/{owner}/{repo}/deployments` (REST: GraphQL has no mutation for it); the new id."""
+        what = f"create a deployment in {repository}"
+        created = self._write(f"{_repo_path(repository, what)}/deployments", body, what)
+        deployment_id = created.get("id")
+        if not isinstance(deployment_id, int):
+            raise RetryableError(f"create a deployment in {repository}: GitHub's answer has no deployment id")
+        return deployment_id
+
+    def create_status(self, repository: str, deployment_id: int, body: Mapping[str, Any]) -> None:
+        """`POST /repos/{owner}/{repo}/deployments/{id}/statuses`."""
+        what = f"post a status on deployment {deployment_id} in {repository}"
+        self._write(f"{_repo_path(repository, what)}/deployments/{deployment_id}/statuses", body, what)
+
+    def _write(self, path: str, body: Mapping[str, Any], what: str) -> Mapping[str, Any]:
+        """One POST, never retried here: a rate-limited or failed write raises `RetryableError` and the
+        transport that delivered the report retries it later, with its own backoff."""
+        with self._lock:
+            self.writes += 1
+        requester = self.github.requester
+        try:
+            _, answer = requester.requestJsonAndCheck("POST", path, input=dict(body))
+        except (GithubException, requests.RequestException, OSError) as exc:
+            raise _translate(exc, what, "writing to") from exc
+        return answer if isinstance(answer, Mapping) else {}
 
     def commit_deployments(
         self, repository: str, environment: str, revisions: Iterable[str]

@@ -11,7 +11,9 @@ existing gate carries its `resourceVersion`, which makes it conditional.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import hashlib
 import json
 import secrets
 import ssl
@@ -134,6 +136,14 @@ def _message(exc: ApiException) -> str:
         return ""
 
 
+def report_lease_name(rollout: str) -> str:
+    """`stagegate-report-<rollout>`, shortened with a digest when that exceeds a name's 253 characters."""
+    name = f"stagegate-report-{rollout}"
+    if len(name) <= 253:
+        return name
+    return f"{name[:236]}-{hashlib.sha256(rollout.encode()).hexdigest()[:16]}"
+
+
 _TRANSPORT_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
 
 
@@ -144,6 +154,7 @@ class KubeGates:
         self.api = api
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
+        self.coordination = client.CoordinationV1Api(api)
         self.timeout = timeout
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -263,6 +274,76 @@ class KubeGates:
             field_manager=FIELD_MANAGER,
         )  # fmt: skip
         return RolloutGate.from_raw(raw)
+
+    def acquire_lease(
+        self, owner: Mapping[str, Any], holder: str, seconds: int, now: datetime.datetime
+    ) -> client.V1Lease | None:
+        """Hold the report Lease of a Rollout (`owner`, which owns it, so it goes away with it) for
+        `seconds`; None while another holder's claim has not run out. Every write of it is conditional
+        (create, or replace at the resourceVersion read), so two callers never both get it."""
+        meta = owner["metadata"]
+        namespace, name = meta["namespace"], report_lease_name(meta["name"])
+        what = f"take Lease {namespace}/{name}"
+        spec = {
+            "holderIdentity": holder,
+            "leaseDurationSeconds": seconds,
+            "acquireTime": now,
+            "renewTime": now,
+        }
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {"app.kubernetes.io/managed-by": FIELD_MANAGER},
+                "ownerReferences": [
+                    {
+                        "apiVersion": owner["apiVersion"],
+                        "kind": owner["kind"],
+                        "name": meta["name"],
+                        "uid": meta["uid"],
+                    }
+                ],
+            },
+            "spec": spec,
+        }
+        try:
+            lease: client.V1Lease = self._call(
+                what, self.coordination.create_namespaced_lease, namespace, body
+            )
+            return lease
+        except KubeConflict:
+            pass
+        try:
+            current = self._call(what, self.coordination.read_namespaced_lease, name, namespace)
+        except KubeNotFound:
+            return None  # released and gone in between: the caller retries
+        held = current.spec
+        if held.holder_identity and held.renew_time is not None:
+            expires = held.renew_time + datetime.timedelta(seconds=held.lease_duration_seconds or 0)
+            if expires > now:
+                return None
+        current.spec = client.V1LeaseSpec(
+            holder_identity=holder, lease_duration_seconds=seconds, acquire_time=now, renew_time=now
+        )
+        try:
+            taken: client.V1Lease = self._call(
+                what, self.coordination.replace_namespaced_lease, name, namespace, current
+            )
+        except KubeConflict:
+            return None
+        return taken
+
+    def release_lease(self, lease: client.V1Lease) -> None:
+        """Give the Lease back, unless someone took it over after it ran out (then it is theirs)."""
+        meta = lease.metadata
+        lease.spec.holder_identity = None
+        with contextlib.suppress(KubeConflict, KubeNotFound):
+            self._call(
+                f"release Lease {meta.namespace}/{meta.name}",
+                self.coordination.replace_namespaced_lease, meta.name, meta.namespace, lease,
+            )  # fmt: skip
 
     def warn(self, env: Environment, reason: str, message: str) -> None:
         """Record a Warning Event on the Environment, where `kubectl describe` shows it."""

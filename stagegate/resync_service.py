@@ -9,7 +9,7 @@ is reported and, when retryable, makes the run retryable.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from shared.errors import PartialFailure
@@ -20,6 +20,10 @@ from stagegate.recompute_service import ANY_REPOSITORY, Clock, RecomputeStore, U
 log = get_logger("resync")
 
 
+Reporter = Callable[[Sequence[tuple[str, str]]], dict[str, Any]]
+"""Reports the history of the Rollouts named (namespace, name) on GitHub (`report_service.report_all`)."""
+
+
 def resync(
     kube: RecomputeStore,
     upstream: Upstream,
@@ -27,17 +31,31 @@ def resync(
     attempts: int,
     clock: Clock = time.time,
     repositories: RepositoryPolicy = ANY_REPOSITORY,
+    reporter: Reporter | None = None,
 ) -> dict[str, Any]:
-    """Recompute the gates of every Environment (in `namespaces`, or everywhere)."""
+    """Recompute the gates of every Environment (in `namespaces`, or everywhere); with a `reporter`
+    (`RESYNC_REPORTS`), first record the history of every Rollout an Environment with a GitHub project
+    governs, so a Rollout change the event path missed is recorded, and its bake can open gates now."""
     environments = kube.list_environments(namespaces)
+    summary: dict[str, Any] = {"environments": len(environments)}
+    errors: list[str] = []
+    retry = 0
+    if reporter is not None:
+        rollouts = sorted({(env.namespace, env.rollout_name) for env in environments if env.project})
+        try:
+            reported = reporter(rollouts)
+        except PartialFailure as exc:
+            reported, retry = dict(exc.summary), retry + 1
+        summary["reports"] = reported["rollouts"]
+        errors += reported["errors"]
     report = recompute(environments, kube, upstream, attempts, clock, repositories)
-    errors = [f"{key}: {reason}" for key, reason in report.errors.items()]
+    errors += [f"{key}: {reason}" for key, reason in report.errors.items()]
     gates = [o.to_json() for o in report.outcomes]
-    summary = {"environments": len(environments), "gates": gates, "errors": errors}
+    summary.update(gates=gates, errors=errors)
     changed = sum(1 for g in gates if g["action"] != "unchanged")
     log.info(
         f"resync done: {changed} gates changed, {len(errors)} errors", extra={"fields": {"changed": changed}}
     )
-    if report.retryable:
-        raise PartialFailure(f"{len(report.retryable)} Environments failed; retry", summary)
+    if report.retryable or retry:
+        raise PartialFailure(f"{len(errors)} Environments or Rollouts failed; retry", summary)
     return summary

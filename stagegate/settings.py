@@ -258,6 +258,26 @@ def _github_token(env: Mapping[str, str]) -> str | None:
 RESYNC_AUTH_MODES = ("bearer", "platform")
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "false", "0", "no"):
+        return False
+    if raw in ("true", "1", "yes"):
+        return True
+    raise ConfigError(f"{name} must be true or false, got {env.get(name)!r}")
+
+
+def _report_timing(env: Mapping[str, str]) -> tuple[float, int]:
+    deadline = _positive_float(env, "REPORTER_DEADLINE_SECONDS", Settings.reporter_deadline_seconds)
+    lease = _positive_int(env, "REPORT_LEASE_SECONDS", Settings.report_lease_seconds)
+    if lease <= deadline:
+        raise ConfigError(
+            f"REPORT_LEASE_SECONDS ({lease}) must exceed REPORTER_DEADLINE_SECONDS ({deadline:g}): a report "
+            "must be over before another may take its Rollout's Lease"
+        )
+    return deadline, lease
+
+
 def _resync_auth(env: Mapping[str, str]) -> str:
     """How `resync_http` authenticates callers; `platform` and a `RESYNC_TOKEN` together are ambiguous."""
     mode = env.get("RESYNC_AUTH", "").strip() or "bearer"
@@ -317,6 +337,21 @@ class Settings:
     """`BRIDGE_PUBSUB_TOPIC`: the topic path `projects/P/topics/T`, for `pubsub`."""
     bridge_event_bus: str | None = None
     """`BRIDGE_EVENT_BUS`: the EventBridge bus name, for `eventbridge`."""
+    report_transport: str | None = None
+    """`REPORT_TRANSPORT`: where `k8s_audit_http` and `audit_bridge` hand Rollout status changes for the
+    reporter: `pubsub` (ordered by Rollout) or `sqs` (a FIFO queue, grouped by Rollout); unset: nowhere."""
+    report_pubsub_topic: str | None = None
+    """`REPORT_PUBSUB_TOPIC`: the reporter's topic path `projects/P/topics/T`, for `pubsub`."""
+    report_sqs_queue_url: str | None = None
+    """`REPORT_SQS_QUEUE_URL`: the reporter's FIFO queue URL, for `sqs`."""
+    reporter_deadline_seconds: float = 60.0
+    """`REPORTER_DEADLINE_SECONDS`: a report makes no new GitHub write past this; the rest follow on retry."""
+    report_lease_seconds: int = 120
+    """`REPORT_LEASE_SECONDS`: how long a report holds its Rollout's Lease at most (a crashed report's
+    Lease runs out after it); must exceed `REPORTER_DEADLINE_SECONDS`."""
+    resync_reports: bool = False
+    """`RESYNC_REPORTS`: the scheduled resync also reports every governed Rollout's history on GitHub
+    (turn on with the reporter, once the Go environment controller no longer writes there)."""
     namespaces: tuple[str, ...] = ()
     """`STAGEGATE_NAMESPACES`: comma-separated namespaces to watch; empty means all."""
     admission_deadline_seconds: float = 3.0
@@ -335,6 +370,7 @@ class Settings:
         Every credential it reads is registered with the log redaction (`stagegate.logs`).
         """
         env = os.environ if env is None else env
+        deadline, lease = _report_timing(env)
         settings = cls(
             audit_webhook_token=_credential(env, "AUDIT_WEBHOOK_TOKEN"),
             audit_deadline_seconds=_positive_float(env, "AUDIT_DEADLINE_SECONDS", cls.audit_deadline_seconds),
@@ -359,6 +395,12 @@ class Settings:
             bridge_transport=env.get("BRIDGE_TRANSPORT") or None,
             bridge_pubsub_topic=env.get("BRIDGE_PUBSUB_TOPIC") or None,
             bridge_event_bus=env.get("BRIDGE_EVENT_BUS") or None,
+            report_transport=env.get("REPORT_TRANSPORT") or None,
+            report_pubsub_topic=env.get("REPORT_PUBSUB_TOPIC") or None,
+            report_sqs_queue_url=env.get("REPORT_SQS_QUEUE_URL") or None,
+            reporter_deadline_seconds=deadline,
+            report_lease_seconds=lease,
+            resync_reports=_flag(env, "RESYNC_REPORTS"),
             namespaces=tuple(
                 ns.strip() for ns in env.get("STAGEGATE_NAMESPACES", "").split(",") if ns.strip()
             ),

@@ -2,7 +2,9 @@
 
 `k8s_audit_http` is the kube-apiserver's audit webhook backend (in blocking mode the gate exists
 before the Environment's creation is acknowledged); `k8s_audit` takes the same events from Pub/Sub.
-Each entry point only authenticates, parses, calls the service and answers. A delivery of more than
+Each entry point only authenticates, parses, calls the service and answers. With `REPORT_TRANSPORT`
+set, `k8s_audit_http` also hands Rollout status changes to the reporter's transport (the reporter
+talks to GitHub, which the apiserver must not wait for). A delivery of more than
 `AUDIT_MAX_EVENTS` events is refused whole; the webhook's work runs in `LANES` (see
 `stagegate.audit_service.handle_audit_delivery`), so a backlog cannot delay a create's gate.
 """
@@ -17,6 +19,7 @@ import functions_framework
 
 from shared.audit import parse_audit_json
 from stagegate.audit_service import AuditContext, AuditLanes, handle_audit_delivery, handle_audit_events
+from stagegate.bridge import hand_off, report_transport_from
 from stagegate.http import Response, answer, read_body, refuse_bodies_over, require_bearer
 from stagegate.kube import KubeGates, api_client
 from stagegate.pubsub import consume, push_body_limit
@@ -34,6 +37,7 @@ CONTEXT = AuditContext(
     repositories=SETTINGS.github_repositories,
 )
 LANES = AuditLanes.default()
+REPORTS = report_transport_from(SETTINGS)
 
 
 def _ensure_gates(body: bytes) -> dict[str, Any]:
@@ -52,9 +56,11 @@ def k8s_audit_http(request: flask.Request) -> Response:
         with LANES.admission(request.content_length) as admission:
             body = read_body(request, SETTINGS.audit_max_body_bytes)
             events = parse_audit_json(body, SETTINGS.audit_max_events)
-            return handle_audit_delivery(
+            handed = hand_off(events, REPORTS)
+            summary = handle_audit_delivery(
                 events, CONTEXT, LANES, SETTINGS.audit_deadline_seconds, started, admission
             ).to_json()
+            return {**summary, **handed}
 
     return answer(handle, "k8s_audit_http")
 

@@ -3,11 +3,13 @@
 `resync_http` requires `Authorization: Bearer $RESYNC_TOKEN`, unless `RESYNC_AUTH=platform` says the
 platform lets only authorized callers through (Cloud Run IAM: Cloud Scheduler's OIDC token, checked
 before the request arrives); `resync` is the CloudEvent target for a Pub/Sub topic the scheduler
-publishes to (its message content is not read).
+publishes to (its message content is not read). With `RESYNC_REPORTS=true` it also records every
+governed Rollout's history on GitHub first (the reporter's healer, as resync is the gates').
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import flask
@@ -17,7 +19,8 @@ from stagegate.github import github_reader
 from stagegate.http import Response, answer, refuse_bodies_over, require_bearer
 from stagegate.kube import KubeGates, api_client
 from stagegate.logs import get_logger
-from stagegate.resync_service import resync
+from stagegate.report_service import Limits, report_all
+from stagegate.resync_service import Reporter, resync
 from stagegate.settings import Settings
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -27,6 +30,11 @@ SETTINGS = Settings.from_env()
 refuse_bodies_over(MAX_BODY_BYTES)
 KUBE = KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.github_deadline_seconds)
 UPSTREAM = github_reader(SETTINGS, SETTINGS.github_deadline_seconds)
+REPORTER: Reporter | None = (
+    partial(report_all, kube=KUBE, github=UPSTREAM, limits=Limits.from_settings(SETTINGS), skip_busy=True)
+    if SETTINGS.resync_reports
+    else None
+)
 log = get_logger("resync")
 if SETTINGS.resync_auth == "platform":
     log.info("RESYNC_AUTH=platform: resync_http checks no token; only the platform's invoker check guards it")
@@ -35,7 +43,7 @@ if SETTINGS.resync_auth == "platform":
 def _resync() -> dict[str, Any]:
     return resync(
         KUBE, UPSTREAM, SETTINGS.namespaces, SETTINGS.kube_conflict_retries,
-        repositories=SETTINGS.github_repositories,
+        repositories=SETTINGS.github_repositories, reporter=REPORTER,
     )  # fmt: skip
 
 
