@@ -52,6 +52,15 @@ Deployment statuses and webhooks (`state.py`, `webhooks.py`):
 - No `deployment_status` webhook for `inactive` statuses. Source: the `deployment_status` event
   in "Webhook events and payloads" (/webhooks/webhook-events-and-payloads#deployment_status): "A
   webhook event is not fired for deployment statuses with an `inactive` state."
+- Delivery (`deliver_webhooks`): one POST per status, automatic ones included, in the order they
+  were recorded, after the API has answered the request that recorded it; signed with
+  `X-Hub-Signature-256` only when the hook has a secret; a receiver that does not answer 2xx within
+  10 seconds has failed the delivery, and a failed delivery is never retried. Source: "Handling
+  failed webhook deliveries" (/webhooks/using-webhooks/handling-failed-webhook-deliveries): "if your
+  server is down or takes longer than 10 seconds to respond, GitHub will record the delivery as a
+  failure. GitHub does not automatically redeliver failed deliveries." and "Validating webhook
+  deliveries" (/webhooks/using-webhooks/validating-webhook-deliveries). The one worker thread
+  (hence the strict order) is the fake's simplification: GitHub promises no order.
 - Deleting a deployment: 204; 422 while it is active (latest status `success`) unless it is the
   repository's only deployment. Source: REST "Deployments", "Delete a deployment"
   (/rest/deployments/deployments#delete-a-deployment). The 422's wording is the fake's own.
@@ -111,15 +120,17 @@ from stagegate.fake_github.state import (
     Clock,
     GitHubState,
     NotFound,
+    Repository,
     Snapshot,
     User,
     ValidationFailed,
 )
-from stagegate.fake_github.webhooks import NoDelivery, signature_256
+from stagegate.fake_github.webhooks import Delivery, Hook, Hookshot, NoDelivery, signature_256
 
 __all__ = [
     "AssetsUnavailable",
     "ContractViolation",
+    "Delivery",
     "FakeGitHub",
     "Listing",
     "NoDelivery",
@@ -174,6 +185,8 @@ class FakeGitHub:
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
+        self._hookshot = Hookshot(self._webhook_delivery, lambda: self.url)
+        self.state.on_status(self._hookshot.record)
         for name in repos:
             self.add_repo(name)
 
@@ -197,8 +210,10 @@ class FakeGitHub:
         return self
 
     def close(self) -> None:
-        """Stop serving; requests still hanging on a `hang_next` fault are released."""
+        """Stop serving and delivering webhooks; requests still hanging on a `hang_next` fault are
+        released, queued deliveries are dropped, one under way ends within its 10-second timeout."""
         self._closing.set()
+        self._hookshot.close()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -435,12 +450,39 @@ class FakeGitHub:
             payload = webhooks.deployment_status_payload(
                 status, deployment, repository, status.creator, self.url
             )
+        return self._webhook_delivery(repository, payload)
+
+    def _webhook_delivery(
+        self, repository: Repository, payload: dict[str, Any]
+    ) -> tuple[dict[str, str], bytes]:
+        """Headers and body of a `deployment_status` delivery, checked against GitHub's schemas."""
         headers = webhooks.delivery_headers("deployment_status", self.hook_id, repository)
         problems = self.contracts.webhook_errors("deployment_status", "created", headers, payload)
         if problems:
             self._record(f"webhook deployment_status.created: {problems}")
             raise ContractViolation("deployment_status webhook", problems)
         return headers, webhooks.encode(payload)
+
+    def deliver_webhooks(self, url: str, secret: str, *, repos: Iterable[str] | None = None) -> None:
+        """Configure a repository webhook: from now on every status recorded in `repos` (None: every
+        repository), over REST or with `create_status`, is POSTed to `url` as GitHub would, signed
+        with `secret` ("": unsigned), from a background thread. Calling again replaces the hook."""
+        covered = None if repos is None else frozenset(r.lower() for r in repos)
+        self._hookshot.configure(Hook(url=url, secret=secret, repos=covered))
+
+    def stop_webhooks(self) -> None:
+        """Remove the hook: nothing more is delivered, deliveries still queued are dropped."""
+        self._hookshot.stop()
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """Every webhook delivery attempt so far (a copy), in the order they were made."""
+        return self._hookshot.deliveries
+
+    def wait_for_deliveries(self, n: int, timeout: float = 5.0) -> list[Delivery]:
+        """Block until at least `n` delivery attempts have ended (then all of them);
+        `TimeoutError` if fewer have by `timeout` seconds."""
+        return self._hookshot.wait(n, timeout)
 
     # faults and observation ----------------------------------------------------------------------
 

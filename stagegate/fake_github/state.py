@@ -17,7 +17,7 @@ import copy
 import json
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,6 +28,8 @@ DESCRIPTION_MAX = 140
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 
 AutoInactiveScope = Literal["active", "all"]
+
+StatusListener = Callable[["Repository", "Deployment", "DeploymentStatus"], None]
 
 # The rule is the REST description's ("Delete a deployment"); the wording of the refusal is the fake's.
 DELETE_ACTIVE = (
@@ -204,6 +206,13 @@ class GitHubState:
         self._next_user_id = 9_000_001
         self._next_deployment_id = first_deployment_id
         self._next_status_id = first_status_id
+        self._status_listeners: list[StatusListener] = []
+
+    def on_status(self, listener: StatusListener) -> None:
+        """Call `listener` for every status recorded from now on (automatic ones included), in
+        recording order, while the state's lock is held: it must only note the status, never wait."""
+        with self._lock:
+            self._status_listeners.append(listener)
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -405,8 +414,8 @@ class GitHubState:
         GitHub's rule (REST description of `auto_inactive`, default true): prior deployments of the
         same repository and environment get a new `inactive` status without a description. With
         `auto_inactive_scope="active"` (GitHub's documented behaviour) only those whose latest state
-        is `success`; with `"all"`, every one not already inactive. Automatic statuses trigger no
-        webhook (GitHub sends none for `inactive`).
+        is `success`; with `"all"`, every one not already inactive. Every new status, automatic ones
+        included, is told to the `on_status` listeners (webhooks skip `inactive` ones).
         """
         if state not in STATUS_STATES:
             raise ValidationFailed(
@@ -433,11 +442,20 @@ class GitHubState:
                 deployment, state, description, env, creator, log_url, environment_url, automatic=False
             )
             deployment.environment = env
+            added = [(deployment, status)]
             if state == "success" and auto_inactive:
                 for older in self._auto_inactive_targets(deployment):
-                    self._add_status(
-                        older, "inactive", "", older.environment, creator, "", "", automatic=True
+                    added.append(
+                        (
+                            older,
+                            self._add_status(
+                                older, "inactive", "", older.environment, creator, "", "", automatic=True
+                            ),
+                        )
                     )
+            for changed, new in added:
+                for listener in self._status_listeners:
+                    listener(repo, changed, new)
             return status
 
     def _auto_inactive_targets(self, deployment: Deployment) -> list[Deployment]:
