@@ -96,3 +96,32 @@ def consume_eventbridge(
             )
             failures.append({"itemIdentifier": message_id})
     return {"batchItemFailures": failures}
+
+
+def consume_sqs_fifo(event: Mapping[str, Any], handle: Callable[[bytes], Any]) -> dict[str, Any]:
+    """Run `handle` on each SQS FIFO message body in order. Once one must be retried, it and every
+    later message are returned as failures unprocessed, so SQS delivers them again in the same order
+    (a FIFO queue keeps a message group's order only if nothing after a failure is acknowledged)."""
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    if not isinstance(records, list):
+        log.error("dropping an SQS event without a Records list")
+        return {"batchItemFailures": []}
+    failures: list[dict[str, Any]] = []
+    for record in records:
+        message_id = record.get("messageId") if isinstance(record, Mapping) else None
+        if failures:
+            failures.append({"itemIdentifier": message_id})
+            continue
+        body = record.get("body") if isinstance(record, Mapping) else None
+        try:
+            if not isinstance(body, str) or not body:
+                raise BadEvent("SQS record has no body")
+            handle(body.encode())
+        except (BadEvent, PermanentError) as exc:
+            log.error(f"dropping SQS message: {exc}", extra={"fields": {"messageId": message_id}})
+        except RetryableError as exc:
+            log.warning(
+                f"SQS message will be redelivered: {exc}", extra={"fields": {"messageId": message_id}}
+            )
+            failures.append({"itemIdentifier": message_id})
+    return {"batchItemFailures": failures}

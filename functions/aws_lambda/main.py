@@ -1,22 +1,28 @@
-"""AWS Lambda entry points: the audit consumer behind EventBridge (and SQS), and the GitHub webhook
-behind a function URL or API Gateway. The handlers are the Functions Framework ones; only the
+"""AWS Lambda entry points: the audit consumer behind EventBridge (and SQS), the GitHub webhook
+behind a function URL or API Gateway, and the reporter behind an SQS FIFO queue (one message group
+per Rollout). The handlers are the Functions Framework ones; only the
 envelope is AWS's. Secrets are not in the function's configuration: `load_secrets` reads them at cold
 start from where `*_SECRET_ARN` point (Secrets Manager or SSM), before the settings are read."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.audit import parse_audit_document
+from shared.audit import parse_audit_document, parse_audit_json
 from stagegate.audit_service import AuditContext, handle_audit_events
 from stagegate.aws_secrets import load_secrets
 from stagegate.http import answer
 from stagegate.kube import KubeGates, api_client
-from stagegate.lambda_adapter import consume_eventbridge, http_request, http_response
+from stagegate.lambda_adapter import consume_eventbridge, consume_sqs_fifo, http_request, http_response
 from stagegate.recompute_service import upstream_from
+from stagegate.report_service import Limits, report_events
 from stagegate.settings import CREDENTIALS, ConfigError, Settings
 from stagegate.webhook_service import github_request
+
+if TYPE_CHECKING:
+    from stagegate.github import GitHubDeployments
 
 load_secrets()
 SETTINGS = Settings.from_env()
@@ -45,3 +51,22 @@ def github_webhook(event: Mapping[str, Any], context: object) -> dict[str, Any]:
         return github_request(headers, body, SETTINGS, KUBE, UPSTREAM)
 
     return http_response(answer(handle, "github_webhook"))
+
+
+def reporter_sqs(event: Mapping[str, Any], context: object) -> dict[str, Any]:
+    """SQS FIFO event source (ReportBatchItemFailures): record each Rollout's history on GitHub."""
+    github = _recorder()
+    limits = Limits.from_settings(SETTINGS)
+    return consume_sqs_fifo(
+        event,
+        lambda body: report_events(parse_audit_json(body, SETTINGS.audit_max_events), KUBE, github, limits),
+    )
+
+
+@functools.cache
+def _recorder() -> GitHubDeployments:
+    """The reporter's GitHub client, made on first use: the other handlers of this package may run
+    without GitHub credentials, the reporter cannot (`ConfigError` names what is missing)."""
+    from stagegate.github import github_reader
+
+    return github_reader(SETTINGS, SETTINGS.github_deadline_seconds)
