@@ -1,6 +1,8 @@
 # stagegate on AWS: audit events arrive on an EventBridge bus (published by audit_bridge with
 # BRIDGE_TRANSPORT=eventbridge), a rule sends them to an SQS queue with a dead-letter queue, and
-# k8s_audit_eventbridge consumes the queue; github_webhook answers GitHub on a function URL.
+# k8s_audit_eventbridge consumes the queue; github_webhook answers GitHub on a function URL. Rollout
+# status events are handed (REPORT_TRANSPORT=sqs, by audit_bridge or k8s_audit_http) to an SQS FIFO
+# queue, one message group per Rollout, which reporter_sqs consumes.
 #
 # No secret value passes through Terraform: the functions get the ARNs of their secrets
 # (*_SECRET_ARN) and read them at cold start (stagegate/aws_secrets.py), with a role that may read
@@ -44,6 +46,11 @@ locals {
 
   namespaces = join(",", var.namespaces)
 
+  # The reporter's Lambda timeout: one invocation makes the reports of its batch one after the other, each
+  # within its own deadline (REPORTER_DEADLINE_SECONDS), plus room to answer. The reports queue's
+  # visibility timeout is six times this (a failed report is retried after it).
+  reporter_timeout_seconds = var.report_batch_size * var.reporter_deadline_seconds + 30
+
   # Where each secret lives in Secrets Manager (name or ARN), by the variable the code reads it into.
   secret_ids = {
     GITHUB_TOKEN          = var.github_token_secret_id
@@ -58,11 +65,12 @@ locals {
     # Kubernetes audit events from EventBridge via SQS (aws_lambda_event_source_mapping.audit_queue).
     # Its concurrency is bounded by the event source mapping (audit_max_concurrency), not reserved.
     k8s_audit_eventbridge = {
-      handler              = "functions.aws_lambda.main.k8s_audit_eventbridge"
-      description          = "Kubernetes audit events from EventBridge via SQS: ensures and recomputes gates"
-      timeout              = var.audit_timeout_seconds
-      consumes_audit_queue = true
-      reserved_concurrency = null
+      handler               = "functions.aws_lambda.main.k8s_audit_eventbridge"
+      description           = "Kubernetes audit events from EventBridge via SQS: ensures and recomputes gates"
+      timeout               = var.audit_timeout_seconds
+      consumes_audit_queue  = true
+      consumes_report_queue = false
+      reserved_concurrency  = null
       secret_arns = [
         data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn,
         data.aws_secretsmanager_secret.this["KUBECONFIG"].arn,
@@ -81,11 +89,12 @@ locals {
     # call it, so its reserved concurrency caps what a flood can take: the account's other functions
     # (k8s_audit_eventbridge) keep theirs, and the Kubernetes API and GitHub see at most that many.
     github_webhook = {
-      handler              = "functions.aws_lambda.main.github_webhook"
-      description          = "GitHub deployment_status webhooks (signed): recomputes the downstream gates"
-      timeout              = 15
-      consumes_audit_queue = false
-      reserved_concurrency = var.github_webhook_reserved_concurrency
+      handler               = "functions.aws_lambda.main.github_webhook"
+      description           = "GitHub deployment_status webhooks (signed): recomputes the downstream gates"
+      timeout               = 15
+      consumes_audit_queue  = false
+      consumes_report_queue = false
+      reserved_concurrency  = var.github_webhook_reserved_concurrency
       secret_arns = [
         data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn,
         data.aws_secretsmanager_secret.this["GITHUB_WEBHOOK_SECRET"].arn,
@@ -100,6 +109,32 @@ locals {
         GITHUB_WEBHOOK_MAX_BODY_BYTES   = tostring(var.github_webhook_max_body_bytes)
         KUBE_CONFLICT_RETRIES           = tostring(var.kube_conflict_retries)
         STAGEGATE_NAMESPACES            = local.namespaces
+      }
+    }
+
+    # Rollout status events from the reports FIFO queue (aws_lambda_event_source_mapping.reports_queue):
+    # records each Rollout's deployments and bake statuses on GitHub. A report that failed (a GitHub
+    # rate limit or outage) is answered in batchItemFailures and SQS redelivers it after the visibility
+    # timeout; the later reports of that Rollout wait behind it (FIFO message group).
+    reporter_sqs = {
+      handler               = "functions.aws_lambda.main.reporter_sqs"
+      description           = "Rollout status changes from the reports FIFO queue: records deployments and bake statuses on GitHub"
+      timeout               = local.reporter_timeout_seconds
+      consumes_audit_queue  = false
+      consumes_report_queue = true
+      reserved_concurrency  = null
+      secret_arns = [
+        data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn,
+        data.aws_secretsmanager_secret.this["KUBECONFIG"].arn,
+      ]
+      environment = {
+        KUBECONFIG_SECRET_ARN           = data.aws_secretsmanager_secret.this["KUBECONFIG"].arn
+        GITHUB_TOKEN_SECRET_ARN         = data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn
+        GITHUB_API_URL                  = var.github_api_url
+        GITHUB_WEBHOOK_DEADLINE_SECONDS = tostring(var.github_webhook_deadline_seconds)
+        AUDIT_MAX_EVENTS                = tostring(var.audit_max_events)
+        REPORTER_DEADLINE_SECONDS       = tostring(var.reporter_deadline_seconds)
+        REPORT_LEASE_SECONDS            = tostring(var.report_lease_seconds)
       }
     }
   }
@@ -241,6 +276,50 @@ resource "aws_cloudwatch_event_target" "audit_queue" {
   depends_on = [aws_sqs_queue_policy.audit_queue]
 }
 
+# --- reports: producers -> FIFO queue -> reporter_sqs -----------------------------------------------
+
+# Each message is one audit Event document about a Rollout status write, MessageGroupId
+# <namespace>/<rollout name>: reports of one Rollout are delivered one at a time, in order. Content-based
+# deduplication drops a producer's retry of the same event (each audit event has its own auditID).
+resource "aws_sqs_queue" "reports_dead_letter" {
+  name                      = "${var.name_prefix}-reports-dead-letter.fifo"
+  fifo_queue                = true
+  message_retention_seconds = 1209600
+  sqs_managed_sse_enabled   = true
+}
+
+resource "aws_sqs_queue" "reports" {
+  name                        = "${var.name_prefix}-reports.fifo"
+  fifo_queue                  = true
+  content_based_deduplication = true
+  deduplication_scope         = "messageGroup"
+  fifo_throughput_limit       = "perMessageGroupId"
+  visibility_timeout_seconds  = 6 * local.reporter_timeout_seconds
+  message_retention_seconds   = 345600
+  sqs_managed_sse_enabled     = true
+
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.reports_dead_letter.arn
+    maxReceiveCount     = var.report_max_receive_count
+  })
+
+  lifecycle {
+    precondition {
+      condition     = local.reporter_timeout_seconds <= 900
+      error_message = "report_batch_size * reporter_deadline_seconds + 30 must be at most 900 s, the longest a Lambda runs."
+    }
+  }
+}
+
+resource "aws_sqs_queue_redrive_allow_policy" "reports_dead_letter" {
+  queue_url = aws_sqs_queue.reports_dead_letter.id
+
+  redrive_allow_policy = jsonencode({
+    redrivePermission = "byQueue"
+    sourceQueueArns   = [aws_sqs_queue.reports.arn]
+  })
+}
+
 # --- identities --------------------------------------------------------------------------------------
 
 data "aws_iam_policy_document" "lambda_assume" {
@@ -261,7 +340,7 @@ resource "aws_iam_role" "lambda" {
 }
 
 # Each function writes its own logs and reads its own secrets; k8s_audit_eventbridge also consumes the
-# audit queue (and nothing else).
+# audit queue and reporter_sqs the reports queue (and nothing else).
 data "aws_iam_policy_document" "lambda" {
   for_each = local.lambdas
 
@@ -293,6 +372,15 @@ data "aws_iam_policy_document" "lambda" {
       sid       = statement.value
       actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
       resources = [aws_sqs_queue.audit.arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.value.consumes_report_queue ? ["ConsumeTheReportQueue"] : []
+    content {
+      sid       = statement.value
+      actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+      resources = [aws_sqs_queue.reports.arn]
     }
   }
 
@@ -347,6 +435,22 @@ resource "aws_iam_policy" "bridge_publisher" {
   policy      = data.aws_iam_policy_document.bridge_publisher.json
 }
 
+# For whoever runs audit_bridge or k8s_audit_http with REPORT_TRANSPORT=sqs: attach this policy to its
+# identity. It may send to the reports queue only (the queue has no resource policy: same account).
+data "aws_iam_policy_document" "report_producer" {
+  statement {
+    sid       = "HandOffRolloutReports"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.reports.arn]
+  }
+}
+
+resource "aws_iam_policy" "report_producer" {
+  name        = "${var.name_prefix}-report-producer"
+  description = "Lets stagegate's audit_bridge and k8s_audit_http hand Rollout status events to the ${aws_sqs_queue.reports.name} queue"
+  policy      = data.aws_iam_policy_document.report_producer.json
+}
+
 # --- functions ---------------------------------------------------------------------------------------
 
 resource "aws_cloudwatch_log_group" "lambda" {
@@ -395,6 +499,20 @@ resource "aws_lambda_event_source_mapping" "audit_queue" {
 
   scaling_config {
     maximum_concurrency = var.audit_max_concurrency
+  }
+}
+
+# FIFO: one batch holds at most batch_size messages, in order per message group. reporter_sqs answers the
+# failed reports (and the later ones of the same Rollout) in batchItemFailures; SQS redelivers them after
+# the visibility timeout, and after report_max_receive_count receives moves them to the dead-letter queue.
+resource "aws_lambda_event_source_mapping" "reports_queue" {
+  event_source_arn        = aws_sqs_queue.reports.arn
+  function_name           = aws_lambda_function.this["reporter_sqs"].arn
+  batch_size              = var.report_batch_size
+  function_response_types = ["ReportBatchItemFailures"]
+
+  scaling_config {
+    maximum_concurrency = var.report_max_concurrency
   }
 }
 

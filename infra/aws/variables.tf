@@ -20,7 +20,7 @@ variable "name_prefix" {
 }
 
 variable "github_token_secret_id" {
-  description = "Secrets Manager secret (name or ARN) holding GITHUB_TOKEN."
+  description = "Secrets Manager secret (name or ARN) holding GITHUB_TOKEN (fine-grained \"Deployments: read and write\", or repo_deployments)."
   type        = string
   default     = "stagegate/github-token"
 }
@@ -91,7 +91,7 @@ variable "audit_max_events" {
 }
 
 variable "github_webhook_deadline_seconds" {
-  description = "GITHUB_WEBHOOK_DEADLINE_SECONDS: timeout of each GitHub call (GitHub gives up on a webhook after 10 s)."
+  description = "GITHUB_WEBHOOK_DEADLINE_SECONDS: timeout of each GitHub call of github_webhook and reporter_sqs (GitHub gives up on a webhook after 10 s)."
   type        = number
   default     = 8
 }
@@ -130,6 +130,46 @@ variable "audit_max_receive_count" {
   description = "Receives of one audit message before SQS moves it to the dead-letter queue."
   type        = number
   default     = 5
+}
+
+variable "reporter_deadline_seconds" {
+  description = "REPORTER_DEADLINE_SECONDS: longest time reporter_sqs spends on one report; its timeout is report_batch_size times this plus 30 s, the reports queue's visibility timeout six times that."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.reporter_deadline_seconds >= 1 && var.reporter_deadline_seconds <= 870
+    error_message = "reporter_deadline_seconds must be 1-870 (a Lambda runs at most 900 s; see also report_batch_size)."
+  }
+}
+
+variable "report_lease_seconds" {
+  description = "REPORT_LEASE_SECONDS: how long the reporter's per-Rollout Lease holds when not released; keep it above reporter_deadline_seconds."
+  type        = number
+  default     = 120
+}
+
+variable "report_batch_size" {
+  description = "Reports per invocation of reporter_sqs (one audit event each; a FIFO queue gives at most 10). They are made one after the other, so the function's timeout grows with it."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.report_batch_size >= 1 && var.report_batch_size <= 10
+    error_message = "report_batch_size must be 1-10 (the most a FIFO queue gives per batch)."
+  }
+}
+
+variable "report_max_concurrency" {
+  description = "Most concurrent reporter_sqs invocations the SQS poller starts (2-1000); reports of one Rollout are never concurrent."
+  type        = number
+  default     = 5
+}
+
+variable "report_max_receive_count" {
+  description = "Receives of one report before SQS moves it to the reports dead-letter queue (each retry waits the visibility timeout)."
+  type        = number
+  default     = 10
 }
 
 variable "log_retention_days" {

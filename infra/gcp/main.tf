@@ -1,5 +1,6 @@
 # stagegate on Google Cloud: the functions as Cloud Run functions (2nd gen), the audit topic they
-# share, the secrets they read, and the scheduled resync.
+# share, the reports topic that carries Rollout changes to the reporter, the secrets they read, and the
+# scheduled resync.
 #
 # Names the code depends on (entry points, GOOGLE_FUNCTION_SOURCE paths, environment variable names)
 # are written out literally, so tests/infra/test_terraform.py can check them against the code
@@ -47,18 +48,26 @@ locals {
 
   namespaces = join(",", var.namespaces)
 
+  # The reporter's function timeout and its push subscription's ack deadline: the report's own
+  # deadline (REPORTER_DEADLINE_SECONDS) plus room to answer, so Pub/Sub never redelivers a report
+  # that is still running.
+  reporter_timeout_seconds = var.reporter_deadline_seconds + 30
+
   # Which secret each function reads (the KUBECONFIG one as a mounted file, the others as variables).
   # Each function's service account may access exactly these; the test checks this map against the
   # function resources below. k8s_audit_http gets no GitHub credentials: it sits in the apiserver's
   # request path, so Rollout changes reaching it are ignored there and recomputed by k8s_audit (bridged)
   # and resync instead of costing a GitHub read per Rollout status write. resync_http needs no token:
   # Cloud Run checks the scheduler's OIDC identity before a request reaches it (RESYNC_AUTH=platform).
+  # The reporter writes deployments and statuses with the GitHub credentials (Deployments: read and
+  # write) and holds a per-Rollout Lease through the KUBECONFIG identity.
   function_secrets = {
     k8s_audit_http = ["AUDIT_WEBHOOK_TOKEN", "KUBECONFIG"]
     k8s_audit      = ["GITHUB_TOKEN", "KUBECONFIG"]
     github_webhook = ["GITHUB_WEBHOOK_SECRET", "GITHUB_TOKEN", "KUBECONFIG"]
     resync_http    = ["GITHUB_TOKEN", "KUBECONFIG"]
     audit_bridge   = ["AUDIT_WEBHOOK_TOKEN"]
+    reporter       = ["GITHUB_TOKEN", "KUBECONFIG"]
   }
 
   # The functions: one google_cloudfunctions2_function.this each. Entry points, source files and
@@ -76,12 +85,15 @@ locals {
       audit_topic_trigger = false
       kubeconfig          = true
       secret_environment  = ["AUDIT_WEBHOOK_TOKEN"]
+      # Rollout status events go on to the reporter through the reports topic (REPORT_*).
       environment = {
         KUBECONFIG             = local.kubeconfig_path
         AUDIT_DEADLINE_SECONDS = tostring(var.audit_deadline_seconds)
         AUDIT_MAX_BODY_BYTES   = tostring(var.audit_max_body_bytes)
         AUDIT_MAX_EVENTS       = tostring(var.audit_max_events)
         KUBE_CONFLICT_RETRIES  = tostring(var.kube_conflict_retries)
+        REPORT_TRANSPORT       = "pubsub"
+        REPORT_PUBSUB_TOPIC    = google_pubsub_topic.reports.id
       }
     }
 
@@ -129,6 +141,8 @@ locals {
     }
 
     # Internal-only ingress: Cloud Scheduler in the same project calling the run.app URL counts as internal.
+    # With resync_reports it also records every governed Rollout's history on GitHub (RESYNC_REPORTS),
+    # healing reports the reporter missed.
     # Invocable only by the scheduler's service account (google_cloud_run_v2_service_iam_member.resync_scheduler):
     # Cloud Run checks the job's OIDC token, so the function checks no token of its own (RESYNC_AUTH=platform).
     resync_http = {
@@ -144,11 +158,14 @@ locals {
       secret_environment  = ["GITHUB_TOKEN"]
       environment = {
         RESYNC_AUTH                     = "platform"
+        RESYNC_REPORTS                  = tostring(var.resync_reports)
         KUBECONFIG                      = local.kubeconfig_path
         GITHUB_API_URL                  = var.github_api_url
         GITHUB_WEBHOOK_DEADLINE_SECONDS = tostring(var.github_webhook_deadline_seconds)
         KUBE_CONFLICT_RETRIES           = tostring(var.kube_conflict_retries)
         STAGEGATE_NAMESPACES            = local.namespaces
+        REPORTER_DEADLINE_SECONDS       = tostring(var.reporter_deadline_seconds)
+        REPORT_LEASE_SECONDS            = tostring(var.report_lease_seconds)
       }
     }
 
@@ -163,11 +180,40 @@ locals {
       audit_topic_trigger = false
       kubeconfig          = false
       secret_environment  = ["AUDIT_WEBHOOK_TOKEN"]
+      # Relevant events go to the audit topic; Rollout status events also to the reports topic (REPORT_*).
       environment = {
         BRIDGE_TRANSPORT       = "pubsub"
         BRIDGE_PUBSUB_TOPIC    = google_pubsub_topic.audit.id
         AUDIT_DEADLINE_SECONDS = tostring(var.audit_deadline_seconds)
         AUDIT_MAX_BODY_BYTES   = tostring(var.audit_max_body_bytes)
+        REPORT_TRANSPORT       = "pubsub"
+        REPORT_PUBSUB_TOPIC    = google_pubsub_topic.reports.id
+      }
+    }
+
+    # Records each Rollout's history (deployments and bake statuses) on GitHub. Fed by the ordered push
+    # subscription google_pubsub_subscription.reports (one audit Event per message, ordering key
+    # namespace/name); a GitHub rate limit or outage raises, and Pub/Sub redelivers with exponential
+    # backoff. Internal-only, invocable by its delivery service account only.
+    reporter = {
+      entry_point         = "reporter"
+      source              = "functions/reporter/main.py"
+      description         = "Rollout status changes from the reports topic (CloudEvent): records deployments and bake statuses on GitHub"
+      min_instances       = null
+      max_instances       = var.max_instances
+      timeout_seconds     = local.reporter_timeout_seconds
+      ingress             = "ALLOW_INTERNAL_ONLY"
+      audit_topic_trigger = false
+      kubeconfig          = true
+      secret_environment  = ["GITHUB_TOKEN"]
+      environment = {
+        KUBECONFIG                      = local.kubeconfig_path
+        GITHUB_API_URL                  = var.github_api_url
+        GITHUB_WEBHOOK_DEADLINE_SECONDS = tostring(var.github_webhook_deadline_seconds)
+        AUDIT_MAX_BODY_BYTES            = tostring(var.audit_max_body_bytes)
+        AUDIT_MAX_EVENTS                = tostring(var.audit_max_events)
+        REPORTER_DEADLINE_SECONDS       = tostring(var.reporter_deadline_seconds)
+        REPORT_LEASE_SECONDS            = tostring(var.report_lease_seconds)
       }
     }
   }
@@ -235,7 +281,8 @@ resource "google_secret_manager_secret" "this" {
 # --- identities --------------------------------------------------------------------------------------
 
 # One service account per function. None has a project-level role: each may read its own secrets,
-# and the bridge may publish to the audit topic. Nothing else.
+# the bridge may publish to the audit topic, and the bridge and k8s_audit_http to the reports topic.
+# Nothing else.
 resource "google_service_account" "function" {
   for_each     = local.function_secrets
   account_id   = "${var.name_prefix}-${replace(each.key, "_", "-")}"
@@ -255,6 +302,17 @@ resource "google_pubsub_topic_iam_member" "bridge_publisher" {
   member = google_service_account.function["audit_bridge"].member
 }
 
+# k8s_audit_http and audit_bridge hand Rollout status events to the reporter through the reports topic.
+resource "google_pubsub_topic_iam_member" "report_publisher" {
+  for_each = {
+    k8s_audit_http = google_service_account.function["k8s_audit_http"].member
+    audit_bridge   = google_service_account.function["audit_bridge"].member
+  }
+  topic  = google_pubsub_topic.reports.id
+  role   = "roles/pubsub.publisher"
+  member = each.value
+}
+
 # The identity that delivers audit messages to k8s_audit (push subscription OIDC token, or the
 # Eventarc trigger): it may invoke k8s_audit and nothing else.
 resource "google_service_account" "audit_delivery" {
@@ -272,6 +330,26 @@ resource "google_cloud_run_v2_service_iam_member" "audit_delivery_invoker" {
 # Pub/Sub mints the push OIDC token as audit_delivery (needed on projects created before 2021-04-08).
 resource "google_service_account_iam_member" "pubsub_token_creator" {
   service_account_id = google_service_account.audit_delivery.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_service_agent
+}
+
+# The identity that delivers the reports topic to the reporter (push subscription OIDC token): it may
+# invoke the reporter and nothing else.
+resource "google_service_account" "report_delivery" {
+  account_id   = "${var.name_prefix}-report-delivery"
+  display_name = "stagegate reports topic -> reporter"
+}
+
+resource "google_cloud_run_v2_service_iam_member" "report_delivery_invoker" {
+  location = var.region
+  name     = google_cloudfunctions2_function.this["reporter"].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = google_service_account.report_delivery.member
+}
+
+resource "google_service_account_iam_member" "pubsub_report_token_creator" {
+  service_account_id = google_service_account.report_delivery.name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = local.pubsub_service_agent
 }
@@ -380,6 +458,81 @@ resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
   member       = local.pubsub_service_agent
 }
 
+# --- reports topic -----------------------------------------------------------------------------------
+
+# k8s_audit_http and audit_bridge publish each Rollout status event here (REPORT_TRANSPORT=pubsub, one
+# audit Event per message, ordering key namespace/name); the reporter consumes it.
+resource "google_pubsub_topic" "reports" {
+  name                       = "${var.name_prefix}-reports"
+  message_retention_duration = "86400s"
+}
+
+resource "google_pubsub_topic" "reports_dead_letter" {
+  name = "${var.name_prefix}-reports-dead-letter"
+}
+
+# Reports that exhausted their deliveries are kept here for a week to be inspected or replayed (the
+# scheduled resync records what they would have).
+resource "google_pubsub_subscription" "reports_dead_letter" {
+  name                       = "${var.name_prefix}-reports-dead-letter"
+  topic                      = google_pubsub_topic.reports_dead_letter.id
+  message_retention_duration = "604800s"
+  ack_deadline_seconds       = 60
+
+  expiration_policy {
+    ttl = ""
+  }
+}
+
+# Ordered: reports of one Rollout arrive in publish order, and a failing one holds back the later ones
+# of that Rollout (not the others) until it succeeds or is dead-lettered. A GitHub secondary rate limit
+# or outage is retried here, with exponential backoff between report_minimum_backoff and
+# report_maximum_backoff; the reporter never sleeps.
+resource "google_pubsub_subscription" "reports" {
+  name                       = "${var.name_prefix}-reports-reporter"
+  topic                      = google_pubsub_topic.reports.id
+  enable_message_ordering    = true
+  ack_deadline_seconds       = local.reporter_timeout_seconds
+  message_retention_duration = "604800s"
+
+  push_config {
+    # The topic in the path lets functions-framework name the CloudEvent's source.
+    push_endpoint = "${google_cloudfunctions2_function.this["reporter"].service_config[0].uri}/${google_pubsub_topic.reports.id}"
+    oidc_token {
+      service_account_email = google_service_account.report_delivery.email
+      audience              = google_cloudfunctions2_function.this["reporter"].service_config[0].uri
+    }
+  }
+
+  dead_letter_policy {
+    dead_letter_topic     = google_pubsub_topic.reports_dead_letter.id
+    max_delivery_attempts = var.report_max_delivery_attempts
+  }
+
+  retry_policy {
+    minimum_backoff = var.report_minimum_backoff
+    maximum_backoff = var.report_maximum_backoff
+  }
+
+  expiration_policy {
+    ttl = ""
+  }
+
+  depends_on = [google_cloud_run_v2_service_iam_member.report_delivery_invoker]
+}
+
+resource "google_pubsub_topic_iam_member" "reports_dead_letter_publisher" {
+  topic  = google_pubsub_topic.reports_dead_letter.id
+  role   = "roles/pubsub.publisher"
+  member = local.pubsub_service_agent
+}
+
+resource "google_pubsub_subscription_iam_member" "reports_dead_letter_subscriber" {
+  subscription = google_pubsub_subscription.reports.id
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_service_agent
+}
+
 # --- functions ---------------------------------------------------------------------------------------
 
 # Every function runs the same source archive with the same runtime; what differs is in
@@ -456,6 +609,7 @@ resource "google_cloudfunctions2_function" "this" {
   depends_on = [
     google_secret_manager_secret_iam_member.access,
     google_pubsub_topic_iam_member.bridge_publisher, # audit_bridge publishes from its first request
+    google_pubsub_topic_iam_member.report_publisher, # so do k8s_audit_http and audit_bridge to reports
   ]
 }
 

@@ -28,6 +28,16 @@ output "audit_dead_letter_subscription" {
   value       = google_pubsub_subscription.audit_dead_letter.id
 }
 
+output "reports_topic" {
+  description = "REPORT_PUBSUB_TOPIC: where k8s_audit_http and audit_bridge hand Rollout status events for the reporter."
+  value       = google_pubsub_topic.reports.id
+}
+
+output "reports_dead_letter_subscription" {
+  description = "Reports the reporter could not make after every delivery attempt."
+  value       = google_pubsub_subscription.reports_dead_letter.id
+}
+
 output "secret_ids" {
   description = "Secret Manager secrets to fill (gcloud secrets versions add ID --data-file=...)."
   value       = { for name, secret in google_secret_manager_secret.this : name => secret.secret_id }

@@ -54,7 +54,7 @@ variable "audit_max_events" {
 }
 
 variable "github_webhook_deadline_seconds" {
-  description = "GITHUB_WEBHOOK_DEADLINE_SECONDS: longest answer time of github_webhook and resync (GitHub gives up after 10 s)."
+  description = "GITHUB_WEBHOOK_DEADLINE_SECONDS: longest answer time of github_webhook and resync (GitHub gives up after 10 s); the reporter uses it as the timeout of each GitHub and Kubernetes call."
   type        = number
   default     = 8
 }
@@ -100,6 +100,52 @@ variable "audit_minimum_backoff" {
 
 variable "audit_maximum_backoff" {
   description = "Longest wait before Pub/Sub redelivers a failed audit message."
+  type        = string
+  default     = "600s"
+}
+
+variable "reporter_deadline_seconds" {
+  description = "REPORTER_DEADLINE_SECONDS: longest time the reporter spends on one report; its timeout and its subscription's ack deadline are 30 s more."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.reporter_deadline_seconds >= 1 && var.reporter_deadline_seconds <= 570
+    error_message = "reporter_deadline_seconds must be 1-570 (Pub/Sub's ack deadline, 30 s more, is at most 600 s)."
+  }
+}
+
+variable "report_lease_seconds" {
+  description = "REPORT_LEASE_SECONDS: how long the reporter's per-Rollout Lease holds when not released; keep it above reporter_deadline_seconds."
+  type        = number
+  default     = 120
+}
+
+variable "resync_reports" {
+  description = "RESYNC_REPORTS: the scheduled resync also records every governed Rollout's history on GitHub (turn on once kuberik's Go environment controller no longer writes there)."
+  type        = bool
+  default     = false
+}
+
+variable "report_max_delivery_attempts" {
+  description = "Deliveries of one report to the reporter before it goes to the reports dead-letter topic (5-100)."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.report_max_delivery_attempts >= 5 && var.report_max_delivery_attempts <= 100
+    error_message = "report_max_delivery_attempts must be 5-100."
+  }
+}
+
+variable "report_minimum_backoff" {
+  description = "Shortest wait before Pub/Sub redelivers a failed report (the backoff grows exponentially from here)."
+  type        = string
+  default     = "10s"
+}
+
+variable "report_maximum_backoff" {
+  description = "Longest wait before Pub/Sub redelivers a failed report (a GitHub secondary rate limit or outage is waited out here)."
   type        = string
   default     = "600s"
 }

@@ -2,11 +2,14 @@
 
 The ServiceAccount's token comes from the TokenRequest API, and every function path runs with it
 through `KubeGates`: what the functions do must be allowed, and what they never do must be refused
-with 403, so a broader role cannot slip in unnoticed. Runs for both CRD sets.
+with 403, so a broader role cannot slip in unnoticed. The reporter's per-Rollout Lease is exercised
+with the same token through the plain Kubernetes client (create with an owner reference to the
+Rollout, get, update). Runs for both CRD sets.
 """
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,6 +58,31 @@ def rollout(custom: client.CustomObjectsApi, namespace: str, name: str = "myapp"
     body = {"apiVersion": "kuberik.com/v1alpha1", "kind": "Rollout", "metadata": {"name": name}}
     result: dict[str, Any] = custom.create_namespaced_custom_object(*GATE_ARGS, namespace, "rollouts", body)
     return result
+
+
+def report_lease(owner: dict[str, Any], holder: str = "reporter-1") -> dict[str, Any]:
+    """The reporter's Lease for a Rollout: `stagegate-report-<rollout>`, owned by the Rollout."""
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": f"stagegate-report-{owner['metadata']['name']}",
+            "ownerReferences": [
+                {
+                    "apiVersion": owner["apiVersion"],
+                    "kind": owner["kind"],
+                    "name": owner["metadata"]["name"],
+                    "uid": owner["metadata"]["uid"],
+                }
+            ],
+        },
+        "spec": {
+            "holderIdentity": holder,
+            "leaseDurationSeconds": 120,
+            "acquireTime": "2026-01-01T00:00:00.000000Z",
+            "renewTime": "2026-01-01T00:00:00.000000Z",
+        },
+    }
 
 
 # --- allowed: every path the functions take -------------------------------------------------------
@@ -137,6 +165,51 @@ def test_rollout_is_read(namespace: str, sa_gates: KubeGates, custom: client.Cus
     assert sa_gates.get_rollout(namespace, "missing") is None
 
 
+def test_reporter_lease_is_created_read_and_updated(
+    namespace: str,
+    sa_client: client.ApiClient,
+    custom: client.CustomObjectsApi,
+    kube_stack: devstack.KubeStack,
+) -> None:
+    owner = rollout(custom, namespace)
+    leases = client.CoordinationV1Api(sa_client)
+    created = leases.create_namespaced_lease(namespace, report_lease(owner))
+    name = created.metadata.name
+    assert name == "stagegate-report-myapp"
+    read = leases.read_namespaced_lease(name, namespace)
+    assert read.spec.holder_identity == "reporter-1"
+    with pytest.raises(ApiException) as missing:
+        leases.read_namespaced_lease("stagegate-report-missing", namespace)
+    assert missing.value.status == 404  # not 403
+
+    # released (and taken again) by a conditional update, never deleted
+    released = report_lease(owner, holder="")
+    released["metadata"]["resourceVersion"] = read.metadata.resource_version
+    leases.replace_namespaced_lease(name, namespace, released)
+    stale = report_lease(owner, holder="reporter-2")
+    stale["metadata"]["resourceVersion"] = read.metadata.resource_version
+    with pytest.raises(ApiException) as conflict:
+        leases.replace_namespaced_lease(name, namespace, stale)
+    assert conflict.value.status == 409
+
+    stored = client.CoordinationV1Api(kube_stack.api_client()).read_namespaced_lease(name, namespace)
+    assert stored.spec.holder_identity in (None, "")
+    [reference] = stored.metadata.owner_references
+    assert (reference.kind, reference.name, reference.uid) == ("Rollout", "myapp", owner["metadata"]["uid"])
+
+
+def test_reporter_takes_and_releases_the_lease_through_kube_gates(
+    namespace: str, sa_gates: KubeGates, custom: client.CustomObjectsApi
+) -> None:
+    owner = rollout(custom, namespace)
+    now = datetime.datetime.now(datetime.UTC)
+    lease = sa_gates.acquire_lease(owner, "reporter-1", 120, now)
+    assert lease is not None
+    assert sa_gates.acquire_lease(owner, "reporter-2", 120, now) is None  # held: read, not taken
+    sa_gates.release_lease(lease)
+    assert sa_gates.acquire_lease(owner, "reporter-2", 120, now) is not None  # released: updated
+
+
 # --- refused: everything the functions never do ---------------------------------------------------
 
 Attempt = Callable[[client.CustomObjectsApi, client.CoreV1Api, str], Any]
@@ -162,6 +235,16 @@ REFUSED: dict[str, Attempt] = {
     ),
     "list pods": lambda _, core, ns: core.list_namespaced_pod(ns),
     "list pods cluster-wide": lambda _, core, ns: core.list_pod_for_all_namespaces(),
+    "delete lease": lambda _, core, ns: client.CoordinationV1Api(core.api_client).delete_namespaced_lease(
+        "stagegate-report-myapp", ns
+    ),
+    "list leases": lambda _, core, ns: client.CoordinationV1Api(core.api_client).list_namespaced_lease(ns),
+    "watch leases": lambda _, core, ns: client.CoordinationV1Api(core.api_client).list_namespaced_lease(
+        ns, watch=True, timeout_seconds=1
+    ),
+    "list leases cluster-wide": lambda _, core, ns: client.CoordinationV1Api(
+        core.api_client
+    ).list_lease_for_all_namespaces(),
 }
 
 
@@ -177,7 +260,9 @@ def test_service_account_is_refused(
     admin_core.create_namespaced_secret(namespace, {"metadata": {"name": "app-secret"}, "data": {}})
     env = create_environment(custom, environment(namespace, "prod"))
     create_gate(custom, namespace, "prod-stagegate", owner=owner_ref(env), allowed=[])
-    rollout(custom, namespace)
+    owner = rollout(custom, namespace)
+    admin_leases = client.CoordinationV1Api(kube_stack.api_client())
+    admin_leases.create_namespaced_lease(namespace, report_lease(owner))
 
     with pytest.raises(ApiException) as refused:
         attempt(client.CustomObjectsApi(sa_client), client.CoreV1Api(sa_client), namespace)
@@ -194,6 +279,9 @@ def test_service_account_is_refused(
         "labels"
         not in custom.get_namespaced_custom_object(*GATE_ARGS, namespace, "rollouts", "myapp")["metadata"]
     )
+    assert [item.metadata.name for item in admin_leases.list_namespaced_lease(namespace).items] == [
+        "stagegate-report-myapp"
+    ]
 
 
 # --- the manifest itself --------------------------------------------------------------------------
@@ -228,6 +316,7 @@ def test_cluster_role_is_least_privilege() -> None:
         ("environments.kuberik.com", "environments/finalizers", ("update",)),
         ("kuberik.com", "rollouts", ("get",)),
         ("", "events", ("create",)),
+        ("coordination.k8s.io", "leases", ("create", "get", "update")),
     }
 
 
@@ -271,12 +360,10 @@ def test_role_bound_per_namespace_reaches_that_namespace_only(
     other = f"{namespace}-other"
     client.CoreV1Api(admin).create_namespace({"metadata": {"name": other}})
     try:
-        scoped = KubeGates(
-            api_client(
-                str(kube_stack.service_account_kubeconfig(tmp_path / "kc", name=account, bound_in=namespace))
-            ),
-            timeout=10,
+        scoped_client = api_client(
+            str(kube_stack.service_account_kubeconfig(tmp_path / "kc", name=account, bound_in=namespace))
         )
+        scoped = KubeGates(scoped_client, timeout=10)
         env = create_environment(custom, environment(namespace, "prod"))
         assert [e.name for e in scoped.list_environments([namespace])] == ["prod"]
         ensure_gates(Environment.from_raw(env), scoped, fresh=True)
@@ -284,6 +371,16 @@ def test_role_bound_per_namespace_reaches_that_namespace_only(
         for outside in (lambda: scoped.list_environments([other]), scoped.list_environments):
             with pytest.raises(PermanentError, match=r"403|[Ff]orbidden|refused"):
                 outside()
+        # The reporter's Lease: in the bound namespace (next to its Rollout), not elsewhere.
+        leases = client.CoordinationV1Api(scoped_client)
+        lease = leases.create_namespaced_lease(namespace, report_lease(rollout(custom, namespace)))
+        assert (
+            leases.read_namespaced_lease(lease.metadata.name, namespace).spec.holder_identity == "reporter-1"
+        )
+        owner = rollout(custom, other)
+        with pytest.raises(ApiException) as refused:
+            leases.create_namespaced_lease(other, report_lease(owner))
+        assert refused.value.status == 403
     finally:
         client.CoreV1Api(admin).delete_namespace(other)
         client.CoreV1Api(admin).delete_namespaced_service_account(account, "stagegate-system")

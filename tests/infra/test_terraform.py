@@ -3,12 +3,15 @@
 terraform is not run here (nor installed): every `.tf` file is parsed with python-hcl2 and the code
 with `ast` (never imported: the entry modules read their environment at import). A renamed entry
 point, handler, environment variable or EventBridge constant fails here instead of in a deploy, and
-so does a broader grant than each function needs.
+so does a broader grant than each function needs. The reporter's transport is checked the same way:
+ordered, retried with backoff, dead-lettered (Pub/Sub) or FIFO with a redrive policy (SQS), and only
+the functions that hand Rollout changes over may publish or send to it.
 """
 
 from __future__ import annotations
 
 import ast
+import operator
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +34,7 @@ BRIDGE = REPO / "stagegate" / "bridge.py"
 SETTINGS = REPO / "stagegate" / "settings.py"
 AWS_SECRETS = REPO / "stagegate" / "aws_secrets.py"
 LAMBDA_MAIN = REPO / "functions" / "aws_lambda" / "main.py"
+REPORTER_MAIN = REPO / "functions" / "reporter" / "main.py"
 LOCAL_PACKAGES = ("functions", "shared", "stagegate")
 
 # Entry point -> the functions-framework decorator it must carry (HTTP targets are called over HTTP
@@ -41,20 +45,33 @@ GCP_FUNCTIONS = {
     "github_webhook": "http",
     "resync_http": "http",
     "audit_bridge": "http",
+    "reporter": "cloud_event",
 }
 LAMBDA_HANDLERS = {
     "k8s_audit_eventbridge": "functions.aws_lambda.main.k8s_audit_eventbridge",
     "github_webhook": "functions.aws_lambda.main.github_webhook",
+    "reporter_sqs": "functions.aws_lambda.main.reporter_sqs",
 }
+# The functions that hand Rollout status events to the reporter (REPORT_TRANSPORT), and the GCP one
+# that consumes them. On AWS both producers run outside Terraform (outputs `bridge_environment` /
+# `report_environment` and the `report_producer` policy).
+REPORT_PRODUCERS = {"k8s_audit_http", "audit_bridge"}
 
 # What each function cannot work without. In the cloud there is no in-cluster service account, so
 # every function that talks to Kubernetes needs KUBECONFIG.
 GCP_REQUIRED = {
-    "k8s_audit_http": {"AUDIT_WEBHOOK_TOKEN", "KUBECONFIG"},
+    "k8s_audit_http": {"AUDIT_WEBHOOK_TOKEN", "KUBECONFIG", "REPORT_TRANSPORT", "REPORT_PUBSUB_TOPIC"},
     "k8s_audit": {"KUBECONFIG"},
     "github_webhook": {"GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET", "KUBECONFIG"},
     "resync_http": {"GITHUB_TOKEN", "RESYNC_AUTH", "KUBECONFIG"},
-    "audit_bridge": {"AUDIT_WEBHOOK_TOKEN", "BRIDGE_TRANSPORT", "BRIDGE_PUBSUB_TOPIC"},
+    "audit_bridge": {
+        "AUDIT_WEBHOOK_TOKEN",
+        "BRIDGE_TRANSPORT",
+        "BRIDGE_PUBSUB_TOPIC",
+        "REPORT_TRANSPORT",
+        "REPORT_PUBSUB_TOPIC",
+    },
+    "reporter": {"GITHUB_TOKEN", "KUBECONFIG", "REPORTER_DEADLINE_SECONDS"},
 }
 # HTTP targets the platform authenticates (Cloud Run IAM) instead of the function: not public.
 GCP_PLATFORM_AUTHENTICATED = {"resync_http"}
@@ -62,6 +79,7 @@ GCP_PLATFORM_AUTHENTICATED = {"resync_http"}
 LAMBDA_REQUIRED = {
     "k8s_audit_eventbridge": {"KUBECONFIG_SECRET_ARN"},
     "github_webhook": {"GITHUB_TOKEN_SECRET_ARN", "GITHUB_WEBHOOK_SECRET_ARN", "KUBECONFIG_SECRET_ARN"},
+    "reporter_sqs": {"GITHUB_TOKEN_SECRET_ARN", "KUBECONFIG_SECRET_ARN", "REPORTER_DEADLINE_SECONDS"},
 }
 SENSITIVE = {"AUDIT_WEBHOOK_TOKEN", "GITHUB_WEBHOOK_SECRET", "GITHUB_TOKEN", "RESYNC_TOKEN"}
 GITHUB_CREDENTIALS = {
@@ -119,14 +137,90 @@ def env_names_read(path: Path) -> set[str]:
     return names
 
 
+def code_modules() -> list[Path]:
+    """The deployed modules that may read the environment: the entry points and the shell (`stagegate/`,
+    which holds the settings, the bridge, the AWS loader and the report transports)."""
+    return sorted((REPO / "functions").glob("*/*.py")) + sorted((REPO / "stagegate").glob("*.py"))
+
+
 def code_env_names() -> set[str]:
-    """Every variable the deployed code reads: settings, the entry points, the bridge, the AWS loader."""
-    sources = [SETTINGS, *sorted((REPO / "functions").glob("*/*.py"))]
-    sources += [path for path in (BRIDGE, AWS_SECRETS) if path.exists()]
+    """Every variable the deployed code reads."""
     names: set[str] = set()
-    for path in sources:
+    for path in code_modules():
         names |= env_names_read(path)
     return names
+
+
+def values_compared(variable: str) -> set[str]:
+    """The strings the code compares a setting with: `settings.<variable lowered> == "x"` (or `in (...)`),
+    the same for a plain name, wherever in functions/ and stagegate/."""
+    field = variable.lower()
+
+    def names_it(node: ast.expr) -> bool:
+        return (isinstance(node, ast.Attribute) and node.attr == field) or (
+            isinstance(node, ast.Name) and node.id == field
+        )
+
+    found: set[str] = set()
+    for path in code_modules():
+        for node in ast.walk(_tree(path)):
+            if isinstance(node, ast.Compare):
+                operands = [node.left, *node.comparators]
+                if any(names_it(operand) for operand in operands):
+                    for operand in operands:
+                        items = (
+                            operand.elts if isinstance(operand, ast.Tuple | ast.List | ast.Set) else [operand]
+                        )
+                        found |= {v for v in map(_string, items) if v is not None}
+    return found
+
+
+def assert_code_knows(variable: str, value: str) -> None:
+    """The code reads `variable` and acts on `value` (a transport it knows)."""
+    if variable not in code_env_names():
+        pytest.fail(f"no module of functions/ or stagegate/ reads {variable} yet")
+    known = values_compared(variable)
+    assert value in known, f"{variable}={value!r}: the code only knows {sorted(known)}"
+
+
+_ARITHMETIC = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
+
+
+def number(value: object, config: Config) -> int:
+    """A numeric argument: a literal, or arithmetic over `var.*` (their defaults) and `local.*`, as
+    terraform would compute it with the default variables."""
+    if isinstance(value, bool):
+        raise AssertionError(f"not a number: {value!r}")
+    if isinstance(value, int):
+        return value
+    expression = reference(value)
+    assert expression, f"not a number or a single expression: {value!r}"
+
+    def evaluate(node: ast.expr) -> int:
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return node.value
+        if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+            return int(_ARITHMETIC[type(node.op)](evaluate(node.left), evaluate(node.right)))
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "tostring" and len(node.args) == 1:
+            return evaluate(node.args[0])
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if node.value.id == "var":
+                return number(config.variables[node.attr]["default"], config)
+            if node.value.id == "local":
+                return number(config.locals[node.attr], config)
+        raise AssertionError(f"cannot evaluate {ast.unparse(node)} in {value!r}")
+
+    return evaluate(ast.parse(expression, mode="eval").body)
+
+
+def seconds(duration: object, config: Config) -> int:
+    """A Pub/Sub duration (`"10s"`, or `var.X` whose default is one) in seconds."""
+    expression = reference(duration)
+    if expression and expression.startswith("var."):
+        duration = config.variables[expression.removeprefix("var.")]["default"]
+    match = re.fullmatch(r"(\d+)s", str(duration))
+    assert match, f"not a duration in seconds: {duration!r}"
+    return int(match.group(1))
 
 
 def _decorator_kind(decorator: ast.expr) -> str:
@@ -639,9 +733,116 @@ def test_gcp_k8s_audit_http_gets_no_github_credentials(gcp: Config) -> None:
     given = GITHUB_CREDENTIALS & (set(plain) | set(secrets))
     assert not given, f"k8s_audit_http is given {sorted(given)}"
     assert not GITHUB_CREDENTIALS & set(gcp.locals["function_secrets"]["k8s_audit_http"])
-    for name in ("k8s_audit", "resync_http", "github_webhook"):
+    for name in ("k8s_audit", "resync_http", "github_webhook", "reporter"):
         _, others = gcp_environment(gcp_functions(gcp)[name])
         assert "GITHUB_TOKEN" in others, f"{name} needs GitHub credentials"
+
+
+# --- GCP: the reports topic, from the audit functions to the reporter ------------------------------------
+
+
+def test_gcp_producers_hand_rollout_changes_to_the_reports_topic(gcp: Config) -> None:
+    for name in sorted(REPORT_PRODUCERS):
+        plain, _ = gcp_environment(gcp_functions(gcp)[name])
+        assert plain.get("REPORT_TRANSPORT") == "pubsub", f"{name} hands nothing to the reporter"
+        assert reference(plain.get("REPORT_PUBSUB_TOPIC")) == "google_pubsub_topic.reports.id", name
+    for name in set(GCP_FUNCTIONS) - REPORT_PRODUCERS:
+        plain, _ = gcp_environment(gcp_functions(gcp)[name])
+        assert not {"REPORT_TRANSPORT", "REPORT_PUBSUB_TOPIC"} & set(plain), f"{name} is no report producer"
+    assert_code_knows("REPORT_TRANSPORT", "pubsub")
+
+
+def test_gcp_only_the_producers_may_publish_to_the_reports_topic(gcp: Config) -> None:
+    publishers = [
+        body
+        for body in gcp.instances("google_pubsub_topic_iam_member").values()
+        if reference(body["topic"]) == "google_pubsub_topic.reports.id"
+    ]
+    assert sorted(reference(b["member"]) or "" for b in publishers) == sorted(
+        f'google_service_account.function["{name}"].member' for name in REPORT_PRODUCERS
+    )
+    assert {b["role"] for b in publishers} == {"roles/pubsub.publisher"}
+    # The function resources wait for that grant: the producers publish from their first request.
+    depends = gcp.resource("google_cloudfunctions2_function", "this")["depends_on"]
+    assert "${google_pubsub_topic_iam_member.report_publisher}" in depends
+
+
+def test_gcp_reports_are_delivered_ordered_retried_with_backoff_and_dead_lettered(gcp: Config) -> None:
+    reporter = gcp_functions(gcp)["reporter"]
+    uri = f"google_cloudfunctions2_function.{reporter['__address__']}.service_config[0].uri"
+    assert not list(reporter.get("event_trigger", [])) + _dynamic(reporter, "event_trigger"), (
+        "the reporter is fed by the ordered push subscription only (an Eventarc trigger has no ordering)"
+    )
+
+    subscription = gcp.resource("google_pubsub_subscription", "reports")
+    assert "count" not in subscription, "the reporter has no other delivery"
+    assert "for_each" not in subscription
+    assert reference(subscription["topic"]) == "google_pubsub_topic.reports.id"
+    assert subscription["enable_message_ordering"] is True, "reports of one Rollout must arrive in order"
+    push = _one(subscription["push_config"], "push_config")
+    assert push["push_endpoint"] == f"${{{uri}}}/${{google_pubsub_topic.reports.id}}"
+    oidc = _one(push["oidc_token"], "oidc_token")
+    assert reference(oidc["service_account_email"]) == "google_service_account.report_delivery.email"
+    assert reference(oidc["audience"]) == uri
+
+    # A GitHub rate limit or outage is retried by Pub/Sub, with exponential backoff, never by sleeping.
+    retry = _one(subscription["retry_policy"], "retry_policy")
+    minimum, maximum = seconds(retry["minimum_backoff"], gcp), seconds(retry["maximum_backoff"], gcp)
+    assert 10 <= minimum < maximum <= 600, (minimum, maximum)
+
+    dead_letter = _one(subscription["dead_letter_policy"], "dead_letter_policy")
+    assert reference(dead_letter["dead_letter_topic"]) == "google_pubsub_topic.reports_dead_letter.id"
+    assert 5 <= number(dead_letter["max_delivery_attempts"], gcp) <= 100
+    kept = gcp.resource("google_pubsub_subscription", "reports_dead_letter")
+    assert reference(kept["topic"]) == "google_pubsub_topic.reports_dead_letter.id", (
+        "dead-lettered reports would be lost"
+    )
+    # Dead-lettering needs the Pub/Sub service agent on both ends.
+    agent = "${local.pubsub_service_agent}"
+    assert any(
+        reference(b["topic"]) == "google_pubsub_topic.reports_dead_letter.id"
+        and b["member"] == agent
+        and b["role"] == "roles/pubsub.publisher"
+        for b in gcp.instances("google_pubsub_topic_iam_member").values()
+    ), "the Pub/Sub service agent cannot publish to the reports dead-letter topic"
+    assert any(
+        reference(b["subscription"]) == "google_pubsub_subscription.reports.id"
+        and b["member"] == agent
+        and b["role"] == "roles/pubsub.subscriber"
+        for b in gcp.instances("google_pubsub_subscription_iam_member").values()
+    ), "the Pub/Sub service agent cannot acknowledge dead-lettered reports"
+
+    # Pub/Sub waits for the push answer at least as long as the reporter may run, which is longer than
+    # the report's own deadline: a running report is never delivered a second time.
+    plain, _ = gcp_environment(reporter)
+    service = _one(reporter["service_config"], "service_config")
+    deadline = number(plain["REPORTER_DEADLINE_SECONDS"], gcp)
+    timeout = number(service["timeout_seconds"], gcp)
+    assert deadline < timeout <= number(subscription["ack_deadline_seconds"], gcp) <= 600
+    assert number(plain["REPORT_LEASE_SECONDS"], gcp) > deadline, "the Lease would expire during a report"
+
+
+def test_gcp_reporter_is_internal_and_invocable_by_its_delivery_identity_only(gcp: Config) -> None:
+    reporter = gcp_functions(gcp)["reporter"]
+    service = f"google_cloudfunctions2_function.{reporter['__address__']}.service_config[0].service"
+    assert _one(reporter["service_config"], "service_config")["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+    invokers = [
+        body
+        for body in gcp.instances("google_cloud_run_v2_service_iam_member").values()
+        if reference(body["name"]) == service
+    ]
+    assert [(reference(b["member"]), b["role"]) for b in invokers] == [
+        ("google_service_account.report_delivery.member", "roles/run.invoker")
+    ]
+    token_creators = [
+        body
+        for body in gcp.of_type("google_service_account_iam_member").values()
+        if reference(body["service_account_id"]) == "google_service_account.report_delivery.name"
+    ]
+    assert [(b["role"], b["member"]) for b in token_creators] == [
+        ("roles/iam.serviceAccountTokenCreator", "${local.pubsub_service_agent}")
+    ]
+    assert gcp.outputs["reports_topic"]["value"] == "${google_pubsub_topic.reports.id}"
 
 
 # --- AWS: bus, rule, queue, consumer ----------------------------------------------------------------------
@@ -668,8 +869,11 @@ def test_eventbridge_rule_feeds_the_queue_k8s_audit_eventbridge_consumes(aws: Co
     assert reference(redrive["deadLetterTargetArn"]) == "aws_sqs_queue.audit_dead_letter.arn"
     assert redrive["maxReceiveCount"]
 
-    (mapping,) = aws.of_type("aws_lambda_event_source_mapping").values()
-    assert reference(mapping["event_source_arn"]) == "aws_sqs_queue.audit.arn"
+    (mapping,) = [
+        m
+        for m in aws.of_type("aws_lambda_event_source_mapping").values()
+        if reference(m["event_source_arn"]) == "aws_sqs_queue.audit.arn"
+    ]
     address = lambda_functions(aws)["k8s_audit_eventbridge"]["__address__"]
     assert reference(mapping["function_name"]) == f"aws_lambda_function.{address}.arn"
     assert mapping["function_response_types"] == ["ReportBatchItemFailures"]
@@ -699,10 +903,17 @@ def test_lambda_roles_are_least_privilege(aws: Config) -> None:
         {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
     )
     assert {r for s in sqs for r in s["resources"]} == {"${aws_sqs_queue.audit.arn}"}
+    reporter = _statements(document_of("reporter_sqs"))
+    sqs = [s for s in reporter if any(a.startswith("sqs:") for a in s["actions"])]
+    assert {a for s in sqs for a in s["actions"]} in (
+        {"sqs:ReceiveMessage", "sqs:DeleteMessage"},
+        {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
+    )
+    assert {r for s in sqs for r in s["resources"]} == {"${aws_sqs_queue.reports.arn}"}
     webhook = _statements(document_of("github_webhook"))
     allowed = ("logs:", "kms:Decrypt", "secretsmanager:GetSecretValue")
     assert not [a for s in webhook for a in s["actions"] if not a.startswith(allowed)]
-    for statement in consumer + webhook:
+    for statement in consumer + reporter + webhook:
         for action in statement["actions"]:
             if action.startswith("logs:"):
                 assert all("aws_cloudwatch_log_group." in r for r in statement["resources"])
@@ -723,6 +934,90 @@ def test_lambda_roles_are_least_privilege(aws: Config) -> None:
             if "kms:Decrypt" in statement["actions"] and statement.get("sid") == "DecryptOwnSecrets":
                 conditions = {c["variable"]: c["values"] for c in statement.get("condition", [])}
                 assert conditions.get("kms:ViaService") == ["secretsmanager.${var.region}.amazonaws.com"]
+
+
+# --- AWS: the reports FIFO queue, from the audit functions to reporter_sqs ------------------------------
+
+
+def test_aws_reports_queue_is_fifo_with_a_fifo_dead_letter_queue(aws: Config) -> None:
+    queue = aws.resource("aws_sqs_queue", "reports")
+    dead = aws.resource("aws_sqs_queue", "reports_dead_letter")
+    for name, body in (("reports", queue), ("reports_dead_letter", dead)):
+        assert body.get("fifo_queue") is True, f"aws_sqs_queue.{name} is not FIFO"
+        assert str(body["name"]).endswith(".fifo"), f"aws_sqs_queue.{name}: a FIFO queue's name ends in .fifo"
+        assert body.get("sqs_managed_sse_enabled") is True or body.get("kms_master_key_id"), name
+    # The producers set MessageGroupId; a deduplication id they need not: the queue derives it.
+    assert queue.get("content_based_deduplication") is True
+
+    redrive = jsonencoded(queue["redrive_policy"])
+    assert reference(redrive["deadLetterTargetArn"]) == "aws_sqs_queue.reports_dead_letter.arn"
+    assert number(redrive["maxReceiveCount"], aws) >= 2
+    allow = jsonencoded(
+        aws.resource("aws_sqs_queue_redrive_allow_policy", "reports_dead_letter")["redrive_allow_policy"]
+    )
+    assert allow["sourceQueueArns"] == ["${aws_sqs_queue.reports.arn}"]
+
+    # A report still running is never handed to a second invocation: the visibility timeout is longer
+    # than the reporter's Lambda timeout, which leaves every report of a batch (made one after the
+    # other) its own deadline.
+    reporter = lambda_functions(aws)["reporter_sqs"]
+    deadline = number(lambda_environment(reporter)["REPORTER_DEADLINE_SECONDS"], aws)
+    timeout = number(reporter["timeout"], aws)
+    (mapping,) = [
+        m
+        for m in aws.of_type("aws_lambda_event_source_mapping").values()
+        if reference(m["event_source_arn"]) == "aws_sqs_queue.reports.arn"
+    ]
+    assert number(mapping["batch_size"], aws) * deadline < timeout <= 900
+    assert number(queue["visibility_timeout_seconds"], aws) > timeout
+    assert number(lambda_environment(reporter)["REPORT_LEASE_SECONDS"], aws) > deadline
+
+
+def test_aws_reporter_consumes_the_reports_queue_with_partial_batch_failures(aws: Config) -> None:
+    (mapping,) = [
+        m
+        for m in aws.of_type("aws_lambda_event_source_mapping").values()
+        if reference(m["event_source_arn"]) == "aws_sqs_queue.reports.arn"
+    ]
+    address = lambda_functions(aws)["reporter_sqs"]["__address__"]
+    assert reference(mapping["function_name"]) == f"aws_lambda_function.{address}.arn"
+    assert mapping["function_response_types"] == ["ReportBatchItemFailures"]
+    assert 1 <= number(mapping["batch_size"], aws) <= 10, "a FIFO queue gives at most 10 per batch"
+    assert "maximum_batching_window_in_seconds" not in mapping, "FIFO event sources take no batching window"
+
+
+def test_aws_report_producers_may_send_to_the_reports_queue_only(aws: Config) -> None:
+    (statement,) = _statements(aws.datum("aws_iam_policy_document", "report_producer"))
+    assert statement["actions"] == ["sqs:SendMessage"]
+    assert statement["resources"] == ["${aws_sqs_queue.reports.arn}"]
+    assert reference(aws.resource("aws_iam_policy", "report_producer")["policy"]) == (
+        "data.aws_iam_policy_document.report_producer.json"
+    )
+    # No identity of this configuration sends anywhere (the producers run outside it); only the audit
+    # queues' resource policies let EventBridge send to them.
+    for name, document in _policy_documents(aws).items():
+        if name != "report_producer":
+            for statement in _statements(document):
+                if "sqs:SendMessage" in statement["actions"]:
+                    principals = _one(statement.get("principals"), f"{name}: principals")
+                    assert principals["identifiers"] == ["events.amazonaws.com"], name
+                    assert "${aws_sqs_queue.reports" not in str(statement["resources"]), name
+    outputs = {reference(o["value"]) for o in aws.outputs.values()}
+    assert "aws_iam_policy.report_producer.arn" in outputs
+    assert "aws_sqs_queue.reports.id" in outputs
+
+    # What the producers are told to set: the transport and the queue, names and values the code knows.
+    for output in ("bridge_environment", "report_environment"):
+        environment = aws.outputs[output]["value"]
+        assert environment["REPORT_TRANSPORT"] == "sqs", output
+        assert reference(environment["REPORT_SQS_QUEUE_URL"]) == "aws_sqs_queue.reports.id", output
+        unknown = set(environment) - code_env_names()
+        assert not unknown, f"output {output}: the code reads no {sorted(unknown)}"
+    assert_code_knows("REPORT_TRANSPORT", "sqs")
+    for name, body in lambda_functions(aws).items():
+        assert not {"REPORT_TRANSPORT", "REPORT_SQS_QUEUE_URL"} & set(lambda_environment(body)), (
+            f"{name} is no report producer"
+        )
 
 
 def test_bridge_publisher_policy_is_put_events_on_the_bus_only(aws: Config) -> None:
