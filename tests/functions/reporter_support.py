@@ -88,8 +88,10 @@ class History:
         github.calls = 0
         return github
 
-    def report(self, github: GitHubDeployments | None = None, limits: Limits = Limits()) -> RolloutReport:
-        return report_rollout(self.namespace, self.rollout, self.kube, github or self.reader(), limits)
+    def report(self, github: GitHubDeployments | None = None, limits: Limits | None = None) -> RolloutReport:
+        return report_rollout(
+            self.namespace, self.rollout, self.kube, github or self.reader(), limits or Limits()
+        )
 
     @property
     def github_environment(self) -> str:

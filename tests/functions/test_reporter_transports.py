@@ -174,7 +174,8 @@ def lambda_module(kube_stack, monkeypatch: pytest.MonkeyPatch, fake: FakeGitHub,
     spec = importlib.util.spec_from_file_location(
         f"lambda_main_{uuid.uuid4().hex}", devstack.ROOT / "functions" / "aws_lambda" / "main.py"
     )
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -127,7 +127,8 @@ def test_bake_states_map_as_in_the_go_controller(bake: str | None, expected: tup
 
 def test_a_long_message_is_cut_to_140_characters() -> None:
     _, description = bake_status("Failed", "x" * 500)
-    assert len(description) == MAX_DESCRIPTION and description.startswith("Bake failed: xxx")
+    assert len(description) == MAX_DESCRIPTION
+    assert description.startswith("Bake failed: xxx")
 
 
 # --- which writes a history needs ---------------------------------------------------------------------
@@ -156,11 +157,13 @@ def test_a_fresh_history_creates_each_deployment_then_its_status_oldest_first() 
     kinds = [(type(w).__name__, w.entry.id) for w in plan.writes]
     assert kinds == [("NewDeployment", 1), ("NewStatus", 1), ("NewDeployment", 2), ("NewStatus", 2)]
     body = plan.writes[0].body
-    assert (
-        body["ref"] == REV[1] and body["task"] == TASK and body["environment"] == "kuberik/myapp/production"
-    )
-    assert body["production_environment"] is True and body["auto_merge"] is False
-    assert body["required_contexts"] == [] and body["description"] == "m1"
+    assert body["ref"] == REV[1]
+    assert body["task"] == TASK
+    assert body["environment"] == "kuberik/myapp/production"
+    assert body["production_environment"] is True
+    assert body["auto_merge"] is False
+    assert body["required_contexts"] == []
+    assert body["description"] == "m1"
     assert payload.decode(body["payload"]) == {"id": "1", "version": {"tag": "main-1", "revision": REV[1]}}
     assert plan.writes[3].body == {
         "state": "in_progress",
@@ -181,7 +184,8 @@ def test_a_recorded_entry_gets_a_status_only_when_its_newest_bake_result_differs
         2, ("success", "Bake succeeded", "10:00"), ("in_progress", "Baking in progress", "10:07")
     )
     plan = plan_report(env, rollout(entry(2), entry(1)), lookups(done, moving))
-    assert plan is not None and plan.recorded == 2
+    assert plan is not None
+    assert plan.recorded == 2
     assert [(type(w), w.entry.id, getattr(w, "deployment_id", None)) for w in plan.writes] == [
         (NewStatus, 2, moving.id)
     ]
@@ -214,7 +218,8 @@ def test_a_deployment_of_another_entry_or_task_is_not_adopted(other: dict[str, A
     plan = plan_report(
         env, rollout(entry(1)), lookups(deployed(1, ("success", "Bake succeeded", "10:00"), **other))
     )
-    assert plan is not None and [type(w) for w in plan.writes] == [NewDeployment, NewStatus]
+    assert plan is not None
+    assert [type(w) for w in plan.writes] == [NewDeployment, NewStatus]
 
 
 def test_an_unknown_commit_is_skipped_and_an_environment_without_project_plans_nothing() -> None:
@@ -234,4 +239,5 @@ def test_the_payload_carries_the_environments_relationship() -> None:
     plan = plan_report(environment("prod"), rollout(entry(1)), lookups())
     assert plan is not None
     doc = payload.decode(plan.writes[0].body["payload"])
-    assert doc is not None and doc["relationship"] == {"environment": "staging", "type": "After"}
+    assert doc is not None
+    assert doc["relationship"] == {"environment": "staging", "type": "After"}
