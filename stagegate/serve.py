@@ -55,6 +55,13 @@ FUNCTIONS = (
         "POST with Authorization: Bearer $RESYNC_TOKEN recomputes every gate",
         "RESYNC_TOKEN",
     ),
+    Function(
+        "reporter_http",
+        "reporter",
+        "POST an audit EventList of Rollout status changes (Bearer $AUDIT_WEBHOOK_TOKEN): records their "
+        "history on GitHub",
+        "AUDIT_WEBHOOK_TOKEN",
+    ),
 )
 
 

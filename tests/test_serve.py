@@ -58,11 +58,12 @@ def test_every_function_is_served_and_stops_together(kube_stack, fake) -> None:
         lines.append(line)
         if line.startswith("serving"):
             break
-    assert [line.split()[0] for line in lines[:4]] == [
+    assert [line.split()[0] for line in lines[:5]] == [
         "k8s_audit_http",
         "k8s_audit",
         "github_webhook",
         "resync_http",
+        "reporter_http",
     ]
     body = json.dumps({"zen": "Keep it logically awesome."}).encode()
     headers = {
@@ -77,6 +78,7 @@ def test_every_function_is_served_and_stops_together(kube_stack, fake) -> None:
         == "pong"
     )
     assert requests.post(f"http://127.0.0.1:{base}/", data=b"{}", timeout=10).status_code == 401
+    assert requests.post(f"http://127.0.0.1:{base + 4}/", data=b"{}", timeout=10).status_code == 401
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0
