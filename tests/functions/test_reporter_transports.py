@@ -15,6 +15,7 @@ import importlib.util
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
 
@@ -230,3 +231,38 @@ def test_after_a_failed_message_the_rest_of_the_batch_is_handed_back_unprocessed
         history.fake.faults.clear()
     assert result == {"batchItemFailures": [{"itemIdentifier": f"m{i}"} for i in range(3)]}
     assert history.recorded() == {}
+
+
+# --- concurrent invocations of the served function ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reporter_http(kube_stack, procs, fake: FakeGitHub) -> str:
+    env = {
+        "KUBECONFIG": str(kube_stack.function_kubeconfig),
+        "GITHUB_TOKEN": fake.token,
+        "GITHUB_API_URL": fake.url,
+        "AUDIT_WEBHOOK_TOKEN": TOKEN,
+    }
+    path = devstack.ROOT / "functions" / "reporter" / "main.py"
+    return devstack.FunctionServer(path, "reporter_http", env, None, procs).url
+
+
+def test_concurrent_invocations_of_the_reporter_create_each_deployment_once(
+    reporter_http: str, history: History
+) -> None:
+    for n in range(1, 5):
+        history.deploy(n, "Succeeded")
+    body = rollout_status_event(history.namespace, history.rollout)
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: post_audit(reporter_http, body), range(6)))
+    codes = sorted(a.status_code for a in answers)
+    assert set(codes) <= {200, 503}, [a.text for a in answers]
+    assert 200 in codes
+    for answer in answers:
+        if answer.status_code == 503:  # the Lease was held: retried by whoever delivered it
+            assert "another report" in answer.text
+    assert {k: len(v) for k, v in history.recorded().items()} == {str(n): 1 for n in range(1, 5)}
+    again = post_audit(reporter_http, body)
+    assert again.status_code == 200
+    assert again.json()["rollouts"][0]["outcome"] == "unchanged"
