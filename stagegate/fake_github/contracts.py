@@ -164,8 +164,27 @@ def _closure(document: Mapping[str, Any], start: Any, convert: bool) -> dict[str
     return done
 
 
-def _errors(validator: jsonschema.protocols.Validator, instance: Any, limit: int = 10) -> list[str]:
-    found = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+_STRING_PAYLOADS = ("deployment", "payload")
+"""Where `@octokit/webhooks-schemas` is narrower than GitHub: it types `deployment.payload` as an object
+only, while GitHub's own description (`@octokit/openapi-webhooks`, checked as well) allows a string, which
+is what GitHub sends for a deployment created with a string payload (kuberik's Go controller does that)."""
+
+
+def _errors(
+    validator: jsonschema.protocols.Validator,
+    instance: Any,
+    limit: int = 10,
+    skip: tuple[str, ...] | None = None,
+) -> list[str]:
+    """Validation errors, except a string at the path `skip` names (a known gap in a community schema)."""
+    found = sorted(
+        (
+            e
+            for e in validator.iter_errors(instance)
+            if not (skip and tuple(map(str, e.absolute_path)) == skip and isinstance(e.instance, str))
+        ),
+        key=lambda e: list(e.absolute_path),
+    )
     return [f"at /{'/'.join(str(p) for p in e.absolute_path)}: {e.message[:300]}" for e in found[:limit]]
 
 
@@ -307,9 +326,8 @@ class Contracts:
             key, operation["requestBody"]["content"]["application/json"]["schema"]
         )
         errors += [f"official: {e}" for e in _errors(official, payload)]
-        errors += [
-            f"community: {e}" for e in _errors(self._community_validator(f"{event}${action}"), payload)
-        ]
+        community = self._community_validator(f"{event}${action}")
+        errors += [f"community: {e}" for e in _errors(community, payload, skip=_STRING_PAYLOADS)]
         return errors
 
     def _webhook_validator(self, key: str, schema: Any) -> jsonschema.protocols.Validator:
