@@ -1,42 +1,55 @@
 """`make demo`: the kuberik-demo incident, then the same story with stagegate's admission function.
 
 What runs, all on loopback and all stopped at the end: etcd and a real kube-apiserver whose audit
-webhook (blocking mode) is `k8s_audit_http`; `github_webhook` and `k8s_admission`, served by
-functions-framework in their own processes; a local stand-in for GitHub (the fake the tests use, not
-github.com); and, as the rollout controller, stagegate's model of kuberik's rollout controller as it is
-today (`stagegate/devtools/rollout_model.py`: it deploys by server-side applying the tag on each
-annotated Flux OCIRepository, and since commit 7cd0117 it ignores gates on a Rollout's first deploy).
-The "rollout controller" lines of the timeline come from that model; the GitHub records of staging's
-bake are written the way kuberik's environment controller writes them.
+webhook (blocking mode) is `k8s_audit_http`; the Pub/Sub emulator; `github_webhook`, `k8s_admission`
+and the `reporter` (behind an ordered push subscription), served by functions-framework in their own
+processes; a local stand-in for GitHub (the fake the tests use, not github.com) that delivers signed
+`deployment_status` webhooks by itself, as a repository webhook does; and, as the rollout controller,
+stagegate's model of kuberik's rollout controller as it is today (`stagegate/devtools/rollout_model.py`:
+it deploys by server-side applying the tag on each annotated Flux OCIRepository, and since commit
+7cd0117 it ignores gates on a Rollout's first deploy). The "rollout controller" lines of the timeline
+come from that model. Nothing in the chain is played by the demo: the model writes staging's Rollout
+status history (deploying, baking, succeeded); `k8s_audit_http` hands each Rollout status change to
+the reporter's Pub/Sub topic (`REPORT_TRANSPORT=pubsub`; as deployed, it holds no GitHub credentials
+and opens no gate itself); the reporter records the history on GitHub as deployments and statuses, as
+kuberik's environment controller would; GitHub (the stand-in) POSTs the signed webhook to
+`github_webhook`, which opens prod's gate; the model deploys prod. The timeline prints each hop with
+its latency.
 
 The story, played twice: staging and prod Environments (prod `After staging`), their Rollouts and
 their Flux OCIRepositories are created at the same moment, a new release is published, staging
-deploys and bakes it, GitHub tells stagegate with a signed `deployment_status` webhook. A sampler
-watches which tag prod's OCIRepository runs. Act 1 runs without the admission function: prod deploys
-the release before staging baked it (the incident; its gate was `[]` all along). Act 2 registers
-`k8s_admission` (`infra/k8s/admission.yaml`): prod's deploy is refused until the bake succeeds, then
-prod deploys exactly the baked release. The run fails (exit 1) if act 2 ever ran an unbaked version or
-never deployed the baked one, or if act 1 did not show the incident (then the demo itself is wrong).
+deploys and bakes it. A sampler watches which tag prod's OCIRepository runs. Act 1 runs without the
+admission function: prod deploys the release before staging baked it (the incident; its gate was `[]`
+all along). Act 2 registers `k8s_admission` (`infra/k8s/admission.yaml`): prod's deploy is refused
+until the bake succeeds, then prod deploys exactly the baked release. The run fails (exit 1) if act 2
+ever ran an unbaked version or never deployed the baked one, if a hop of the chain never happened or
+a webhook was not answered 2xx, or if act 1 did not show the incident (then the demo itself is wrong).
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import os
 import secrets
+import shutil
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import requests
 from kubernetes import client
 
 from shared.gate import gate_name
-from shared.github_delivery import signature
+from shared.report import BAKE_STATES
 from stagegate import devstack
 from stagegate.devtools.rollout_model import Decision, RolloutModel
-from stagegate.fake_github import FakeGitHub
+from stagegate.fake_github import Delivery, FakeGitHub
 
 REPOS = {"incident": "kuberik-demo/app-incident", "kuberik-demo": "kuberik-demo/app"}  # one per act
 TAG = "main-1779290372-b797408"
@@ -48,6 +61,12 @@ KUBERIK = ("kuberik.com", "v1alpha1")
 OCI = ("source.toolkit.fluxcd.io", "v1")
 DEMO_LABEL = {"stagegate-demo": "admission"}
 GUARD_LABEL = {"stagegate.kuberik.com/guard": "enabled"}
+PUBSUB_PROJECT = "stagegate-demo"
+HOP_TIMEOUT = 30.0
+
+
+class Stalled(RuntimeError):
+    """A hop of the chain did not happen in time."""
 
 
 @dataclass
@@ -57,7 +76,11 @@ class Timeline:
     start: float = field(default_factory=time.perf_counter)
 
     def now(self) -> float:
-        return (time.perf_counter() - self.start) * 1000
+        return self.of(time.perf_counter())
+
+    def of(self, moment: float) -> float:
+        """A `time.perf_counter()` moment on this timeline (ms)."""
+        return (moment - self.start) * 1000
 
     def mark(self, text: str, at: float | None = None) -> None:
         print(f"  +{self.now() if at is None else at:8.1f} ms  {text}", flush=True)
@@ -170,9 +193,39 @@ class Stack:
 
     fake: FakeGitHub
     kube: devstack.KubeStack
-    webhook: devstack.FunctionServer
-    secret: str
     custom: client.CustomObjectsApi
+
+
+@dataclass
+class Hops:
+    """When staging's bake result reached each system (timeline ms)."""
+
+    written: float
+    """The rollout controller's Rollout status write returned."""
+    recorded: float
+    """The reporter's status was recorded on GitHub."""
+    delivered: float
+    """github_webhook's answer to the stand-in's delivery arrived (it opens the gate before answering)."""
+    answered: int | None
+
+    def line(self, opened: float | None, deployed: float | None) -> str:
+        """The chain in time order, each hop with its latency from the one before."""
+        hops = [
+            (self.written, "Rollout status written"),
+            (self.recorded, "reporter recorded it on GitHub"),
+            (self.delivered, f"webhook delivery answered {self.answered}"),
+        ]
+        if opened is not None:
+            hops.append((opened, "prod's gate opened (github_webhook, handling the delivery)"))
+        late = deployed is not None and deployed < self.written
+        if deployed is not None and not late:
+            hops.append((deployed, "prod deployed"))
+        hops.sort()
+        chain = hops[0][1] + "".join(
+            f" -> {what} {at - before:.1f} ms" for (before, _), (at, what) in itertools.pairwise(hops)
+        )
+        already = f" (prod was already running it since +{deployed:.1f} ms)" if late else ""
+        return f"  hops: {chain}; {hops[-1][0] - self.written:.1f} ms in all{already}"
 
 
 @dataclass
@@ -182,13 +235,15 @@ class Act:
     stack: Stack
     namespace: str
     timeline: Timeline = field(default_factory=Timeline)
+    problems: list[str] = field(default_factory=list)
 
     def model_said(self, decision: Decision) -> None:
         """Print what the rollout controller (model) did to prod and staging, when it changed."""
         env = decision.rollout.removeprefix("app-")
         if decision.outcome == "deployed":
             self.timeline.mark(f"rollout controller deploys {decision.version} to {env} ({decision.reason})")
-        elif decision.outcome == "failed":
+        elif decision.outcome == "failed" and decision.status_code != 409:
+            # (A 409 is a conflict with the demo's own status writes, retried at once: no story event.)
             error = (decision.error or "").split(": ", 1)[-1]
             self.timeline.mark(f"rollout controller cannot deploy {decision.version} to {env}: {error}")
         elif decision.outcome == "blocked":
@@ -228,33 +283,63 @@ class Act:
         allowed: list[str] | None = gate["spec"].get("allowedVersions")
         return allowed
 
-    def bake_staging(self, model: RolloutModel, sampler: Sampler) -> None:
-        """Staging's bake, recorded on GitHub as the environment controller records it, and delivered."""
+    def delivery(self, env: str, bake: str, since: float) -> Delivery:
+        """The stand-in's webhook delivery of the status the reporter recorded for `env`'s `bake`
+        state (`BAKE_STATES`), recorded after `since` (perf_counter); `Stalled` if none comes."""
         fake, repo = self.stack.fake, REPOS[self.namespace]
-        deployment = fake.create_deployment(
-            repo, sha=REVISION, ref=REVISION, environment="kuberik/app/staging", task="deploy:kuberik/app",
-            payload={"id": "1", "relationship": None, "version": {"tag": TAG, "revision": REVISION}},
-        )  # fmt: skip
-        in_progress = fake.create_status(repo, deployment["id"], "in_progress", "Baking in progress")
-        code = self.deliver(in_progress)
-        self.timeline.mark(f"staging bakes {TAG}: GitHub records in_progress, webhook answered {code}")
-        time.sleep(0.5)  # give the rollout controller a moment: prod must still not move
-        model.finish_bake("app-staging", "Succeeded")
-        success = fake.create_status(repo, deployment["id"], "success", "Bake succeeded")
-        sampler.baked.add(TAG)
-        self.timeline.mark(f"staging bake of {TAG} succeeded: GitHub records status success")
-        arrived = self.timeline.now()
-        code = self.deliver(success)
-        self.timeline.mark(
-            f"signed deployment_status webhook reaches github_webhook (answered {code})", at=arrived
-        )
+        state, prefix = BAKE_STATES[bake]
+        deadline = time.monotonic() + HOP_TIMEOUT
+        while time.monotonic() < deadline:
+            for delivery in fake.deliveries:
+                if delivery.repo != repo or delivery.state != state or delivery.recorded_at < since:
+                    continue
+                with fake.state.locked():
+                    status = fake.state.statuses[delivery.status_id]
+                if status.environment == f"kuberik/app/{env}" and status.description.startswith(prefix):
+                    return delivery
+            time.sleep(0.005)
+        raise Stalled(f"no {state} status ({prefix}) of {env} was recorded on GitHub and delivered")
 
-    def deliver(self, status: dict[str, Any]) -> int:
-        headers, body = self.stack.fake.deployment_status_event(REPOS[self.namespace], status["id"])
-        headers["X-Hub-Signature-256"] = signature(self.stack.secret, body)
-        ca = str(self.stack.kube.tls.ca_file)
-        response = requests.post(self.stack.webhook.url, data=body, headers=headers, verify=ca, timeout=30)
-        return response.status_code
+    def hop(self, env: str, bake: str, written: float | None, since: float, what: str) -> Hops:
+        """Wait for the status the reporter records for `env`'s `bake` and its delivery; print both."""
+        delivery = self.delivery(env, bake, since)
+        recorded, delivered = self.timeline.of(delivery.recorded_at), self.timeline.of(delivery.delivered_at)
+        state, prefix = BAKE_STATES[bake]
+        after = "" if written is None else f", {recorded - written:.1f} ms after the Rollout status write"
+        self.timeline.mark(
+            f"reporter records {what} on GitHub: status {state} ({prefix}) on {env}'s deployment of "
+            f"{REVISION[:7]}{after}",
+            at=recorded,
+        )
+        answer = delivery.status_code if delivery.ok else delivery.error
+        self.timeline.mark(
+            f"GitHub stand-in delivers the signed deployment_status webhook to github_webhook: answered "
+            f"{answer}, {delivered - recorded:.1f} ms after recording it",
+            at=delivered,
+        )
+        return Hops(recorded if written is None else written, recorded, delivered, delivery.status_code)
+
+    def bake_staging(self, model: RolloutModel, sampler: Sampler) -> Hops:
+        """Staging's bake, written by the rollout controller (model) into the Rollout's status history;
+        the reporter, GitHub and github_webhook carry each change on by themselves."""
+        since = time.perf_counter()
+        model.start_bake("app-staging")
+        written = self.timeline.now()
+        self.timeline.mark(
+            f"staging bakes {TAG}: rollout controller writes Rollout status history[0].bakeStatus=InProgress",
+            at=written,
+        )
+        self.hop("staging", "InProgress", written, since, "the bake")
+        time.sleep(0.5)  # give the rollout controller a moment: prod must still not move
+        since = time.perf_counter()
+        model.finish_bake("app-staging", "Succeeded")
+        written = self.timeline.now()
+        sampler.baked.add(TAG)
+        self.timeline.mark(
+            f"staging bake of {TAG} succeeded: rollout controller writes history[0].bakeStatus=Succeeded",
+            at=written,
+        )
+        return self.hop("staging", "Succeeded", written, since, "the bake's success")
 
     def play(self, labels: dict[str, str]) -> Sampler:
         """The story; returns the sampler that watched prod."""
@@ -277,18 +362,31 @@ class Act:
                 model.publish(f"app-{env}", OLD_TAG, OLD_REVISION)
                 model.publish(f"app-{env}", TAG, REVISION)
             self.timeline.mark(f"a new release is published: {TAG} (after {OLD_TAG})")
-            time.sleep(1.0)  # let the rollout controller act on it
-            self.bake_staging(model, sampler)
+            # The model writes staging's history entry (bakeStatus Deploying) in the pass that deploys it.
+            self.hop("staging", "Deploying", None, self.timeline.start, f"staging's deploy of {TAG}")
+            time.sleep(1.0)  # let the rollout controller act on prod
+            hops = self.bake_staging(model, sampler)
             deadline = time.monotonic() + 15
-            while TAG not in sampler.deployed and time.monotonic() < deadline:
+            while (TAG not in sampler.deployed or sampler.opened_at is None) and time.monotonic() < deadline:
                 time.sleep(0.02)
             time.sleep(0.3)
+        except Stalled as exc:
+            hops = None
+            self.timeline.mark(f"STALLED: {exc}")
+            self.problems.append(f"{self.namespace}: {exc}")
         finally:
             stop.set()
             loop.join()
             sampler.stop()
         if sampler.opened_at is not None:
-            self.timeline.mark(f"prod's gate allows [{TAG}]", at=sampler.opened_at)
+            after = (
+                ""
+                if hops is None
+                else f", {sampler.opened_at - hops.recorded:.1f} ms after GitHub recorded it"
+            )
+            self.timeline.mark(f"prod's gate allows [{TAG}]{after}", at=sampler.opened_at)
+        if hops is not None:
+            print(hops.line(sampler.opened_at, sampler.deployed.get(TAG)))
         print(f"  prod sampled {sampler.samples} times; prod ran: {sorted(sampler.deployed) or 'nothing'}")
         return sampler
 
@@ -296,12 +394,16 @@ class Act:
 def act_without_admission(stack: Stack) -> list[str]:
     """Act 1: the incident. Returns problems with the demo itself (none: the incident reproduced)."""
     print("\nAct 1: without the admission function (gates only, as the rollout controller treats them today)")
-    sampler = Act(stack, "incident").play({})
+    act = Act(stack, "incident")
+    sampler = act.play({})
     if not sampler.violations:
         print("  verdict: the incident did not reproduce")
-        return ["act 1: prod did not deploy the unbaked release; the demo's rollout controller is off"]
+        return [
+            *act.problems,
+            "act 1: prod did not deploy the unbaked release; the demo's rollout controller is off",
+        ]
     print(f"  verdict: INCIDENT REPRODUCED: {sampler.violations[0]} (its gate said [] all along)")
-    return []
+    return act.problems
 
 
 def act_with_admission(stack: Stack, admission: devstack.FunctionServer) -> list[str]:
@@ -313,8 +415,9 @@ def act_with_admission(stack: Stack, admission: devstack.FunctionServer) -> list
     )
     api.create_validating_webhook_configuration(config)
     time.sleep(1.5)  # the apiserver picks new webhook configurations up asynchronously
-    sampler = Act(stack, "kuberik-demo").play({**DEMO_LABEL, **GUARD_LABEL})
-    problems = list(sampler.violations)
+    act = Act(stack, "kuberik-demo")
+    sampler = act.play({**DEMO_LABEL, **GUARD_LABEL})
+    problems = [*act.problems, *sampler.violations]
     if TAG not in sampler.deployed:
         problems.append(f"prod never deployed {TAG} after staging baked it")
     if problems:
@@ -325,32 +428,96 @@ def act_with_admission(stack: Stack, admission: devstack.FunctionServer) -> list
     return problems
 
 
+def undelivered(fake: FakeGitHub) -> list[str]:
+    """Webhook deliveries the receiver did not answer 2xx (GitHub would show them as failed)."""
+    return [
+        f"the {d.state} webhook of deployment {d.deployment_id} in {d.repo} failed: {d.error}"
+        for d in fake.deliveries
+        if not d.ok
+    ]
+
+
 STACK = (
-    "etcd, kube-apiserver (audit webhook in blocking mode), k8s_audit_http, github_webhook and "
-    "k8s_admission (functions-framework), a GitHub stand-in (a local fake, not github.com), and a model "
-    "of kuberik's rollout controller"
+    "etcd, kube-apiserver (audit webhook in blocking mode), k8s_audit_http, the Pub/Sub emulator, "
+    "github_webhook, k8s_admission and the reporter (functions-framework), a GitHub stand-in (a local "
+    "fake, not github.com) delivering its own webhooks, and a model of kuberik's rollout controller"
 )
+
+
+@contextlib.contextmanager
+def pubsub_emulator() -> Iterator[devstack.PubSubEmulator]:
+    """The Pub/Sub emulator, up before the apiserver's audit webhook needs it, stopped last."""
+    procs = devstack.Processes(Path(tempfile.mkdtemp(prefix="stagegate-demo-pubsub-")))
+    try:
+        emulator = devstack.PubSubEmulator(procs)
+        # The demo's own Pub/Sub clients (topic, subscription) and every function it starts use it.
+        os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
+        yield emulator
+    finally:
+        procs.stop_all()
+        shutil.rmtree(procs.log_dir, ignore_errors=True)
+
+
+def report_topic() -> str:
+    """A fresh topic for the reporter's Rollout changes."""
+    from google.cloud import pubsub_v1
+
+    topic = f"projects/{PUBSUB_PROJECT}/topics/reports-{uuid.uuid4().hex[:8]}"
+    pubsub_v1.PublisherClient().create_topic(name=topic)
+    return topic
+
+
+def subscribe(topic: str, reporter: devstack.FunctionServer) -> None:
+    """The reporter's push subscription, ordered (the ordering key is the Rollout)."""
+    from google.cloud import pubsub_v1
+
+    pubsub_v1.SubscriberClient().create_subscription(
+        request={
+            "name": topic.replace("/topics/", "/subscriptions/"),
+            "topic": topic,
+            "push_config": {"push_endpoint": reporter.url},
+            "enable_message_ordering": True,
+            "ack_deadline_seconds": 30,
+        }
+    )
 
 
 def play() -> bool:
     """Start everything, play both acts, stop everything; print the verdict; True when it passed."""
     secret = secrets.token_urlsafe(16)
     print(f"Starting the local stack: {STACK} ...", flush=True)
-    with FakeGitHub(repos=list(REPOS.values())) as fake:
-        extra = {"GITHUB_TOKEN": fake.token, "GITHUB_API_URL": fake.url, "GITHUB_WEBHOOK_SECRET": secret}
-        with devstack.audit_webhook_stack(function_env=extra) as (kube, _audit):
+    with pubsub_emulator() as emulator, FakeGitHub(repos=list(REPOS.values())) as fake:
+        for repo in REPOS.values():  # the release's commit, so GitHub accepts deployments of it
+            fake.set_ref(repo, "refs/heads/main", REVISION)
+        github = {"GITHUB_TOKEN": fake.token, "GITHUB_API_URL": fake.url}
+        topic = report_topic()
+        reports = {"REPORT_TRANSPORT": "pubsub", "REPORT_PUBSUB_TOPIC": topic,
+                   "PUBSUB_EMULATOR_HOST": emulator.host}  # fmt: skip
+        # As deployed (infra/gcp/main.tf), k8s_audit_http has no GitHub credentials: in the apiserver's
+        # request path it only makes gates and hands Rollout changes on, so github_webhook alone opens
+        # prod's gate, on the stand-in's delivery.
+        with devstack.audit_webhook_stack(function_env=reports) as (kube, _audit):
             functions = devstack.ROOT / "functions"
-            env = {"KUBECONFIG": str(kube.kubeconfig), **extra}
+            kubeconfig = {"KUBECONFIG": str(kube.kubeconfig)}
+            # Plain http on loopback: the stand-in posts webhooks with the system's CAs, which do
+            # not include the stack's own.
             webhook = devstack.FunctionServer(
-                functions / "github_webhook" / "main.py", "github_webhook", env, kube.tls, kube.procs
-            )
-            admission = devstack.FunctionServer(
-                functions / "k8s_admission" / "main.py", "k8s_admission",
-                {"KUBECONFIG": str(kube.kubeconfig)}, kube.tls, kube.procs,
+                functions / "github_webhook" / "main.py", "github_webhook",
+                {**kubeconfig, **github, "GITHUB_WEBHOOK_SECRET": secret}, None, kube.procs,
             )  # fmt: skip
-            stack = Stack(fake, kube, webhook, secret, client.CustomObjectsApi(kube.api_client()))
+            reporter = devstack.FunctionServer(
+                functions / "reporter" / "main.py", "reporter", {**kubeconfig, **github, **reports}, None,
+                kube.procs,
+            )  # fmt: skip
+            subscribe(topic, reporter)
+            admission = devstack.FunctionServer(
+                functions / "k8s_admission" / "main.py", "k8s_admission", kubeconfig, kube.tls, kube.procs
+            )
+            fake.deliver_webhooks(webhook.url, secret)
+            stack = Stack(fake, kube, client.CustomObjectsApi(kube.api_client()))
             print("Stack is up. Timelines are in milliseconds from each act's first create call.", flush=True)
             problems = act_without_admission(stack) + act_with_admission(stack, admission)
+            problems += undelivered(fake)
     if problems:
         print("verdict: FAIL: " + "; ".join(problems))
         return False

@@ -1,9 +1,12 @@
 """`make demo` is the README's first command: it must pass, print both acts' timelines (the incident
 without the admission function, the fix with it), leave nothing running, and work the same the second
-time."""
+time. The chain from staging's bake to prod's deploy runs on stagegate's functions: the reporter records
+the bake on the GitHub stand-in, which delivers the webhook itself; the demo writes no GitHub record and
+posts no webhook."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -12,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from stagegate import demo
 from stagegate.devstack import ROOT
+
+TAG = "main-1779290372-b797408"
 
 
 def processes_marked(marker: str) -> list[int]:
@@ -49,7 +55,32 @@ def test_demo_passes_twice_and_leaves_nothing_running() -> None:
         assert "verdict: INCIDENT REPRODUCED: " in act1, run.stdout  # without admission: prod ran it early
         assert "its gate exists, allowedVersions=[]" in act2, run.stdout
         assert 'admission webhook "deploy-guard.stagegate.kuberik.com" denied the request' in act2, run.stdout
-        assert "prod's gate allows [main-1779290372-b797408]" in act2, run.stdout
+        assert f"prod's gate allows [{TAG}]" in act2, run.stdout
+        for act in (act1, act2):  # every hop of staging's bake, carried by the functions
+            assert "rollout controller writes history[0].bakeStatus=Succeeded" in act, run.stdout
+            assert (
+                "reporter records the bake's success on GitHub: status success (Bake succeeded) on "
+                "staging's deployment of b797408" in act
+            ), run.stdout
+            assert (
+                "GitHub stand-in delivers the signed deployment_status webhook to github_webhook: "
+                "answered 200" in act
+            ), run.stdout
+        [hops] = [line for line in act2.splitlines() if line.startswith("  hops: ")]
+        assert hops.startswith("  hops: Rollout status written -> reporter recorded it on GitHub "), hops
+        for hop in ("-> webhook delivery answered 200 ", "-> prod's gate opened ", "-> prod deployed "):
+            assert hop in hops, hops
         assert "verdict: PASS: prod ran nothing staging had not baked" in act2, run.stdout
         assert lines[-1].startswith("verdict: PASS"), run.stdout
         assert processes_marked(marker) == []
+
+
+def test_the_demo_neither_writes_github_records_nor_posts_webhooks_itself() -> None:
+    """Staging's deployment and statuses are the reporter's, the webhook is the stand-in's."""
+    nodes = list(ast.walk(ast.parse(Path(demo.__file__).read_text())))
+    called = {n.func.attr for n in nodes if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+    imported = {a.name for n in nodes if isinstance(n, ast.Import | ast.ImportFrom) for a in n.names}
+    imported |= {n.module for n in nodes if isinstance(n, ast.ImportFrom) and n.module}
+    assert not called & {"create_deployment", "create_status", "deployment_status_event", "post"}
+    assert not imported & {"requests", "signature", "signature_256", "shared.github_delivery"}
+    assert "deliver_webhooks" in called

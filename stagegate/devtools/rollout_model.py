@@ -37,8 +37,8 @@ Rules ported (Go functions of `internal/controller/rollout_controller.go`):
   the error, and the pass is retried (`Reconcile` returns the error).
 
 Left out: ImagePolicy and OCI manifests (`updateAvailableReleases`), HealthChecks and bake timing
-(`evaluateHealthChecks`, `handleBakeTime`: a new entry's bake is `bake`, moved on only by `finish_bake`
-or the caller), the retry annotation, RolloutSchedules, Events, the DeploymentBlocked,
+(`evaluateHealthChecks`, `handleBakeTime`: a new entry's bake is `bake`, moved on only by `start_bake`,
+`finish_bake` or the caller), the retry annotation, RolloutSchedules, Events, the DeploymentBlocked,
 BakeFailureDisabled and ReleasesUpdated conditions, release retention, requeue timing (a failed pass is
 retried at the next poll, without backoff). Where Go's order is arbitrary (map order of a
 Kustomization's annotations, informer list order) the model takes name order.
@@ -85,6 +85,7 @@ OMIT_EMPTY = (
     "gatedReleaseCandidates",
     "gates",
 )
+BAKE_STARTED = "Bake started, monitoring for errors."
 BAKE_ENDED = {
     "Succeeded": "Bake time completed successfully (no errors within bake time).",
     "Failed": "Bake failed (ended by the rollout model).",
@@ -470,6 +471,18 @@ class RolloutModel:
                 releases.append({"tag": tag} | ({"revision": revision} if revision else {}))
 
         self._change_status(rollout, add)
+
+    def start_bake(self, rollout: str, message: str = BAKE_STARTED) -> None:
+        """Start the newest entry's bake as `handleBakeTime` does once its health checks are healthy
+        (InProgress, bakeStartTime now); the model checks no health itself."""
+
+        def start(status: Obj) -> None:
+            if not status.get("history"):
+                raise ValueError(f"Rollout {rollout} has no history entry to start baking")
+            entry = status["history"][0]
+            entry.update(bakeStatus="InProgress", bakeStartTime=self._now(), bakeStatusMessage=message)
+
+        self._change_status(rollout, start)
 
     def finish_bake(
         self, rollout: str, result: Literal["Succeeded", "Failed"] = "Succeeded", message: str | None = None
