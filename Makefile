@@ -44,6 +44,8 @@ bench: install kube-assets octokit-assets  ## latency, API calls per event, impo
 
 lock: install                   ## re-resolve the pinned dependency sets from pyproject.toml
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 pyproject.toml -o requirements.lock
+	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --extra gcp pyproject.toml -o requirements-gcp.lock
+	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --extra aws pyproject.toml -o requirements-aws.lock
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --extra dev pyproject.toml -o requirements-dev.lock
 
 run: install                    ## serve every function locally against $$KUBECONFIG and $$GITHUB_API_URL

@@ -181,7 +181,7 @@ data "archive_file" "code" {
 
 resource "aws_lambda_layer_version" "dependencies" {
   layer_name               = "${var.name_prefix}-dependencies"
-  description              = "requirements.lock for python3.11 x86_64"
+  description              = "requirements-aws.lock for python3.11 x86_64"
   filename                 = local.dependencies_layer_zip
   source_code_hash         = filebase64sha256(local.dependencies_layer_zip)
   compatible_runtimes      = ["python3.11"]

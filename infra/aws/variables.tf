@@ -38,7 +38,7 @@ variable "kubeconfig_secret_id" {
 }
 
 variable "dependencies_layer_zip" {
-  description = "Zip of the pinned dependencies (requirements.lock) under python/, built for python3.11 x86_64; null means <repo>/build/lambda-dependencies.zip (see infra/README.md)."
+  description = "Zip of the pinned dependencies (requirements-aws.lock) under python/, built for python3.11 x86_64; null means <repo>/build/lambda-dependencies.zip (see infra/README.md)."
   type        = string
   default     = null
 }

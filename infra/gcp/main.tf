@@ -230,7 +230,7 @@ locals {
 # --- source ------------------------------------------------------------------------------------------
 
 # The repository's code as one zip for every function. Cloud Run functions build it with Google's
-# Python buildpack: requirements.txt (the pinned requirements.lock, plus the project itself so that
+# Python buildpack: requirements.txt (the pinned requirements-gcp.lock: Google Cloud's SDK only, plus the project itself so that
 # `shared` and `stagegate` are installed packages) and GOOGLE_FUNCTION_SOURCE naming the entry file.
 data "archive_file" "source" {
   type        = "zip"
@@ -246,7 +246,7 @@ data "archive_file" "source" {
 
   source {
     filename = "requirements.txt"
-    content  = "${file("${local.repo_root}/requirements.lock")}\n# the project itself: shared/ and stagegate/\n.\n"
+    content  = "${file("${local.repo_root}/requirements-gcp.lock")}\n# the project itself: shared/ and stagegate/\n.\n"
   }
 }
 

@@ -531,13 +531,13 @@ def test_gcp_build_installs_the_lock_and_the_project(gcp: Config) -> None:
     extra = {s["filename"]: s["content"] for s in archive.get("source", [])}
     assert "requirements.txt" in extra, "Cloud Run functions' Python build needs requirements.txt"
     requirements = extra["requirements.txt"]
-    assert "requirements.lock" in requirements
+    assert "requirements-gcp.lock" in requirements, "Cloud Run functions carry Google Cloud's SDK only"
     assert requirements.rstrip().endswith("\n."), "requirements.txt must install the project itself (.)"
     assert "pyproject.toml" in str(gcp.locals["source_files"])
-    lock = (REPO / "requirements.lock").read_text(encoding="utf-8")
-    assert re.search(r"^functions-framework==", lock, re.MULTILINE), (
-        "requirements.lock pins no functions-framework"
-    )
+    lock = (REPO / "requirements-gcp.lock").read_text(encoding="utf-8")
+    assert re.search(r"^functions-framework==", lock, re.MULTILINE), "the lock pins no functions-framework"
+    assert re.search(r"^google-cloud-pubsub==", lock, re.MULTILINE)
+    assert not re.search(r"^boto3==", lock, re.MULTILINE), "a Google Cloud deploy carries no AWS SDK"
 
 
 # --- environment variables -------------------------------------------------------------------------------
