@@ -239,15 +239,12 @@ class BridgeSummary:
     events: int
     published: int
     ignored: dict[str, int]
-    for_reporter: int = 0
+    for_reporter: int | None = None
+    """Rollout changes also handed to the reporter's transport; None when none is configured."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "events": self.events,
-            "published": self.published,
-            "for_reporter": self.for_reporter,
-            "ignored": self.ignored,
-        }
+        handed = {} if self.for_reporter is None else {"for_reporter": self.for_reporter}
+        return {"events": self.events, "published": self.published, **handed, "ignored": self.ignored}
 
 
 def bridge(
@@ -265,8 +262,10 @@ def bridge(
             ignored[decision.reason] = ignored.get(decision.reason, 0) + 1
     if relevant:
         transport.publish(relevant)
-    handed = for_reporter(relevant) if reports is not None else []
-    if reports is not None and handed:
+    if reports is None:
+        return BridgeSummary(len(events), len(relevant), ignored)
+    handed = for_reporter(relevant)
+    if handed:
         reports.publish(handed)
     return BridgeSummary(len(events), len(relevant), ignored, len(handed))
 
