@@ -34,6 +34,7 @@ from shared.audit import AuditEvent, Ignored, Route, Routed, route
 from shared.errors import BadEvent, PartialFailure, PermanentError, RetryableError
 from shared.trust import RepositoryPolicy
 from shared.views import Environment
+from stagegate.abandon import abandonable
 from stagegate.lanes import Lane, LaneFull, Priority
 from stagegate.logs import get_logger
 from stagegate.recompute_service import ANY_REPOSITORY, Clock, RecomputeStore, Upstream, recompute
@@ -281,7 +282,9 @@ def handle_audit_delivery(
       nothing done). Its Environment changes go to the gate lane, creates first; its Rollout changes to
       the recompute lane once those are done.
     * At the deadline every object not finished is named in the `PartialFailure` (503): what had not
-      started is withdrawn and never runs, what runs ends in the background (`stagegate.http.within`).
+      started is withdrawn and never runs, what runs is abandoned: it makes no further call
+      (`stagegate.abandon`), so nothing is written after the answer. In batch mode the apiserver sends
+      the batch again on that 503; in blocking mode it does not, and the scheduled resync heals it.
     """
     started = time.monotonic() if started is None else started
     summary = AuditSummary(events=len(events))
@@ -317,6 +320,7 @@ class _Delivery:
         self.seconds, self.deadline = seconds, deadline
         self.retry: list[str] = []
         self.pending: dict[Future[Any], tuple[str, bool]] = {}  # -> (object, is the gate step)
+        self.flags: list[threading.Event] = []  # set at the deadline: running work makes no further call
 
     def run(self, environments: list[Routed], rollouts: list[Routed]) -> AuditSummary:
         size = len(environments) + len(rollouts)
@@ -358,8 +362,10 @@ class _Delivery:
         return self.summary
 
     def _submit(self, lane: Lane, key: str, gate: bool, work: Callable[[], Any], priority: Priority) -> None:
+        run, flag = abandonable(work)
+        self.flags.append(flag)
         try:
-            self.pending[lane.submit(work, priority)] = (key, gate)
+            self.pending[lane.submit(run, priority)] = (key, gate)
         except LaneFull as exc:
             self.summary.errors.append(f"{key}: {exc}")
             self.retry.append(key)
@@ -382,6 +388,8 @@ class _Delivery:
         self._submit(self.lanes.recomputes, key, False, work, (size,))
 
     def _withdraw(self) -> None:
+        for flag in self.flags:
+            flag.set()
         for future in self.pending:
             future.cancel()
         self.pending.clear()

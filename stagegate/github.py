@@ -29,6 +29,7 @@ from shared import payload
 from shared.bake import CommitLookup, DeploymentRecord, StatusRecord, lookup_kind
 from shared.errors import InvalidRequest, PermanentError, RetryableError
 from shared.trust import trusted_lookup
+from stagegate.abandon import check
 from stagegate.logs import get_logger
 from stagegate.settings import GitHubApp, Settings
 
@@ -265,6 +266,7 @@ class GitHubDeployments:
 
     def _query(self, query: str, variables: dict[str, Any], what: str) -> Mapping[str, Any]:
         """`data` of one GraphQL request; errors at `repository` are permanent, any other retryable."""
+        check(what)
         with self._lock:
             self.calls += 1
         requester = self.github.requester
@@ -307,6 +309,7 @@ class GitHubDeployments:
     def _write(self, path: str, body: Mapping[str, Any], what: str) -> Mapping[str, Any]:
         """One POST, never retried here: a rate-limited or failed write raises `RetryableError` and the
         transport that delivered the report retries it later, with its own backoff."""
+        check(what)
         with self._lock:
             self.writes += 1
         requester = self.github.requester

@@ -29,6 +29,7 @@ from shared.errors import (
     RetryableError,
     Unauthorized,
 )
+from stagegate.abandon import abandonable
 from stagegate.lanes import Lane, Priority
 from stagegate.logs import get_logger
 
@@ -198,25 +199,29 @@ def within(seconds: float, work: Callable[[], Any], lane: Lane | None = None, pr
     """Run `work` on a worker of `lane` but give up waiting after `seconds`, so a slow dependency or a
     backlog cannot hold the caller; a full lane refuses at once (`LaneFull`, retryable).
 
-    Past the deadline, work that has not started is withdrawn and never runs. Work already running goes
-    on in the background until it ends (a thread cannot be stopped), bounded by the timeouts of the calls
-    it makes; on Cloud Run and Lambda it may be frozen with the instance after the answer (issue 12).
-    That late work may create, narrow or widen gates (a recompute sets exactly what the upstream's bake
-    results justify). Finishing late is correct all the same: every write is a recompute from the
-    sources of truth, conditional on the `resourceVersion` it read, so it lands only if the gate did not
-    change since, and never writes `null` for an Environment with a relationship.
+    Past the deadline, work that has not started is withdrawn and never runs, and work already running is
+    abandoned (`stagegate.abandon`): it makes no further Kubernetes or GitHub call, so nothing is written
+    after the answer (only a call already in flight ends, within its own timeout). Every write is a
+    recompute from the sources of truth, conditional on the `resourceVersion` it read, so work cut short
+    leaves each gate as it was or as one complete write made it; the caller's 503 says it must be redone
+    (Pub/Sub and the apiserver's batch mode resend; GitHub does not, and the scheduled resync heals that).
     """
-    future = (lane or _pool).submit(work, priority)
+    run, abandoned = abandonable(work)
+    future = (lane or _pool).submit(run, priority)
     try:
         return future.result(timeout=seconds)
     except FutureTimeout as exc:
+        abandoned.set()
         if future.cancel():
             raise RetryableError(
                 f"not finished within {seconds:g}s; it had not started and never will (busy)"
             ) from exc
         if future.done():  # finished right at the deadline
+            abandoned.clear()
             return future.result()
-        raise RetryableError(f"not finished within {seconds:g}s; the work goes on in the background") from exc
+        raise RetryableError(
+            f"not finished within {seconds:g}s; what it had not done by then is left undone"
+        ) from exc
 
 
 Response = tuple[str, int, dict[str, str]]

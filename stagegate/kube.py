@@ -36,6 +36,7 @@ from shared.views import (
     Environment,
     RolloutGate,
 )
+from stagegate.abandon import check
 from stagegate.logs import get_logger
 from stagegate.settings import ConfigError
 
@@ -158,6 +159,7 @@ class KubeGates:
         self.timeout = timeout
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        check(what)
         try:
             return fn(*args, _request_timeout=self.timeout, **kwargs)
         except _TRANSPORT_ERRORS as exc:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from shared.errors import RetryableError
+from stagegate.abandon import Abandoned, check
 from stagegate.http import within
 from stagegate.lanes import Lane, LaneFull
 
@@ -91,18 +92,23 @@ def test_within_withdraws_work_that_had_not_started_at_the_deadline(blocked) -> 
     assert not ran.wait(0.5), "work ran after its caller had answered"
 
 
-def test_within_lets_running_work_finish_in_the_background() -> None:
+def test_within_answers_at_the_deadline_and_the_running_work_makes_no_further_call() -> None:
     lane = Lane("test", workers=1, limit=1)
-    release, done = threading.Event(), threading.Event()
+    release, made, refused = threading.Event(), threading.Event(), threading.Event()
 
     def slow() -> None:
         release.wait(5)
-        done.set()
+        try:
+            check("a call after the answer")
+            made.set()
+        except Abandoned:
+            refused.set()
 
-    with pytest.raises(RetryableError, match="goes on in the background"):
+    with pytest.raises(RetryableError, match="left undone"):
         within(0.05, slow, lane)
     release.set()
-    assert done.wait(5)
+    assert refused.wait(5)
+    assert not made.is_set()
 
 
 def test_within_refuses_at_once_when_the_lane_is_full(blocked) -> None:
