@@ -1,9 +1,11 @@
 """Kubernetes audit events (`audit.k8s.io/v1`) as typed views, and which of them stagegate acts on.
 
 The kube-apiserver audit webhook posts an `EventList`; Pub/Sub messages carry an `Event` or an
-`EventList`. A document is parsed whole before anything is acted on, so one bad item rejects the
-delivery and changes nothing. Routing is a table keyed on (group, resource, verb); everything that
-is not in it is ignored with a reason that gets counted, never treated as an error.
+`EventList`, or on GKE a Cloud Audit Logs `LogEntry` from a Logging sink (read as the Metadata-level
+Event it records, `shared.cloud_audit_log`). A document is parsed whole before anything is acted on,
+so one bad item rejects the delivery and changes nothing. Routing is a table keyed on (group,
+resource, verb); everything that is not in it is ignored with a reason that gets counted, never
+treated as an error.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from shared.cloud_audit_log import audit_event_from_log_entry, is_log_entry
 from shared.errors import BadEvent, PayloadTooLarge
 from shared.json_input import decode_json
 from shared.views import ENVIRONMENT_GROUP, GATE_GROUP
@@ -99,18 +102,20 @@ def _object_ref(raw: object, where: str) -> ObjectRef | None:
 
 
 def parse_audit_json(body: bytes, max_events: int | None = None) -> list[AuditEvent]:
-    """Parse a JSON `Event` or `EventList` document; raise `BadEvent` on anything else."""
+    """Parse a JSON `Event`, `EventList` or GKE audit `LogEntry`; raise `BadEvent` on anything else."""
     return parse_audit_document(decode_json(body, "body"), max_events)
 
 
 def parse_audit_document(document: object, max_events: int | None = None) -> list[AuditEvent]:
-    """Turn a decoded `Event` or `EventList` into events, all or nothing.
+    """Turn a decoded `Event`, `EventList` or GKE audit `LogEntry` into events, all or nothing.
 
     An `EventList` of more than `max_events` items is refused whole (`PayloadTooLarge`) before any
     item is read: each event may cost a Kubernetes write, so the count bounds a delivery's work.
     """
     if not isinstance(document, Mapping):
         raise BadEvent("audit document must be a JSON object")
+    if is_log_entry(document):
+        return [AuditEvent.from_raw(audit_event_from_log_entry(document), "LogEntry")]
     api_version, kind = document.get("apiVersion"), document.get("kind")
     if api_version != AUDIT_API_VERSION:
         raise BadEvent(f"expected apiVersion {AUDIT_API_VERSION}, got {api_version!r}")

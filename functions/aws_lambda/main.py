@@ -1,18 +1,23 @@
-"""AWS Lambda entry points: the audit consumer behind EventBridge (and SQS), the GitHub webhook
-behind a function URL or API Gateway, and the reporter behind an SQS FIFO queue (one message group
-per Rollout). The handlers are the Functions Framework ones; only the
-envelope is AWS's. Secrets are not in the function's configuration: `load_secrets` reads them at cold
-start from where `*_SECRET_ARN` point (Secrets Manager or SSM), before the settings are read."""
+"""AWS Lambda entry points: the audit consumer behind EventBridge (and SQS), the audit consumer behind a
+CloudWatch Logs subscription (EKS, where the apiserver's audit webhook cannot be configured), the GitHub
+webhook behind a function URL or API Gateway, and the reporter behind an SQS FIFO queue (one message
+group per Rollout). The handlers are the Functions Framework ones; only the envelope is AWS's. With
+`REPORT_TRANSPORT` set, the CloudWatch Logs consumer also hands Rollout status changes to the reporter's
+transport. Secrets are not in the function's configuration: `load_secrets` reads them at cold start from
+where `*_SECRET_ARN` point (Secrets Manager or SSM), before the settings are read."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from shared.audit import parse_audit_document, parse_audit_json
+from shared.audit import AuditEvent, parse_audit_document, parse_audit_json
+from shared.errors import RetryableError
 from stagegate.audit_service import AuditContext, handle_audit_events
 from stagegate.aws_secrets import load_secrets
+from stagegate.bridge import hand_off, report_transport_from
+from stagegate.cloudwatch_logs import consume_cloudwatch_logs
 from stagegate.http import answer
 from stagegate.kube import KubeGates, api_client
 from stagegate.lambda_adapter import consume_eventbridge, consume_sqs_fifo, http_request, http_response
@@ -31,6 +36,7 @@ UPSTREAM = upstream_from(SETTINGS, SETTINGS.github_deadline_seconds)
 CONTEXT = AuditContext(
     KUBE, UPSTREAM, SETTINGS.kube_conflict_retries, repositories=SETTINGS.github_repositories
 )
+REPORTS = report_transport_from(SETTINGS)
 
 
 def k8s_audit_eventbridge(event: Mapping[str, Any], context: object) -> dict[str, Any]:
@@ -39,6 +45,27 @@ def k8s_audit_eventbridge(event: Mapping[str, Any], context: object) -> dict[str
         event,
         lambda detail: handle_audit_events(parse_audit_document(detail, SETTINGS.audit_max_events), CONTEXT),
     )
+
+
+def k8s_audit_cloudwatch(event: Mapping[str, Any], context: object) -> dict[str, Any]:
+    """CloudWatch Logs subscription target (EKS audit log streams, invoked asynchronously): ensure and
+    recompute gates for the audit events, hand Rollout status changes to the reporter; raises when a retry
+    may help (see `stagegate.cloudwatch_logs`)."""
+    return consume_cloudwatch_logs(
+        event, SETTINGS.audit_max_body_bytes, SETTINGS.audit_max_events, _gates_and_reports
+    )
+
+
+def _gates_and_reports(events: Sequence[AuditEvent]) -> dict[str, Any]:
+    """Hand Rollout status changes to the reporter's transport, then ensure and recompute the gates.
+    Unlike the blocking webhook, which only logs a failed hand-off, this fails the delivery so Lambda runs
+    it again: nothing waits for this answer, the gate work is idempotent, and SQS FIFO deduplication drops
+    a copy sent within the last five minutes (the retries come after one and three minutes)."""
+    handed = hand_off(events, REPORTS)
+    summary = handle_audit_events(events, CONTEXT).to_json()
+    if "hand_off_error" in handed:
+        raise RetryableError(f"Rollout changes were not handed to the reporter: {handed['hand_off_error']}")
+    return {**summary, **handed}
 
 
 def github_webhook(event: Mapping[str, Any], context: object) -> dict[str, Any]:

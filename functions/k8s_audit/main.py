@@ -1,7 +1,8 @@
 """Kubernetes audit events in, blocking RolloutGates out.
 
 `k8s_audit_http` is the kube-apiserver's audit webhook backend (in blocking mode the gate exists
-before the Environment's creation is acknowledged); `k8s_audit` takes the same events from Pub/Sub.
+before the Environment's creation is acknowledged); `k8s_audit` takes the same events from Pub/Sub,
+and on GKE the Cloud Audit Logs entries a Logging sink publishes (`shared.cloud_audit_log`).
 Each entry point only authenticates, parses, calls the service and answers. With `REPORT_TRANSPORT`
 set, `k8s_audit_http` also hands Rollout status changes to the reporter's transport (the reporter
 talks to GitHub, which the apiserver must not wait for). A delivery of more than

@@ -3,8 +3,10 @@ records them (`stagegate.report_service`); GitHub then sends `deployment_status`
 
 `reporter` is the CloudEvent target of the reporter's Pub/Sub push subscription, ordered by Rollout: a
 message is one audit Event about a Rollout status write (from `audit_bridge` or `k8s_audit_http`, with
-`REPORT_TRANSPORT=pubsub`). A retryable failure (a GitHub rate limit or outage, another report of the
-Rollout running) is raised, so Pub/Sub delivers the message again with the subscription's backoff.
+`REPORT_TRANSPORT=pubsub`). On GKE it also serves the Logging sink's unordered subscription, whose
+messages are Cloud Audit Logs entries (Environment writes among them, which it ignores). A retryable
+failure (a GitHub rate limit or outage, another report of the Rollout running) is raised, so Pub/Sub
+delivers the message again with the subscription's backoff.
 `reporter_http` takes an audit EventList over HTTP (bearer `AUDIT_WEBHOOK_TOKEN`) for local use and
 answers 503 when something must be retried. It needs GitHub credentials with "Deployments: write".
 """

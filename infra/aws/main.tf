@@ -2,7 +2,9 @@
 # BRIDGE_TRANSPORT=eventbridge), a rule sends them to an SQS queue with a dead-letter queue, and
 # k8s_audit_eventbridge consumes the queue; github_webhook answers GitHub on a function URL. Rollout
 # status events are handed (REPORT_TRANSPORT=sqs, by audit_bridge or k8s_audit_http) to an SQS FIFO
-# queue, one message group per Rollout, which reporter_sqs consumes.
+# queue, one message group per Rollout, which reporter_sqs consumes. On EKS, where the apiserver's audit
+# webhook cannot be configured, k8s_audit_cloudwatch takes the audit events from the cluster's
+# CloudWatch Logs audit streams instead (eks.tf) and hands Rollout status events to the same queue.
 #
 # No secret value passes through Terraform: the functions get the ARNs of their secrets
 # (*_SECRET_ARN) and read them at cold start (stagegate/aws_secrets.py), with a role that may read
@@ -60,7 +62,8 @@ locals {
 
   # The Lambda functions: one aws_lambda_function.this (with its role, policy and log group) each.
   # Handlers and variable names are the code's. Each function gets the ARNs of the secrets it reads
-  # (*_SECRET_ARN) and may read exactly those (secret_arns, in its role's policy).
+  # (*_SECRET_ARN) and may read exactly those (secret_arns, in its role's policy). A function that
+  # produces_reports gets the report_producer policy (sqs:SendMessage on the reports queue) as well.
   lambdas = {
     # Kubernetes audit events from EventBridge via SQS (aws_lambda_event_source_mapping.audit_queue).
     # Its concurrency is bounded by the event source mapping (audit_max_concurrency), not reserved.
@@ -70,6 +73,7 @@ locals {
       timeout               = var.audit_timeout_seconds
       consumes_audit_queue  = true
       consumes_report_queue = false
+      produces_reports      = false
       reserved_concurrency  = null
       secret_arns = [
         data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn,
@@ -94,6 +98,7 @@ locals {
       timeout               = 15
       consumes_audit_queue  = false
       consumes_report_queue = false
+      produces_reports      = false
       reserved_concurrency  = var.github_webhook_reserved_concurrency
       secret_arns = [
         data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn,
@@ -122,6 +127,7 @@ locals {
       timeout               = local.reporter_timeout_seconds
       consumes_audit_queue  = false
       consumes_report_queue = true
+      produces_reports      = false
       reserved_concurrency  = null
       secret_arns = [
         data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn,
@@ -135,6 +141,34 @@ locals {
         AUDIT_MAX_EVENTS                = tostring(var.audit_max_events)
         REPORTER_DEADLINE_SECONDS       = tostring(var.reporter_deadline_seconds)
         REPORT_LEASE_SECONDS            = tostring(var.report_lease_seconds)
+      }
+    }
+    # EKS control-plane audit events from the cluster's CloudWatch Logs audit streams (eks.tf: the
+    # subscription filter and the permission for CloudWatch Logs exist only with var.eks_cluster_name;
+    # without it the function is never invoked). CloudWatch Logs invokes it asynchronously: a failure
+    # raises and Lambda runs the delivery again (aws_lambda_function_event_invoke_config in eks.tf). It
+    # hands Rollout status events to the reports queue, as audit_bridge and k8s_audit_http do elsewhere.
+    k8s_audit_cloudwatch = {
+      handler               = "functions.aws_lambda.main.k8s_audit_cloudwatch"
+      description           = "EKS audit events from CloudWatch Logs: ensures and recomputes gates, hands Rollout status changes to the reporter"
+      timeout               = var.audit_timeout_seconds
+      consumes_audit_queue  = false
+      consumes_report_queue = false
+      produces_reports      = true
+      reserved_concurrency  = null
+      secret_arns = [
+        data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn,
+        data.aws_secretsmanager_secret.this["KUBECONFIG"].arn,
+      ]
+      environment = {
+        KUBECONFIG_SECRET_ARN   = data.aws_secretsmanager_secret.this["KUBECONFIG"].arn
+        GITHUB_TOKEN_SECRET_ARN = data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn
+        GITHUB_API_URL          = var.github_api_url
+        AUDIT_DEADLINE_SECONDS  = tostring(var.audit_deadline_seconds)
+        AUDIT_MAX_EVENTS        = tostring(var.audit_max_events)
+        KUBE_CONFLICT_RETRIES   = tostring(var.kube_conflict_retries)
+        REPORT_TRANSPORT        = "sqs"
+        REPORT_SQS_QUEUE_URL    = aws_sqs_queue.reports.id
       }
     }
   }
@@ -340,9 +374,12 @@ resource "aws_iam_role" "lambda" {
 }
 
 # Each function writes its own logs and reads its own secrets; k8s_audit_eventbridge also consumes the
-# audit queue and reporter_sqs the reports queue (and nothing else).
+# audit queue, reporter_sqs the reports queue, and k8s_audit_cloudwatch may send to the reports queue
+# (the report_producer document, the one audit_bridge and k8s_audit_http get; nothing else).
 data "aws_iam_policy_document" "lambda" {
   for_each = local.lambdas
+
+  source_policy_documents = each.value.produces_reports ? [data.aws_iam_policy_document.report_producer.json] : []
 
   statement {
     sid       = "ReadOwnSecrets"
@@ -437,6 +474,7 @@ resource "aws_iam_policy" "bridge_publisher" {
 
 # For whoever runs audit_bridge or k8s_audit_http with REPORT_TRANSPORT=sqs: attach this policy to its
 # identity. It may send to the reports queue only (the queue has no resource policy: same account).
+# k8s_audit_cloudwatch's role includes it (source_policy_documents above).
 data "aws_iam_policy_document" "report_producer" {
   statement {
     sid       = "HandOffRolloutReports"

@@ -177,3 +177,25 @@ variable "log_retention_days" {
   type        = number
   default     = 30
 }
+
+variable "eks_cluster_name" {
+  description = "Name of an EKS cluster whose audit log (CloudWatch Logs group /aws/eks/<name>/cluster, control-plane log type \"audit\" enabled) feeds k8s_audit_cloudwatch; null for none (the function is then never invoked)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.eks_cluster_name == null || can(regex("^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$", var.eks_cluster_name))
+    error_message = "eks_cluster_name must be an EKS cluster name: 1-100 letters, digits, hyphens or underscores, starting with a letter or digit."
+  }
+}
+
+variable "eks_audit_max_event_age_seconds" {
+  description = "How long Lambda keeps retrying an EKS audit delivery k8s_audit_cloudwatch failed on (60-21600; at most two retries, one and three minutes after the first attempt)."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.eks_audit_max_event_age_seconds >= 60 && var.eks_audit_max_event_age_seconds <= 21600
+    error_message = "eks_audit_max_event_age_seconds must be 60-21600 (Lambda's bounds for asynchronous invocations)."
+  }
+}

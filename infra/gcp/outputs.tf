@@ -52,3 +52,13 @@ output "resync_scheduler_service_account" {
   description = "The identity Cloud Scheduler calls resync_http as (the only invoker of resync_http)."
   value       = google_service_account.resync_scheduler.email
 }
+
+output "gke_audit_topic" {
+  description = "GKE (with gke_audit_logs): where the Logging sink publishes the cluster's audit entries; null without."
+  value       = var.gke_audit_logs ? google_pubsub_topic.gke_audit[0].id : null
+}
+
+output "gke_audit_sink_writer_identity" {
+  description = "GKE (with gke_audit_logs): the identity the sink publishes as (granted roles/pubsub.publisher on the topic only); null without."
+  value       = var.gke_audit_logs ? google_logging_project_sink.gke_audit[0].writer_identity : null
+}

@@ -173,3 +173,27 @@ variable "build_service_account" {
   type        = string
   default     = null
 }
+
+variable "gke_audit_logs" {
+  description = "GKE: route the cluster's Cloud Audit Logs entries of Environment writes and Rollout status writes through a Logging sink and a topic to k8s_audit and the reporter (gke_audit_logs.tf), for clusters whose apiserver takes no audit webhook."
+  type        = bool
+  default     = false
+}
+
+variable "gke_cluster_name" {
+  description = "GKE (with gke_audit_logs): the cluster's name (resource.labels.cluster_name of its audit entries)."
+  type        = string
+  default     = ""
+}
+
+variable "gke_cluster_location" {
+  description = "GKE (with gke_audit_logs): the cluster's region or zone (resource.labels.location)."
+  type        = string
+  default     = ""
+}
+
+variable "gke_cluster_project" {
+  description = "GKE (with gke_audit_logs): the project the cluster and its audit logs are in (the sink is made there); null means project_id. Rollout status entries arrive only with Data Access DATA_WRITE logs enabled for the service k8s.io in that project."
+  type        = string
+  default     = null
+}

@@ -49,6 +49,7 @@ GCP_FUNCTIONS = {
 }
 LAMBDA_HANDLERS = {
     "k8s_audit_eventbridge": "functions.aws_lambda.main.k8s_audit_eventbridge",
+    "k8s_audit_cloudwatch": "functions.aws_lambda.main.k8s_audit_cloudwatch",
     "github_webhook": "functions.aws_lambda.main.github_webhook",
     "reporter_sqs": "functions.aws_lambda.main.reporter_sqs",
 }
@@ -56,6 +57,8 @@ LAMBDA_HANDLERS = {
 # that consumes them. On AWS both producers run outside Terraform (outputs `bridge_environment` /
 # `report_environment` and the `report_producer` policy).
 REPORT_PRODUCERS = {"k8s_audit_http", "audit_bridge"}
+# The Lambda function that hands Rollout status events to the reports queue itself (EKS, eks.tf).
+LAMBDA_REPORT_PRODUCERS = {"k8s_audit_cloudwatch"}
 
 # What each function cannot work without. In the cloud there is no in-cluster service account, so
 # every function that talks to Kubernetes needs KUBECONFIG.
@@ -78,6 +81,7 @@ GCP_PLATFORM_AUTHENTICATED = {"resync_http"}
 # On Lambda every secret, the kubeconfig included, is named by ARN and read at cold start.
 LAMBDA_REQUIRED = {
     "k8s_audit_eventbridge": {"KUBECONFIG_SECRET_ARN"},
+    "k8s_audit_cloudwatch": {"KUBECONFIG_SECRET_ARN", "REPORT_TRANSPORT", "REPORT_SQS_QUEUE_URL"},
     "github_webhook": {"GITHUB_TOKEN_SECRET_ARN", "GITHUB_WEBHOOK_SECRET_ARN", "KUBECONFIG_SECRET_ARN"},
     "reporter_sqs": {"GITHUB_TOKEN_SECRET_ARN", "KUBECONFIG_SECRET_ARN", "REPORTER_DEADLINE_SECONDS"},
 }
@@ -993,7 +997,8 @@ def test_aws_report_producers_may_send_to_the_reports_queue_only(aws: Config) ->
     assert reference(aws.resource("aws_iam_policy", "report_producer")["policy"]) == (
         "data.aws_iam_policy_document.report_producer.json"
     )
-    # No identity of this configuration sends anywhere (the producers run outside it); only the audit
+    # No identity of this configuration sends anywhere but through the report_producer document (the
+    # producers run outside it, but for k8s_audit_cloudwatch, whose role includes it); only the audit
     # queues' resource policies let EventBridge send to them.
     for name, document in _policy_documents(aws).items():
         if name != "report_producer":
@@ -1015,7 +1020,12 @@ def test_aws_report_producers_may_send_to_the_reports_queue_only(aws: Config) ->
         assert not unknown, f"output {output}: the code reads no {sorted(unknown)}"
     assert_code_knows("REPORT_TRANSPORT", "sqs")
     for name, body in lambda_functions(aws).items():
-        assert not {"REPORT_TRANSPORT", "REPORT_SQS_QUEUE_URL"} & set(lambda_environment(body)), (
+        environment = lambda_environment(body)
+        if name in LAMBDA_REPORT_PRODUCERS:
+            assert environment["REPORT_TRANSPORT"] == "sqs", name
+            assert reference(environment["REPORT_SQS_QUEUE_URL"]) == "aws_sqs_queue.reports.id", name
+            continue
+        assert not {"REPORT_TRANSPORT", "REPORT_SQS_QUEUE_URL"} & set(environment), (
             f"{name} is no report producer"
         )
 

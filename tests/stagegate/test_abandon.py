@@ -79,7 +79,7 @@ def app(custom: client.CustomObjectsApi, gates: KubeGates, fake: FakeGitHub, nam
 def _deliver(app: App, fake: FakeGitHub, gates: KubeGates, status_id: int) -> None:
     headers, body = fake.deployment_status_event(app.repo, status_id)
     headers["X-Hub-Signature-256"] = signature(SECRET, body)
-    settings = Settings(github_webhook_secrets=(SECRET,), github_deadline_seconds=1.0)
+    settings = Settings.from_env({"GITHUB_WEBHOOK_SECRET": SECRET, "GITHUB_WEBHOOK_DEADLINE_SECONDS": "1"})
     github_request(headers, body, settings, gates, GitHubDeployments(github_client(fake.token, fake.url, 10)))
 
 
