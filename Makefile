@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements-dev.lock | 
 .PHONY: demo install kube-assets octokit-assets test test-unit lint bench lock run clean
 
 demo: install kube-assets octokit-assets  ## replay the incident on a local stack; prints a timeline and a verdict
-	$(PY) -m stagegate.demo
+	$(PY) -m stagegate_dev.demo
 
 install: $(STAMP)
 
@@ -49,7 +49,7 @@ lock: install                   ## re-resolve the pinned dependency sets from py
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --extra dev pyproject.toml -o requirements-dev.lock
 
 run: install                    ## serve every function locally against $$KUBECONFIG and $$GITHUB_API_URL
-	$(PY) -m stagegate.serve
+	$(PY) -m stagegate_dev.serve
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .hypothesis

@@ -36,11 +36,11 @@ sys.path.insert(0, str(ROOT))
 
 from shared.admission import parse_admission_review  # noqa: E402
 from shared.views import Environment  # noqa: E402
-from stagegate import devstack  # noqa: E402
 from stagegate.admission_service import AdmissionContext, admit  # noqa: E402
 from stagegate.kube import KubeGates, api_client  # noqa: E402
 from stagegate.reconcile import ensure_gates  # noqa: E402
 from stagegate.settings import Settings  # noqa: E402
+from stagegate_dev import devstack  # noqa: E402
 from tests.functions.admission_support import admission_identity  # noqa: E402
 from tests.kube_objects import ENV_ARGS, GATE_ARGS, environment, list_gates, stored  # noqa: E402
 from tests.shared.admission_builders import oci_repository, review, with_tag  # noqa: E402

@@ -25,12 +25,12 @@ sys.path.insert(0, str(ROOT))
 
 from shared.github_delivery import signature, verify_delivery  # noqa: E402
 from shared.views import Environment  # noqa: E402
-from stagegate import devstack  # noqa: E402
-from stagegate.fake_github import FakeGitHub  # noqa: E402
 from stagegate.github import GitHubDeployments, github_client  # noqa: E402
 from stagegate.kube import KubeGates, api_client  # noqa: E402
 from stagegate.reconcile import ensure_gates  # noqa: E402
 from stagegate.webhook_service import on_delivery  # noqa: E402
+from stagegate_dev import devstack  # noqa: E402
+from stagegate_dev.fake_github import FakeGitHub  # noqa: E402
 from tests.kube_objects import ENV_ARGS, environment  # noqa: E402
 
 N = int(os.environ.get("BENCH_N", "30"))

@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from shared.audit import parse_audit_json  # noqa: E402
-from stagegate import devstack  # noqa: E402
 from stagegate.audit_service import AuditContext, handle_audit_events  # noqa: E402
 from stagegate.kube import KubeGates, api_client  # noqa: E402
+from stagegate_dev import devstack  # noqa: E402
 from tests.kube_objects import ENV_ARGS, delivery_bytes, environment, stored  # noqa: E402
 
 N = int(os.environ.get("BENCH_N", "200"))

@@ -27,10 +27,10 @@ from kubernetes import client
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stagegate import devstack  # noqa: E402
-from stagegate.fake_github import FakeGitHub  # noqa: E402
 from stagegate.github import GitHubDeployments, github_client  # noqa: E402
 from stagegate.kube import KubeGates, api_client  # noqa: E402
+from stagegate_dev import devstack  # noqa: E402
+from stagegate_dev.fake_github import FakeGitHub  # noqa: E402
 from tests.functions.reporter_support import History, rev  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))

@@ -24,12 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from shared.views import Environment  # noqa: E402
-from stagegate import devstack  # noqa: E402
-from stagegate.fake_github import FakeGitHub  # noqa: E402
 from stagegate.github import GitHubDeployments, github_client  # noqa: E402
 from stagegate.kube import KubeGates, api_client  # noqa: E402
 from stagegate.reconcile import ensure_gates  # noqa: E402
 from stagegate.resync_service import resync  # noqa: E402
+from stagegate_dev import devstack  # noqa: E402
+from stagegate_dev.fake_github import FakeGitHub  # noqa: E402
 from tests.kube_objects import ENV_ARGS, environment  # noqa: E402
 
 APPS = int(os.environ.get("BENCH_APPS", "100"))

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 from kubernetes import client
 
-from stagegate.devstack import KubeStack
+from stagegate_dev.devstack import KubeStack
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "payloads" / "audit"
 POLICY = {

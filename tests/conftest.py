@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from stagegate import devstack
-from stagegate.fake_github import FakeGitHub
 from stagegate.kube import CountingApiClient, KubeGates, api_client
+from stagegate_dev import devstack
+from stagegate_dev.fake_github import FakeGitHub
 from tests.octokit import require_octokit
 
 CRD_SETS = {"project": devstack.PROJECT_CRDS, "kuberik": devstack.KUBERIK_CRDS}

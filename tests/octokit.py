@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from stagegate.fake_github import AssetsUnavailable
-from stagegate.fake_github.contracts import octokit_assets
+from stagegate_dev.fake_github import AssetsUnavailable
+from stagegate_dev.fake_github.contracts import octokit_assets
 
 
 def require_octokit() -> Path:

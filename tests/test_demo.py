@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from stagegate import demo
-from stagegate.devstack import ROOT
+from stagegate_dev import demo
+from stagegate_dev.devstack import ROOT
 
 TAG = "main-1779290372-b797408"
 
@@ -41,7 +41,7 @@ def test_demo_passes_twice_and_leaves_nothing_running() -> None:
         marker = f"STAGEGATE_DEMO_RUN={run_id}"
         env = {**os.environ, "STAGEGATE_DEMO_RUN": run_id}
         run = subprocess.run(
-            [sys.executable, "-m", "stagegate.demo"],
+            [sys.executable, "-m", "stagegate_dev.demo"],
             cwd=ROOT,
             env=env,
             capture_output=True,

@@ -12,12 +12,12 @@ import sys
 import requests
 
 from shared.github_delivery import signature
-from stagegate.devstack import ROOT
+from stagegate_dev.devstack import ROOT
 
 
 def serve(env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "stagegate.serve"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        [sys.executable, "-m", "stagegate_dev.serve"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 

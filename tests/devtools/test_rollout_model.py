@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from stagegate import devstack
-from stagegate.devtools.rollout_model import Decision, RolloutModel
+from stagegate_dev import devstack
+from stagegate_dev.rollout_model import Decision, RolloutModel
 
 SEMANTICS = ["current", "before-7cd0117"]
 KUBERIK = ("kuberik.com", "v1alpha1")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stagegate.devtools.rollout_model import (
+from stagegate_dev.rollout_model import (
     ForceDeployUnavailable,
     RolloutModel,
     deployment_message,

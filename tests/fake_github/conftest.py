@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from github import Github
 
-from stagegate.fake_github import FakeGitHub
+from stagegate_dev.fake_github import FakeGitHub
 from tests.fake_github.support import REPO, client
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import requests
 from github import Auth, Github
 
-from stagegate.fake_github import FakeGitHub
+from stagegate_dev.fake_github import FakeGitHub
 
 REPO = "myorg/myapp"
 STAGING = "kuberik/myapp/staging"

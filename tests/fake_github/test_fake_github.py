@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from github import Auth, Github, GithubException
 from github.GithubException import BadCredentialsException, RateLimitExceededException, UnknownObjectException
 
-from stagegate.fake_github import (
+from stagegate_dev.fake_github import (
     ContractViolation,
     FakeGitHub,
     NoDelivery,
@@ -32,7 +32,7 @@ from stagegate.fake_github import (
     rest,
     signature_256,
 )
-from stagegate.fake_github.contracts import ASSETS_ENV, load_contracts
+from stagegate_dev.fake_github.contracts import ASSETS_ENV, load_contracts
 from tests.fake_github.support import PRODUCTION, REPO, STAGING, TASK, client, deploy, graphql, http, sha
 from tests.octokit import require_octokit
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from stagegate.fake_github import FakeGitHub
+from stagegate_dev.fake_github import FakeGitHub
 from tests.fake_github.support import PRODUCTION, REPO, STAGING, post_graphql
 
 A = "a1b2c3d4" + "0" * 32

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from stagegate.fake_github import FakeGitHub
-from stagegate.fake_github.connections import LISTINGS
+from stagegate_dev.fake_github import FakeGitHub
+from stagegate_dev.fake_github.connections import LISTINGS
 from tests.fake_github.support import PRODUCTION, REPO, STAGING, deploy, post_graphql, sha
 
 REPOSITORY_DEPLOYMENTS = """

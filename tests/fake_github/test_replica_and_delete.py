@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from github import Github
 
-from stagegate.fake_github import FakeGitHub, NotFound, ValidationFailed
+from stagegate_dev.fake_github import FakeGitHub, NotFound, ValidationFailed
 from tests.fake_github.support import PRODUCTION, REPO, deploy, graphql, http, post_graphql
 
 LATEST = """

@@ -21,8 +21,8 @@ import pytest
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from stagegate.fake_github import FakeGitHub
-from stagegate.fake_github.server import Quiet
+from stagegate_dev.fake_github import FakeGitHub
+from stagegate_dev.fake_github.server import Quiet
 from tests.fake_github.support import REPO, STAGING, deploy, http
 
 SECRET = "s3cret"

@@ -12,7 +12,7 @@ from typing import Any
 
 from kubernetes import client, config
 
-from stagegate import devstack
+from stagegate_dev import devstack
 from tests.kube_objects import ENV_ARGS, environment, list_gates
 
 SOURCE = devstack.ROOT / "functions" / "k8s_admission" / "main.py"

@@ -34,7 +34,7 @@ import requests
 import yaml
 from kubernetes import client
 
-from stagegate import devstack
+from stagegate_dev import devstack
 from tests.flaky_proxy import FlakyProxy
 from tests.kube_objects import ENV_ARGS, GATE_ARGS, delivery_bytes, environment
 

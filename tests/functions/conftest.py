@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from stagegate import devstack
+from stagegate_dev import devstack
 
 
 @pytest.fixture(scope="module")

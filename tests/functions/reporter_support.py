@@ -9,10 +9,10 @@ from typing import Any
 
 from kubernetes import client
 
-from stagegate.fake_github import FakeGitHub
 from stagegate.github import GitHubDeployments, github_client
 from stagegate.kube import KubeGates
 from stagegate.report_service import Limits, RolloutReport, report_rollout
+from stagegate_dev.fake_github import FakeGitHub
 from tests.kube_objects import ENV_ARGS, environment
 
 ROLLOUT_ARGS = ("kuberik.com", "v1alpha1")

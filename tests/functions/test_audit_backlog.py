@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from stagegate import devstack
+from stagegate_dev import devstack
 from tests.functions import audit_backlog
 from tests.kube_objects import list_gates
 

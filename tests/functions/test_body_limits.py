@@ -24,7 +24,7 @@ import pytest
 import requests
 
 from shared.github_delivery import signature
-from stagegate import devstack
+from stagegate_dev import devstack
 
 MIB = 1024 * 1024
 BODY = 300 * MIB

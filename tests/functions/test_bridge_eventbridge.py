@@ -17,8 +17,8 @@ import pytest
 import requests
 
 from shared.github_delivery import signature
-from stagegate import devstack
 from stagegate.bridge import EVENTBRIDGE_DETAIL_TYPE, EVENTBRIDGE_SOURCE
+from stagegate_dev import devstack
 from tests.infra.terraform import eventbridge_pattern
 from tests.kube_objects import delivery_bytes, environment, list_gates, stored
 from tests.payloads import payload_bytes

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from shared.gate import gate_name
-from stagegate import devstack
+from stagegate_dev import devstack
 from tests.flaky_proxy import FlakyProxy
 from tests.kube_objects import delivery, delivery_bytes, environment, list_gates, stored
 

@@ -35,7 +35,6 @@ from aws_lambda_powertools.utilities.data_classes import CloudWatchLogsEvent
 
 from shared.audit import AuditEvent
 from shared.errors import BadEvent, PayloadTooLarge, PermanentError, RetryableError
-from stagegate import devstack
 from stagegate.cloudwatch_logs import (
     CONTROL_MESSAGE,
     DATA_MESSAGE,
@@ -43,6 +42,7 @@ from stagegate.cloudwatch_logs import (
     consume_cloudwatch_logs,
     decode_subscription,
 )
+from stagegate_dev import devstack
 from tests.infra.terraform import load
 from tests.infra.test_terraform_eks import parse_json_pattern
 from tests.kube_objects import create_environment, delivery, environment, list_gates

@@ -8,9 +8,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client
 
-from stagegate import devstack
-from stagegate.fake_github import FakeGitHub
 from stagegate.kube import KubeGates
+from stagegate_dev import devstack
+from stagegate_dev.fake_github import FakeGitHub
 from tests.functions.test_github_webhook import CA, App, deliver, rev, serve
 
 APP_ID = 31337

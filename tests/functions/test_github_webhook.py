@@ -19,12 +19,12 @@ from shared.errors import PartialFailure, PermanentError, RetryableError
 from shared.github_delivery import signature, verify_delivery
 from shared.trust import RepositoryPolicy
 from shared.views import Environment
-from stagegate import devstack
-from stagegate.fake_github import FakeGitHub
 from stagegate.github import GitHubDeployments, github_client
 from stagegate.kube import KubeGates
 from stagegate.reconcile import ensure_gates
 from stagegate.webhook_service import on_delivery
+from stagegate_dev import devstack
+from stagegate_dev.fake_github import FakeGitHub
 from tests.kube_objects import ENV_ARGS, GATE_ARGS, environment, list_gates
 
 SOURCE = devstack.ROOT / "functions" / "github_webhook" / "main.py"

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from stagegate import devstack
-from stagegate.fake_github import FakeGitHub
 from stagegate.kube import KubeGates
+from stagegate_dev import devstack
+from stagegate_dev.fake_github import FakeGitHub
 from tests.functions.reporter_support import History
 from tests.kube_objects import ENV_ARGS, environment, list_gates
 from tests.shared.test_cloud_audit_log import environment_entry, log_entry, rollout_status_entry

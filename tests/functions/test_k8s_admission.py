@@ -21,9 +21,9 @@ import yaml
 from kubernetes import client
 
 from shared.views import Environment
-from stagegate import devstack
 from stagegate.kube import KubeGates
 from stagegate.reconcile import ensure_gates
+from stagegate_dev import devstack
 from tests.flaky_proxy import FlakyProxy
 from tests.functions.admission_support import admission_identity
 from tests.kube_objects import GATE_ARGS, create_environment, environment, get_gate, list_gates, stored

@@ -17,7 +17,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from stagegate import devstack
+from stagegate_dev import devstack
 from tests.functions.admission_support import GUARD_LABEL, labelled_namespace, registered_admission
 from tests.kube_objects import ENV_ARGS, GATE_ARGS, environment, get_gate, list_gates
 from tests.shared.admission_builders import kustomization, oci_repository, rollout

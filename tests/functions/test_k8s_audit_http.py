@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from stagegate import devstack
+from stagegate_dev import devstack
 from tests.kube_objects import delivery, delivery_bytes, environment, list_gates, stored
 
 SOURCE = devstack.ROOT / "functions" / "k8s_audit" / "main.py"

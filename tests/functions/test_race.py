@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client
 
 from shared.gate import gate_name
-from stagegate import devstack
+from stagegate_dev import devstack
 from tests.kube_objects import ENV_ARGS, GATE_ARGS, environment
 
 

@@ -10,11 +10,11 @@ import requests
 from kubernetes import client
 
 from shared.audit import parse_audit_json
-from stagegate import devstack
 from stagegate.audit_service import AuditContext, handle_audit_events
-from stagegate.fake_github import FakeGitHub
 from stagegate.github import GitHubDeployments, github_client
 from stagegate.kube import KubeGates
+from stagegate_dev import devstack
+from stagegate_dev.fake_github import FakeGitHub
 from tests.functions.test_github_webhook import CA, SECRET, App, deliver, rev
 from tests.kube_objects import ENV_ARGS, environment
 from tests.payloads import load_payload

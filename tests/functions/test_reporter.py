@@ -12,9 +12,9 @@ import pytest
 from kubernetes import client
 
 from shared.errors import RetryableError
-from stagegate.fake_github import FakeGitHub
 from stagegate.kube import KubeGates, report_lease_name
 from stagegate.report_service import Busy, report_all
+from stagegate_dev.fake_github import FakeGitHub
 from tests.functions.reporter_support import History, rev
 
 GO_CONTROLLER = "kuberik-environment-controller"

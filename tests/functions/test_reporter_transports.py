@@ -24,9 +24,9 @@ import pytest
 import requests
 from kubernetes import client
 
-from stagegate import devstack
-from stagegate.fake_github import FakeGitHub
 from stagegate.kube import KubeGates
+from stagegate_dev import devstack
+from stagegate_dev.fake_github import FakeGitHub
 from tests.functions.reporter_support import History
 from tests.functions.test_recompute_triggers import rollout_status_event
 

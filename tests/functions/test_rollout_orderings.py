@@ -5,7 +5,7 @@ The kube-apiserver calls `k8s_admission` over TLS (the shipped `infra/k8s/admiss
 a functions-framework server with the stack's CA, selecting only this module's namespaces, which also
 opt in with `stagegate.kuberik.com/guard: enabled`). `github_webhook` is served too, and the fake
 GitHub holds staging's bake records. The rollout controller is stagegate's model of kuberik's
-(`stagegate/devtools/rollout_model.py`), as it is today (`current`: gates ignored on a first deploy,
+(`stagegate_dev/rollout_model.py`), as it is today (`current`: gates ignored on a first deploy,
 since 7cd0117) and as it was before, driven pass by pass with `reconcile` so every case is
 deterministic. Each test plays one story in its own namespace with its own GitHub repository:
 
@@ -34,9 +34,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from shared.github_delivery import signature
-from stagegate import devstack
-from stagegate.devtools.rollout_model import Decision, RolloutModel, Semantics
-from stagegate.fake_github import FakeGitHub
+from stagegate_dev import devstack
+from stagegate_dev.fake_github import FakeGitHub
+from stagegate_dev.rollout_model import Decision, RolloutModel, Semantics
 from tests.functions.admission_support import GUARD_LABEL, labelled_namespace, registered_admission
 from tests.kube_objects import ENV_ARGS, environment
 

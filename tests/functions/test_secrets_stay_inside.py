@@ -38,9 +38,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client
 
 from shared.github_delivery import signature
-from stagegate import devstack
-from stagegate.fake_github import FakeGitHub
 from stagegate.kube import KubeGates, api_client
+from stagegate_dev import devstack
+from stagegate_dev.fake_github import FakeGitHub
 from tests.functions.fault_switch import FaultSwitch
 from tests.functions.test_github_webhook import App, rev
 from tests.functions.test_recompute_triggers import rollout_status_event

@@ -21,8 +21,8 @@ import yaml
 from kubernetes import client
 
 from shared.admission import ROUTES, SERVED_VERSIONS
-from stagegate import devstack
 from stagegate.settings import Settings
+from stagegate_dev import devstack
 
 K8S = devstack.ROOT / "infra" / "k8s"
 MANIFEST = K8S / "admission.yaml"

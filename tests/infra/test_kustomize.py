@@ -36,9 +36,9 @@ from kubernetes import client
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-from stagegate import devstack
 from stagegate.logs import redact
 from stagegate.settings import APP_VARIABLES, Settings
+from stagegate_dev import devstack
 
 ROOT = devstack.ROOT
 K8S = ROOT / "infra" / "k8s"

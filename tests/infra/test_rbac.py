@@ -22,9 +22,9 @@ from kubernetes.client.exceptions import ApiException
 from shared.errors import PermanentError
 from shared.gate import fallback_gate_name, gate_name
 from shared.views import Environment
-from stagegate import devstack
 from stagegate.kube import KubeGates, api_client
 from stagegate.reconcile import ensure_gates
+from stagegate_dev import devstack
 from tests.kube_objects import (
     ENV_ARGS,
     GATE_ARGS,

@@ -86,11 +86,11 @@ from shared.evidence import EVIDENCE_ANNOTATION, VETO_TTL_SECONDS
 from shared.github_delivery import signature, verify_delivery
 from shared.views import Environment, RolloutGate
 from stagegate.audit_service import AuditContext, handle_audit_events
-from stagegate.fake_github import FakeGitHub, Snapshot, graphql_api
-from stagegate.fake_github.state import Clock, GitHubState
 from stagegate.github import GitHubDeployments, github_client
 from stagegate.resync_service import resync
 from stagegate.webhook_service import on_delivery
+from stagegate_dev.fake_github import FakeGitHub, Snapshot, graphql_api
+from stagegate_dev.fake_github.state import Clock, GitHubState
 from tests.kube_objects import delivery, environment
 from tests.model import oracle
 from tests.model.store import GateWrite, InMemoryKube, Key

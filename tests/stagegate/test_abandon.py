@@ -12,12 +12,12 @@ from kubernetes import client
 from shared.errors import RetryableError
 from shared.github_delivery import signature
 from stagegate.abandon import Abandoned, abandonable, check
-from stagegate.fake_github import FakeGitHub
 from stagegate.github import GitHubDeployments, github_client
 from stagegate.http import within
 from stagegate.kube import KubeGates
 from stagegate.settings import Settings
 from stagegate.webhook_service import github_request
+from stagegate_dev.fake_github import FakeGitHub
 from tests.functions.test_github_webhook import SECRET, App, rev
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from shared.bake import RevisionResult, is_justified, results_for
-from stagegate.fake_github import FakeGitHub
 from stagegate.github import PAGE, GitHubDeployments, github_client
+from stagegate_dev.fake_github import FakeGitHub
 
 REPO = "myorg/myapp"
 STAGING = "kuberik/myapp/staging"

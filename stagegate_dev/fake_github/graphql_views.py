@@ -15,9 +15,9 @@ from typing import Any
 
 import graphql
 
-from stagegate.fake_github import rest, revparse
-from stagegate.fake_github.connections import Listing, Order, Position, connection
-from stagegate.fake_github.state import (
+from stagegate_dev.fake_github import rest, revparse
+from stagegate_dev.fake_github.connections import Listing, Order, Position, connection
+from stagegate_dev.fake_github.state import (
     Deployment,
     DeploymentStatus,
     GitHubState,

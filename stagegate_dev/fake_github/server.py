@@ -25,16 +25,16 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
 
-from stagegate.fake_github import apps, graphql_api, rest
-from stagegate.fake_github.faults import Fault
-from stagegate.fake_github.state import GitHubState, NotFound, Repository, User, ValidationFailed
+from stagegate_dev.fake_github import apps, graphql_api, rest
+from stagegate_dev.fake_github.faults import Fault
+from stagegate_dev.fake_github.state import GitHubState, NotFound, Repository, User, ValidationFailed
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-    from stagegate.fake_github import FakeGitHub
+    from stagegate_dev.fake_github import FakeGitHub
 
 DOCS = {
     "repo": "https://docs.github.com/rest/repos/repos#get-a-repository",
@@ -70,8 +70,8 @@ TEMPLATES = {
 # Where the Authorization header must carry the App's JWT instead of a token.
 APP_PREFIX = "/app/"
 # What `_authenticate` leaves in the WSGI environ for the handlers.
-APP_KEY = "stagegate.fake_github.app"
-REPOS_KEY = "stagegate.fake_github.repos"
+APP_KEY = "stagegate_dev.fake_github.app"
+REPOS_KEY = "stagegate_dev.fake_github.repos"
 _LEVELS = {"read": 1, "write": 2, "admin": 3}
 
 _by_name = "/repos/<owner>/<repo>"

@@ -17,8 +17,8 @@ from typing import Any
 import graphql
 from graphql.language import OperationType
 
-from stagegate.fake_github.connections import MAX_PAGE, GitHubGraphQLError
-from stagegate.fake_github.graphql_views import (
+from stagegate_dev.fake_github.connections import MAX_PAGE, GitHubGraphQLError
+from stagegate_dev.fake_github.graphql_views import (
     Actor,
     CommitView,
     DeploymentStatusView,
@@ -26,7 +26,7 @@ from stagegate.fake_github.graphql_views import (
     RepositoryView,
     Source,
 )
-from stagegate.fake_github.state import NotFound, Repository, User, parse_node_id, timestamp
+from stagegate_dev.fake_github.state import NotFound, Repository, User, parse_node_id, timestamp
 
 __all__ = ["MAX_PAGE", "GitHubGraphQLError", "NotImplementedInFake", "QueryRoot", "Source", "execute"]
 

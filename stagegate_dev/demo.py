@@ -5,7 +5,7 @@ webhook (blocking mode) is `k8s_audit_http`; the Pub/Sub emulator; `github_webho
 and the `reporter` (behind an ordered push subscription), served by functions-framework in their own
 processes; a local stand-in for GitHub (the fake the tests use, not github.com) that delivers signed
 `deployment_status` webhooks by itself, as a repository webhook does; and, as the rollout controller,
-stagegate's model of kuberik's rollout controller as it is today (`stagegate/devtools/rollout_model.py`:
+stagegate's model of kuberik's rollout controller as it is today (`stagegate_dev/rollout_model.py`:
 it deploys by server-side applying the tag on each annotated Flux OCIRepository, and since commit
 7cd0117 it ignores gates on a Rollout's first deploy). The "rollout controller" lines of the timeline
 come from that model. Nothing in the chain is played by the demo: the model writes staging's Rollout
@@ -47,9 +47,9 @@ from kubernetes import client
 
 from shared.gate import gate_name
 from shared.report import BAKE_STATES
-from stagegate import devstack
-from stagegate.devtools.rollout_model import Decision, RolloutModel
-from stagegate.fake_github import Delivery, FakeGitHub
+from stagegate_dev import devstack
+from stagegate_dev.fake_github import Delivery, FakeGitHub
+from stagegate_dev.rollout_model import Decision, RolloutModel
 
 REPOS = {"incident": "kuberik-demo/app-incident", "kuberik-demo": "kuberik-demo/app"}  # one per act
 TAG = "main-1779290372-b797408"

@@ -104,18 +104,18 @@ from typing import Any, Literal
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from stagegate.fake_github import apps, rest, webhooks
-from stagegate.fake_github.connections import Listing, check_listing
-from stagegate.fake_github.contracts import (
+from stagegate_dev.fake_github import apps, rest, webhooks
+from stagegate_dev.fake_github.connections import Listing, check_listing
+from stagegate_dev.fake_github.contracts import (
     AssetsUnavailable,
     Contracts,
     ContractViolation,
     load_contracts,
     octokit_assets,
 )
-from stagegate.fake_github.faults import Api, Fault, Faults
-from stagegate.fake_github.server import App, Quiet
-from stagegate.fake_github.state import (
+from stagegate_dev.fake_github.faults import Api, Fault, Faults
+from stagegate_dev.fake_github.server import App, Quiet
+from stagegate_dev.fake_github.state import (
     AutoInactiveScope,
     Clock,
     GitHubState,
@@ -125,7 +125,7 @@ from stagegate.fake_github.state import (
     User,
     ValidationFailed,
 )
-from stagegate.fake_github.webhooks import Delivery, Hook, Hookshot, NoDelivery, signature_256
+from stagegate_dev.fake_github.webhooks import Delivery, Hook, Hookshot, NoDelivery, signature_256
 
 __all__ = [
     "AssetsUnavailable",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from stagegate.fake_github.state import Deployment, DeploymentStatus, Repository, User, node_id, timestamp
+from stagegate_dev.fake_github.state import Deployment, DeploymentStatus, Repository, User, node_id, timestamp
 
 HTML_BASE = "https://github.com"
 DOCS = "https://docs.github.com/rest"

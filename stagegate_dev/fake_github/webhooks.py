@@ -26,8 +26,8 @@ from typing import Any
 
 import requests
 
-from stagegate.fake_github import rest
-from stagegate.fake_github.state import Deployment, DeploymentStatus, Repository, User
+from stagegate_dev.fake_github import rest
+from stagegate_dev.fake_github.state import Deployment, DeploymentStatus, Repository, User
 
 HOOKSHOT_VERSION = "a4f1e0b"
 # "Handling failed webhook deliveries": a server that takes longer than 10 seconds to respond has

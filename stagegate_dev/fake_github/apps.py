@@ -20,7 +20,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from stagegate.fake_github.state import User
+from stagegate_dev.fake_github.state import User
 
 JWT_MAX_SECONDS = 600
 TOKEN_SECONDS = 3600

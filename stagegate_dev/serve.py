@@ -16,9 +16,9 @@ import time
 from types import FrameType
 from typing import NamedTuple
 
-from stagegate.devstack import ROOT, ProcessExited, wait_until
 from stagegate.kube import api_client
 from stagegate.settings import ConfigError, Settings
+from stagegate_dev.devstack import ROOT, ProcessExited, wait_until
 
 
 class Function(NamedTuple):

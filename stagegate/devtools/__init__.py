@@ -1,2 +1,0 @@
-"""Local and test tooling: stand-ins for the systems around stagegate. The deployed functions never
-import anything from here."""
