@@ -41,6 +41,7 @@ bench: install kube-assets octokit-assets  ## latency, API calls per event, impo
 	$(PY) bench/bench_resync.py
 	$(PY) bench/bench_admission.py
 	$(PY) bench/bench_reporter.py
+	$(PY) bench/bench_cold_start.py
 
 lock: install                   ## re-resolve the pinned dependency sets from pyproject.toml
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 pyproject.toml -o requirements.lock

@@ -518,6 +518,9 @@ def play() -> bool:
             print("Stack is up. Timelines are in milliseconds from each act's first create call.", flush=True)
             problems = act_without_admission(stack) + act_with_admission(stack, admission)
             problems += undelivered(fake)
+            if problems:  # what the stack said, so a failed run can be explained
+                for name in ("kube-apiserver", _audit.name, reporter.name, webhook.name):
+                    print(f"--- last lines of {name}'s log ---\n{kube.procs.tail(name, 25)}")
     if problems:
         print("verdict: FAIL: " + "; ".join(problems))
         return False
