@@ -3,14 +3,16 @@
 `explain` prints an Environment's gate, the upstream's baked revisions, the governed Rollout's
 candidates and, for each, whether it is allowed and why not. `recompute` runs the very recompute
 the functions run (one Environment or `--all`); `--dry-run` shows what would be written and writes
-nothing. Configuration is the functions' own (KUBECONFIG, GITHUB_TOKEN or GITHUB_APP_*, GITHUB_API_URL,
-...).
+nothing. Exit codes: 0 done, 1 some Environment failed, 2 a configuration or API error, 3 `explain`
+could not read the upstream's bake results (its answer is incomplete). Configuration is the functions'
+own (KUBECONFIG, GITHUB_TOKEN or GITHUB_APP_*, GITHUB_API_URL, ...).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -28,31 +30,76 @@ from stagegate.settings import CREDENTIALS, ConfigError, Settings
 
 
 class DryRun(KubeGates):
-    """Reads like the adapter, records writes instead of making them."""
+    """Reads like the adapter, records writes instead of making them, and reads its own writes back
+    (a would-be gate is listed as if it existed), so the recompute converges as it would for real."""
 
     def __init__(self, inner: KubeGates) -> None:
         super().__init__(inner.api, inner.timeout)
         self.writes: list[str] = []
+        self._written: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def list_gates(self, namespace: str) -> list[RolloutGate]:
+        real = {g.name: g for g in super().list_gates(namespace)}
+        for (ns, name), raw in self._written.items():
+            if ns == namespace:
+                real[name] = RolloutGate.from_raw(raw)
+        return list(real.values())
 
     def create_gate(self, namespace: str, body: Any) -> RolloutGate:
         self.writes.append(
             f"would create RolloutGate {namespace}/{body['metadata']['name']}: {json.dumps(body['spec'])}"
         )
-        return RolloutGate.from_raw(body)
+        raw = json.loads(json.dumps(body))
+        raw["metadata"].update(namespace=namespace, resourceVersion="dry-run")
+        self._written[(namespace, body["metadata"]["name"])] = raw
+        return RolloutGate.from_raw(raw)
 
     def patch_gate(self, namespace: str, name: str, patch: Any, resource_version: str) -> RolloutGate:
         self.writes.append(
             f"would patch RolloutGate {namespace}/{name} (at resourceVersion {resource_version}): "
             + json.dumps(patch)
         )
-        return RolloutGate.from_raw({"metadata": {"name": name, "namespace": namespace}})
+        current = self._written.get((namespace, name)) or next(
+            (dict(g.raw) for g in super().list_gates(namespace) if g.name == name),
+            {"metadata": {"name": name, "namespace": namespace}},
+        )
+        raw = _merge_patch(current, patch)
+        raw["metadata"]["resourceVersion"] = "dry-run"
+        self._written[(namespace, name)] = raw
+        return RolloutGate.from_raw(raw)
 
     def warn(self, env: Environment, reason: str, message: str) -> None:
         self.writes.append(f"would record Event {reason} on {env.key}: {message}")
 
 
-def explain(env: Environment, kube: RecomputeStore, upstream: Upstream | None, out: TextIO) -> None:
-    """Print why each of the governed Rollout's candidates is allowed or not."""
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch, as the API server applies `application/merge-patch+json`."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = _merge_patch(merged.get(key), value)
+    return merged
+
+
+class _SaysDryRun(logging.Filter):
+    """In a dry run every log line says so: nothing it reports was written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = f"dry run, nothing written: {record.msg}"
+        return True
+
+
+INCOMPLETE = 3
+"""Exit code of `explain` when it could not read the upstream's bake results (the answer is partial)."""
+
+
+def explain(env: Environment, kube: RecomputeStore, upstream: Upstream | None, out: TextIO) -> bool:
+    """Print why each of the governed Rollout's candidates is allowed or not; False when the answer is
+    incomplete because the upstream's bake results could not be read."""
     print(f"Environment {env.key}: rollout {env.rollout_name}, project {env.project or '-'}", file=out)
     gates = [g for g in kube.list_gates(env.namespace) if is_owned_by(g, env)]
     for gate in gates:
@@ -65,7 +112,7 @@ def explain(env: Environment, kube: RecomputeStore, upstream: Upstream | None, o
     rel = env.relationship
     if rel is None:
         print("  no relationship: the gate does not restrict versions", file=out)
-        return
+        return True
     rollout = kube.get_rollout(env.namespace, env.rollout_name)
     candidates = release_candidates(rollout) if rollout is not None else ()
     print(f"  relationship: {rel.type} {rel.environment}", file=out)
@@ -74,10 +121,10 @@ def explain(env: Environment, kube: RecomputeStore, upstream: Upstream | None, o
             "  neither GITHUB_TOKEN nor GITHUB_APP_* is set: cannot read the upstream's bake results",
             file=out,
         )
-        return
+        return False
     if not env.project:
         print("  spec.backend.project is not set: cannot read the upstream's bake results", file=out)
-        return
+        return False
     where = github_environment(env, rel.environment)
     lookups = upstream.commit_deployments(env.project, where, candidate_revisions(candidates))
     results = results_for(lookups.values())
@@ -99,6 +146,7 @@ def explain(env: Environment, kube: RecomputeStore, upstream: Upstream | None, o
     if not candidates:
         print("    none (the Rollout lists no release candidates)", file=out)
     print(f"  the recompute would allow: {list(verdicts.tags)}", file=out)
+    return True
 
 
 def _listed(versions: tuple[str, ...] | None) -> str:
@@ -137,11 +185,14 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     kube = KubeGates(api_client(settings.kubeconfig), timeout=settings.github_deadline_seconds)
     upstream = upstream_from(settings, settings.github_deadline_seconds)
     if args.command == "explain":
-        explain(_environment(kube, args.namespace, args.environment), kube, upstream, out)
-        return 0
+        complete = explain(_environment(kube, args.namespace, args.environment), kube, upstream, out)
+        return 0 if complete else INCOMPLETE
     if upstream is None:
         raise ConfigError(f"{CREDENTIALS} is required to read bake results from GitHub")
     store = DryRun(kube) if args.dry_run else kube
+    if args.dry_run:
+        for handler in logging.getLogger("stagegate").handlers:
+            handler.addFilter(_SaysDryRun())
     if args.all:
         summary = resync(
             store, upstream, settings.namespaces, settings.kube_conflict_retries,

@@ -76,3 +76,26 @@ def test_recompute_without_github_token_names_the_variable(app: App, monkeypatch
     monkeypatch.delenv("GITHUB_TOKEN")
     assert cli("recompute", "prod", "-n", app.namespace)[0] == 2
     assert "GITHUB_TOKEN" in capsys.readouterr().err
+
+
+def test_a_dry_run_for_an_environment_without_a_gate_yet_says_what_it_would_create_once(
+    app: App, custom
+) -> None:
+    from tests.kube_objects import ENV_ARGS, environment
+
+    body = environment(app.namespace, "canary", upstream="staging", rollout="myapp-canary")
+    body["spec"]["backend"]["project"] = app.repo
+    custom.create_namespaced_custom_object(*ENV_ARGS, app.namespace, "environments", body)  # no audit path
+    code, out = cli("recompute", "canary", "-n", app.namespace, "--dry-run")
+    assert code == 0, out
+    assert out.count("would create RolloutGate") == 1, out
+    assert app.gate("canary") is None  # nothing written
+
+
+def test_explain_without_github_credentials_says_so_and_exits_incomplete(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GITHUB_TOKEN")
+    code, out = cli("explain", "prod", "-n", app.namespace)
+    assert code == 3
+    assert "cannot read the upstream's bake results" in out
