@@ -4,12 +4,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements-dev.lock | cksum | cut -d' ' -f1)
 
-.PHONY: demo install kube-assets octokit-assets test test-unit lint bench lock run clean
+.PHONY: help demo install kube-assets octokit-assets test test-unit lint bench lock run clean
 
 demo: install kube-assets octokit-assets  ## replay the incident on a local stack; prints a timeline and a verdict
 	$(PY) -m stagegate_dev.demo
 
-install: $(STAMP)
+install: $(STAMP)               ## the virtualenv with the pinned dependencies and the project
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,7 @@ test: install kube-assets octokit-assets  ## every test: real kube-apiserver, bo
 test-unit: install              ## the pure core only: seconds, no cluster
 	$(PY) -m pytest tests/shared
 
-lint: install
+lint: install                   ## ruff, ruff format --check, mypy --strict
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
@@ -52,5 +52,8 @@ lock: install                   ## re-resolve the pinned dependency sets from py
 run: install                    ## serve every function locally against $$KUBECONFIG and $$GITHUB_API_URL
 	$(PY) -m stagegate_dev.serve
 
-clean:
+help:                           ## list the targets and what each does
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):[^#]*## /\1\t/; s/\$$\$$/$$/g' | expand -t 16
+
+clean:                          ## remove the virtualenv and the tools' caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .hypothesis
