@@ -47,6 +47,7 @@ from kubernetes import client
 
 from shared.gate import gate_name
 from shared.report import BAKE_STATES
+from stagegate.settings import APP_VARIABLES
 from stagegate_dev import devstack
 from stagegate_dev.fake_github import Delivery, FakeGitHub
 from stagegate_dev.rollout_model import Decision, RolloutModel
@@ -496,7 +497,10 @@ def play() -> bool:
         # As deployed (infra/gcp/main.tf), k8s_audit_http has no GitHub credentials: in the apiserver's
         # request path it only makes gates and hands Rollout changes on, so github_webhook alone opens
         # prod's gate, on the stand-in's delivery.
-        with devstack.audit_webhook_stack(function_env=reports) as (kube, _audit):
+        # Whatever GitHub credentials the caller's shell holds are blanked for it (an empty value counts as
+        # unset), so it never asks a GitHub while the apiserver waits.
+        no_github = dict.fromkeys((*APP_VARIABLES, "GITHUB_APP_PRIVATE_KEY_FILE", "GITHUB_TOKEN"), "")
+        with devstack.audit_webhook_stack(function_env={**reports, **no_github}) as (kube, _audit):
             functions = devstack.ROOT / "functions"
             kubeconfig = {"KUBECONFIG": str(kube.kubeconfig)}
             # Plain http on loopback: the stand-in posts webhooks with the system's CAs, which do
