@@ -284,7 +284,10 @@ def handle_audit_delivery(
     * At the deadline every object not finished is named in the `PartialFailure` (503): what had not
       started is withdrawn and never runs, what runs is abandoned: it makes no further call
       (`stagegate.abandon`), so nothing is written after the answer. In batch mode the apiserver sends
-      the batch again on that 503; in blocking mode it does not, and the scheduled resync heals it.
+      the batch again on that 503; in blocking mode it retries too, holding the API request meanwhile
+      (up to its request timeout), which is what a gate's create wants and a Rollout write does not: a
+      one-event delivery about a Rollout that could not be finished is answered 200 instead, and left to
+      the scheduled resync.
     """
     started = time.monotonic() if started is None else started
     summary = AuditSummary(events=len(events))
@@ -299,6 +302,20 @@ def handle_audit_delivery(
         if len(environments) > 1 or rollouts:
             claim.take()
         return _Delivery(summary, ctx, lanes, seconds, started + seconds).run(environments, rollouts)
+    except RetryableError as exc:
+        if len(events) != 1 or environments:
+            raise
+        # Blocking mode's shape (one event) about a Rollout: the apiserver holds that Rollout write while
+        # it retries a failed answer with backoff (measured: up to its 60 s request timeout), so a slow
+        # GitHub would stall the rollout controller. Answer 200; the resync recomputes the gates.
+        if not isinstance(exc, PartialFailure):
+            summary.errors.append(f"{_some([_key(r) for r in rollouts])}: {exc}")
+        log.warning(
+            "a Rollout change was not acted on in time; answered 200 so the apiserver does not hold the "
+            "write, and left to the scheduled resync",
+            extra={"fields": {"reason": str(exc)}},
+        )
+        return summary
     finally:
         if admission is None:
             claim.release()
