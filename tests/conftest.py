@@ -17,7 +17,8 @@ from kubernetes import client
 
 from stagegate import devstack
 from stagegate.fake_github import FakeGitHub
-from stagegate.kube import CountingApiClient, KubeGates, api_client
+from stagegate.kube import KubeGates, api_client
+from stagegate.kube_http import KubeClient
 from tests.octokit import require_octokit
 
 CRD_SETS = {"project": devstack.PROJECT_CRDS, "kuberik": devstack.KUBERIK_CRDS}
@@ -50,12 +51,12 @@ def namespace(kube_stack: devstack.KubeStack) -> Iterator[str]:
 
 
 @pytest.fixture
-def counting_client(kube_stack: devstack.KubeStack) -> CountingApiClient:
+def counting_client(kube_stack: devstack.KubeStack) -> KubeClient:
     return api_client(str(kube_stack.function_kubeconfig))
 
 
 @pytest.fixture
-def gates(counting_client: CountingApiClient) -> KubeGates:
+def gates(counting_client: KubeClient) -> KubeGates:
     return KubeGates(counting_client, timeout=10)
 
 
