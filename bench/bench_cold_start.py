@@ -115,6 +115,8 @@ def main() -> None:
         kubeconfig = Path(scratch) / "kubeconfig"
         kubeconfig.write_text(KUBECONFIG)
         base_env = {
+            # This checkout's code, whatever an editable install in the venv points at.
+            "PYTHONPATH": str(ROOT),
             "PATH": os.environ.get("PATH", ""),
             "HOME": os.environ.get("HOME", "/root"),
             "KUBECONFIG": str(kubeconfig),

@@ -34,6 +34,8 @@ import trustme
 import yaml
 from kubernetes import client, config
 
+from stagegate_dev.polling import ProcessExited, wait_until
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_CRDS = ROOT / "infra" / "k8s" / "crds"
 KUBERIK_CRDS = ROOT.parent / "shared" / "reference" / "crds"
@@ -164,26 +166,6 @@ class Processes:
     def tail(self, name: str, lines: int = 40) -> str:
         path = self.log_dir / f"{name}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
-
-class ProcessExited(RuntimeError):
-    """A child process we were waiting for has exited instead of becoming ready."""
-
-
-def wait_until(ready: Any, timeout: float, what: str, diagnose: Any = None) -> None:
-    """Poll `ready()` until it is true; raise with `diagnose()` output after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if ready():
-                return
-        except ProcessExited:
-            raise
-        except Exception:  # noqa: S110  not ready yet: try again until the deadline
-            pass
-        time.sleep(0.1)
-    detail = diagnose() if diagnose else ""
-    raise RuntimeError(f"{what} not ready after {timeout:.0f}s\n{detail}")
 
 
 @dataclass

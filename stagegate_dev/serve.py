@@ -13,12 +13,15 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 from typing import NamedTuple
 
 from stagegate.kube import api_client
 from stagegate.settings import ConfigError, Settings
-from stagegate_dev.devstack import ROOT, ProcessExited, wait_until
+from stagegate_dev.polling import ProcessExited, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Function(NamedTuple):

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from stagegate.kube import CountingApiClient, KubeGates, api_client
+from stagegate.kube import KubeGates, api_client
+from stagegate.kube_http import KubeClient
 from stagegate_dev import devstack
 from stagegate_dev.fake_github import FakeGitHub
 from tests.octokit import require_octokit
@@ -50,12 +51,12 @@ def namespace(kube_stack: devstack.KubeStack) -> Iterator[str]:
 
 
 @pytest.fixture
-def counting_client(kube_stack: devstack.KubeStack) -> CountingApiClient:
+def counting_client(kube_stack: devstack.KubeStack) -> KubeClient:
     return api_client(str(kube_stack.function_kubeconfig))
 
 
 @pytest.fixture
-def gates(counting_client: CountingApiClient) -> KubeGates:
+def gates(counting_client: KubeClient) -> KubeGates:
     return KubeGates(counting_client, timeout=10)
 
 

@@ -156,13 +156,10 @@ def test_poison_and_transient_messages_are_told_apart(lambda_module, namespace, 
     assert lambda_module.k8s_audit_eventbridge({"Records": [poison, no_detail]}, None) == {
         "batchItemFailures": []
     }
-    from kubernetes import client
+    from stagegate.kube import KubeGates
+    from stagegate.kube_http import KubeClient, KubeConfig
 
-    from stagegate.kube import CountingApiClient, KubeGates
-
-    configuration = client.Configuration()
-    configuration.host = "https://127.0.0.1:9"
-    unreachable = KubeGates(CountingApiClient(configuration), timeout=1)
+    unreachable = KubeGates(KubeClient(KubeConfig(server="https://127.0.0.1:9")), timeout=1)
     failing = dataclasses.replace(lambda_module.CONTEXT, kube=unreachable)
     monkeypatch.setattr(lambda_module, "CONTEXT", failing)
     detail = json.loads(delivery_bytes(stored(environment(namespace, "prod"))))

@@ -443,13 +443,10 @@ def test_more_events_than_audit_max_events_change_nothing(kube_stack, monkeypatc
 def test_an_unreachable_kubernetes_api_raises_for_lambda_to_retry(
     lambda_module, namespace, monkeypatch
 ) -> None:
-    from kubernetes import client
+    from stagegate.kube import KubeGates
+    from stagegate.kube_http import KubeClient, KubeConfig
 
-    from stagegate.kube import CountingApiClient, KubeGates
-
-    configuration = client.Configuration()
-    configuration.host = "https://127.0.0.1:9"
-    unreachable = KubeGates(CountingApiClient(configuration), timeout=1)
+    unreachable = KubeGates(KubeClient(KubeConfig(server="https://127.0.0.1:9")), timeout=1)
     monkeypatch.setattr(
         lambda_module, "CONTEXT", dataclasses.replace(lambda_module.CONTEXT, kube=unreachable)
     )

@@ -232,8 +232,9 @@ def test_the_lease_is_held_then_released_and_an_expired_one_is_taken_over(
     now = datetime.datetime.now(datetime.UTC)
     held = gates.acquire_lease(rollout, "someone", 120, now)
     assert held is not None
-    assert held.metadata.name == report_lease_name(history.rollout)
-    assert held.metadata.owner_references[0].uid == rollout["metadata"]["uid"]
+    assert held["metadata"]["name"] == report_lease_name(history.rollout)
+    assert held["metadata"]["ownerReferences"][0]["uid"] == rollout["metadata"]["uid"]
+    assert held["spec"]["holderIdentity"] == "someone"
     with pytest.raises(Busy):
         history.report()
     assert history.recorded() == {}

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from shared.errors import PermanentError
@@ -46,12 +46,13 @@ def sa_kubeconfig(kube_stack: devstack.KubeStack, tmp_path_factory: pytest.TempP
 
 @pytest.fixture
 def sa_client(sa_kubeconfig: Path) -> client.ApiClient:
-    return api_client(str(sa_kubeconfig))
+    """The official client with the ServiceAccount's token, for what the functions never call."""
+    return config.new_client_from_config(config_file=str(sa_kubeconfig))
 
 
 @pytest.fixture
-def sa_gates(sa_client: client.ApiClient) -> KubeGates:
-    return KubeGates(sa_client, timeout=10)
+def sa_gates(sa_kubeconfig: Path) -> KubeGates:
+    return KubeGates(api_client(str(sa_kubeconfig)), timeout=10)
 
 
 def rollout(custom: client.CustomObjectsApi, namespace: str, name: str = "myapp") -> dict[str, Any]:
@@ -360,10 +361,11 @@ def test_role_bound_per_namespace_reaches_that_namespace_only(
     other = f"{namespace}-other"
     client.CoreV1Api(admin).create_namespace({"metadata": {"name": other}})
     try:
-        scoped_client = api_client(
-            str(kube_stack.service_account_kubeconfig(tmp_path / "kc", name=account, bound_in=namespace))
+        scoped_kubeconfig = str(
+            kube_stack.service_account_kubeconfig(tmp_path / "kc", name=account, bound_in=namespace)
         )
-        scoped = KubeGates(scoped_client, timeout=10)
+        scoped = KubeGates(api_client(scoped_kubeconfig), timeout=10)
+        scoped_client = config.new_client_from_config(config_file=scoped_kubeconfig)
         env = create_environment(custom, environment(namespace, "prod"))
         assert [e.name for e in scoped.list_environments([namespace])] == ["prod"]
         ensure_gates(Environment.from_raw(env), scoped, fresh=True)

@@ -15,7 +15,8 @@ from shared.gate import fallback_gate_name, gate_name
 from shared.upstream import upstream_key
 from shared.views import Environment
 from stagegate.audit_service import AuditContext, handle_audit_events
-from stagegate.kube import CountingApiClient, KubeConflict, KubeGates
+from stagegate.kube import KubeConflict, KubeGates
+from stagegate.kube_http import KubeClient, KubeConfig
 from tests.kube_objects import (
     ENV_ARGS,
     GATE_ARGS,
@@ -37,7 +38,7 @@ def handle(gates: KubeGates, body: dict | bytes) -> dict:
 
 
 def test_create_event_makes_one_blocking_gate_with_one_api_call(
-    namespace: str, gates: KubeGates, counting_client: CountingApiClient, custom: client.CustomObjectsApi
+    namespace: str, gates: KubeGates, counting_client: KubeClient, custom: client.CustomObjectsApi
 ) -> None:
     env = stored(environment(namespace, "prod"))
     before = counting_client.calls
@@ -170,7 +171,7 @@ def test_upstream_change_withdraws_what_the_old_upstream_allowed_at_once(
 
 
 def test_stale_event_without_the_relationship_does_not_lift_the_gate(
-    namespace: str, gates: KubeGates, counting_client: CountingApiClient, custom: client.CustomObjectsApi
+    namespace: str, gates: KubeGates, counting_client: KubeClient, custom: client.CustomObjectsApi
 ) -> None:
     old = create_environment(custom, environment(namespace, "prod", upstream=None))
     handle(gates, delivery(old))
@@ -249,7 +250,7 @@ def test_same_named_gate_of_someone_else_is_left_alone_and_a_blocking_gate_made_
 
 
 def test_event_without_the_object_reads_the_environment(
-    namespace: str, gates: KubeGates, counting_client: CountingApiClient, custom: client.CustomObjectsApi
+    namespace: str, gates: KubeGates, counting_client: KubeClient, custom: client.CustomObjectsApi
 ) -> None:
     env = create_environment(custom, environment(namespace, "prod"))
     before = counting_client.calls
@@ -316,9 +317,8 @@ def test_lost_race_is_recomputed_from_fresh_state(namespace: str, gates: KubeGat
 
 
 def test_kubernetes_unreachable_is_retryable_and_writes_nothing(namespace: str, custom) -> None:
-    configuration = client.Configuration()
-    configuration.host = "https://127.0.0.1:9"  # nothing listens on the discard port here
-    unreachable = KubeGates(CountingApiClient(configuration), timeout=1)
+    # nothing listens on the discard port here
+    unreachable = KubeGates(KubeClient(KubeConfig(server="https://127.0.0.1:9")), timeout=1)
     env = stored(environment(namespace, "prod"))
     with pytest.raises(PartialFailure) as caught:
         handle(unreachable, json.loads(delivery_bytes(env)))
