@@ -173,11 +173,18 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     args = parser.parse_args(argv)
     if args.command == "recompute" and bool(args.all) == bool(args.environment):
         parser.error("recompute takes an ENVIRONMENT or --all")
+    says_dry_run = _SaysDryRun()
+    handlers = logging.getLogger("stagegate").handlers if getattr(args, "dry_run", False) else []
+    for handler in handlers:
+        handler.addFilter(says_dry_run)
     try:
         return _run(args, out)
     except (ConfigError, StagegateError) as exc:
         print(f"stagegate: {exc}", file=sys.stderr)
         return 2
+    finally:
+        for handler in handlers:
+            handler.removeFilter(says_dry_run)
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
@@ -190,9 +197,6 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     if upstream is None:
         raise ConfigError(f"{CREDENTIALS} is required to read bake results from GitHub")
     store = DryRun(kube) if args.dry_run else kube
-    if args.dry_run:
-        for handler in logging.getLogger("stagegate").handlers:
-            handler.addFilter(_SaysDryRun())
     if args.all:
         summary = resync(
             store, upstream, settings.namespaces, settings.kube_conflict_retries,

@@ -99,3 +99,15 @@ def test_explain_without_github_credentials_says_so_and_exits_incomplete(
     code, out = cli("explain", "prod", "-n", app.namespace)
     assert code == 3
     assert "cannot read the upstream's bake results" in out
+
+
+def test_a_dry_run_marks_its_own_log_lines_only(app: App) -> None:
+    import logging
+
+    cli("recompute", "prod", "-n", app.namespace, "--dry-run")
+    record = logging.LogRecord(
+        "stagegate.test", logging.WARNING, __file__, 1, "after the dry run", None, None
+    )
+    for handler in logging.getLogger("stagegate").handlers:
+        assert handler.filter(record)
+    assert record.msg == "after the dry run"  # the dry run's marker is gone with it
