@@ -201,8 +201,9 @@ class Stack:
 class Hops:
     """When staging's bake result reached each system (timeline ms)."""
 
-    written: float
-    """The rollout controller's Rollout status write returned."""
+    sent: float
+    """The rollout controller sent its Rollout status write. Not when the write returned: the apiserver
+    audits a write before answering it, so the reporter can record it on GitHub before that answer."""
     recorded: float
     """The reporter's status was recorded on GitHub."""
     delivered: float
@@ -212,13 +213,13 @@ class Hops:
     def line(self, opened: float | None, deployed: float | None) -> str:
         """The chain in time order, each hop with its latency from the one before."""
         hops = [
-            (self.written, "Rollout status written"),
+            (self.sent, "Rollout status write sent"),
             (self.recorded, "reporter recorded it on GitHub"),
             (self.delivered, f"webhook delivery answered {self.answered}"),
         ]
         if opened is not None:
             hops.append((opened, "prod's gate opened (github_webhook, handling the delivery)"))
-        late = deployed is not None and deployed < self.written
+        late = deployed is not None and deployed < self.sent
         if deployed is not None and not late:
             hops.append((deployed, "prod deployed"))
         hops.sort()
@@ -226,7 +227,7 @@ class Hops:
             f" -> {what} {at - before:.1f} ms" for (before, _), (at, what) in itertools.pairwise(hops)
         )
         already = f" (prod was already running it since +{deployed:.1f} ms)" if late else ""
-        return f"  hops: {chain}; {hops[-1][0] - self.written:.1f} ms in all{already}"
+        return f"  hops: {chain}; {hops[-1][0] - self.sent:.1f} ms in all{already}"
 
 
 @dataclass
@@ -301,12 +302,12 @@ class Act:
             time.sleep(0.005)
         raise Stalled(f"no {state} status ({prefix}) of {env} was recorded on GitHub and delivered")
 
-    def hop(self, env: str, bake: str, written: float | None, since: float, what: str) -> Hops:
+    def hop(self, env: str, bake: str, sent: float | None, since: float, what: str) -> Hops:
         """Wait for the status the reporter records for `env`'s `bake` and its delivery; print both."""
         delivery = self.delivery(env, bake, since)
         recorded, delivered = self.timeline.of(delivery.recorded_at), self.timeline.of(delivery.delivered_at)
         state, prefix = BAKE_STATES[bake]
-        after = "" if written is None else f", {recorded - written:.1f} ms after the Rollout status write"
+        after = "" if sent is None else f", {recorded - sent:.1f} ms after the Rollout status write was sent"
         self.timeline.mark(
             f"reporter records {what} on GitHub: status {state} ({prefix}) on {env}'s deployment of "
             f"{REVISION[:7]}{after}",
@@ -318,29 +319,29 @@ class Act:
             f"{answer}, {delivered - recorded:.1f} ms after recording it",
             at=delivered,
         )
-        return Hops(recorded if written is None else written, recorded, delivered, delivery.status_code)
+        return Hops(recorded if sent is None else sent, recorded, delivered, delivery.status_code)
 
     def bake_staging(self, model: RolloutModel, sampler: Sampler) -> Hops:
         """Staging's bake, written by the rollout controller (model) into the Rollout's status history;
         the reporter, GitHub and github_webhook carry each change on by themselves."""
         since = time.perf_counter()
+        sent = self.timeline.of(since)
         model.start_bake("app-staging")
-        written = self.timeline.now()
         self.timeline.mark(
             f"staging bakes {TAG}: rollout controller writes Rollout status history[0].bakeStatus=InProgress",
-            at=written,
+            at=sent,
         )
-        self.hop("staging", "InProgress", written, since, "the bake")
+        self.hop("staging", "InProgress", sent, since, "the bake")
         time.sleep(0.5)  # give the rollout controller a moment: prod must still not move
         since = time.perf_counter()
+        sent = self.timeline.of(since)
         model.finish_bake("app-staging", "Succeeded")
-        written = self.timeline.now()
         sampler.baked.add(TAG)
         self.timeline.mark(
             f"staging bake of {TAG} succeeded: rollout controller writes history[0].bakeStatus=Succeeded",
-            at=written,
+            at=sent,
         )
-        return self.hop("staging", "Succeeded", written, since, "the bake's success")
+        return self.hop("staging", "Succeeded", sent, since, "the bake's success")
 
     def play(self, labels: dict[str, str]) -> Sampler:
         """The story; returns the sampler that watched prod."""

@@ -70,7 +70,7 @@ def test_demo_passes_twice_and_leaves_nothing_running() -> None:
                 "answered 200" in act
             ), run.stdout
         [hops] = [line for line in act2.splitlines() if line.startswith("  hops: ")]
-        assert hops.startswith("  hops: Rollout status written -> reporter recorded it on GitHub "), hops
+        assert hops.startswith("  hops: Rollout status write sent -> reporter recorded it on GitHub "), hops
         for hop in ("-> webhook delivery answered 200 ", "-> prod's gate opened ", "-> prod deployed "):
             assert hop in hops, hops
         assert "verdict: PASS: prod ran nothing staging had not baked" in act2, run.stdout

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
 import random
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 
+import pytest
 import requests
 
 from shared.github_delivery import signature
@@ -22,14 +28,68 @@ def serve(env: dict[str, str]) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-def test_missing_github_token_stops_at_start_naming_it(kube_stack) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "GITHUB_TOKEN"} | {
-        "KUBECONFIG": str(kube_stack.function_kubeconfig)
-    }
+def free_base(count: int) -> int:
+    """A base port whose `count` consecutive ports are free now (other tests hold random ports too)."""
+    while True:
+        base = random.randrange(20000, 40000, 10)  # noqa: S311  a port range, not a secret
+        with contextlib.ExitStack() as probes:
+            try:
+                for port in range(base, base + count):
+                    probes.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return base
+
+
+def until_serving(proc: subprocess.Popen[str], timeout: float = 90) -> list[str]:
+    """The lines printed up to "serving"; fails with stderr if that line does not come in time."""
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(
+        target=lambda: [lines.put(line) for line in proc.stdout or ()] + [lines.put(None)]
+    ).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while (line := lines.get(timeout=max(0.1, deadline - time.monotonic()))) is not None:
+        seen.append(line)
+        if line.startswith("serving"):
+            return seen
+    proc.kill()
+    pytest.fail(f"make run stopped before serving: {seen} {proc.communicate(timeout=30)[1]}")
+
+
+def test_without_github_credentials_only_the_audit_functions_are_served(kube_stack) -> None:
+    base = free_base(5)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")} | {
+        "KUBECONFIG": str(kube_stack.function_kubeconfig), "PORT": str(base),
+        "AUDIT_WEBHOOK_TOKEN": "t",
+    }  # fmt: skip
     proc = serve(env)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 2
+    try:
+        lines = until_serving(proc)
+        assert [line.split()[0] for line in lines[:-1]] == ["k8s_audit_http", "k8s_audit"]
+        assert requests.post(f"http://127.0.0.1:{base}/", data=b"{}", timeout=10).status_code == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
     assert "GITHUB_TOKEN" in err
+    assert "not serving github_webhook, resync_http, reporter_http" in err
+
+
+def test_a_port_in_use_stops_at_start_naming_it(kube_stack, fake) -> None:
+    base = free_base(5)
+    env = dict(os.environ) | {
+        "KUBECONFIG": str(kube_stack.function_kubeconfig), "GITHUB_TOKEN": fake.token,
+        "GITHUB_API_URL": fake.url, "PORT": str(base),
+    }  # fmt: skip
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", base + 2))
+        taken.listen()
+        proc = serve(env)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert f"port {base + 2} (for github_webhook" in err
+    assert out == ""
 
 
 def test_malformed_setting_stops_at_start_naming_it(kube_stack) -> None:
@@ -45,19 +105,14 @@ def test_malformed_setting_stops_at_start_naming_it(kube_stack) -> None:
 
 
 def test_every_function_is_served_and_stops_together(kube_stack, fake) -> None:
-    base = random.randrange(20000, 40000, 10)  # noqa: S311  a port range, not a secret
+    base = free_base(5)
     env = dict(os.environ) | {
         "KUBECONFIG": str(kube_stack.function_kubeconfig),
         "GITHUB_TOKEN": fake.token, "GITHUB_API_URL": fake.url,
         "GITHUB_WEBHOOK_SECRET": "s", "PORT": str(base),
     }  # fmt: skip
     proc = serve(env)
-    assert proc.stdout is not None
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith("serving"):
-            break
+    lines = until_serving(proc)
     assert [line.split()[0] for line in lines[:5]] == [
         "k8s_audit_http",
         "k8s_audit",
