@@ -28,6 +28,7 @@ a webhook was not answered 2xx, or if act 1 did not show the incident (then the 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import itertools
 import os
@@ -51,6 +52,7 @@ from stagegate.settings import APP_VARIABLES
 from stagegate_dev import devstack
 from stagegate_dev.fake_github import Delivery, FakeGitHub
 from stagegate_dev.rollout_model import Decision, RolloutModel
+from stagegate_dev.signals import stop_cleanly_on_signals
 
 REPOS = {"incident": "kuberik-demo/app-incident", "kuberik-demo": "kuberik-demo/app"}  # one per act
 TAG = "main-1779290372-b797408"
@@ -488,7 +490,13 @@ def play() -> bool:
     """Start everything, play both acts, stop everything; print the verdict; True when it passed."""
     secret = secrets.token_urlsafe(16)
     print(f"Starting the local stack: {STACK} ...", flush=True)
+    began = time.monotonic()
+
+    def progress(what: str) -> None:
+        print(f"  {what} (+{time.monotonic() - began:.1f} s)", flush=True)
+
     with pubsub_emulator() as emulator, FakeGitHub(repos=list(REPOS.values())) as fake:
+        progress("Pub/Sub emulator and GitHub stand-in up")
         for repo in REPOS.values():  # the release's commit, so GitHub accepts deployments of it
             fake.set_ref(repo, "refs/heads/main", REVISION)
         github = {"GITHUB_TOKEN": fake.token, "GITHUB_API_URL": fake.url}
@@ -502,6 +510,7 @@ def play() -> bool:
         # unset), so it never asks a GitHub while the apiserver waits.
         no_github = dict.fromkeys((*APP_VARIABLES, "GITHUB_APP_PRIVATE_KEY_FILE", "GITHUB_TOKEN"), "")
         with devstack.audit_webhook_stack(function_env={**reports, **no_github}) as (kube, _audit):
+            progress("etcd, kube-apiserver and its audit webhook k8s_audit_http up")
             functions = devstack.ROOT / "functions"
             kubeconfig = {"KUBECONFIG": str(kube.kubeconfig)}
             # Plain http on loopback: the stand-in posts webhooks with the system's CAs, which do
@@ -519,6 +528,7 @@ def play() -> bool:
                 functions / "k8s_admission" / "main.py", "k8s_admission", kubeconfig, kube.tls, kube.procs
             )
             fake.deliver_webhooks(webhook.url, secret)
+            progress("github_webhook, the reporter and k8s_admission served")
             stack = Stack(fake, kube, client.CustomObjectsApi(kube.api_client()))
             print("Stack is up. Timelines are in milliseconds from each act's first create call.", flush=True)
             problems = act_without_admission(stack) + act_with_admission(stack, admission)
@@ -537,7 +547,19 @@ def play() -> bool:
 
 
 def main() -> None:
-    sys.exit(0 if play() else 1)
+    argparse.ArgumentParser(
+        prog="make demo",
+        description=f"Replay the incident on a local stack ({STACK}), without and with the admission "
+        "function; print each act's timeline and a verdict. Exits 0 when act 2 deployed only what staging "
+        "had baked (and act 1 showed the incident), 1 otherwise. Every process it starts is stopped.",
+    ).parse_args()
+    stop_cleanly_on_signals()
+    try:
+        passed = play()
+    except KeyboardInterrupt:
+        print("interrupted: everything the demo started is stopped", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(0 if passed else 1)
 
 
 if __name__ == "__main__":

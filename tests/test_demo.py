@@ -7,7 +7,10 @@ posts no webhook."""
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
+import shlex
+import signal
 import subprocess
 import sys
 import uuid
@@ -76,6 +79,45 @@ def test_demo_passes_twice_and_leaves_nothing_running() -> None:
         assert "verdict: PASS: prod ran nothing staging had not baked" in act2, run.stdout
         assert lines[-1].startswith("verdict: PASS"), run.stdout
         assert processes_marked(marker) == []
+
+
+@pytest.mark.usefixtures("octokit")
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("when", ["Pub/Sub emulator and GitHub stand-in up", "Stack is up"])
+def test_a_signal_stops_the_demo_and_everything_it_started(stop: signal.Signals, when: str) -> None:
+    """Wherever it comes from: the demo is started from a script (no terminal), where a background child
+    inherits SIGINT ignored, and interrupted while the stack starts and once it is up."""
+    run_id = str(uuid.uuid4())
+    kept = ("PATH", "HOME", "LANG", "KUBEBUILDER_ASSETS", "STAGEGATE_OCTOKIT_ASSETS", "CLOUDSDK_CONFIG")
+    env = {k: os.environ[k] for k in kept if k in os.environ} | {"STAGEGATE_DEMO_RUN": run_id}
+    script = f"{shlex.quote(sys.executable)} -m stagegate_dev.demo & wait $!"  # background: SIGINT ignored
+    shell = subprocess.Popen(["sh", "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    assert shell.stdout is not None
+    try:
+        seen = []
+        for line in shell.stdout:
+            seen.append(line)
+            if when in line:
+                break
+        assert when in seen[-1], seen
+        [demo] = [
+            pid for pid in processes_marked(run_id) if cmdline(pid)[1:3] == [b"-m", b"stagegate_dev.demo"]
+        ]
+        os.kill(demo, stop)
+        shell.communicate(timeout=60)
+        assert shell.returncode == 130
+        assert processes_marked(run_id) == []
+    finally:
+        for pid in processes_marked(run_id):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def cmdline(pid: int) -> list[bytes]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return []
 
 
 def test_the_demo_neither_writes_github_records_nor_posts_webhooks_itself() -> None:
