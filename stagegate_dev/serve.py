@@ -9,6 +9,7 @@ command at start. Ctrl-C or SIGTERM stops every function, and so does any functi
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import socket
@@ -102,6 +103,12 @@ def check_configuration(base: int) -> tuple[list[tuple[int, Function]], list[str
 
 
 def main() -> int:
+    argparse.ArgumentParser(
+        prog="make run",
+        description="Serve the functions with functions-framework against $KUBECONFIG, one port each from "
+        f"$PORT (default 8080): {', '.join(function.target for function in FUNCTIONS)}. Without GitHub "
+        "credentials only the audit functions are served. Ctrl-C or SIGTERM stops them all.",
+    ).parse_args()
     try:
         ports, warnings = check_configuration(_port(os.environ.get("PORT", "8080")))
     except ConfigError as exc:
