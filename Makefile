@@ -15,7 +15,9 @@ $(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.lock
-	$(PY) -m pip install --quiet --no-deps -e .
+	# -qq: errors only. setuptools tells every editable install of a flat layout (several top-level
+	# packages) to mind same-named folders in the working directory; that notice is all -q would add.
+	$(PY) -m pip install -qq --no-deps -e .
 	rm -f $(VENV)/.installed-* && touch $@
 
 kube-assets:                    ## kube-apiserver + etcd (envtest's KUBEBUILDER_ASSETS, or a cached build)
