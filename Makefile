@@ -11,12 +11,13 @@ demo: install kube-assets octokit-assets  ## replay the incident on a local stac
 
 install: $(STAMP)               ## the virtualenv with the pinned dependencies and the project
 
+# The project's own install is -qq (errors only): setuptools tells every editable install of a flat
+# layout (several top-level packages) to mind same-named folders in the working directory, a notice
+# nobody can act on and all that -q would add.
 $(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.lock
-	# -qq: errors only. setuptools tells every editable install of a flat layout (several top-level
-	# packages) to mind same-named folders in the working directory; that notice is all -q would add.
 	$(PY) -m pip install -qq --no-deps -e .
 	rm -f $(VENV)/.installed-* && touch $@
 
