@@ -41,6 +41,7 @@ from stagegate.kube import KubeGates, api_client  # noqa: E402
 from stagegate.reconcile import ensure_gates  # noqa: E402
 from stagegate.settings import Settings  # noqa: E402
 from stagegate_dev import devstack  # noqa: E402
+from stagegate_dev.commandline import no_arguments, stop_cleanly_on_signals  # noqa: E402
 from tests.functions.admission_support import admission_identity  # noqa: E402
 from tests.kube_objects import ENV_ARGS, GATE_ARGS, environment, list_gates, stored  # noqa: E402
 from tests.shared.admission_builders import oci_repository, review, with_tag  # noqa: E402
@@ -258,4 +259,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    no_arguments("bench/bench_admission.py (make bench)", __doc__ or "")
+    stop_cleanly_on_signals()
     main()

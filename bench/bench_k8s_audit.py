@@ -29,6 +29,7 @@ from shared.audit import parse_audit_json  # noqa: E402
 from stagegate.audit_service import AuditContext, handle_audit_events  # noqa: E402
 from stagegate.kube import KubeGates, api_client  # noqa: E402
 from stagegate_dev import devstack  # noqa: E402
+from stagegate_dev.commandline import no_arguments, stop_cleanly_on_signals  # noqa: E402
 from tests.kube_objects import ENV_ARGS, delivery_bytes, environment, stored  # noqa: E402
 
 N = int(os.environ.get("BENCH_N", "200"))
@@ -133,4 +134,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    no_arguments("bench/bench_k8s_audit.py (make bench)", __doc__ or "")
+    stop_cleanly_on_signals()
     main()

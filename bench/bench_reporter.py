@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from stagegate.github import GitHubDeployments, github_client  # noqa: E402
 from stagegate.kube import KubeGates, api_client  # noqa: E402
 from stagegate_dev import devstack  # noqa: E402
+from stagegate_dev.commandline import no_arguments, stop_cleanly_on_signals  # noqa: E402
 from stagegate_dev.fake_github import FakeGitHub  # noqa: E402
 from tests.functions.reporter_support import History, rev  # noqa: E402
 
@@ -166,4 +167,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    no_arguments("bench/bench_reporter.py (make bench)", __doc__ or "")
+    stop_cleanly_on_signals()
     main()

@@ -29,6 +29,7 @@ from stagegate.kube import KubeGates, api_client  # noqa: E402
 from stagegate.reconcile import ensure_gates  # noqa: E402
 from stagegate.resync_service import resync  # noqa: E402
 from stagegate_dev import devstack  # noqa: E402
+from stagegate_dev.commandline import no_arguments, stop_cleanly_on_signals  # noqa: E402
 from stagegate_dev.fake_github import FakeGitHub  # noqa: E402
 from tests.kube_objects import ENV_ARGS, environment  # noqa: E402
 
@@ -104,4 +105,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    no_arguments("bench/bench_resync.py (make bench)", __doc__ or "")
+    stop_cleanly_on_signals()
     main()

@@ -9,12 +9,16 @@ event as the webhook would post it (an EventList of one). Re-run when the apiser
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
 import yaml
 from kubernetes import client
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: the checkout's packages
+
+from stagegate_dev.commandline import no_arguments, stop_cleanly_on_signals
 from stagegate_dev.devstack import KubeStack
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "payloads" / "audit"
@@ -78,4 +82,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    no_arguments("scripts/capture_audit_payloads.py", __doc__ or "")
+    stop_cleanly_on_signals()
     main()

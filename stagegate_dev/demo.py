@@ -28,7 +28,6 @@ a webhook was not answered 2xx, or if act 1 did not show the incident (then the 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import itertools
 import os
@@ -50,9 +49,9 @@ from shared.gate import gate_name
 from shared.report import BAKE_STATES
 from stagegate.settings import APP_VARIABLES
 from stagegate_dev import devstack
+from stagegate_dev.commandline import no_arguments, stop_cleanly_on_signals
 from stagegate_dev.fake_github import Delivery, FakeGitHub
 from stagegate_dev.rollout_model import Decision, RolloutModel
-from stagegate_dev.signals import stop_cleanly_on_signals
 
 REPOS = {"incident": "kuberik-demo/app-incident", "kuberik-demo": "kuberik-demo/app"}  # one per act
 TAG = "main-1779290372-b797408"
@@ -547,12 +546,12 @@ def play() -> bool:
 
 
 def main() -> None:
-    argparse.ArgumentParser(
-        prog="make demo",
-        description=f"Replay the incident on a local stack ({STACK}), without and with the admission "
-        "function; print each act's timeline and a verdict. Exits 0 when act 2 deployed only what staging "
-        "had baked (and act 1 showed the incident), 1 otherwise. Every process it starts is stopped.",
-    ).parse_args()
+    no_arguments(
+        "make demo",
+        f"Replay the incident on a local stack ({STACK}), without and with the admission function; print "
+        "each act's timeline and a verdict. Exits 0 when act 2 deployed only what staging had baked (and "
+        "act 1 showed the incident), 1 otherwise. Every process it starts is stopped.",
+    )
     stop_cleanly_on_signals()
     try:
         passed = play()

@@ -9,7 +9,6 @@ command at start. Ctrl-C or SIGTERM stops every function, and so does any functi
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import socket
@@ -23,6 +22,7 @@ from typing import NamedTuple
 
 from stagegate.kube import api_client
 from stagegate.settings import CREDENTIALS, ConfigError, Settings
+from stagegate_dev.commandline import no_arguments
 from stagegate_dev.polling import ProcessExited, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,12 +103,12 @@ def check_configuration(base: int) -> tuple[list[tuple[int, Function]], list[str
 
 
 def main() -> int:
-    argparse.ArgumentParser(
-        prog="make run",
-        description="Serve the functions with functions-framework against $KUBECONFIG, one port each from "
-        f"$PORT (default 8080): {', '.join(function.target for function in FUNCTIONS)}. Without GitHub "
+    no_arguments(
+        "make run",
+        "Serve the functions with functions-framework against $KUBECONFIG, one port each from $PORT "
+        f"(default 8080): {', '.join(function.target for function in FUNCTIONS)}. Without GitHub "
         "credentials only the audit functions are served. Ctrl-C or SIGTERM stops them all.",
-    ).parse_args()
+    )
     try:
         ports, warnings = check_configuration(_port(os.environ.get("PORT", "8080")))
     except ConfigError as exc:

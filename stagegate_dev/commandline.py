@@ -1,4 +1,5 @@
-"""SIGTERM as Ctrl-C, for the local tools that start processes (`make demo`, `make dev`, the devstack).
+"""What every local tool does as a command (`make demo`, `make run`, `make bench`, the scripts): answer
+`--help` before starting anything, and stop cleanly on SIGTERM as on Ctrl-C.
 
 Python's default SIGTERM ends the interpreter without unwinding, so `with` blocks that stop etcd, the
 kube-apiserver and the functions never run and those are left running, re-parented. Raising
@@ -8,8 +9,15 @@ a process started from a non-interactive shell in the background inherits SIGINT
 
 from __future__ import annotations
 
+import argparse
 import signal
 from types import FrameType
+
+
+def no_arguments(prog: str, description: str) -> None:
+    """Print usage for `--help` and exit, refuse any argument: the tool takes its settings from the
+    environment, as the functions do."""
+    argparse.ArgumentParser(prog=prog, description=description).parse_args()
 
 
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:
