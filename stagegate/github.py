@@ -10,8 +10,9 @@ costs one more request per extra page (all such pages of a round go in one reque
 GitHub's connections list in an order the code must not rely on (`Commit.deployments` oldest first
 by default, `Deployment.statuses` with no `orderBy` at all), so every connection is read whole,
 paging backwards with `last`/`before` while `hasPreviousPage`, and `shared.bake` orders what it got.
-PyGithub's own sleeping (retries, throttling) is switched off: a webhook answer must stay bounded,
-and a missed recompute is healed by the next trigger. Vendor errors become stagegate's.
+Requests go through `stagegate.github_http` (PyGithub, never sleeping on its own; vendor errors become
+stagegate's). This module must not import PyGithub or requests at its top: a function builds its
+reader at start, and PyGithub is imported with the client, when GitHub is first asked (`OnFirstUse`).
 """
 
 from __future__ import annotations
@@ -19,19 +20,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import requests
-from github import Auth, Github, GithubException, GithubIntegration
 
 from shared import payload
 from shared.bake import CommitLookup, DeploymentRecord, StatusRecord, lookup_kind
-from shared.errors import InvalidRequest, PermanentError, RetryableError
+from shared.errors import PermanentError, RetryableError
 from shared.trust import trusted_lookup
 from stagegate.abandon import check
 from stagegate.logs import get_logger
 from stagegate.settings import GitHubApp, Settings
+
+if TYPE_CHECKING:
+    from github import Github
 
 log = get_logger("github")
 
@@ -51,80 +52,28 @@ _DEPLOYMENTS = f"pageInfo {{ hasPreviousPage startCursor }} nodes {{ {_DEPLOYMEN
 
 
 def github_client(credentials: str | GitHubApp, base_url: str, timeout: float) -> Github:
-    """A PyGithub client that never sleeps on its own (no retries, no throttling).
+    """A PyGithub client that never sleeps on its own (no retries, no throttling); imports PyGithub.
 
     `credentials` is a token or a GitHub App installation: PyGithub then signs a JWT with the App's
     key, trades it for an installation token at `base_url` and renews that token before it expires.
     """
-    auth: Auth.Auth
-    if isinstance(credentials, GitHubApp):
-        app = Auth.AppAuth(credentials.app_id, credentials.private_key)
-        auth = app.get_installation_auth(credentials.installation_id)
-    else:
-        auth = Auth.Token(credentials)
-    return Github(
-        auth=auth,
-        base_url=base_url,
-        timeout=max(1, round(timeout)),
-        retry=None,
-        seconds_between_requests=None,
-        seconds_between_writes=None,
-    )
+    from stagegate import github_http
+
+    return github_http.client(credentials, base_url, timeout)
 
 
-def _translate(exc: Exception, what: str, doing: str = "reading from") -> Exception:
-    """Map a client failure to stagegate's kinds, in stagegate's words: the message ends up in answers
-    (GitHub shows webhook answers to repository admins), while the client's own text may quote the
-    request's `Authorization` header and names GitHub's URL. That text goes to the log, redacted."""
-    if isinstance(exc, GithubException):
-        status = exc.status
-        log.warning(
-            "a GitHub call failed",
-            extra={"fields": {"call": what, "status": status, "detail": _message(exc)}},
-        )
-        if status == 401:
-            return PermanentError(f"{what}: GitHub refused the credentials (HTTP 401)")
-        if status == 404:
-            return PermanentError(
-                f"{what}: GitHub answered HTTP 404 (not found, or not visible to the credentials)"
-            )
-        if _rate_limited(exc):
-            return RetryableError(f"{what}: {doing} GitHub failed (rate limited, HTTP {status})")
-        if status == 403:
-            return PermanentError(f"{what}: GitHub refused access (HTTP 403)")
-        if status == 422:
-            return InvalidRequest(f"{what}: GitHub refused the request as invalid (HTTP 422)")
-        return RetryableError(f"{what}: {doing} GitHub failed (HTTP {status})")
-    log.warning(
-        "a GitHub call failed", extra={"fields": {"call": what, "detail": f"{type(exc).__name__}: {exc}"}}
-    )
-    return RetryableError(f"{what}: {doing} GitHub failed ({_transport_failure(exc)})")
+@dataclass(frozen=True)
+class OnFirstUse:
+    """The PyGithub client to make when GitHub is first asked, not before: importing PyGithub costs a
+    cold start ~150 ms, and most events a function handles never ask GitHub."""
 
+    credentials: str | GitHubApp = field(repr=False)
+    base_url: str
+    timeout: float
 
-def _transport_failure(exc: Exception) -> str:
-    """What kind of failure kept the request from being answered, in a few words of our own."""
-    if isinstance(exc, requests.Timeout | TimeoutError):
-        return "timed out"
-    if isinstance(exc, requests.exceptions.SSLError):
-        return "TLS error"
-    if isinstance(exc, requests.ConnectionError | ConnectionError):
-        return "connection error"
-    return "the request could not be sent"
-
-
-def _rate_limited(exc: GithubException) -> bool:
-    """GitHub's primary and secondary limits: a `Retry-After`, no budget left, or (a secondary limit
-    may carry neither header) a 403/429 whose message says so ("Rate limits for the REST API")."""
-    headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
-    if "retry-after" in headers or headers.get("x-ratelimit-remaining") == "0":
-        return True
-    return exc.status in (403, 429) and "rate limit" in _message(exc).lower()
-
-
-def _message(exc: GithubException) -> str:
-    """GitHub's own message, for the log."""
-    data = exc.data if isinstance(exc.data, Mapping) else {}
-    return str(data.get("message") or data.get("errors") or "")
+    def connect(self) -> Github:
+        """The client (importing PyGithub)."""
+        return github_client(self.credentials, self.base_url, self.timeout)
 
 
 def _repo_path(repository: str, what: str) -> str:
@@ -197,13 +146,9 @@ def app_login(app: GitHubApp, base_url: str, timeout: float) -> Callable[[], str
     """How to learn the login a GitHub App's installation tokens act as: `<slug>[bot]` (`GET /app`)."""
 
     def resolve() -> str:
-        integration = GithubIntegration(
-            auth=Auth.AppAuth(app.app_id, app.private_key), base_url=base_url, timeout=max(1, round(timeout))
-        )
-        try:
-            return f"{integration.get_app().slug}[bot]"
-        except (GithubException, requests.RequestException, OSError) as exc:
-            raise _translate(exc, "the GitHub App's own identity") from exc
+        from stagegate import github_http
+
+        return f"{github_http.app_slug(app, base_url, timeout)}[bot]"
 
     return resolve
 
@@ -217,7 +162,7 @@ def github_reader(settings: Settings, timeout: float) -> GitHubDeployments:
         else None
     )
     return GitHubDeployments(
-        github_client(credentials, settings.github_api_url, timeout),
+        OnFirstUse(credentials, settings.github_api_url, timeout),
         settings.github_trusted_creators,
         identity,
     )
@@ -230,21 +175,32 @@ class GitHubDeployments:
     Only deployments and statuses created by a trusted identity are returned (`shared.trust`): the
     identity of these credentials (the token's user via GraphQL `viewer`, or `identity` when given,
     e.g. `app_login`) plus `trusted`, resolved once on first use.
+
+    `github` is the PyGithub client, or `OnFirstUse`: how to make it when GitHub is first asked.
     """
 
     def __init__(
         self,
-        github: Github,
+        github: Github | OnFirstUse,
         trusted: Iterable[str] = (),
         identity: Callable[[], str] | None = None,
     ) -> None:
-        self.github = github
+        self._github = github
+        self._connecting = threading.Lock()
         self._lock = threading.Lock()
         self.calls = 0
         self.writes = 0
         self._configured = frozenset(login.lower() for login in trusted)
         self._identity = identity or self._viewer_login
         self._trusted: frozenset[str] | None = None
+
+    @property
+    def github(self) -> Github:
+        """The PyGithub client, made (and PyGithub imported) on first use when given as `OnFirstUse`."""
+        with self._connecting:
+            if isinstance(self._github, OnFirstUse):
+                self._github = self._github.connect()
+            return self._github
 
     def trusted_creators(self) -> frozenset[str]:
         """Whose deployments and statuses count: these credentials' own identity and the configured ones."""
@@ -269,13 +225,9 @@ class GitHubDeployments:
         check(what)
         with self._lock:
             self.calls += 1
-        requester = self.github.requester
-        try:
-            _, answer = requester.requestJsonAndCheck(
-                "POST", requester.graphql_url, input={"query": query, "variables": variables}
-            )
-        except (GithubException, requests.RequestException, OSError) as exc:
-            raise _translate(exc, what) from exc
+        from stagegate import github_http
+
+        answer = github_http.graphql(self.github, query, variables, what)
         data = answer.get("data") or {}
         errors = answer.get("errors") or []
         for error in errors:
@@ -312,11 +264,9 @@ class GitHubDeployments:
         check(what)
         with self._lock:
             self.writes += 1
-        requester = self.github.requester
-        try:
-            _, answer = requester.requestJsonAndCheck("POST", path, input=dict(body))
-        except (GithubException, requests.RequestException, OSError) as exc:
-            raise _translate(exc, what, "writing to") from exc
+        from stagegate import github_http
+
+        answer = github_http.post(self.github, path, body, what, "writing to")
         return answer if isinstance(answer, Mapping) else {}
 
     def commit_deployments(

@@ -28,6 +28,7 @@ from shared.recompute import plan_recompute
 from shared.trust import RepositoryPolicy
 from shared.upstream import deployment_name, github_environment
 from shared.views import Environment, RolloutGate
+from stagegate.github import github_reader
 from stagegate.kube import KubeConflict, KubeNotFound
 from stagegate.logs import get_logger
 from stagegate.reconcile import GateOutcome, GateStore, apply_plan, ensure_gates
@@ -56,12 +57,10 @@ class RecomputeStore(GateStore, Protocol):
 
 
 def upstream_from(settings: Settings, timeout: float) -> Upstream | None:
-    """The GitHub reader when a token or App credentials are set; None where bake results are optional."""
-    if not settings.has_github_credentials:
-        return None
-    from stagegate.github import github_reader  # PyGithub: ~160 ms, loaded only when used
+    """The GitHub reader when a token or App credentials are set; None where bake results are optional.
 
-    return github_reader(settings, timeout)
+    It connects (and PyGithub is imported) when it is first asked: most audit events never need GitHub."""
+    return github_reader(settings, timeout) if settings.has_github_credentials else None
 
 
 def governed_by(

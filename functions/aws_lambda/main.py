@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shared.audit import AuditEvent, parse_audit_document, parse_audit_json
 from shared.errors import RetryableError
@@ -18,6 +18,7 @@ from stagegate.audit_service import AuditContext, handle_audit_events
 from stagegate.aws_secrets import load_secrets
 from stagegate.bridge import hand_off, report_transport_from
 from stagegate.cloudwatch_logs import consume_cloudwatch_logs
+from stagegate.github import GitHubDeployments, github_reader
 from stagegate.http import answer
 from stagegate.kube import KubeGates, api_client
 from stagegate.lambda_adapter import consume_eventbridge, consume_sqs_fifo, http_request, http_response
@@ -25,9 +26,6 @@ from stagegate.recompute_service import upstream_from
 from stagegate.report_service import Limits, report_events
 from stagegate.settings import CREDENTIALS, ConfigError, Settings
 from stagegate.webhook_service import github_request
-
-if TYPE_CHECKING:
-    from stagegate.github import GitHubDeployments
 
 load_secrets()
 SETTINGS = Settings.from_env()
@@ -94,6 +92,4 @@ def reporter_sqs(event: Mapping[str, Any], context: object) -> dict[str, Any]:
 def _recorder() -> GitHubDeployments:
     """The reporter's GitHub client, made on first use: the other handlers of this package may run
     without GitHub credentials, the reporter cannot (`ConfigError` names what is missing)."""
-    from stagegate.github import github_reader
-
     return github_reader(SETTINGS, SETTINGS.github_deadline_seconds)

@@ -1,8 +1,11 @@
-"""The runtime never imports the `kubernetes` package: its import alone costs every cold start ~330 ms.
+"""The runtime never imports the `kubernetes` package, and no function imports PyGithub at start.
 
+`kubernetes` alone costs every cold start ~330 ms; PyGithub (with requests, jwt and cryptography)
+~150 ms, and most events never ask GitHub, so it is imported when GitHub is first asked.
 Each function's `main.py` is loaded in a fresh interpreter the way functions-framework loads it
 (`functions_framework._function_registry.load_function_module`), with configuration pointing at
-nothing that answers, as `bench/bench_cold_start.py` starts them; then every other runtime module is
+nothing that answers and GitHub credentials set (so every function that can ask GitHub builds its
+reader), as `bench/bench_cold_start.py` starts them; for `kubernetes`, every other runtime module is
 imported too. Dev tooling (devstack, demo, fake_github, devtools) and the tests may use it.
 """
 
@@ -31,13 +34,21 @@ users: [{name: u, user: {token: import-test-token}}]
 contexts: [{name: x, context: {cluster: c, user: u}}]
 current-context: x
 """
-LOADED = (
-    "import json, sys; print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'kubernetes')))"
-)
+LOADED = "import json, sys; print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {top!r})))"
+READERS = {
+    "github_webhook": "module.UPSTREAM",
+    "k8s_audit": "module.CONTEXT.upstream",
+    "reporter": "module.GITHUB",
+    "resync": "module.UPSTREAM",
+    "aws_lambda": "module.UPSTREAM",
+}
+"""Each function that asks GitHub, and where its GitHub reader is."""
+PYGITHUB = frozenset({"github", "jwt"})
+"""PyGithub, and the JWT library it imports for GitHub App authentication (with cryptography)."""
 
 
-def loaded_after(code: str, tmp_path: Path) -> list[str]:
-    """The `kubernetes` modules a fresh interpreter has loaded after running `code`."""
+def loaded_after(code: str, tmp_path: Path, top: frozenset[str] = frozenset({"kubernetes"})) -> list[str]:
+    """The modules of the packages `top` a fresh interpreter has loaded after running `code`."""
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(KUBECONFIG)
     env = {
@@ -56,7 +67,7 @@ def loaded_after(code: str, tmp_path: Path) -> list[str]:
         "AWS_DEFAULT_REGION": "us-east-1",
     }
     done = subprocess.run(
-        [sys.executable, "-c", f"{code}\n{LOADED}"],
+        [sys.executable, "-c", f"{code}\n{LOADED.format(top=set(top))}"],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -69,18 +80,46 @@ def loaded_after(code: str, tmp_path: Path) -> list[str]:
     return loaded
 
 
+def load_as_functions_framework(function: str) -> str:
+    """Code that loads `functions/<function>/main.py` as `module`, the way functions-framework does."""
+    source = ROOT / "functions" / function / "main.py"
+    return (
+        "from functions_framework._function_registry import load_function_module\n"
+        f"module, spec = load_function_module({str(source)!r})\n"
+        "spec.loader.exec_module(module)\n"
+    )
+
+
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_a_function_loaded_as_functions_framework_does_imports_no_kubernetes(
     function: str, tmp_path: Path
 ) -> None:
-    source = ROOT / "functions" / function / "main.py"
-    code = (
-        "from functions_framework._function_registry import load_function_module\n"
-        f"module, spec = load_function_module({str(source)!r})\n"
-        "spec.loader.exec_module(module)\n"
+    code = load_as_functions_framework(function) + (
         "import stagegate.kube; stagegate.kube.KubeGates  # the client is built at import\n"
     )
     assert loaded_after(code, tmp_path) == []
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_a_function_loaded_as_functions_framework_does_imports_no_pygithub(
+    function: str, tmp_path: Path
+) -> None:
+    assert loaded_after(load_as_functions_framework(function), tmp_path, PYGITHUB) == []
+
+
+def test_every_function_that_asks_github_is_checked() -> None:
+    assert set(READERS) <= set(FUNCTIONS)
+    assert {"github_webhook", "reporter", "resync"} <= set(READERS)
+
+
+@pytest.mark.parametrize("function", sorted(READERS))
+def test_a_function_imports_pygithub_when_its_reader_first_asks_github(function: str, tmp_path: Path) -> None:
+    code = load_as_functions_framework(function) + (
+        f"reader = {READERS[function]}\n"
+        "import sys; assert 'github' not in sys.modules, 'PyGithub was imported at start'\n"
+        "reader.github  # what the first GitHub call does first\n"
+    )
+    assert "github" in loaded_after(code, tmp_path, PYGITHUB)
 
 
 def test_no_runtime_module_imports_kubernetes(tmp_path: Path) -> None:
@@ -91,3 +130,7 @@ def test_no_runtime_module_imports_kubernetes(tmp_path: Path) -> None:
 
 def test_the_check_would_see_kubernetes(tmp_path: Path) -> None:
     assert loaded_after("import stagegate_dev.devstack", tmp_path) != []
+
+
+def test_the_check_would_see_pygithub(tmp_path: Path) -> None:
+    assert "github" in loaded_after("import stagegate.github_http", tmp_path, PYGITHUB)

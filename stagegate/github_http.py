@@ -1,0 +1,125 @@
+"""GitHub over HTTP through PyGithub: the client, one POST, and its failures in stagegate's words.
+
+The only runtime module that imports PyGithub and requests (and with them jwt and cryptography): about
+150 ms of a cold start. `stagegate.github` imports it when GitHub is first asked, so a function whose
+events never reach GitHub never loads it, and one whose events do pays it once, on the first
+(`tests/stagegate/test_runtime_imports.py` checks that no function loads it at start).
+PyGithub's own sleeping (retries, throttling) is switched off: a webhook answer must stay bounded,
+and a missed recompute is healed by the next trigger. It must never let a vendor exception out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from github import Auth, Github, GithubException, GithubIntegration
+
+from shared.errors import InvalidRequest, PermanentError, RetryableError
+from stagegate.logs import get_logger
+from stagegate.settings import GitHubApp
+
+log = get_logger("github")
+
+
+def client(credentials: str | GitHubApp, base_url: str, timeout: float) -> Github:
+    """A PyGithub client that never sleeps on its own (no retries, no throttling).
+
+    `credentials` is a token or a GitHub App installation: PyGithub then signs a JWT with the App's
+    key, trades it for an installation token at `base_url` and renews that token before it expires.
+    """
+    auth: Auth.Auth
+    if isinstance(credentials, GitHubApp):
+        app = Auth.AppAuth(credentials.app_id, credentials.private_key)
+        auth = app.get_installation_auth(credentials.installation_id)
+    else:
+        auth = Auth.Token(credentials)
+    return Github(
+        auth=auth,
+        base_url=base_url,
+        timeout=max(1, round(timeout)),
+        retry=None,
+        seconds_between_requests=None,
+        seconds_between_writes=None,
+    )
+
+
+def app_slug(app: GitHubApp, base_url: str, timeout: float) -> str:
+    """The App's own slug (`GET /app`, authenticated with its JWT)."""
+    integration = GithubIntegration(
+        auth=Auth.AppAuth(app.app_id, app.private_key), base_url=base_url, timeout=max(1, round(timeout))
+    )
+    try:
+        return integration.get_app().slug
+    except (GithubException, requests.RequestException, OSError) as exc:
+        raise _translate(exc, "the GitHub App's own identity") from exc
+
+
+def post(github: Github, url: str, body: Mapping[str, Any], what: str, doing: str = "reading from") -> Any:
+    """One POST (a path under the API, or the GraphQL URL), never retried here; GitHub's JSON answer."""
+    try:
+        _, answer = github.requester.requestJsonAndCheck("POST", url, input=dict(body))
+    except (GithubException, requests.RequestException, OSError) as exc:
+        raise _translate(exc, what, doing) from exc
+    return answer
+
+
+def graphql(github: Github, query: str, variables: Mapping[str, Any], what: str) -> Any:
+    """One GraphQL request; the whole answer (`data` and `errors`)."""
+    return post(github, github.requester.graphql_url, {"query": query, "variables": variables}, what)
+
+
+def _translate(exc: Exception, what: str, doing: str = "reading from") -> Exception:
+    """Map a client failure to stagegate's kinds, in stagegate's words: the message ends up in answers
+    (GitHub shows webhook answers to repository admins), while the client's own text may quote the
+    request's `Authorization` header and names GitHub's URL. That text goes to the log, redacted."""
+    if isinstance(exc, GithubException):
+        status = exc.status
+        log.warning(
+            "a GitHub call failed",
+            extra={"fields": {"call": what, "status": status, "detail": _message(exc)}},
+        )
+        if status == 401:
+            return PermanentError(f"{what}: GitHub refused the credentials (HTTP 401)")
+        if status == 404:
+            return PermanentError(
+                f"{what}: GitHub answered HTTP 404 (not found, or not visible to the credentials)"
+            )
+        if _rate_limited(exc):
+            return RetryableError(f"{what}: {doing} GitHub failed (rate limited, HTTP {status})")
+        if status == 403:
+            return PermanentError(f"{what}: GitHub refused access (HTTP 403)")
+        if status == 422:
+            return InvalidRequest(f"{what}: GitHub refused the request as invalid (HTTP 422)")
+        return RetryableError(f"{what}: {doing} GitHub failed (HTTP {status})")
+    log.warning(
+        "a GitHub call failed", extra={"fields": {"call": what, "detail": f"{type(exc).__name__}: {exc}"}}
+    )
+    return RetryableError(f"{what}: {doing} GitHub failed ({_transport_failure(exc)})")
+
+
+def _transport_failure(exc: Exception) -> str:
+    """What kind of failure kept the request from being answered, in a few words of our own."""
+    if isinstance(exc, requests.Timeout | TimeoutError):
+        return "timed out"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS error"
+    if isinstance(exc, requests.ConnectionError | ConnectionError):
+        return "connection error"
+    return "the request could not be sent"
+
+
+def _rate_limited(exc: GithubException) -> bool:
+    """GitHub's primary and secondary limits: a `Retry-After`, no budget left, or (a secondary limit
+    may carry neither header) a 403/429 whose message says so ("Rate limits for the REST API")."""
+    headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
+    if "retry-after" in headers or headers.get("x-ratelimit-remaining") == "0":
+        return True
+    return exc.status in (403, 429) and "rate limit" in _message(exc).lower()
+
+
+def _message(exc: GithubException) -> str:
+    """GitHub's own message, for the log."""
+    data = exc.data if isinstance(exc.data, Mapping) else {}
+    return str(data.get("message") or data.get("errors") or "")
