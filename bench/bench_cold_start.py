@@ -35,6 +35,10 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from stagegate_dev.commandline import no_arguments, stop_cleanly_on_signals  # noqa: E402
+
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 FF = str(Path(sys.executable).with_name("functions-framework"))
 BARE = 'import functions_framework\n\n\n@functions_framework.http\ndef bare(request):\n    return "ok"\n'
@@ -209,4 +213,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    no_arguments("bench/bench_cold_start.py (make bench)", __doc__ or "")
+    stop_cleanly_on_signals()
     main()
