@@ -62,8 +62,9 @@ locals {
 
   # The Lambda functions: one aws_lambda_function.this (with its role, policy and log group) each.
   # Handlers and variable names are the code's. Each function gets the ARNs of the secrets it reads
-  # (*_SECRET_ARN) and may read exactly those (secret_arns, in its role's policy). A function that
-  # produces_reports gets the report_producer policy (sqs:SendMessage on the reports queue) as well.
+  # (*_SECRET_ARN) and may read exactly those (its role's policy takes them from these variables). A
+  # function that produces_reports gets the report_producer policy (sqs:SendMessage on the reports
+  # queue) as well.
   lambdas = {
     # Kubernetes audit events from EventBridge via SQS (aws_lambda_event_source_mapping.audit_queue).
     # Its concurrency is bounded by the event source mapping (audit_max_concurrency), not reserved.
@@ -75,10 +76,6 @@ locals {
       consumes_report_queue = false
       produces_reports      = false
       reserved_concurrency  = null
-      secret_arns = [
-        data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn,
-        data.aws_secretsmanager_secret.this["KUBECONFIG"].arn,
-      ]
       environment = {
         KUBECONFIG_SECRET_ARN   = data.aws_secretsmanager_secret.this["KUBECONFIG"].arn
         GITHUB_TOKEN_SECRET_ARN = data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn
@@ -100,11 +97,6 @@ locals {
       consumes_report_queue = false
       produces_reports      = false
       reserved_concurrency  = var.github_webhook_reserved_concurrency
-      secret_arns = [
-        data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn,
-        data.aws_secretsmanager_secret.this["GITHUB_WEBHOOK_SECRET"].arn,
-        data.aws_secretsmanager_secret.this["KUBECONFIG"].arn,
-      ]
       environment = {
         KUBECONFIG_SECRET_ARN           = data.aws_secretsmanager_secret.this["KUBECONFIG"].arn
         GITHUB_TOKEN_SECRET_ARN         = data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn
@@ -129,10 +121,6 @@ locals {
       consumes_report_queue = true
       produces_reports      = false
       reserved_concurrency  = null
-      secret_arns = [
-        data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn,
-        data.aws_secretsmanager_secret.this["KUBECONFIG"].arn,
-      ]
       environment = {
         KUBECONFIG_SECRET_ARN           = data.aws_secretsmanager_secret.this["KUBECONFIG"].arn
         GITHUB_TOKEN_SECRET_ARN         = data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn
@@ -156,10 +144,6 @@ locals {
       consumes_report_queue = false
       produces_reports      = true
       reserved_concurrency  = null
-      secret_arns = [
-        data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn,
-        data.aws_secretsmanager_secret.this["KUBECONFIG"].arn,
-      ]
       environment = {
         KUBECONFIG_SECRET_ARN   = data.aws_secretsmanager_secret.this["KUBECONFIG"].arn
         GITHUB_TOKEN_SECRET_ARN = data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn
@@ -381,10 +365,11 @@ data "aws_iam_policy_document" "lambda" {
 
   source_policy_documents = each.value.produces_reports ? [data.aws_iam_policy_document.report_producer.json] : []
 
+  # The secrets it reads at cold start (its *_SECRET_ARN variables), and no other.
   statement {
     sid       = "ReadOwnSecrets"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = each.value.secret_arns
+    resources = [for name, arn in each.value.environment : arn if endswith(name, "_SECRET_ARN")]
   }
 
   # Secrets encrypted with a customer managed key: decrypt through Secrets Manager only.

@@ -192,7 +192,7 @@ locals {
     }
 
     # Records each Rollout's history (deployments and bake statuses) on GitHub. Fed by the ordered push
-    # subscription google_pubsub_subscription.reports (one audit Event per message, ordering key
+    # subscription google_pubsub_subscription.push["reports"] (one audit Event per message, ordering key
     # namespace/name); a GitHub rate limit or outage raises, and Pub/Sub redelivers with exponential
     # backoff. Internal-only, invocable by its delivery service account only.
     reporter = {
@@ -313,47 +313,6 @@ resource "google_pubsub_topic_iam_member" "report_publisher" {
   member = each.value
 }
 
-# The identity that delivers audit messages to k8s_audit (push subscription OIDC token, or the
-# Eventarc trigger): it may invoke k8s_audit and nothing else.
-resource "google_service_account" "audit_delivery" {
-  account_id   = "${var.name_prefix}-audit-delivery"
-  display_name = "stagegate audit topic -> k8s_audit"
-}
-
-resource "google_cloud_run_v2_service_iam_member" "audit_delivery_invoker" {
-  location = var.region
-  name     = google_cloudfunctions2_function.this["k8s_audit"].service_config[0].service
-  role     = "roles/run.invoker"
-  member   = google_service_account.audit_delivery.member
-}
-
-# Pub/Sub mints the push OIDC token as audit_delivery (needed on projects created before 2021-04-08).
-resource "google_service_account_iam_member" "pubsub_token_creator" {
-  service_account_id = google_service_account.audit_delivery.name
-  role               = "roles/iam.serviceAccountTokenCreator"
-  member             = local.pubsub_service_agent
-}
-
-# The identity that delivers the reports topic to the reporter (push subscription OIDC token): it may
-# invoke the reporter and nothing else.
-resource "google_service_account" "report_delivery" {
-  account_id   = "${var.name_prefix}-report-delivery"
-  display_name = "stagegate reports topic -> reporter"
-}
-
-resource "google_cloud_run_v2_service_iam_member" "report_delivery_invoker" {
-  location = var.region
-  name     = google_cloudfunctions2_function.this["reporter"].service_config[0].service
-  role     = "roles/run.invoker"
-  member   = google_service_account.report_delivery.member
-}
-
-resource "google_service_account_iam_member" "pubsub_report_token_creator" {
-  service_account_id = google_service_account.report_delivery.name
-  role               = "roles/iam.serviceAccountTokenCreator"
-  member             = local.pubsub_service_agent
-}
-
 # The kube-apiserver and GitHub present no Google identity: these three are invocable by anyone at
 # the Cloud Run level and authenticate every request themselves (bearer token or webhook signature;
 # without the secret configured they refuse everything). resync_http and k8s_audit are not among them.
@@ -383,7 +342,7 @@ resource "google_cloud_run_v2_service_iam_member" "resync_scheduler" {
   member   = google_service_account.resync_scheduler.member
 }
 
-# --- audit topic -------------------------------------------------------------------------------------
+# --- topics ------------------------------------------------------------------------------------------
 
 # audit_bridge publishes here (one message per audit event, ordering key namespace/name); k8s_audit
 # consumes it.
@@ -392,74 +351,6 @@ resource "google_pubsub_topic" "audit" {
   message_retention_duration = "86400s"
 }
 
-resource "google_pubsub_topic" "audit_dead_letter" {
-  name = "${var.name_prefix}-audit-events-dead-letter"
-}
-
-# Messages that exhausted their deliveries are kept here for a week to be inspected or replayed.
-resource "google_pubsub_subscription" "audit_dead_letter" {
-  name                       = "${var.name_prefix}-audit-events-dead-letter"
-  topic                      = google_pubsub_topic.audit_dead_letter.id
-  message_retention_duration = "604800s"
-  ack_deadline_seconds       = 60
-
-  expiration_policy {
-    ttl = ""
-  }
-}
-
-resource "google_pubsub_subscription" "audit" {
-  count = var.k8s_audit_delivery == "push_subscription" ? 1 : 0
-
-  name                       = "${var.name_prefix}-audit-events-k8s-audit"
-  topic                      = google_pubsub_topic.audit.id
-  enable_message_ordering    = true
-  ack_deadline_seconds       = 60
-  message_retention_duration = "604800s"
-
-  push_config {
-    # The topic in the path lets functions-framework name the CloudEvent's source.
-    push_endpoint = "${google_cloudfunctions2_function.this["k8s_audit"].service_config[0].uri}/${google_pubsub_topic.audit.id}"
-    oidc_token {
-      service_account_email = google_service_account.audit_delivery.email
-      audience              = google_cloudfunctions2_function.this["k8s_audit"].service_config[0].uri
-    }
-  }
-
-  dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.audit_dead_letter.id
-    max_delivery_attempts = var.audit_max_delivery_attempts
-  }
-
-  retry_policy {
-    minimum_backoff = var.audit_minimum_backoff
-    maximum_backoff = var.audit_maximum_backoff
-  }
-
-  expiration_policy {
-    ttl = ""
-  }
-
-  depends_on = [google_cloud_run_v2_service_iam_member.audit_delivery_invoker]
-}
-
-# Dead-lettering needs the Pub/Sub service agent to publish to the dead-letter topic and to
-# acknowledge on the source subscription.
-resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
-  topic  = google_pubsub_topic.audit_dead_letter.id
-  role   = "roles/pubsub.publisher"
-  member = local.pubsub_service_agent
-}
-
-resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
-  count        = var.k8s_audit_delivery == "push_subscription" ? 1 : 0
-  subscription = google_pubsub_subscription.audit[0].id
-  role         = "roles/pubsub.subscriber"
-  member       = local.pubsub_service_agent
-}
-
-# --- reports topic -----------------------------------------------------------------------------------
-
 # k8s_audit_http and audit_bridge publish each Rollout status event here (REPORT_TRANSPORT=pubsub, one
 # audit Event per message, ordering key namespace/name); the reporter consumes it.
 resource "google_pubsub_topic" "reports" {
@@ -467,15 +358,124 @@ resource "google_pubsub_topic" "reports" {
   message_retention_duration = "86400s"
 }
 
-resource "google_pubsub_topic" "reports_dead_letter" {
-  name = "${var.name_prefix}-reports-dead-letter"
+# --- push delivery: topics -> functions --------------------------------------------------------------
+
+locals {
+  # Each function Pub/Sub pushes to, and how: as which identity (account_id; it may invoke that function
+  # and nothing else), to which dead-letter topic after max_delivery_attempts, with which
+  # acknowledgement deadline and exponential backoff between retries. Every push subscription to the
+  # function (local.push_subscriptions) delivers so.
+  push_deliveries = {
+    # The identity is also the one the Eventarc trigger delivers as (k8s_audit_delivery = "eventarc").
+    k8s_audit = {
+      account_id            = "audit-delivery"
+      display_name          = "stagegate audit topic -> k8s_audit"
+      dead_letter_name      = "audit-events-dead-letter"
+      ack_deadline_seconds  = 60
+      max_delivery_attempts = var.audit_max_delivery_attempts
+      minimum_backoff       = var.audit_minimum_backoff
+      maximum_backoff       = var.audit_maximum_backoff
+    }
+
+    # A GitHub secondary rate limit or outage is retried by Pub/Sub, with exponential backoff between
+    # report_minimum_backoff and report_maximum_backoff; the reporter never sleeps. The ack deadline is
+    # the reporter's timeout: Pub/Sub never redelivers a report that is still running.
+    reporter = {
+      account_id            = "report-delivery"
+      display_name          = "stagegate reports topic -> reporter"
+      dead_letter_name      = "reports-dead-letter"
+      ack_deadline_seconds  = local.reporter_timeout_seconds
+      max_delivery_attempts = var.report_max_delivery_attempts
+      minimum_backoff       = var.report_minimum_backoff
+      maximum_backoff       = var.report_maximum_backoff
+    }
+  }
+
+  # The push subscriptions, one google_pubsub_subscription.push each where enabled: which topic goes to
+  # which function (delivered as local.push_deliveries[function] says), and whether in order.
+  push_subscriptions = {
+    # With k8s_audit_delivery = "push_subscription" (otherwise k8s_audit has an Eventarc trigger).
+    # Ordered: the bridge publishes with ordering key namespace/name.
+    audit = {
+      enabled  = var.k8s_audit_delivery == "push_subscription"
+      name     = "${var.name_prefix}-audit-events-k8s-audit"
+      topic    = google_pubsub_topic.audit.id
+      function = "k8s_audit"
+      ordered  = true
+    }
+
+    # Ordered: reports of one Rollout arrive in publish order, and a failing one holds back the later
+    # ones of that Rollout (not the others) until it succeeds or is dead-lettered.
+    reports = {
+      enabled  = true
+      name     = "${var.name_prefix}-reports-reporter"
+      topic    = google_pubsub_topic.reports.id
+      function = "reporter"
+      ordered  = true
+    }
+
+    # GKE (gke_audit_logs.tf): every entry of the sink's topic to k8s_audit. An Environment write gets
+    # its gate, a Rollout status write recomputes the gates of the Environments governing it; a
+    # dead-lettered LogEntry is replayed to k8s_audit like any audit message. Unordered: a sink sets no
+    # ordering keys.
+    gke_audit_k8s_audit = {
+      enabled  = var.gke_audit_logs
+      name     = "${var.name_prefix}-gke-audit-k8s-audit"
+      topic    = one(google_pubsub_topic.gke_audit[*].id)
+      function = "k8s_audit"
+      ordered  = false
+    }
+
+    # GKE: every entry to the reporter too. A subscription filter sees only message attributes, and a
+    # sink's messages carry none that name the object, so the reporter gets the Environment entries as
+    # well and ignores them (it reports only routed Rollout status writes; no API call for the others).
+    # Unordered: a sink sets no ordering keys; the per-Rollout Lease serializes reports.
+    gke_audit_reporter = {
+      enabled  = var.gke_audit_logs
+      name     = "${var.name_prefix}-gke-audit-reporter"
+      topic    = one(google_pubsub_topic.gke_audit[*].id)
+      function = "reporter"
+      ordered  = false
+    }
+  }
 }
 
-# Reports that exhausted their deliveries are kept here for a week to be inspected or replayed (the
-# scheduled resync records what they would have).
-resource "google_pubsub_subscription" "reports_dead_letter" {
-  name                       = "${var.name_prefix}-reports-dead-letter"
-  topic                      = google_pubsub_topic.reports_dead_letter.id
+# The identity Pub/Sub delivers to each function as (push subscription OIDC token, or k8s_audit's
+# Eventarc trigger): it may invoke that function and nothing else.
+resource "google_service_account" "delivery" {
+  for_each     = local.push_deliveries
+  account_id   = "${var.name_prefix}-${each.value.account_id}"
+  display_name = each.value.display_name
+}
+
+resource "google_cloud_run_v2_service_iam_member" "delivery_invoker" {
+  for_each = local.push_deliveries
+  location = var.region
+  name     = google_cloudfunctions2_function.this[each.key].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = google_service_account.delivery[each.key].member
+}
+
+# Pub/Sub mints the push OIDC tokens as the delivery identities (needed on projects created before
+# 2021-04-08).
+resource "google_service_account_iam_member" "pubsub_token_creator" {
+  for_each           = local.push_deliveries
+  service_account_id = google_service_account.delivery[each.key].name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_service_agent
+}
+
+resource "google_pubsub_topic" "dead_letter" {
+  for_each = local.push_deliveries
+  name     = "${var.name_prefix}-${each.value.dead_letter_name}"
+}
+
+# Messages that exhausted their deliveries are kept here for a week to be inspected or replayed (for
+# reports, the scheduled resync records what they would have).
+resource "google_pubsub_subscription" "dead_letter" {
+  for_each                   = local.push_deliveries
+  name                       = "${var.name_prefix}-${each.value.dead_letter_name}"
+  topic                      = google_pubsub_topic.dead_letter[each.key].id
   message_retention_duration = "604800s"
   ack_deadline_seconds       = 60
 
@@ -484,51 +484,57 @@ resource "google_pubsub_subscription" "reports_dead_letter" {
   }
 }
 
-# Ordered: reports of one Rollout arrive in publish order, and a failing one holds back the later ones
-# of that Rollout (not the others) until it succeeds or is dead-lettered. A GitHub secondary rate limit
-# or outage is retried here, with exponential backoff between report_minimum_backoff and
-# report_maximum_backoff; the reporter never sleeps.
-resource "google_pubsub_subscription" "reports" {
-  name                       = "${var.name_prefix}-reports-reporter"
-  topic                      = google_pubsub_topic.reports.id
-  enable_message_ordering    = true
-  ack_deadline_seconds       = local.reporter_timeout_seconds
+# Dead-lettering needs the Pub/Sub service agent to publish to the dead-letter topics and to
+# acknowledge on the source subscriptions (dead_letter_subscriber below).
+resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
+  for_each = local.push_deliveries
+  topic    = google_pubsub_topic.dead_letter[each.key].id
+  role     = "roles/pubsub.publisher"
+  member   = local.pubsub_service_agent
+}
+
+resource "google_pubsub_subscription" "push" {
+  for_each = {
+    for name, subscription in local.push_subscriptions :
+    name => merge(local.push_deliveries[subscription.function], subscription) if subscription.enabled
+  }
+
+  name                       = each.value.name
+  topic                      = each.value.topic
+  enable_message_ordering    = each.value.ordered
+  ack_deadline_seconds       = each.value.ack_deadline_seconds
   message_retention_duration = "604800s"
 
   push_config {
     # The topic in the path lets functions-framework name the CloudEvent's source.
-    push_endpoint = "${google_cloudfunctions2_function.this["reporter"].service_config[0].uri}/${google_pubsub_topic.reports.id}"
+    push_endpoint = "${google_cloudfunctions2_function.this[each.value.function].service_config[0].uri}/${each.value.topic}"
     oidc_token {
-      service_account_email = google_service_account.report_delivery.email
-      audience              = google_cloudfunctions2_function.this["reporter"].service_config[0].uri
+      service_account_email = google_service_account.delivery[each.value.function].email
+      audience              = google_cloudfunctions2_function.this[each.value.function].service_config[0].uri
     }
   }
 
   dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.reports_dead_letter.id
-    max_delivery_attempts = var.report_max_delivery_attempts
+    dead_letter_topic     = google_pubsub_topic.dead_letter[each.value.function].id
+    max_delivery_attempts = each.value.max_delivery_attempts
   }
 
   retry_policy {
-    minimum_backoff = var.report_minimum_backoff
-    maximum_backoff = var.report_maximum_backoff
+    minimum_backoff = each.value.minimum_backoff
+    maximum_backoff = each.value.maximum_backoff
   }
 
   expiration_policy {
     ttl = ""
   }
 
-  depends_on = [google_cloud_run_v2_service_iam_member.report_delivery_invoker]
+  # Pushes start once the delivery identities may invoke their functions.
+  depends_on = [google_cloud_run_v2_service_iam_member.delivery_invoker]
 }
 
-resource "google_pubsub_topic_iam_member" "reports_dead_letter_publisher" {
-  topic  = google_pubsub_topic.reports_dead_letter.id
-  role   = "roles/pubsub.publisher"
-  member = local.pubsub_service_agent
-}
-
-resource "google_pubsub_subscription_iam_member" "reports_dead_letter_subscriber" {
-  subscription = google_pubsub_subscription.reports.id
+resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
+  for_each     = google_pubsub_subscription.push
+  subscription = each.value.id
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_service_agent
 }
@@ -602,7 +608,7 @@ resource "google_cloudfunctions2_function" "this" {
       event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
       pubsub_topic          = google_pubsub_topic.audit.id
       retry_policy          = "RETRY_POLICY_RETRY"
-      service_account_email = google_service_account.audit_delivery.email
+      service_account_email = google_service_account.delivery["k8s_audit"].email
     }
   }
 

@@ -25,7 +25,7 @@ output "audit_topic" {
 
 output "audit_dead_letter_subscription" {
   description = "Audit messages k8s_audit could not handle after every delivery attempt."
-  value       = google_pubsub_subscription.audit_dead_letter.id
+  value       = google_pubsub_subscription.dead_letter["k8s_audit"].id
 }
 
 output "reports_topic" {
@@ -35,7 +35,7 @@ output "reports_topic" {
 
 output "reports_dead_letter_subscription" {
   description = "Reports the reporter could not make after every delivery attempt."
-  value       = google_pubsub_subscription.reports_dead_letter.id
+  value       = google_pubsub_subscription.dead_letter["reporter"].id
 }
 
 output "secret_ids" {

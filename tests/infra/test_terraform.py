@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import hcl2
 import pytest
 
 from tests.infra.terraform import (
@@ -24,6 +25,7 @@ from tests.infra.terraform import (
     Body,
     Config,
     eventbridge_pattern,
+    instantiate,
     jsonencoded,
     load,
     reference,
@@ -364,6 +366,51 @@ def gcp_functions(config: Config) -> dict[str, Body]:
     return functions
 
 
+# `for_each` of google_pubsub_subscription.push: the enabled entries of local.push_subscriptions, each
+# merged over the delivery settings of its function (local.push_deliveries).
+PUSH_FOR_EACH = (
+    "${{for name , subscription in local.push_subscriptions : "
+    "name => merge(local.push_deliveries[subscription.function], subscription) if subscription.enabled}}"
+)
+_PARENTHESIZED = re.compile(r"\$\{\((.+?)\)\}")
+
+
+def push_subscriptions(config: Config) -> dict[str, tuple[object, Body]]:
+    """google_pubsub_subscription.push by key, as terraform expands its `for_each`: each entry of
+    `local.push_subscriptions` merged over `local.push_deliveries[function]`, with whether it is made
+    (its `enabled`: true, or the expression that decides) and its body. `${(x)}` reads `${x}`."""
+    template = dict(config.resource("google_pubsub_subscription", "push"))
+    assert template.pop("for_each") == PUSH_FOR_EACH, "google_pubsub_subscription.push: unexpected for_each"
+    deliveries = config.locals["push_deliveries"]
+    found = {}
+    for key, subscription in config.locals["push_subscriptions"].items():
+        assert subscription["function"] in deliveries, f"{key}: no delivery to {subscription['function']}"
+        value = deliveries[subscription["function"]] | subscription
+        body = instantiate(template, {"each": {"key": key, "value": value}})
+        for push in body.get("push_config", []):
+            push["push_endpoint"] = _PARENTHESIZED.sub(r"${\1}", push["push_endpoint"])
+        found[key] = (subscription["enabled"], body)
+    return found
+
+
+def dead_letter_subscribers(config: Config) -> list[Body]:
+    """google_pubsub_subscription_iam_member.dead_letter_subscriber, one per push subscription (its
+    `for_each` is google_pubsub_subscription.push), each naming its subscription by address; and every
+    other google_pubsub_subscription_iam_member as it is."""
+    found = []
+    for name, body in config.instances("google_pubsub_subscription_iam_member").items():
+        if name != "dead_letter_subscriber":
+            found.append(body)
+            continue
+        assert reference(body["for_each"]) == "google_pubsub_subscription.push", name
+        assert reference(body["subscription"]) == "each.value.id", name
+        template = {k: v for k, v in body.items() if k != "for_each"}
+        for key in push_subscriptions(config):
+            address = f'google_pubsub_subscription.push["{key}"]'
+            found.append(template | {"subscription": f"${{{address}.id}}"})
+    return found
+
+
 def gcp_environment(body: Body) -> tuple[dict[str, Any], dict[str, Body]]:
     """A function's plain variables and its secret variables (by name)."""
     service = _one(body.get("service_config"), "service_config")
@@ -633,24 +680,25 @@ def test_gcp_bridge_publishes_to_the_topic_k8s_audit_consumes(gcp: Config) -> No
     )
     assert reference(plain["BRIDGE_PUBSUB_TOPIC"]) == "google_pubsub_topic.audit.id"
 
-    subscription = gcp.resource("google_pubsub_subscription", "audit")
+    enabled, subscription = push_subscriptions(gcp)["audit"]
+    assert enabled == '${var.k8s_audit_delivery == "push_subscription"}'
     assert reference(subscription["topic"]) == "google_pubsub_topic.audit.id"
     assert subscription["enable_message_ordering"] is True
     push = _one(subscription["push_config"], "push_config")
     k8s_audit = gcp_functions(gcp)["k8s_audit"]["__address__"]
-    assert push["push_endpoint"].startswith(
-        f"${{google_cloudfunctions2_function.{k8s_audit}.service_config[0].uri}}"
+    assert push["push_endpoint"] == (
+        f"${{google_cloudfunctions2_function.{k8s_audit}.service_config[0].uri}}/${{google_pubsub_topic.audit.id}}"
     )
     oidc = _one(push["oidc_token"], "oidc_token")
-    assert reference(oidc["service_account_email"]) == "google_service_account.audit_delivery.email"
+    assert reference(oidc["service_account_email"]) == 'google_service_account.delivery["k8s_audit"].email'
     dead_letter = _one(subscription["dead_letter_policy"], "dead_letter_policy")
-    assert reference(dead_letter["dead_letter_topic"]) == "google_pubsub_topic.audit_dead_letter.id"
+    assert reference(dead_letter["dead_letter_topic"]) == 'google_pubsub_topic.dead_letter["k8s_audit"].id'
     assert dead_letter["max_delivery_attempts"]
     retry = _one(subscription["retry_policy"], "retry_policy")
     assert retry["minimum_backoff"]
     assert retry["maximum_backoff"]
-    kept = gcp.resource("google_pubsub_subscription", "audit_dead_letter")
-    assert reference(kept["topic"]) == "google_pubsub_topic.audit_dead_letter.id", (
+    kept = gcp.instances("google_pubsub_subscription")['dead_letter["k8s_audit"]']
+    assert reference(kept["topic"]) == 'google_pubsub_topic.dead_letter["k8s_audit"].id', (
         "dead letters would be lost"
     )
 
@@ -778,15 +826,14 @@ def test_gcp_reports_are_delivered_ordered_retried_with_backoff_and_dead_lettere
         "the reporter is fed by the ordered push subscription only (an Eventarc trigger has no ordering)"
     )
 
-    subscription = gcp.resource("google_pubsub_subscription", "reports")
-    assert "count" not in subscription, "the reporter has no other delivery"
-    assert "for_each" not in subscription
+    enabled, subscription = push_subscriptions(gcp)["reports"]
+    assert enabled is True, "the reporter has no other delivery"
     assert reference(subscription["topic"]) == "google_pubsub_topic.reports.id"
     assert subscription["enable_message_ordering"] is True, "reports of one Rollout must arrive in order"
     push = _one(subscription["push_config"], "push_config")
     assert push["push_endpoint"] == f"${{{uri}}}/${{google_pubsub_topic.reports.id}}"
     oidc = _one(push["oidc_token"], "oidc_token")
-    assert reference(oidc["service_account_email"]) == "google_service_account.report_delivery.email"
+    assert reference(oidc["service_account_email"]) == 'google_service_account.delivery["reporter"].email'
     assert reference(oidc["audience"]) == uri
 
     # A GitHub rate limit or outage is retried by Pub/Sub, with exponential backoff, never by sleeping.
@@ -795,25 +842,25 @@ def test_gcp_reports_are_delivered_ordered_retried_with_backoff_and_dead_lettere
     assert 10 <= minimum < maximum <= 600, (minimum, maximum)
 
     dead_letter = _one(subscription["dead_letter_policy"], "dead_letter_policy")
-    assert reference(dead_letter["dead_letter_topic"]) == "google_pubsub_topic.reports_dead_letter.id"
+    assert reference(dead_letter["dead_letter_topic"]) == 'google_pubsub_topic.dead_letter["reporter"].id'
     assert 5 <= number(dead_letter["max_delivery_attempts"], gcp) <= 100
-    kept = gcp.resource("google_pubsub_subscription", "reports_dead_letter")
-    assert reference(kept["topic"]) == "google_pubsub_topic.reports_dead_letter.id", (
+    kept = gcp.instances("google_pubsub_subscription")['dead_letter["reporter"]']
+    assert reference(kept["topic"]) == 'google_pubsub_topic.dead_letter["reporter"].id', (
         "dead-lettered reports would be lost"
     )
     # Dead-lettering needs the Pub/Sub service agent on both ends.
     agent = "${local.pubsub_service_agent}"
     assert any(
-        reference(b["topic"]) == "google_pubsub_topic.reports_dead_letter.id"
+        reference(b["topic"]) == 'google_pubsub_topic.dead_letter["reporter"].id'
         and b["member"] == agent
         and b["role"] == "roles/pubsub.publisher"
         for b in gcp.instances("google_pubsub_topic_iam_member").values()
     ), "the Pub/Sub service agent cannot publish to the reports dead-letter topic"
     assert any(
-        reference(b["subscription"]) == "google_pubsub_subscription.reports.id"
+        reference(b["subscription"]) == 'google_pubsub_subscription.push["reports"].id'
         and b["member"] == agent
         and b["role"] == "roles/pubsub.subscriber"
-        for b in gcp.instances("google_pubsub_subscription_iam_member").values()
+        for b in dead_letter_subscribers(gcp)
     ), "the Pub/Sub service agent cannot acknowledge dead-lettered reports"
 
     # Pub/Sub waits for the push answer at least as long as the reporter may run, which is longer than
@@ -836,17 +883,128 @@ def test_gcp_reporter_is_internal_and_invocable_by_its_delivery_identity_only(gc
         if reference(body["name"]) == service
     ]
     assert [(reference(b["member"]), b["role"]) for b in invokers] == [
-        ("google_service_account.report_delivery.member", "roles/run.invoker")
+        ('google_service_account.delivery["reporter"].member', "roles/run.invoker")
     ]
     token_creators = [
         body
-        for body in gcp.of_type("google_service_account_iam_member").values()
-        if reference(body["service_account_id"]) == "google_service_account.report_delivery.name"
+        for body in gcp.instances("google_service_account_iam_member").values()
+        if reference(body["service_account_id"]) == 'google_service_account.delivery["reporter"].name'
     ]
     assert [(b["role"], b["member"]) for b in token_creators] == [
         ("roles/iam.serviceAccountTokenCreator", "${local.pubsub_service_agent}")
     ]
     assert gcp.outputs["reports_topic"]["value"] == "${google_pubsub_topic.reports.id}"
+
+
+def test_gcp_every_push_delivers_as_its_function_says(gcp: Config) -> None:
+    """Each push subscription pushes to its function as that function's delivery identity, with its
+    deadline, retries and dead-letter topic; each delivery has its invoker binding, token creator
+    grant, dead-letter topic (kept in a subscription, publishable by the Pub/Sub service agent)."""
+    deliveries = gcp.locals["push_deliveries"]
+    assert set(deliveries) == {"k8s_audit", "reporter"}
+    agent = "${local.pubsub_service_agent}"
+    subscribers = {reference(b["subscription"]) for b in dead_letter_subscribers(gcp) if b["member"] == agent}
+    subscriptions = push_subscriptions(gcp)
+    for key, (_, body) in subscriptions.items():
+        function = gcp.locals["push_subscriptions"][key]["function"]
+        assert GCP_FUNCTIONS[function] == "cloud_event", f"{key} pushes to {function}"
+        delivery = deliveries[function]
+        address = gcp_functions(gcp)[function]["__address__"]
+        uri = f"google_cloudfunctions2_function.{address}.service_config[0].uri"
+        push = _one(body["push_config"], "push_config")
+        assert push["push_endpoint"] == f"${{{uri}}}/{body['topic']}", key
+        oidc = _one(push["oidc_token"], "oidc_token")
+        assert (
+            reference(oidc["service_account_email"]) == f'google_service_account.delivery["{function}"].email'
+        )
+        assert reference(oidc["audience"]) == uri, key
+        assert body["ack_deadline_seconds"] == delivery["ack_deadline_seconds"], key
+        letters = _one(body["dead_letter_policy"], "dead_letter_policy")
+        assert reference(letters["dead_letter_topic"]) == f'google_pubsub_topic.dead_letter["{function}"].id'
+        assert letters["max_delivery_attempts"] == delivery["max_delivery_attempts"], key
+        retry = _one(body["retry_policy"], "retry_policy")
+        assert (retry["minimum_backoff"], retry["maximum_backoff"]) == (
+            delivery["minimum_backoff"],
+            delivery["maximum_backoff"],
+        ), key
+        assert seconds(retry["minimum_backoff"], gcp) < seconds(retry["maximum_backoff"], gcp), key
+        assert body["message_retention_duration"] == "604800s", key
+        assert _one(body["expiration_policy"], "expiration_policy")["ttl"] == "", key
+        assert body["depends_on"] == ["${google_cloud_run_v2_service_iam_member.delivery_invoker}"], key
+        assert f'google_pubsub_subscription.push["{key}"].id' in subscribers, (
+            f"{key}: the Pub/Sub service agent cannot acknowledge dead-lettered messages"
+        )
+    assert len(subscribers) == len(subscriptions)
+
+    for function in deliveries:
+        address = gcp_functions(gcp)[function]["__address__"]
+        service = f"google_cloudfunctions2_function.{address}.service_config[0].service"
+        identity = f'google_service_account.delivery["{function}"]'
+        invoker = gcp.instances("google_cloud_run_v2_service_iam_member")[f'delivery_invoker["{function}"]']
+        assert (reference(invoker["name"]), reference(invoker["member"]), invoker["role"]) == (
+            service,
+            f"{identity}.member",
+            "roles/run.invoker",
+        )
+        creator = gcp.instances("google_service_account_iam_member")[f'pubsub_token_creator["{function}"]']
+        assert (reference(creator["service_account_id"]), creator["member"], creator["role"]) == (
+            f"{identity}.name",
+            agent,
+            "roles/iam.serviceAccountTokenCreator",
+        )
+        topic = f'google_pubsub_topic.dead_letter["{function}"].id'
+        kept = gcp.instances("google_pubsub_subscription")[f'dead_letter["{function}"]']
+        assert reference(kept["topic"]) == topic
+        assert kept["message_retention_duration"] == "604800s"
+        publisher = gcp.instances("google_pubsub_topic_iam_member")[f'dead_letter_publisher["{function}"]']
+        assert (reference(publisher["topic"]), publisher["member"], publisher["role"]) == (
+            topic,
+            agent,
+            "roles/pubsub.publisher",
+        )
+
+
+def _declared_addresses(config: Config) -> set[str]:
+    """Every resource instance address the configuration declares (a `count` resource as `name[0]`)."""
+    declared = set()
+    for kind, named in config.resources.items():
+        for address in config.instances(kind):
+            declared.add(f"{kind}.{address}")
+            if "count" in named.get(address, {}):
+                declared.add(f"{kind}.{address}[0]")
+    # The two resources whose for_each is not a local: the push subscriptions and (for_each over them)
+    # the Pub/Sub service agent's subscriber grant on each (checked by dead_letter_subscribers()).
+    dead_letter_subscribers(config)
+    for address in (
+        "google_pubsub_subscription.push",
+        "google_pubsub_subscription_iam_member.dead_letter_subscriber",
+    ):
+        declared.discard(address)
+        declared |= {f'{address}["{key}"]' for key in push_subscriptions(config)}
+    return declared
+
+
+def test_gcp_moved_blocks_lead_from_former_addresses_to_declared_instances(gcp: Config) -> None:
+    """terraform moves an existing deployment's resources instead of recreating them (moved.tf): each
+    `to` must be declared, and no `from` may be (a move onto nothing, or off something still declared,
+    would recreate or fail)."""
+    moves = []
+    for path in gcp.files:
+        with path.open(encoding="utf-8") as handle:
+            moves.extend(hcl2.load(handle).get("moved", []))
+    assert moves, "no moved blocks"
+    declared = _declared_addresses(gcp)
+    sources = [reference(move["from"]) for move in moves]
+    targets = [reference(move["to"]) for move in moves]
+    assert len(set(sources)) == len(sources), "a former address moves twice"
+    assert len(set(targets)) == len(targets), "two former addresses move to one instance"
+    for source, target in zip(sources, targets, strict=True):
+        assert target in declared, f"moved to {target}, which is not declared"
+        assert source not in declared, f"moved from {source}, which is still declared"
+    # What the push subscriptions replaced: one former subscription and subscriber grant each.
+    assert {t for t in targets if t and t.startswith("google_pubsub_subscription.push[")} == {
+        f'google_pubsub_subscription.push["{key}"]' for key in push_subscriptions(gcp)
+    }
 
 
 # --- AWS: bus, rule, queue, consumer ----------------------------------------------------------------------
@@ -898,7 +1056,7 @@ def test_lambda_roles_are_least_privilege(aws: Config) -> None:
         ]
         doc = reference(policy["policy"]) or ""
         assert doc.startswith("data.aws_iam_policy_document."), doc
-        return aws.data_instances("aws_iam_policy_document")[doc.split(".")[2]]
+        return _policy_documents(aws)[doc.split(".")[2]]
 
     consumer = _statements(document_of("k8s_audit_eventbridge"))
     sqs = [s for s in consumer if any(a.startswith("sqs:") for a in s["actions"])]
@@ -1113,8 +1271,28 @@ def test_gcp_grants_no_primitive_role_and_nothing_project_wide(gcp: Config) -> N
             assert "*" not in str(role), f"{kind}.{address} grants {role}"
 
 
+# What data.aws_iam_policy_document.lambda lets a function read: the values of its *_SECRET_ARN variables.
+SECRETS_OF_THE_ENVIRONMENT = (
+    '${[for name , arn in each.value.environment : arn if endswith(name, "_SECRET_ARN")]}'
+)
+
+
 def _policy_documents(config: Config) -> dict[str, Body]:
-    return config.data_instances("aws_iam_policy_document")
+    """Every aws_iam_policy_document by instance address; in those of local.lambdas, the secrets a
+    function may read (SECRETS_OF_THE_ENVIRONMENT) evaluated as terraform would (a map is iterated in
+    the lexical order of its keys)."""
+    documents = config.data_instances("aws_iam_policy_document")
+    for key, function in config.locals["lambdas"].items():
+        environment = function["environment"]
+        secrets = [environment[name] for name in sorted(environment) if name.endswith("_SECRET_ARN")]
+        document = documents[f'lambda["{key}"]']
+        for statement in document.get("statement", []):
+            if statement.get("resources") == SECRETS_OF_THE_ENVIRONMENT:
+                statement["resources"] = secrets
+    for name, document in documents.items():
+        for statement in _statements(document):
+            assert isinstance(statement.get("resources", []), list), f"{name}: resources not evaluated"
+    return documents
 
 
 def test_aws_every_policy_is_a_document_without_wildcard_actions(aws: Config) -> None:

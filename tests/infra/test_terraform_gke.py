@@ -6,8 +6,9 @@ ANDed; `=` equality, `=~` regular expression, `("a" OR "b")` alternatives; anyth
 test) and run over LogEntries built with Google's types (tests/shared/test_cloud_audit_log.py): it lets
 through exactly the entries the code routes, so nothing stagegate acts on is dropped and nothing else
 costs a delivery. The rest checks the wiring: the sink's writer identity may publish to its topic and
-nothing else, and the two push subscriptions deliver to k8s_audit and the reporter with the delivery
-identities, retries and dead-letter topics of the existing subscriptions.
+nothing else, and the two push subscriptions (entries of `local.push_subscriptions`, made only with
+gke_audit_logs) deliver to k8s_audit and the reporter with the delivery identities, retries and
+dead-letter topics of the existing subscriptions.
 """
 
 from __future__ import annotations
@@ -20,12 +21,23 @@ import pytest
 
 from shared.audit import ROUTES, Routed, parse_audit_document, route
 from tests.infra.terraform import Body, Config, load, reference
-from tests.infra.test_terraform import GCP_FUNCTIONS, _one, gcp_functions, number, seconds
+from tests.infra.test_terraform import (
+    GCP_FUNCTIONS,
+    _one,
+    dead_letter_subscribers,
+    gcp_functions,
+    number,
+    push_subscriptions,
+    seconds,
+)
 from tests.shared.test_cloud_audit_log import CLUSTER, LOCATION, PROJECT, log_entry
 
 GKE_FILE = "gke_audit_logs.tf"
 ENABLED = "${var.gke_audit_logs ? 1 : 0}"
 TOPIC = "google_pubsub_topic.gke_audit[0].id"
+# The topic as the push subscriptions name it: null without gke_audit_logs, when they are not made.
+SUBSCRIBED_TOPIC = "one(google_pubsub_topic.gke_audit[*].id)"
+GKE_SUBSCRIPTIONS = {"gke_audit_k8s_audit", "gke_audit_reporter"}
 SINK = "google_logging_project_sink.gke_audit[0]"
 
 
@@ -160,11 +172,19 @@ def test_gke_audit_logs_is_optional_and_off_by_default(gcp: Config) -> None:
         "google_logging_project_sink",
         "google_pubsub_topic",
         "google_pubsub_topic_iam_member",
-        "google_pubsub_subscription",
-        "google_pubsub_subscription_iam_member",
     }
     for kind, name, body in resources:
         assert body.get("count") == ENABLED, f"{kind}.{name} is made without gke_audit_logs"
+    # The push subscriptions of the topic are entries of local.push_subscriptions (main.tf).
+    subscribing = {
+        key
+        for key, (_, body) in push_subscriptions(gcp).items()
+        if reference(body["topic"]) in {SUBSCRIBED_TOPIC, TOPIC}
+    }
+    assert subscribing == GKE_SUBSCRIPTIONS
+    for key in sorted(subscribing):
+        enabled, _ = push_subscriptions(gcp)[key]
+        assert enabled == "${var.gke_audit_logs}", f"push subscription {key} is made without gke_audit_logs"
     for name in ("gke_audit_topic", "gke_audit_sink_writer_identity"):
         assert gcp.outputs[name]["value"].startswith("${var.gke_audit_logs ?"), name
 
@@ -258,52 +278,61 @@ def test_only_the_sink_writer_identity_may_publish_to_the_gke_topic(gcp: Config)
 
 
 @pytest.mark.parametrize(
-    ("subscription", "target", "identity", "dead_letter"),
+    ("subscription", "target", "existing"),
     [
-        ("gke_audit_k8s_audit", "k8s_audit", "audit_delivery", "audit_dead_letter"),
-        ("gke_audit_reporter", "reporter", "report_delivery", "reports_dead_letter"),
+        ("gke_audit_k8s_audit", "k8s_audit", "audit"),
+        ("gke_audit_reporter", "reporter", "reports"),
     ],
 )
 def test_each_subscription_pushes_to_its_function_with_retries_and_dead_letters(
-    gcp: Config, subscription: str, target: str, identity: str, dead_letter: str
+    gcp: Config, subscription: str, target: str, existing: str
 ) -> None:
     assert GCP_FUNCTIONS[target] == "cloud_event"
-    body = gcp.resource("google_pubsub_subscription", subscription)
-    assert reference(body["topic"]) == TOPIC
+    _, body = push_subscriptions(gcp)[subscription]
+    _, other = push_subscriptions(gcp)[existing]
+    identity = f'google_service_account.delivery["{target}"]'
+    dead_letter = f'google_pubsub_topic.dead_letter["{target}"]'
+    assert reference(body["topic"]) == SUBSCRIBED_TOPIC
     assert body["enable_message_ordering"] is False, "a sink publishes without ordering keys"
     assert "filter" not in body, "a subscription filter sees only attributes, which name no object"
 
     function = gcp_functions(gcp)[target]
     uri = f"google_cloudfunctions2_function.{function['__address__']}.service_config[0].uri"
     push = _one(body["push_config"], "push_config")
-    assert push["push_endpoint"] == f"${{{uri}}}/${{{TOPIC}}}"
+    assert push["push_endpoint"] == f"${{{uri}}}/${{{SUBSCRIBED_TOPIC}}}"
     oidc = _one(push["oidc_token"], "oidc_token")
-    assert reference(oidc["service_account_email"]) == f"google_service_account.{identity}.email"
+    assert reference(oidc["service_account_email"]) == f"{identity}.email"
     assert reference(oidc["audience"]) == uri
-    assert body["depends_on"] == [f"${{google_cloud_run_v2_service_iam_member.{identity}_invoker}}"]
+    assert body["depends_on"] == ["${google_cloud_run_v2_service_iam_member.delivery_invoker}"]
 
     retry = _one(body["retry_policy"], "retry_policy")
     assert 10 <= seconds(retry["minimum_backoff"], gcp) < seconds(retry["maximum_backoff"], gcp) <= 600
     letters = _one(body["dead_letter_policy"], "dead_letter_policy")
-    assert reference(letters["dead_letter_topic"]) == f"google_pubsub_topic.{dead_letter}.id"
+    assert reference(letters["dead_letter_topic"]) == f"{dead_letter}.id"
     assert 5 <= number(letters["max_delivery_attempts"], gcp) <= 100
+    # As the existing subscription to the same function delivers.
+    for block in ("dead_letter_policy", "retry_policy"):
+        assert body[block] == other[block], block
+    assert _one(push["oidc_token"], "oidc_token") == _one(
+        _one(other["push_config"], "push_config")["oidc_token"], "oidc_token"
+    )
     agent = "${local.pubsub_service_agent}"
     assert any(
-        reference(b["subscription"]) == f"google_pubsub_subscription.{subscription}[0].id"
+        reference(b["subscription"]) == f'google_pubsub_subscription.push["{subscription}"].id'
         and b["member"] == agent
         and b["role"] == "roles/pubsub.subscriber"
-        for b in gcp.of_type("google_pubsub_subscription_iam_member").values()
+        for b in dead_letter_subscribers(gcp)
     ), "the Pub/Sub service agent cannot acknowledge dead-lettered messages"
     assert any(
-        reference(b["topic"]) == f"google_pubsub_topic.{dead_letter}.id"
+        reference(b["topic"]) == f"{dead_letter}.id"
         and b["member"] == agent
         and b["role"] == "roles/pubsub.publisher"
-        for b in gcp.of_type("google_pubsub_topic_iam_member").values()
+        for b in gcp.instances("google_pubsub_topic_iam_member").values()
     ), "the Pub/Sub service agent cannot publish to the dead-letter topic"
 
 
 def test_the_reporter_is_not_delivered_a_report_twice_while_it_runs(gcp: Config) -> None:
-    body = gcp.resource("google_pubsub_subscription", "gke_audit_reporter")
+    _, body = push_subscriptions(gcp)["gke_audit_reporter"]
     service = _one(gcp_functions(gcp)["reporter"]["service_config"], "service_config")
     assert number(service["timeout_seconds"], gcp) <= number(body["ack_deadline_seconds"], gcp) <= 600
 
