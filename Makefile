@@ -4,10 +4,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements-dev.lock | cksum | cut -d' ' -f1)
 
-.PHONY: help demo install kube-assets octokit-assets test test-unit lint bench lock run clean
+.PHONY: help demo dev install kube-assets octokit-assets test test-unit lint bench lock run clean
 
 demo: install kube-assets octokit-assets  ## replay the incident on a local stack; prints a timeline and a verdict
 	$(PY) -m stagegate_dev.demo
+
+dev: install kube-assets octokit-assets  ## the whole system locally until Ctrl-C: prints the KUBECONFIG to use
+	$(PY) -m stagegate_dev.dev
 
 install: $(STAMP)               ## the virtualenv with the pinned dependencies and the project
 

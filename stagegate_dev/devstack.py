@@ -6,6 +6,9 @@ and everything started here is stopped by `close()`. The binaries come from
 Optionally the apiserver sends audit events to a webhook in blocking mode, which is how the
 no-window guarantee is proven. This module needs the `dev` extra (trustme); the functions never
 import it.
+
+`python -m stagegate_dev.devstack` runs the bare stack (etcd, kube-apiserver, the project's CRDs) until
+SIGTERM or SIGINT; `make dev` (`stagegate_dev.dev`) runs the whole system on top of it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import trustme
 import yaml
 from kubernetes import client, config
 
+from stagegate_dev.commandline import no_arguments, stop_cleanly_on_signals
 from stagegate_dev.polling import ProcessExited, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,6 +166,10 @@ class Processes:
                     proc.wait()
             log.close()
         self._children.clear()
+
+    def exited(self) -> list[str]:
+        """The names of the children that have exited (by themselves, or killed by someone else)."""
+        return [Path(log.name).stem for proc, log in self._children if proc.poll() is not None]
 
     def tail(self, name: str, lines: int = 40) -> str:
         path = self.log_dir / f"{name}.log"
@@ -515,14 +523,34 @@ class MotoServer:
         }
 
 
-def main() -> None:
-    """Run a local stack until interrupted and print how to reach it."""
-    with KubeStack() as stack:
-        print(json.dumps({"kubeconfig": str(stack.kubeconfig), "server": stack.server}), flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            while True:
-                time.sleep(3600)
+def wait_for_children(procs: Processes) -> int:
+    """Block until a signal interrupts (`stagegate_dev.commandline`), or return 1 once a child has exited
+    by itself, printing its log's tail: a stack with a dead apiserver is worth nothing to its user."""
+    while not (gone := procs.exited()):
+        time.sleep(0.5)
+    for name in gone:
+        print(f"{name} exited; the last lines of its log:\n{procs.tail(name)}", file=sys.stderr, flush=True)
+    return 1
+
+
+def main() -> int:
+    """Run the bare stack until SIGTERM or SIGINT (exit 0: that is how it is meant to end)."""
+    no_arguments(
+        "python -m stagegate_dev.devstack",
+        "etcd and a kube-apiserver with the project's CRDs on loopback, until SIGTERM or Ctrl-C; prints "
+        "{kubeconfig, server} as one JSON line once it serves. Both are stopped and their data folder "
+        "removed however it stops (STAGEGATE_KEEP_STACK=1 keeps the folder). For the whole system "
+        "(functions, webhooks, a GitHub stand-in) use `make dev`.",
+    )
+    stop_cleanly_on_signals()
+    try:
+        with KubeStack() as stack:
+            print(json.dumps({"kubeconfig": str(stack.kubeconfig), "server": stack.server}), flush=True)
+            return wait_for_children(stack.procs)
+    except KeyboardInterrupt:
+        print("stopped: etcd and kube-apiserver are gone", flush=True)
+        return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
