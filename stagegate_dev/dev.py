@@ -74,11 +74,15 @@ def running(repos: Sequence[str]) -> Iterator[Dev]:
             env = {"KUBECONFIG": str(kube.kubeconfig), "AUDIT_WEBHOOK_TOKEN": kube.audit.token, **github,
                    "GITHUB_WEBHOOK_SECRET": secrets.token_urlsafe(16),
                    "RESYNC_TOKEN": secrets.token_urlsafe(16)}  # fmt: skip
-            functions = [(FUNCTIONS[0].target, audit, FUNCTIONS[0].expects)]
+            functions = []
             print("starting the functions ...", flush=True)
-            for function in FUNCTIONS[1:]:
+            for function in FUNCTIONS:
                 source = devstack.ROOT / "functions" / function.folder / "main.py"
-                server = devstack.FunctionServer(source, function.target, env, None, kube.procs)
+                server = (
+                    audit  # already serving: the apiserver cannot start without its audit webhook
+                    if function.target == "k8s_audit_http"
+                    else devstack.FunctionServer(source, function.target, env, None, kube.procs)
+                )
                 functions.append((function.target, server, function.expects))
             source = devstack.ROOT / "functions" / ADMISSION / "main.py"
             admission = devstack.FunctionServer(source, ADMISSION, env, kube.tls, kube.procs)
