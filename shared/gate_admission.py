@@ -109,14 +109,16 @@ def gates_ensured(env: Environment, results: Sequence[GateResult]) -> Decision:
     return allow(reason, warnings)
 
 
-def relax_later(env: Environment, wanted: str) -> Decision:
-    """The change would relax a gate: only the stored Environment may do that, after this write."""
+def relax_later(env: Environment, wanted: str, *, restricting: bool) -> Decision:
+    """The change would relax a gate: only the stored Environment may do that, after this write. The
+    user hears of it only when an existing gate keeps restricting meanwhile: an unrestricted gate that
+    is not created yet holds nothing back."""
+    warnings = (
+        f"stagegate: the gate of Environment {env.name} keeps its restriction until stagegate reads the "
+        "stored Environment (audit event or resync)",
+    )
     return allow(
-        f"left for after the write, from the stored Environment: {wanted}",
-        (
-            f"stagegate: the gate of Environment {env.name} keeps its restriction until stagegate reads the "
-            "stored Environment (audit event or resync)",
-        ),
+        f"left for after the write, from the stored Environment: {wanted}", warnings if restricting else ()
     )
 
 

@@ -106,7 +106,7 @@ def _environment(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
     try:
         results = ensure_gates(env, ctx.kube, fresh=step.creating, attempts=ctx.attempts, current=False)
     except NeedsCurrentState as exc:
-        return relax_later(env, str(exc))
+        return relax_later(env, str(exc), restricting=exc.restricting)
     return gates_ensured(env, results)
 
 

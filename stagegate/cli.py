@@ -93,6 +93,17 @@ class _SaysDryRun(logging.Filter):
         return True
 
 
+class _WarningsOnly(logging.Filter):
+    """`explain` writes nothing, and its answer is its output: the log adds only what went wrong."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 INCOMPLETE = 3
 """Exit code of `explain` when it could not read the upstream's bake results (the answer is partial)."""
 
@@ -104,9 +115,10 @@ def explain(env: Environment, kube: RecomputeStore, upstream: Upstream | None, o
     gates = [g for g in kube.list_gates(env.namespace) if is_owned_by(g, env)]
     for gate in gates:
         evidence = read_evidence(gate)
+        held = _count(len(evidence.vetoes), "revision")
         print(f"  gate {gate.name}: allowedVersions={_listed(gate.allowed_versions)} passing={gate.passing} "
-              f"(computed for upstream {evidence.upstream or 'unknown'}, "
-              f"{len(evidence.vetoes)} revisions held back from lagging answers)", file=out)  # fmt: skip
+              f"(computed for upstream {evidence.upstream or 'unknown'}, {held} held back from lagging "
+              "answers)", file=out)  # fmt: skip
     if not gates:
         print("  no gate owned by this Environment", file=out)
     rel = env.relationship
@@ -173,10 +185,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     args = parser.parse_args(argv)
     if args.command == "recompute" and bool(args.all) == bool(args.environment):
         parser.error("recompute takes an ENVIRONMENT or --all")
-    says_dry_run = _SaysDryRun()
-    handlers = logging.getLogger("stagegate").handlers if getattr(args, "dry_run", False) else []
+    log_filter: logging.Filter = _WarningsOnly() if args.command == "explain" else _SaysDryRun()
+    filtered = args.command == "explain" or args.dry_run
+    handlers = logging.getLogger("stagegate").handlers if filtered else []
     for handler in handlers:
-        handler.addFilter(says_dry_run)
+        handler.addFilter(log_filter)
     try:
         return _run(args, out)
     except (ConfigError, StagegateError) as exc:
@@ -184,7 +197,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         return 2
     finally:
         for handler in handlers:
-            handler.removeFilter(says_dry_run)
+            handler.removeFilter(log_filter)
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:

@@ -32,7 +32,14 @@ class GateStore(Protocol):
 
 
 class NeedsCurrentState(Exception):
-    """An event's copy of the Environment asked for a write that relaxes a gate: read the API first."""
+    """An event's copy of the Environment asked for a write that relaxes a gate: read the API first.
+
+    `restricting` says whether an existing gate keeps a restriction meanwhile; when only unrestricted
+    gates were to be created, nothing is held back by waiting (no gate restricts nothing either)."""
+
+    def __init__(self, reason: str, *, restricting: bool) -> None:
+        super().__init__(reason)
+        self.restricting = restricting
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +78,9 @@ def ensure_gates(
         plans = plan_gates(env, gates)
         relaxing = [p for p in plans if p.relaxes]
         if relaxing and not current:
-            raise NeedsCurrentState("; ".join(p.reason for p in relaxing))
+            raise NeedsCurrentState(
+                "; ".join(p.reason for p in relaxing), restricting=any(p.action != "create" for p in relaxing)
+            )
         try:
             return [apply_plan(env, plan, store) for plan in plans]
         except KubeConflict as exc:

@@ -15,6 +15,9 @@ from tests.test_demo import processes_marked
 
 COMMANDS = [
     ["-m", "stagegate_dev.demo"],
+    ["-m", "stagegate_dev.dev"],
+    ["-m", "stagegate_dev.devstack"],
+    ["-m", "stagegate_dev.github_cli"],
     ["-m", "stagegate_dev.serve"],
     ["-m", "stagegate"],
     *[[str(path.relative_to(ROOT))] for path in sorted((ROOT / "bench").glob("bench_*.py"))],

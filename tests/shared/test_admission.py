@@ -634,7 +634,12 @@ def test_every_environment_answer_is_allowed() -> None:
         "refused same-named": gates_ensured(
             env, [Result("prod-stagegate", "refuse", "owned by Deployment/web"), Result("x", "create", "r")]
         ),
-        "relax later": relax_later(env, "no relationship: the gate does not restrict versions"),
+        "relax later": relax_later(
+            env, "no relationship: the gate does not restrict versions", restricting=True
+        ),
+        "create unrestricted later": relax_later(
+            env, "prod-stagegate create: no restriction", restricting=False
+        ),
         "failed": gate_failed(request, "Kubernetes did not answer within 3s"),
     }
     assert all(a.allowed for a in answers.values())
@@ -643,6 +648,7 @@ def test_every_environment_answer_is_allowed() -> None:
     assert not answers["ensured"].warnings
     assert "belongs to someone else" in answers["refused same-named"].warnings[0]
     assert "keeps its restriction" in answers["relax later"].warnings[0]
+    assert not answers["create unrestricted later"].warnings
     assert "refused until the gate exists" in answers["failed"].warnings[0]
 
 

@@ -263,6 +263,18 @@ def test_a_create_makes_the_blocking_gate_in_two_calls(ctx: AdmissionContext, ku
     assert gate["metadata"]["ownerReferences"][0]["uid"] == NEW_UID
 
 
+def test_a_create_without_relationship_leaves_its_unrestricted_gate_to_the_stored_object_quietly(
+    ctx: AdmissionContext, kube: AdmissionKube
+) -> None:
+    """No gate restricts nothing either, so the user is not warned of a wait that holds nothing back."""
+    raw = environment_raw("qa", uid=NEW_UID, rollout="qaapp", relationship=None)
+    decision = admit(request(raw), ctx)
+    assert decision.allowed
+    assert decision.warnings == ()
+    assert "left for after the write" in decision.reason
+    assert (NAMESPACE, "qa-stagegate") not in kube.gates
+
+
 def test_a_dry_run_create_writes_and_reads_nothing(ctx: AdmissionContext, kube: AdmissionKube) -> None:
     assert admit(env_create(dry_run=True), ctx).allowed
     assert kube.calls == []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 import pytest
 
@@ -41,6 +43,16 @@ def test_explain_says_why_each_candidate_is_allowed_or_not(app: App) -> None:
     assert f"v2: blocked: revision {rev(2)} has bake result failure in staging" in out
     assert "v3: blocked: the candidate has no revision" in out
     assert "the recompute would allow: ['v1']" in out
+
+
+def test_explain_as_a_command_prints_its_answer_and_logs_only_what_went_wrong(app: App) -> None:
+    """Run as a user runs it: the answer on stdout, no INFO log lines around it on stderr."""
+    run = subprocess.run([sys.executable, "-m", "stagegate", "explain", "prod", "-n", app.namespace],
+                         capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "the recompute would allow: ['v1']" in run.stdout
+    assert "0 revisions held back" in run.stdout
+    assert run.stderr == ""
 
 
 def test_recompute_dry_run_prints_the_write_and_changes_nothing(app: App) -> None:
