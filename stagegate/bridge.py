@@ -14,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -213,18 +214,51 @@ def transport_from(settings: Settings) -> Transport:
 
 
 def report_transport_from(settings: Settings) -> Transport | None:
-    """Where Rollout status changes go for the reporter (`REPORT_TRANSPORT`), or None when unset."""
+    """Where Rollout status changes go for the reporter (`REPORT_TRANSPORT`), or None when unset.
+
+    A missing piece fails at start naming its variable, but the client is made on the first hand-off
+    (`OnFirstUse`): `k8s_audit_http` holds this transport, and on a cold instance the Environment create
+    the apiserver waits on must not wait for a cloud SDK's import first (Pub/Sub's is ~270 ms here, more
+    than the function's whole start). A bridge's own transport (`transport_from`) is made at start:
+    every event it keeps is published with it."""
     if settings.report_transport is None:
         return None
     if settings.report_transport == "pubsub":
-        if not settings.report_pubsub_topic:
+        topic = settings.report_pubsub_topic
+        if not topic:
             raise ConfigError("REPORT_PUBSUB_TOPIC is required when REPORT_TRANSPORT=pubsub")
-        return PubSubTransport(settings.report_pubsub_topic, settings.audit_deadline_seconds)
+        return OnFirstUse(lambda: PubSubTransport(topic, settings.audit_deadline_seconds), "Pub/Sub")
     if settings.report_transport == "sqs":
-        if not settings.report_sqs_queue_url:
+        queue_url = settings.report_sqs_queue_url
+        if not queue_url:
             raise ConfigError("REPORT_SQS_QUEUE_URL is required when REPORT_TRANSPORT=sqs")
-        return SqsFifoTransport(settings.report_sqs_queue_url, settings.audit_deadline_seconds)
+        return OnFirstUse(lambda: SqsFifoTransport(queue_url, settings.audit_deadline_seconds), "SQS")
     raise ConfigError(f"REPORT_TRANSPORT must be pubsub or sqs, got {settings.report_transport!r}")
+
+
+class OnFirstUse:
+    """A transport whose client is made when it first publishes (once, whichever thread comes first).
+    A client that cannot be made (no cloud credentials, say) fails that publish as retryable, in
+    stagegate's words; the SDK's own text goes to the log only."""
+
+    def __init__(self, make: Callable[[], Transport], name: str) -> None:
+        self._make = make
+        self._name = name
+        self._lock = threading.Lock()
+        self._transport: Transport | None = None
+
+    def publish(self, events: Sequence[Routed]) -> None:
+        with self._lock:
+            if self._transport is None:
+                try:
+                    self._transport = self._make()
+                except Exception as exc:
+                    log.warning(
+                        "the transport's client could not be made",
+                        extra={"fields": {"transport": self._name, "detail": f"{type(exc).__name__}: {exc}"}},
+                    )
+                    raise RetryableError(f"the {self._name} client could not be made") from None
+        self._transport.publish(events)
 
 
 def for_reporter(events: Sequence[Routed]) -> list[Routed]:

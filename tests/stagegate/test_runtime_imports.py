@@ -47,8 +47,14 @@ PYGITHUB = frozenset({"github", "jwt"})
 """PyGithub, and the JWT library it imports for GitHub App authentication (with cryptography)."""
 
 
-def loaded_after(code: str, tmp_path: Path, top: frozenset[str] = frozenset({"kubernetes"})) -> list[str]:
-    """The modules of the packages `top` a fresh interpreter has loaded after running `code`."""
+def loaded_after(
+    code: str,
+    tmp_path: Path,
+    top: frozenset[str] = frozenset({"kubernetes"}),
+    extra: dict[str, str] | None = None,
+) -> list[str]:
+    """The modules of the packages `top` a fresh interpreter has loaded after running `code`, with the
+    configuration below and `extra`."""
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(KUBECONFIG)
     env = {
@@ -65,7 +71,7 @@ def loaded_after(code: str, tmp_path: Path, top: frozenset[str] = frozenset({"ku
         "BRIDGE_PUBSUB_TOPIC": "projects/p/topics/t",
         "PUBSUB_EMULATOR_HOST": "127.0.0.1:9",
         "AWS_DEFAULT_REGION": "us-east-1",
-    }
+    } | (extra or {})
     done = subprocess.run(
         [sys.executable, "-c", f"{code}\n{LOADED.format(top=set(top))}"],
         env=env,
@@ -120,6 +126,19 @@ def test_a_function_imports_pygithub_when_its_reader_first_asks_github(function:
         "reader.github  # what the first GitHub call does first\n"
     )
     assert "github" in loaded_after(code, tmp_path, PYGITHUB)
+
+
+AS_DEPLOYED_ON_GCP = {"REPORT_TRANSPORT": "pubsub", "REPORT_PUBSUB_TOPIC": "projects/p/topics/reports"}
+"""`k8s_audit_http` as `infra/gcp` configures it: Rollout changes go on to the reporter through Pub/Sub."""
+
+
+def test_k8s_audit_makes_its_pubsub_client_on_the_first_hand_off_not_at_start(tmp_path: Path) -> None:
+    """A cold instance's first Environment create must not wait for the Pub/Sub SDK (~270 ms)."""
+    code = load_as_functions_framework("k8s_audit") + (
+        "import sys; assert 'google.cloud.pubsub_v1' not in sys.modules, 'Pub/Sub SDK imported at start'\n"
+        "module.REPORTS.publish([])  # the first hand-off\n"
+    )
+    assert "google.cloud.pubsub_v1" in loaded_after(code, tmp_path, frozenset({"google"}), AS_DEPLOYED_ON_GCP)
 
 
 def test_no_runtime_module_imports_kubernetes(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from shared.errors import RetryableError
 from stagegate.bridge import report_transport_from
 from stagegate.settings import ConfigError, Settings
 
@@ -51,3 +52,22 @@ def test_malformed_or_inconsistent_values_stop_at_start_naming_the_variable(
 def test_a_transport_without_its_destination_stops_at_start(env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         report_transport_from(Settings.from_env(env))
+
+
+def test_a_client_that_cannot_be_made_fails_the_first_hand_off_as_retryable_and_the_next_tries_again(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client is made on the first hand-off (not at start); no region is a failure it can meet."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    transport = report_transport_from(
+        Settings.from_env({"REPORT_TRANSPORT": "sqs", "REPORT_SQS_QUEUE_URL": "https://sqs.example/1/q.fifo"})
+    )
+    assert transport is not None
+    for _ in range(2):
+        with pytest.raises(RetryableError, match=r"^the SQS client could not be made$"):
+            transport.publish([])
+    details = [record.__dict__["fields"]["detail"] for record in caplog.records]
+    assert len(details) == 2
+    assert all(detail.startswith("NoRegionError") for detail in details)
