@@ -3,6 +3,7 @@ is, runs as written; its commands table names exactly the Makefile's targets."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 
@@ -11,6 +12,8 @@ from stagegate_dev.devstack import ROOT
 README = (ROOT / "README.md").read_text()
 MARKED_BLOCK = re.compile(r"(?:<!-- (?P<marker>[^>]*?) -->\n)?```sh\n(?P<body>.*?)```", re.S)
 MARKERS = ("runnable", "walkthrough", "not run: ")
+AS_A_USER = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}}
+"""The environment of a user's shell, not of `make test`'s (a make inside it says which folder it enters)."""
 
 
 def shell_blocks() -> list[tuple[str, str]]:
@@ -33,13 +36,15 @@ def test_runnable_blocks_run_as_written() -> None:
     assert runnable
     for body in runnable:
         argv = ["bash", "-euo", "pipefail", "-c", body]
-        run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+        run = subprocess.run(argv, cwd=ROOT, env=AS_A_USER, capture_output=True, text=True, timeout=120,
+                             check=False)  # fmt: skip
         assert run.returncode == 0, f"{body}\n{run.stdout}\n{run.stderr}"
         assert "usage: make run" in run.stdout or "make run" not in body
 
 
 def test_the_commands_table_names_exactly_the_makefiles_targets() -> None:
-    help_lines = subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    help_lines = subprocess.run(["make", "help"], cwd=ROOT, env=AS_A_USER, capture_output=True, text=True,
+                                check=True).stdout  # fmt: skip
     targets = {line.split()[0] for line in help_lines.splitlines()}
     table = README.split("## Commands\n", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `make ([a-z-]+)`", table, re.M))
