@@ -19,13 +19,11 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ from kubernetes import client
 
 from stagegate_dev import devstack
 from tests.flaky_proxy import FlakyProxy
+from tests.hanging_server import hanging_server
 from tests.kube_objects import ENV_ARGS, GATE_ARGS, delivery_bytes, environment
 
 SOURCE = devstack.ROOT / "functions" / "k8s_audit" / "main.py"
@@ -81,33 +80,6 @@ def rollout_status_delivery(namespace: str, name: str) -> bytes:
         "responseStatus": {"metadata": {}, "code": 200},
     }  # fmt: skip
     return json.dumps({"apiVersion": "audit.k8s.io/v1", "kind": "EventList", "items": [event]}).encode()
-
-
-@contextlib.contextmanager
-def black_hole() -> Iterator[str]:
-    """An http URL that accepts connections and never answers: a GitHub that hangs."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(256)
-    listener.settimeout(0.2)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                held.append(listener.accept()[0])
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join()
-        for conn in held:
-            conn.close()
-        listener.close()
 
 
 @dataclass
@@ -201,7 +173,8 @@ def run(
     senders: list[Sender] = []
     server: devstack.FunctionServer | None = None
     try:
-        with black_hole() as github:
+        with hanging_server() as github_port:
+            github = f"http://127.0.0.1:{github_port}"
             env = {
                 "KUBECONFIG": str(kubeconfig),
                 "AUDIT_WEBHOOK_TOKEN": TOKEN,

@@ -5,8 +5,6 @@ the resync, so the rollout controller's writes stay bounded by AUDIT_DEADLINE_SE
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
@@ -14,34 +12,15 @@ import pytest
 from kubernetes import client
 
 from stagegate_dev import devstack
+from tests.hanging_server import hanging_server
 from tests.kube_objects import ENV_ARGS, environment
 
 
 @pytest.fixture(scope="module")
 def hanging_github() -> Iterator[str]:
     """A GitHub that accepts connections and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    stop.set()
-    thread.join(2)
-    for conn in held:
-        conn.close()
-    listener.close()
+    with hanging_server() as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_a_rollout_write_is_not_held_when_github_hangs(hanging_github: str) -> None:

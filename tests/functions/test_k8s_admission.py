@@ -7,8 +7,6 @@ registration of the webhook itself is in `test_k8s_admission_webhook.py`.
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -256,35 +254,6 @@ def test_an_update_that_would_relax_is_allowed_and_left_to_the_stored_object(
 
 
 # --- failures ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def black_hole(tmp_path: Path, kube_stack: devstack.KubeStack) -> Iterator[Path]:
-    """A kubeconfig whose server accepts connections and never answers: a Kubernetes API that hangs."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    listener.settimeout(0.2)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield devstack.write_kubeconfig(
-        tmp_path / "hang", f"https://127.0.0.1:{listener.getsockname()[1]}", kube_stack.tls.ca_file, "t"
-    )
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    listener.close()
 
 
 @pytest.fixture

@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
-import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
@@ -121,36 +117,6 @@ def test_without_a_configured_token_every_request_is_refused_and_logged(
     assert list_gates(custom, namespace) == []
     log = (procs.log_dir / "function-k8s_audit_http.log").read_text()
     assert "AUDIT_WEBHOOK_TOKEN is not configured" in log
-
-
-@pytest.fixture
-def black_hole(tmp_path: Path, kube_stack: devstack.KubeStack) -> Iterator[Path]:
-    """A kubeconfig whose server accepts connections and never answers: a Kubernetes API that hangs."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    port = listener.getsockname()[1]
-    yield devstack.write_kubeconfig(
-        tmp_path / "hang", f"https://127.0.0.1:{port}", kube_stack.tls.ca_file, "t"
-    )
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    listener.close()
 
 
 def test_hanging_kubernetes_api_gets_an_answer_within_the_deadline(
