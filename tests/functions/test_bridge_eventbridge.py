@@ -5,7 +5,6 @@ The GitHub webhook's Lambda adapter answers function URL events like the Functio
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import uuid
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import requests
 from shared.github_delivery import signature
 from stagegate.bridge import EVENTBRIDGE_DETAIL_TYPE, EVENTBRIDGE_SOURCE
 from stagegate_dev import devstack
+from tests.functions.lambda_loader import load_lambda_main
 from tests.infra.terraform import eventbridge_pattern
 from tests.kube_objects import delivery_bytes, environment, list_gates, stored
 from tests.payloads import payload_bytes
@@ -86,14 +86,7 @@ def lambda_module(kube_stack, monkeypatch: pytest.MonkeyPatch, fake) -> ModuleTy
         "GITHUB_WEBHOOK_SECRET": SECRET,
     }.items():  # fmt: skip
         monkeypatch.setenv(key, value)
-    spec = importlib.util.spec_from_file_location(
-        f"lambda_main_{uuid.uuid4().hex}", devstack.ROOT / "functions" / "aws_lambda" / "main.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_lambda_main()
 
 
 def sqs_event(messages: list[dict[str, Any]]) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import gzip
-import importlib.util
 import json
 import time
 import uuid
@@ -43,6 +42,7 @@ from stagegate.cloudwatch_logs import (
     decode_subscription,
 )
 from stagegate_dev import devstack
+from tests.functions.lambda_loader import load_lambda_main
 from tests.infra.terraform import load
 from tests.infra.test_terraform_eks import parse_json_pattern
 from tests.kube_objects import create_environment, delivery, environment, list_gates
@@ -363,14 +363,7 @@ def load_lambda(kube_stack: devstack.KubeStack, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("KUBECONFIG", str(kube_stack.function_kubeconfig))
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    spec = importlib.util.spec_from_file_location(
-        f"lambda_main_{uuid.uuid4().hex}", devstack.ROOT / "functions" / "aws_lambda" / "main.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_lambda_main()
 
 
 @pytest.fixture

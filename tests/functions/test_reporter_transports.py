@@ -11,7 +11,6 @@ All functions run as the least-privilege identity of `infra/k8s/rbac.yaml` (the 
 
 from __future__ import annotations
 
-import importlib.util
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from kubernetes import client
 from stagegate.kube import KubeGates
 from stagegate_dev import devstack
 from stagegate_dev.fake_github import FakeGitHub
+from tests.functions.lambda_loader import load_lambda_main
 from tests.functions.reporter_support import History
 from tests.functions.test_recompute_triggers import rollout_status_event
 
@@ -172,14 +172,7 @@ def lambda_module(kube_stack, monkeypatch: pytest.MonkeyPatch, fake: FakeGitHub,
         "GITHUB_API_URL": fake.url,
     }.items():
         monkeypatch.setenv(key, value)
-    spec = importlib.util.spec_from_file_location(
-        f"lambda_main_{uuid.uuid4().hex}", devstack.ROOT / "functions" / "aws_lambda" / "main.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_lambda_main()
 
 
 def received(queue: str) -> list[dict[str, Any]]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import importlib.util
 import io
 import json
 import logging
@@ -42,6 +41,7 @@ from stagegate.kube import KubeGates, api_client
 from stagegate_dev import devstack
 from stagegate_dev.fake_github import FakeGitHub
 from tests.functions.fault_switch import FaultSwitch
+from tests.functions.lambda_loader import load_lambda_main
 from tests.functions.test_github_webhook import App, rev
 from tests.functions.test_recompute_triggers import rollout_status_event
 from tests.kube_objects import delivery_bytes, environment, stored
@@ -471,14 +471,7 @@ def lambda_module(env: dict[str, str]) -> Iterator[ModuleType]:
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
-        spec = importlib.util.spec_from_file_location(
-            f"lambda_main_{uuid.uuid4().hex}", devstack.ROOT / "functions" / "aws_lambda" / "main.py"
-        )
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
+        yield load_lambda_main()
 
 
 @pytest.fixture
