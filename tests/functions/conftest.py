@@ -1,9 +1,11 @@
-"""Fixtures for the function tests: the processes serving functions, a Kubernetes API that hangs."""
+"""Fixtures for the function tests: the processes serving functions, a Kubernetes API that hangs, the
+Pub/Sub emulator and moto (AWS) with the environment that points clients at them."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,3 +28,28 @@ def black_hole(tmp_path: Path, kube_stack: devstack.KubeStack) -> Iterator[Path]
         yield devstack.write_kubeconfig(
             tmp_path / "hang", f"https://127.0.0.1:{port}", kube_stack.tls.ca_file, "t"
         )
+
+
+@pytest.fixture(scope="module")
+def emulator(procs: devstack.Processes) -> devstack.PubSubEmulator:
+    return devstack.PubSubEmulator(procs)
+
+
+@pytest.fixture(scope="module")
+def pubsub(emulator: devstack.PubSubEmulator) -> Iterator[Any]:
+    """`google.cloud.pubsub_v1`, its clients pointed at the emulator for the module's tests."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PUBSUB_EMULATOR_HOST", emulator.host)
+        from google.cloud import pubsub_v1
+
+        yield pubsub_v1
+
+
+@pytest.fixture(scope="module")
+def aws(procs: devstack.Processes) -> Iterator[dict[str, str]]:
+    """moto in server mode; its endpoint and fake credentials in the environment for the module's tests."""
+    moto = devstack.MotoServer(procs)
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in moto.env().items():
+            patch.setenv(key, value)
+        yield moto.env()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,25 +19,6 @@ from tests.kube_objects import delivery, delivery_bytes, environment, list_gates
 
 TOKEN = "bridge-token-for-tests"
 PROJECT = "stagegate-test"
-
-
-@pytest.fixture(scope="module")
-def emulator(procs: devstack.Processes) -> devstack.PubSubEmulator:
-    return devstack.PubSubEmulator(procs)
-
-
-@pytest.fixture(scope="module")
-def pubsub(emulator: devstack.PubSubEmulator, monkeypatch_module: pytest.MonkeyPatch) -> Any:
-    monkeypatch_module.setenv("PUBSUB_EMULATOR_HOST", emulator.host)
-    from google.cloud import pubsub_v1
-
-    return pubsub_v1
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
 
 
 class Route:

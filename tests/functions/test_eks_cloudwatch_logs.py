@@ -450,15 +450,6 @@ def test_an_unreachable_kubernetes_api_raises_for_lambda_to_retry(
 # --- Rollout status changes handed to the reporter's FIFO queue -------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def aws(procs: devstack.Processes) -> Iterator[dict[str, str]]:
-    moto = devstack.MotoServer(procs)
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in moto.env().items():
-            patch.setenv(key, value)
-        yield moto.env()
-
-
 @pytest.fixture
 def reports_queue(aws: dict[str, str]) -> str:
     return boto3.client("sqs").create_queue(

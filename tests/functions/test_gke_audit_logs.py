@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,20 +31,6 @@ PROJECT = "stagegate-test"
 
 def wait_for(condition, seconds: float = 30) -> None:  # type: ignore[no-untyped-def]
     devstack.wait_until(condition, seconds, "condition")
-
-
-@pytest.fixture(scope="module")
-def emulator(procs: devstack.Processes) -> devstack.PubSubEmulator:
-    return devstack.PubSubEmulator(procs)
-
-
-@pytest.fixture(scope="module")
-def pubsub(emulator: devstack.PubSubEmulator) -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PUBSUB_EMULATOR_HOST", emulator.host)
-        from google.cloud import pubsub_v1
-
-        yield pubsub_v1
 
 
 class SinkRoute:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
@@ -48,20 +48,6 @@ def history(custom: client.CustomObjectsApi, gates: KubeGates, fake: FakeGitHub,
 
 
 # --- Google Cloud: k8s_audit_http -> Pub/Sub (ordered) -> reporter -------------------------------------
-
-
-@pytest.fixture(scope="module")
-def emulator(procs: devstack.Processes) -> devstack.PubSubEmulator:
-    return devstack.PubSubEmulator(procs)
-
-
-@pytest.fixture(scope="module")
-def pubsub(emulator: devstack.PubSubEmulator) -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PUBSUB_EMULATOR_HOST", emulator.host)
-        from google.cloud import pubsub_v1
-
-        yield pubsub_v1
 
 
 @pytest.fixture(scope="module")
@@ -131,15 +117,6 @@ def test_a_github_outage_is_retried_by_pubsub_until_the_report_is_complete(
 
 
 # --- AWS: audit_bridge -> SQS FIFO (grouped by Rollout) -> reporter_sqs --------------------------------
-
-
-@pytest.fixture(scope="module")
-def aws(procs: devstack.Processes) -> Iterator[dict[str, str]]:
-    moto = devstack.MotoServer(procs)
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in moto.env().items():
-            patch.setenv(key, value)
-        yield moto.env()
 
 
 @pytest.fixture(scope="module")
