@@ -118,3 +118,19 @@ def owner_ref(env: dict[str, Any]) -> dict[str, Any]:
         "controller": True,
         "blockOwnerDeletion": True,
     }
+
+
+def rollout_status_delivery(namespace: str, name: str, audit_id: str | None = None) -> dict[str, Any]:
+    """The audit EventList of one Rollout status patch (the rollout controller's writes), as the
+    policy records it: Metadata level, so no object in it. The rest is a captured real event's."""
+    body: dict[str, Any] = load_payload("audit/environment-create.json")
+    event = body["items"][0]
+    event.update(verb="patch", level="Metadata", auditID=audit_id or event["auditID"])
+    event["objectRef"] = {
+        "resource": "rollouts", "subresource": "status", "namespace": namespace, "name": name,
+        "apiGroup": "kuberik.com", "apiVersion": "v1alpha1",
+    }  # fmt: skip
+    event["responseStatus"] = {"metadata": {}, "code": 200}
+    for key in ("requestObject", "responseObject"):
+        event.pop(key)
+    return body

@@ -45,7 +45,7 @@ from stagegate_dev import devstack
 from tests.functions.lambda_loader import load_lambda_main
 from tests.infra.terraform import load
 from tests.infra.test_terraform_eks import parse_json_pattern
-from tests.kube_objects import create_environment, delivery, environment, list_gates
+from tests.kube_objects import create_environment, delivery, environment, list_gates, rollout_status_delivery
 from tests.payloads import load_payload
 
 GROUP = "/aws/eks/stagegate-test/cluster"
@@ -111,15 +111,7 @@ def environment_line(namespace: str, name: str, verb: str = "create", *, with_ob
 
 def rollout_status_line(namespace: str, name: str) -> str:
     """The audit log line of a Rollout status patch (the rollout controller's bake updates)."""
-    (event,) = load_payload("audit/environment-create.json")["items"]
-    event.update(verb="patch", level="Metadata", auditID=str(uuid.uuid4()))
-    event["objectRef"] = {
-        "resource": "rollouts", "subresource": "status", "namespace": namespace, "name": name,
-        "apiGroup": "kuberik.com", "apiVersion": "v1alpha1",
-    }  # fmt: skip
-    event["responseStatus"] = {"metadata": {}, "code": 200}
-    for key in ("requestObject", "responseObject"):
-        event.pop(key)
+    (event,) = rollout_status_delivery(namespace, name, str(uuid.uuid4()))["items"]
     return json.dumps(event)
 
 

@@ -16,8 +16,7 @@ from stagegate.kube import KubeGates
 from stagegate_dev import devstack
 from stagegate_dev.fake_github import FakeGitHub
 from tests.functions.test_github_webhook import CA, SECRET, App, deliver, rev
-from tests.kube_objects import ENV_ARGS, environment
-from tests.payloads import load_payload
+from tests.kube_objects import ENV_ARGS, environment, rollout_status_delivery
 
 RESYNC_TOKEN = "resync-token-for-tests"
 
@@ -60,17 +59,7 @@ def baked_before_listed(webhook: str, fake: FakeGitHub, app: App) -> None:
 
 
 def rollout_status_event(namespace: str, name: str) -> bytes:
-    body = load_payload("audit/environment-create.json")
-    event = body["items"][0]
-    event.update(verb="patch", level="Metadata")
-    event["objectRef"] = {
-        "resource": "rollouts", "subresource": "status", "namespace": namespace, "name": name,
-        "apiGroup": "kuberik.com", "apiVersion": "v1alpha1",
-    }  # fmt: skip
-    event["responseStatus"] = {"metadata": {}, "code": 200}
-    for key in ("requestObject", "responseObject"):
-        event.pop(key)
-    return json.dumps(body).encode()
+    return json.dumps(rollout_status_delivery(namespace, name)).encode()
 
 
 def test_rollout_status_change_reaching_the_audit_path_opens_the_gate(webhook, fake, app, gates) -> None:

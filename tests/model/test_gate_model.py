@@ -91,10 +91,9 @@ from stagegate.resync_service import resync
 from stagegate.webhook_service import on_delivery
 from stagegate_dev.fake_github import FakeGitHub, Snapshot, graphql_api
 from stagegate_dev.fake_github.state import Clock, GitHubState
-from tests.kube_objects import delivery, environment
+from tests.kube_objects import delivery, environment, rollout_status_delivery
 from tests.model import oracle
 from tests.model.store import GateWrite, InMemoryKube, Key
-from tests.payloads import load_payload
 
 NS = "default"
 SECRET = "model-webhook-secret"
@@ -264,17 +263,7 @@ def same_second(clock: Clock) -> Iterator[None]:
 
 def rollout_status_event(namespace: str, name: str) -> dict[str, Any]:
     """The audit EventList for a Rollout status patch (Metadata level: no object in it)."""
-    body = load_payload("audit/environment-create.json")
-    event = body["items"][0]
-    event.update(verb="patch", level="Metadata", auditID=f"rollout-{time.monotonic_ns()}")
-    event["objectRef"] = {
-        "resource": "rollouts", "subresource": "status", "namespace": namespace, "name": name,
-        "apiGroup": "kuberik.com", "apiVersion": "v1alpha1",
-    }  # fmt: skip
-    event["responseStatus"] = {"metadata": {}, "code": 200}
-    for key in ("requestObject", "responseObject"):
-        event.pop(key)
-    return dict(body)
+    return rollout_status_delivery(namespace, name, audit_id=f"rollout-{time.monotonic_ns()}")
 
 
 class AuditItem:
