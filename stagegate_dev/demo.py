@@ -171,7 +171,8 @@ def _environment(namespace: str, name: str, upstream: str | None) -> dict[str, A
             "metadata": {"name": name, "namespace": namespace}, "spec": spec}  # fmt: skip
 
 
-def _rollout(env: str) -> dict[str, Any]:
+def rollout_object(env: str) -> dict[str, Any]:
+    """The environment's Rollout as git has it (the rollout controller fills its status)."""
     spec: dict[str, Any] = {"releasesImagePolicy": {"name": f"app-{env}"}}
     if env == "staging":
         spec["bakeTime"] = "10m"  # staging bakes; the model holds the bake until the story ends it
@@ -179,7 +180,7 @@ def _rollout(env: str) -> dict[str, Any]:
             "spec": spec}  # fmt: skip
 
 
-def _oci_repository(env: str) -> dict[str, Any]:
+def oci_repository_object(env: str) -> dict[str, Any]:
     """What Flux runs for the environment: no tag in git (the rollout controller sets it)."""
     return {
         "apiVersion": "source.toolkit.fluxcd.io/v1",
@@ -265,13 +266,13 @@ class Act:
             ),
             *(
                 lambda env=env: custom.create_namespaced_custom_object(
-                    *KUBERIK, ns, "rollouts", _rollout(env)
+                    *KUBERIK, ns, "rollouts", rollout_object(env)
                 )
                 for env in ("staging", "prod")
             ),
             *(
                 lambda env=env: custom.create_namespaced_custom_object(
-                    *OCI, ns, "ocirepositories", _oci_repository(env)
+                    *OCI, ns, "ocirepositories", oci_repository_object(env)
                 )
                 for env in ("staging", "prod")
             ),

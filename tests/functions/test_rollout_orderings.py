@@ -35,6 +35,7 @@ from kubernetes.client.exceptions import ApiException
 
 from shared.github_delivery import signature
 from stagegate_dev import devstack
+from stagegate_dev.demo import oci_repository_object, rollout_object
 from stagegate_dev.fake_github import FakeGitHub
 from stagegate_dev.rollout_model import Decision, RolloutModel, Semantics
 from tests.functions.admission_support import GUARD_LABEL, labelled_namespace, registered_admission
@@ -103,24 +104,6 @@ def _environment(namespace: str, env: str, repo: str) -> dict[str, Any]:
     return body
 
 
-def _rollout(env: str) -> dict[str, Any]:
-    spec: dict[str, Any] = {"releasesImagePolicy": {"name": f"app-{env}"}}
-    if env == "staging":
-        spec["bakeTime"] = "10m"  # staging bakes: the model keeps the bake open until the story ends it
-    return {"apiVersion": "kuberik.com/v1alpha1", "kind": "Rollout", "metadata": {"name": f"app-{env}"},
-            "spec": spec}  # fmt: skip
-
-
-def _oci_repository(env: str) -> dict[str, Any]:
-    """What Flux runs for the environment, as git has it: no tag (the rollout controller sets it)."""
-    return {
-        "apiVersion": "source.toolkit.fluxcd.io/v1",
-        "kind": "OCIRepository",
-        "metadata": {"name": f"app-{env}", "annotations": {"rollout.kuberik.com/rollout": f"app-{env}"}},
-        "spec": {"interval": "1m", "url": "oci://registry.example/app-manifests"},
-    }
-
-
 def _in_parallel(*calls: Callable[[], object]) -> None:
     """Start every call at the same instant; re-raise the first failure once all are done."""
     barrier = threading.Barrier(len(calls))
@@ -169,8 +152,10 @@ class Story:
         self.custom.create_namespaced_custom_object(*ENV_ARGS, self.ns, "environments", body)
 
     def create_rollout(self, env: str) -> None:
-        self.custom.create_namespaced_custom_object(*OCI, self.ns, "ocirepositories", _oci_repository(env))
-        self.custom.create_namespaced_custom_object(*KUBERIK, self.ns, "rollouts", _rollout(env))
+        self.custom.create_namespaced_custom_object(
+            *OCI, self.ns, "ocirepositories", oci_repository_object(env)
+        )
+        self.custom.create_namespaced_custom_object(*KUBERIK, self.ns, "rollouts", rollout_object(env))
 
     def publish(self, env: str, *releases: tuple[str, str]) -> None:
         for tag, revision in releases:
