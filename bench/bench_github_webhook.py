@@ -67,7 +67,7 @@ def setup(custom: client.CustomObjectsApi, gates: KubeGates, fake: FakeGitHub, n
     for i in range(history):
         deployment = fake.create_deployment(
             repo, sha=rev(i), ref=rev(i), environment="kuberik/myapp/staging", task="deploy:kuberik/myapp",
-            payload={"version": {"tag": f"v{i}", "revision": rev(i)}},
+            payload={"id": str(i + 1), "version": {"tag": f"v{i}", "revision": rev(i)}},
         )  # fmt: skip
         status_id = fake.create_status(repo, deployment["id"], "success", "Bake succeeded")["id"]
     return status_id

@@ -48,9 +48,10 @@ def create_app(custom: client.CustomObjectsApi, kube: KubeGates, fake: FakeGitHu
     """One app: its staging history on GitHub, its staging Environment and its followers."""
     ns = f"resync-{app % NAMESPACES}"
     for n in range(HISTORY):
+        payload = {"id": str(n + 1), "version": {"tag": f"t{n}", "revision": rev(app, n)}}
         deployment = fake.create_deployment(
             REPO, sha=rev(app, n), ref=rev(app, n), environment=f"kuberik/app{app}/staging",
-            task=f"deploy:kuberik/app{app}", payload={"version": {"tag": f"t{n}", "revision": rev(app, n)}},
+            task=f"deploy:kuberik/app{app}", payload=payload,
         )  # fmt: skip
         fake.create_status(REPO, deployment["id"], "success", "Bake succeeded")
     names = [(f"a{app}-staging", None)] + [(f"a{app}-p{j}", "staging") for j in range(FOLLOWERS)]

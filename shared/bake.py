@@ -1,15 +1,34 @@
-"""Which versions an environment may deploy, from its upstream's bake results on GitHub.
+"""Which versions an environment may deploy, from its upstream's bake records on GitHub.
 
 Pure and total: the deployments GitHub recorded for each candidate revision's commit become one bake
-result per revision; the relationship type turns those into allowed revisions; the governed
-Rollout's release candidates turn revisions into tags. Every event only says "look again": the whole
-allowed set is recomputed from these inputs each time, so duplicate, reordered or lost events change
-only timing.
+result per release candidate; the relationship type turns those into allowed tags. Every event only
+says "look again": the whole allowed set is recomputed from these inputs each time, so duplicate,
+reordered or lost events change only timing.
 
-Nothing here trusts the order in which GitHub listed anything: deployments are ordered by
-(`createdAt`, database id), statuses by `createdAt`. GitHub's GraphQL API gives statuses no id to
-break a tie within one second, so a tie between statuses that say different things is read as
-"ambiguous": not a success, and a failure if any of them failed.
+**A version is the image the upstream ran**, not its commit. A record vouches for a candidate only when
+it is a record of that same build: kuberik's payload names the same tag (`payload.version.tag`) and
+commit (`sha`, and `payload.version.revision` when given), and the same digest where both the record
+and the candidate carry one (kuberik's `VersionInfo.digest`). A rebuild of a baked commit has another
+tag (or digest) and must bake on its own. A record without a tag, or without kuberik's history entry
+id (`payload.id`, an integer), vouches for nothing: only kuberik's environment controller and
+stagegate's reporter write records this reader believes.
+
+**A bake result is read as kuberik writes it** (the environment controller's
+`extractBakeStatusFromDescription`): a status carries a result only when its description starts with
+one of kuberik's prefixes (`Bake succeeded`, `Bake failed`, `Baking in progress`, `Deploying`,
+`Bake cancelled`; what follows `:` is the message). Other statuses (GitHub's own description-less
+`inactive` marks, a deploy tool's "Deployment successful") are skipped, as kuberik skips them. A
+status whose state contradicts its prefix (a `failure` saying `Bake succeeded`, a `success` saying
+`Deploying`) is read as `contradictory`: never a success, and a failure to `Parallel`.
+
+**Which record decides: history, not creation time.** A version's result is that of its newest Rollout
+history entry (the highest payload id among its records); within that entry (several records of one
+entry are duplicates of a race) the newest status by GitHub's `createdAt` decides, and statuses tied
+within GitHub's one-second resolution that say different things are "ambiguous". A late duplicate of
+an older entry therefore cannot replace the result of a newer one. Because history ids restart at 1
+when a Rollout is created again, a record of an *older* entry that GitHub created after the newest
+entry's first record (a higher deployment id: GitHub's own sequence, not a clock) may only narrow:
+unless it too says `success`, the version is not baked (`VersionResult.late`).
 
 How a candidate's revision is matched (the reader asks GitHub for the commit, then its deployments):
 - a revision must be a commit id: 40 hex digits, or an abbreviation of 7 to 39 (letter case ignored);
@@ -29,16 +48,26 @@ from typing import Any, Literal
 from shared.errors import BadEvent
 from shared.views import RelationshipType
 
-CANCELLED_PREFIX = "Bake cancelled"
 SUCCESS = "success"
 AMBIGUOUS = "ambiguous"
-FAILED_STATES = frozenset({"failure", "error"})
+CONTRADICTORY = "contradictory"
+FAILED_STATES = frozenset({"failure", "error", CONTRADICTORY})
 MIN_ABBREVIATION = 7
 _HEX = re.compile(r"[0-9a-f]+")
 
+PREFIX_STATES: Mapping[str, frozenset[str]] = {
+    "Bake succeeded": frozenset({"success"}),
+    "Bake failed": frozenset({"failure"}),
+    "Baking in progress": frozenset({"in_progress"}),
+    "Deploying": frozenset({"in_progress", "pending"}),
+    "Bake cancelled": frozenset({"inactive"}),
+}
+"""kuberik's description prefixes and the states it writes them with (`shared.report.BAKE_STATES`)."""
+CANCELLED_PREFIX = "Bake cancelled"
+
 LookupKind = Literal["oid", "abbreviation"]
-Position = tuple[str, int, str]
-"""Where a decision sits in the upstream's history: deployment createdAt, deployment id, status createdAt."""
+Position = tuple[int, str, int]
+"""Where a decision sits in the upstream's history: history entry id, status createdAt, deployment id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +78,12 @@ class StatusRecord:
     description: str | None
     created_at: str
     creator: str | None = None
+
+
+def _version_field(payload: Mapping[str, Any] | None, name: str) -> str | None:
+    version = payload.get("version") if isinstance(payload, Mapping) else None
+    value = version.get(name) if isinstance(version, Mapping) else None
+    return value if isinstance(value, str) and value else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +101,26 @@ class DeploymentRecord:
     @property
     def payload_revision(self) -> str | None:
         """`payload.version.revision` when the environment controller recorded one."""
-        version = self.payload.get("version") if isinstance(self.payload, Mapping) else None
-        revision = version.get("revision") if isinstance(version, Mapping) else None
-        return revision if isinstance(revision, str) and revision else None
+        return _version_field(self.payload, "revision")
+
+    @property
+    def payload_tag(self) -> str | None:
+        """`payload.version.tag`: the image tag the upstream ran."""
+        return _version_field(self.payload, "tag")
+
+    @property
+    def payload_digest(self) -> str | None:
+        """`payload.version.digest`, when the release had one."""
+        return _version_field(self.payload, "digest")
+
+    @property
+    def entry(self) -> int | None:
+        """The Rollout history entry id the record is for (`payload.id`), when it is an integer."""
+        raw = self.payload.get("id") if isinstance(self.payload, Mapping) else None
+        if isinstance(raw, bool) or not isinstance(raw, str | int):
+            return None
+        text = str(raw)
+        return int(text) if text.isascii() and text.isdigit() else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +128,14 @@ class CommitLookup:
     """GitHub's answer for one candidate revision: the commit it names and that commit's deployments.
 
     `oid` is None when GitHub knows no such commit, the abbreviation is ambiguous, or the revision is
-    not a commit id at all (then GitHub was not asked).
+    not a commit id at all (then GitHub was not asked). `answered_at` is when GitHub answered, on
+    GitHub's own clock (its `Date` header, seconds since the epoch), where known.
     """
 
     revision: str
     oid: str | None
     deployments: tuple[DeploymentRecord, ...] = ()
+    answered_at: float | None = None
 
 
 def lookup_kind(revision: str) -> LookupKind | None:
@@ -104,34 +158,68 @@ def counts_for(revision: str, oid: str, deployment: DeploymentRecord) -> bool:
     return len(claimed) >= MIN_ABBREVIATION and oid.startswith(claimed)
 
 
+def bake_result(status: StatusRecord) -> str | None:
+    """The bake result a status carries, read as kuberik reads it; None when it carries none."""
+    description = status.description or ""
+    prefix = description.split(":", 1)[0].strip()
+    expected = PREFIX_STATES.get(prefix)
+    state = status.state.lower()
+    if expected is None or (state == "inactive" and prefix != CANCELLED_PREFIX):
+        return None
+    return state if state in expected else CONTRADICTORY
+
+
 def carries_bake_result(status: StatusRecord) -> bool:
-    """GitHub's own `inactive` marks (no description) say nothing about the bake; cancellations do."""
-    if status.state.lower() != "inactive":
-        return True
-    return (status.description or "").startswith(CANCELLED_PREFIX)
+    """Whether kuberik would read a bake result from this status at all."""
+    return bake_result(status) is not None
 
 
-def bake_states(deployment: DeploymentRecord) -> tuple[frozenset[str], str] | None:
-    """The states of the newest statuses that carry a bake result (several only on a tie), and when."""
-    carrying = [s for s in deployment.statuses if carries_bake_result(s)]
+def newest_result(deployments: Iterable[DeploymentRecord]) -> tuple[frozenset[str], str, int] | None:
+    """The results of the newest result-carrying statuses across these deployments (several only on a
+    tie within one second), when they were created, and the deployment that holds them."""
+    carrying = [(s.created_at, d.id, r) for d in deployments for s in d.statuses if (r := bake_result(s))]
     if not carrying:
         return None
-    newest = max(s.created_at for s in carrying)
-    return frozenset(s.state.lower() for s in carrying if s.created_at == newest), newest
+    newest = max(at for at, _, _ in carrying)
+    tied = [(deployment, result) for at, deployment, result in carrying if at == newest]
+    return frozenset(result for _, result in tied), newest, max(deployment for deployment, _ in tied)
 
 
 @dataclass(frozen=True, slots=True)
-class RevisionResult:
-    """What the upstream says about one revision.
+class ReleaseCandidate:
+    """One entry of the Rollout's `status.releaseCandidates` (kuberik's `VersionInfo`)."""
 
-    `states` are those of the deciding status (one, unless statuses tied within a second); empty
-    when nothing carries a result. `deployed` says whether any deployment of the revision counts.
+    tag: str
+    revision: str | None
+    digest: str | None = None
+
+
+def vouches_for(candidate: ReleaseCandidate, oid: str, deployment: DeploymentRecord) -> bool:
+    """True when the record is of this very build: its commit, tag, digest (where both have one), and
+    kuberik's history entry id."""
+    if candidate.revision is None or not counts_for(candidate.revision, oid, deployment):
+        return False
+    if deployment.entry is None or deployment.payload_tag != candidate.tag:
+        return False
+    recorded = deployment.payload_digest
+    return candidate.digest is None or recorded is None or recorded.lower() == candidate.digest.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class VersionResult:
+    """What the upstream says about one release candidate.
+
+    `states` are the results of the deciding status of the newest history entry (one, unless statuses
+    tied within a second); empty when nothing carries a result yet. `late` are the results of records of
+    older entries that GitHub created after the newest entry's first record: they can only narrow.
+    `deployed` says whether any record vouches for the candidate; `note` says why none could.
     """
 
-    revision: str
+    candidate: ReleaseCandidate
     states: frozenset[str]
     deployed: bool
     position: Position | None = None
+    late: frozenset[str] = frozenset()
     note: str = ""
 
     @property
@@ -142,48 +230,69 @@ class RevisionResult:
         return next(iter(self.states)) if len(self.states) == 1 else AMBIGUOUS
 
 
-def revision_result(lookup: CommitLookup) -> RevisionResult:
-    """The newest deployment of the revision that has a bake result decides; one without a result
-    counts only when none has one (it says "deployed, not yet baked")."""
+def version_result(candidate: ReleaseCandidate, lookup: CommitLookup) -> VersionResult:
+    """The candidate's result: its newest history entry decides, later-created older records narrow."""
     if lookup.oid is None:
         note = (
             "is not a commit id (7 to 40 hex digits)"
             if lookup_kind(lookup.revision) is None
             else "names no single commit on GitHub"
         )
-        return RevisionResult(lookup.revision, frozenset(), deployed=False, note=note)
+        return VersionResult(
+            candidate, frozenset(), deployed=False, note=f"revision {lookup.revision} {note}"
+        )
     oid = lookup.oid
-    counted = sorted(
-        (d for d in lookup.deployments if counts_for(lookup.revision, oid, d)),
-        key=lambda d: (d.created_at, d.id),
-    )
-    for deployment in reversed(counted):
-        decided = bake_states(deployment)
-        if decided is not None:
-            states, at = decided
-            position = (deployment.created_at, deployment.id, at)
-            return RevisionResult(lookup.revision, states, deployed=True, position=position)
-    return RevisionResult(lookup.revision, frozenset(), deployed=bool(counted))
+    records = [d for d in lookup.deployments if vouches_for(candidate, oid, d)]
+    if not records:
+        return VersionResult(candidate, frozenset(), deployed=False, note=_other_builds(candidate, lookup))
+    newest = max(d.entry or 0 for d in records)
+    latest = [d for d in records if d.entry == newest]
+    first = min(d.id for d in latest)
+    late: frozenset[str] = frozenset()
+    for record in records:
+        if record.entry != newest and record.id > first and (said := newest_result([record])) is not None:
+            late |= said[0]
+    decided = newest_result(latest)
+    if decided is None:
+        return VersionResult(candidate, frozenset(), deployed=True, late=late)
+    states, at, deployment = decided
+    return VersionResult(candidate, states, deployed=True, position=(newest, at, deployment), late=late)
 
 
-def results_for(lookups: Iterable[CommitLookup]) -> dict[str, RevisionResult]:
-    """One result per looked-up revision."""
-    return {lookup.revision: revision_result(lookup) for lookup in lookups}
+def _other_builds(candidate: ReleaseCandidate, lookup: CommitLookup) -> str:
+    """Why no record vouches for the candidate, naming the builds of its commit that were recorded."""
+    oid = lookup.oid or ""
+    commit = [d for d in lookup.deployments if candidate.revision and counts_for(candidate.revision, oid, d)]
+    if not commit:
+        return ""
+    tags = sorted({d.payload_tag or "no tag" for d in commit if d.payload_tag != candidate.tag})
+    if tags:
+        return (
+            f"commit {oid[:7]} ran there only as other builds ({', '.join(tags[:3])}"
+            f"{', ...' if len(tags) > 3 else ''}), not as {candidate.tag}"
+        )
+    if any(d.entry is None for d in commit):
+        return f"the records of {candidate.tag} there carry no kuberik history entry id"
+    return f"its records there are of another digest than {candidate.digest}"
 
 
-def is_justified(kind: RelationshipType, result: RevisionResult) -> bool:
-    """`After`: baked successfully upstream. `Parallel`: deployed upstream and not failed there."""
+def results_for(
+    candidates: Iterable[ReleaseCandidate], lookups: Mapping[str, CommitLookup]
+) -> dict[ReleaseCandidate, VersionResult]:
+    """One result per candidate whose revision was looked up."""
+    return {
+        candidate: version_result(candidate, lookups[candidate.revision])
+        for candidate in candidates
+        if candidate.revision is not None and candidate.revision in lookups
+    }
+
+
+def is_justified(kind: RelationshipType, result: VersionResult) -> bool:
+    """`After`: baked successfully upstream. `Parallel`: deployed upstream and not failed there.
+    Records created later for older history entries may only narrow either."""
     if kind == "After":
-        return result.states == {SUCCESS}
-    return result.deployed and not (result.states & FAILED_STATES)
-
-
-@dataclass(frozen=True, slots=True)
-class ReleaseCandidate:
-    """One entry of the Rollout's `status.releaseCandidates`."""
-
-    tag: str
-    revision: str | None
+        return result.states == {SUCCESS} and result.late <= {SUCCESS}
+    return result.deployed and not ((result.states | result.late) & FAILED_STATES)
 
 
 def release_candidates(rollout: Mapping[str, Any]) -> tuple[ReleaseCandidate, ...]:
@@ -199,8 +308,14 @@ def release_candidates(rollout: Mapping[str, Any]) -> tuple[ReleaseCandidate, ..
         tag = item.get("tag") if isinstance(item, Mapping) else None
         if not isinstance(tag, str) or not tag:
             raise BadEvent(f"Rollout status.releaseCandidates[{i}].tag is required")
-        revision = item.get("revision")
-        candidates.append(ReleaseCandidate(tag, revision if isinstance(revision, str) and revision else None))
+        revision, digest = item.get("revision"), item.get("digest")
+        candidates.append(
+            ReleaseCandidate(
+                tag,
+                revision if isinstance(revision, str) and revision else None,
+                digest if isinstance(digest, str) and digest else None,
+            )
+        )
     return tuple(candidates)
 
 
@@ -221,18 +336,18 @@ def allowed_tags(
     kind: RelationshipType,
     upstream: str,
     candidates: Sequence[ReleaseCandidate],
-    results: Mapping[str, RevisionResult],
+    results: Mapping[ReleaseCandidate, VersionResult],
     vetoed: Mapping[str, str] | None = None,
 ) -> AllowedTags:
-    """Tags every one of whose candidate entries has a justified revision: sorted, without duplicates.
+    """Tags every one of whose candidate entries is justified: sorted, without duplicates.
 
-    `vetoed` maps revisions to why an earlier, newer answer still forbids them (see `shared.evidence`).
+    `vetoed` maps tags to why an earlier, newer answer still forbids them (see `shared.evidence`).
     """
     vetoed = vetoed or {}
     verdicts: dict[str, list[str]] = {}
     blocked: set[str] = set()
     for candidate in candidates:
-        ok, why = _judge(kind, upstream, candidate.revision, results, vetoed)
+        ok, why = _judge(kind, upstream, candidate, results.get(candidate), vetoed)
         verdicts.setdefault(candidate.tag, []).append(why)
         if not ok:
             blocked.add(candidate.tag)
@@ -243,26 +358,38 @@ def allowed_tags(
     return AllowedTags(tags=tuple(sorted(set(verdicts) - blocked)), reasons=reasons)
 
 
+def describe_result(result: VersionResult) -> str:
+    """The result in words, for logs and `explain`: "bake result failure (entry 7)" and the like."""
+    if not result.deployed:
+        return "no record of this build"
+    said = f"bake result {result.result or 'none yet'}"
+    if result.position is not None:
+        said += f" (history entry {result.position[0]}, deployment {result.position[2]})"
+    narrowing = sorted(result.late - {SUCCESS})
+    if narrowing:
+        said += f", and a record of an older entry created after it says {'/'.join(narrowing)}"
+    return said
+
+
 def _judge(
     kind: RelationshipType,
     upstream: str,
-    revision: str | None,
-    results: Mapping[str, RevisionResult],
+    candidate: ReleaseCandidate,
+    result: VersionResult | None,
     vetoed: Mapping[str, str],
 ) -> tuple[bool, str]:
+    revision = candidate.revision
     if revision is None:
         return False, "the candidate has no revision to match on GitHub"
-    result = results.get(revision)
     if result is None:
         return False, f"revision {revision} was not looked up on GitHub"
-    if result.note:
-        return False, f"revision {revision} {result.note}"
+    if result.note and not result.deployed:
+        return False, result.note if result.note.startswith("revision") else f"{result.note} in {upstream}"
     if not is_justified(kind, result):
-        state = "no deployment" if not result.deployed else f"bake result {result.result or 'none yet'}"
-        return False, f"revision {revision} has {state} in {upstream}"
-    if revision in vetoed:
-        return False, f"revision {revision}: {vetoed[revision]}"
+        return False, f"{candidate.tag} ({revision}) has {describe_result(result)} in {upstream}"
+    if candidate.tag in vetoed:
+        return False, f"{candidate.tag}: {vetoed[candidate.tag]}"
     verdict = (
         f"baked successfully in {upstream}" if kind == "After" else f"deployed in {upstream} without failing"
     )
-    return True, f"revision {revision} {verdict}"
+    return True, f"{candidate.tag} ({revision}) {verdict}"

@@ -2,7 +2,7 @@
 
 Given an Environment with a relationship, the gate as read (before GitHub was asked), the governed
 Rollout's candidates and the upstream's bake results, decide the one write to make. The result is
-never null and only ever the set this answer justifies, minus revisions an earlier answer acted on
+never null and only ever the set this answer justifies, minus tags an earlier answer acted on
 showed in a newer state (`shared.evidence`): nothing from the old set survives on its own, so a
 refused widening still narrows, and a change of upstream starts from the new upstream's answer.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shared.bake import AllowedTags, ReleaseCandidate, RevisionResult, allowed_tags
+from shared.bake import AllowedTags, ReleaseCandidate, VersionResult, allowed_tags
 from shared.evidence import (
     EVIDENCE_ANNOTATION,
     LEGACY_WATERMARK_ANNOTATION,
@@ -38,10 +38,13 @@ def plan_recompute(
     env: Environment,
     gate: RolloutGate,
     candidates: tuple[ReleaseCandidate, ...],
-    results: Mapping[str, RevisionResult],
-    now: float,
+    results: Mapping[ReleaseCandidate, VersionResult],
+    now: float | None,
 ) -> Recomputed:
-    """The write that makes the gate allow exactly what the upstream justifies now (`now`: epoch seconds)."""
+    """The write that makes the gate allow exactly what the upstream justifies now.
+
+    `now` is GitHub's time of the answer (`shared.evidence.github_now`), which is what vetoes expire by.
+    """
     rel, key = env.relationship, upstream_key(env)
     if rel is None or key is None:
         raise ValueError("only an Environment with a relationship has a recomputed gate")

@@ -37,7 +37,7 @@ from shared.views import Environment
 from stagegate.abandon import abandonable
 from stagegate.lanes import Lane, LaneFull, Priority
 from stagegate.logs import get_logger
-from stagegate.recompute_service import ANY_REPOSITORY, Clock, RecomputeStore, Upstream, recompute
+from stagegate.recompute_service import ANY_REPOSITORY, RecomputeStore, Upstream, recompute
 from stagegate.reconcile import GateOutcome, NeedsCurrentState, ensure_gates
 
 log = get_logger("audit")
@@ -74,7 +74,6 @@ class AuditContext:
     kube: RecomputeStore
     upstream: Upstream | None
     attempts: int
-    clock: Clock = time.time
     repositories: RepositoryPolicy = ANY_REPOSITORY
 
 
@@ -142,7 +141,7 @@ def _rollout_changed(routed: Routed, ctx: AuditContext) -> list[GateOutcome]:
 
 def _recomputed(environments: list[Environment], ctx: AuditContext, upstream: Upstream) -> list[GateOutcome]:
     """Recompute, raising the first failure (the delivery is retried or refused as a whole)."""
-    report = recompute(environments, ctx.kube, upstream, ctx.attempts, ctx.clock, ctx.repositories)
+    report = recompute(environments, ctx.kube, upstream, ctx.attempts, ctx.repositories)
     if report.errors:
         reasons = "; ".join(f"{key}: {why}" for key, why in report.errors.items())
         raise (RetryableError if report.retryable else PermanentError)(reasons)

@@ -1,7 +1,7 @@
 """`python -m stagegate` / `stagegate`: look at a gate the way the functions do, and recompute it by hand.
 
-`explain` prints an Environment's gate, the upstream's baked revisions, the governed Rollout's
-candidates and, for each, whether it is allowed and why not. `recompute` runs the very recompute
+`explain` prints an Environment's gate, what the upstream recorded of each candidate build, and for
+each of the governed Rollout's candidates whether it is allowed and why not. `recompute` runs the very recompute
 the functions run (one Environment or `--all`); `--dry-run` shows what would be written and writes
 nothing. Exit codes: 0 done, 1 some Environment failed, 2 a configuration or API error, 3 `explain`
 could not read the upstream's bake results (its answer is incomplete). Configuration is the functions'
@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from shared.bake import allowed_tags, candidate_revisions, release_candidates, results_for
+from shared.bake import allowed_tags, candidate_revisions, describe_result, release_candidates, results_for
 from shared.errors import PermanentError, StagegateError
 from shared.evidence import read_evidence
 from shared.gate import is_owned_by
@@ -115,7 +115,7 @@ def explain(env: Environment, kube: RecomputeStore, upstream: Upstream | None, o
     gates = [g for g in kube.list_gates(env.namespace) if is_owned_by(g, env)]
     for gate in gates:
         evidence = read_evidence(gate)
-        held = _count(len(evidence.vetoes), "revision")
+        held = _count(len(evidence.vetoes), "version")
         print(f"  gate {gate.name}: allowedVersions={_listed(gate.allowed_versions)} passing={gate.passing} "
               f"(computed for upstream {evidence.upstream or 'unknown'}, {held} held back from lagging "
               "answers)", file=out)  # fmt: skip
@@ -139,16 +139,11 @@ def explain(env: Environment, kube: RecomputeStore, upstream: Upstream | None, o
         return False
     where = github_environment(env, rel.environment)
     lookups = upstream.commit_deployments(env.project, where, candidate_revisions(candidates))
-    results = results_for(lookups.values())
-    print(f"  bake results in {where} (GitHub {env.project}):", file=out)
-    for revision, result in sorted(results.items()):
-        decided = (
-            f" (deployment {result.position[1]}, status of {result.position[2]})" if result.position else ""
-        )
-        found = result.note or ("deployed, " if result.deployed else "not deployed, ") + (
-            result.result or "no result yet"
-        )
-        print(f"    {revision}: {found}{decided}", file=out)
+    results = results_for(candidates, lookups)
+    print(f"  bake records in {where} (GitHub {env.project}), per candidate build:", file=out)
+    for candidate, result in results.items():
+        found = describe_result(result) if result.deployed or not result.note else result.note
+        print(f"    {candidate.tag} ({candidate.revision}): {found}", file=out)
     if not results:
         print("    none for the candidates' revisions", file=out)
     print(f"  candidates of Rollout {env.rollout_name}:", file=out)

@@ -214,20 +214,23 @@ class GitHubDeployments:
         return self._trusted
 
     def _viewer_login(self) -> str:
-        data = self._query("query { viewer { login } }", {}, "the credentials' own identity")
+        data, _ = self._query("query { viewer { login } }", {}, "the credentials' own identity")
         login = (data.get("viewer") or {}).get("login")
         if not isinstance(login, str) or not login:
             raise RetryableError("GitHub did not say whose credentials these are (viewer.login)")
         return login
 
-    def _query(self, query: str, variables: dict[str, Any], what: str) -> Mapping[str, Any]:
-        """`data` of one GraphQL request; errors at `repository` are permanent, any other retryable."""
+    def _query(
+        self, query: str, variables: dict[str, Any], what: str
+    ) -> tuple[Mapping[str, Any], float | None]:
+        """`data` of one GraphQL request and GitHub's time of it (`Date`); errors at `repository` are
+        permanent, any other retryable."""
         check(what)
         with self._lock:
             self.calls += 1
         from stagegate import github_http
 
-        answer = github_http.graphql(self.github, query, variables, what)
+        answer, date = github_http.graphql(self.github, query, variables, what)
         data = answer.get("data") or {}
         errors = answer.get("errors") or []
         for error in errors:
@@ -242,7 +245,7 @@ class GitHubDeployments:
             )
         if not isinstance(data, Mapping):
             raise RetryableError(f"{what}: GitHub answered no data")
-        return data
+        return data, date
 
     def create_deployment(self, repository: str, body: Mapping[str, Any]) -> int:
         """`POST /repos/{owner}/{repo}/deployments` (REST: GraphQL has no mutation for it); the new id."""
@@ -277,16 +280,21 @@ class GitHubDeployments:
         what = f"deployments of {repository} in {environment}"
         commits = {revision: _Commit(revision) for revision in sorted(set(revisions))}
         asked = [c for c in commits.values() if lookup_kind(c.revision) is not None]
+        dates: list[float | None] = []
         try:
             for start in range(0, len(asked), MAX_ALIASES):
-                self._first_round(owner, name, environment, asked[start : start + MAX_ALIASES], what)
-            self._remaining_pages(owner, name, environment, asked, what)
+                chunk = asked[start : start + MAX_ALIASES]
+                dates.append(self._first_round(owner, name, environment, chunk, what))
+            dates += self._remaining_pages(owner, name, environment, asked, what)
         except (KeyError, TypeError, AttributeError) as exc:
             raise RetryableError(f"{what}: GitHub's answer lacks {type(exc).__name__}: {exc}") from exc
         creators = self.trusted_creators()
+        answered_at = min((d for d in dates if d is not None), default=None)
         lookups = {}
         for revision, commit in commits.items():
-            lookups[revision], dropped = trusted_lookup(commit.lookup(), creators)
+            lookups[revision], dropped = trusted_lookup(
+                replace(commit.lookup(), answered_at=answered_at), creators
+            )
             for item in dropped:
                 where = {"repository": repository, "environment": environment, "revision": item.revision}
                 log.warning(
@@ -297,7 +305,8 @@ class GitHubDeployments:
 
     def _first_round(
         self, owner: str, name: str, environment: str, commits: list[_Commit], what: str
-    ) -> None:
+    ) -> float | None:
+        """Each commit and its newest page of deployments; GitHub's time of the answer."""
         declared, selections = ["$owner: String!", "$name: String!", "$environments: [String!]"], []
         variables: dict[str, Any] = {"owner": owner, "name": name, "environments": [environment]}
         for i, commit in enumerate(commits):
@@ -310,7 +319,8 @@ class GitHubDeployments:
             )
         inner = " ".join(selections)
         query = f"query({', '.join(declared)}) {{ repository(owner: $owner, name: $name) {{ {inner} }} }}"
-        repo = self._query(query, variables, what).get("repository")
+        data, date = self._query(query, variables, what)
+        repo = data.get("repository")
         if not isinstance(repo, Mapping):
             raise PermanentError(f"{what}: repository not found or not visible to the credentials")
         for i, commit in enumerate(commits):
@@ -322,16 +332,19 @@ class GitHubDeployments:
             page = found["deployments"]
             commit.deployments = [_Deployment.from_node(n) for n in page["nodes"]]
             commit.before = _earlier(page)
+        return date
 
     def _remaining_pages(
         self, owner: str, name: str, environment: str, commits: list[_Commit], what: str
-    ) -> None:
-        """Page backwards through every connection that has more, one request per round."""
+    ) -> list[float | None]:
+        """Page backwards through every connection that has more, one request per round; GitHub's time
+        of each answer."""
+        dates: list[float | None] = []
         while True:
             pending_commits = [c for c in commits if c.before is not None]
             pending_statuses = [d for c in commits for d in c.deployments if d.before is not None]
             if not pending_commits and not pending_statuses:
-                return
+                return dates
             declared: list[str] = []
             variables: dict[str, Any] = {}
             parts, in_repo = [], []
@@ -353,7 +366,8 @@ class GitHubDeployments:
                     f"d{j}: node(id: $n{j}) {{ ... on Deployment {{ statuses(last: {FOLLOW_UP_PAGE}, "
                     f"before: $s{j}) {{ {_STATUSES} }} }} }}"
                 )
-            data = self._query(f"query({', '.join(declared)}) {{ {' '.join(parts)} }}", variables, what)
+            data, date = self._query(f"query({', '.join(declared)}) {{ {' '.join(parts)} }}", variables, what)
+            dates.append(date)
             for i, commit in enumerate(pending_commits):
                 found = ((data.get("repository") or {}).get(f"r{i}") or {}).get("deployments")
                 if not isinstance(found, Mapping):

@@ -10,6 +10,7 @@ and a missed recompute is healed by the next trigger. It must never let a vendor
 
 from __future__ import annotations
 
+import email.utils
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,18 +57,37 @@ def app_slug(app: GitHubApp, base_url: str, timeout: float) -> str:
         raise _translate(exc, "the GitHub App's own identity") from exc
 
 
-def post(github: Github, url: str, body: Mapping[str, Any], what: str, doing: str = "reading from") -> Any:
-    """One POST (a path under the API, or the GraphQL URL), never retried here; GitHub's JSON answer."""
+def _request(
+    github: Github, url: str, body: Mapping[str, Any], what: str, doing: str
+) -> tuple[Mapping[str, Any], Any]:
     try:
-        _, answer = github.requester.requestJsonAndCheck("POST", url, input=dict(body))
+        headers, answer = github.requester.requestJsonAndCheck("POST", url, input=dict(body))
     except (GithubException, requests.RequestException, OSError) as exc:
         raise _translate(exc, what, doing) from exc
-    return answer
+    return headers or {}, answer
 
 
-def graphql(github: Github, query: str, variables: Mapping[str, Any], what: str) -> Any:
-    """One GraphQL request; the whole answer (`data` and `errors`)."""
-    return post(github, github.requester.graphql_url, {"query": query, "variables": variables}, what)
+def post(github: Github, url: str, body: Mapping[str, Any], what: str, doing: str = "reading from") -> Any:
+    """One POST (a path under the API), never retried here; GitHub's JSON answer."""
+    return _request(github, url, body, what, doing)[1]
+
+
+def graphql(github: Github, query: str, variables: Mapping[str, Any], what: str) -> tuple[Any, float | None]:
+    """One GraphQL request: the whole answer (`data` and `errors`), and when GitHub gave it on its own
+    clock (the `Date` header, seconds since the epoch; None when absent or unreadable)."""
+    headers, answer = _request(
+        github, github.requester.graphql_url, {"query": query, "variables": variables}, what, "reading from"
+    )
+    return answer, _date(headers)
+
+
+def _date(headers: Mapping[str, Any]) -> float | None:
+    """An HTTP `Date` (RFC 9110 IMF-fixdate) as seconds since the epoch."""
+    raw = next((v for k, v in headers.items() if str(k).lower() == "date"), None)
+    try:
+        return email.utils.parsedate_to_datetime(str(raw)).timestamp() if raw else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _translate(exc: Exception, what: str, doing: str = "reading from") -> Exception:

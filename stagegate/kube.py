@@ -40,10 +40,10 @@ from stagegate.kube_http import (
     KubeConfigError,
     in_cluster_config,
     load_kubeconfig,
-    parse_time,
     path,
     time_rfc3339,
 )
+from stagegate.lease_watch import LeaseWatch
 from stagegate.logs import get_logger
 from stagegate.settings import ConfigError
 
@@ -161,9 +161,10 @@ def _leases(namespace: str, name: str | None = None) -> str:
 class KubeGates:
     """RolloutGates and Environments in one cluster, each call bounded by `timeout` seconds."""
 
-    def __init__(self, api: KubeClient, timeout: float = 2.0) -> None:
+    def __init__(self, api: KubeClient, timeout: float = 2.0, leases: LeaseWatch | None = None) -> None:
         self.api = api
         self.timeout = timeout
+        self.leases = leases or LeaseWatch()
 
     def _call(
         self,
@@ -287,9 +288,12 @@ class KubeGates:
         self, owner: Mapping[str, Any], holder: str, seconds: int, now: datetime.datetime
     ) -> dict[str, Any] | None:
         """Hold the report Lease of a Rollout (`owner`, which owns it, so it goes away with it) for
-        `seconds`: the Lease object as stored, or None while another holder's claim has not run out.
+        `seconds`: the Lease object as stored, or None while another holder's claim stands.
+
         Every write of it is conditional (create, or replace at the resourceVersion read), so two
-        callers never both get it."""
+        callers never both get it. A claim stands until released, or until this process has seen it
+        unchanged for its duration on its own clock (`stagegate.lease_watch`); `now` only stamps
+        `acquireTime`/`renewTime` for people reading the Lease, it decides nothing."""
         meta = owner["metadata"]
         namespace, name = meta["namespace"], report_lease_name(meta["name"])
         what = f"take Lease {namespace}/{name}"
@@ -327,14 +331,12 @@ class KubeGates:
             current: dict[str, Any] = self._call(what, "GET", _leases(namespace, name))
         except KubeNotFound:
             return None  # released and gone in between: the caller retries
-        held = current.get("spec") or {}
-        if held.get("holderIdentity") and held.get("renewTime"):
-            try:
-                renewed = parse_time(str(held["renewTime"]))
-            except ValueError:
-                renewed = now  # unreadable: treat the claim as fresh, never as run out
-            expires = renewed + datetime.timedelta(seconds=held.get("leaseDurationSeconds") or 0)
-            if expires > now:
+        held, current_meta = current.get("spec") or {}, current.get("metadata") or {}
+        key = (namespace, name, str(current_meta.get("uid") or ""))
+        if held.get("holderIdentity"):
+            duration = held.get("leaseDurationSeconds")
+            claimed = duration if isinstance(duration, int) and not isinstance(duration, bool) else seconds
+            if not self.leases.ran_out(key, str(current_meta.get("resourceVersion") or ""), claimed):
                 return None
         try:
             taken: dict[str, Any] = self._call(
@@ -342,6 +344,7 @@ class KubeGates:
             )
         except KubeConflict:
             return None
+        self.leases.forget(key)
         return taken
 
     def release_lease(self, lease: Mapping[str, Any]) -> None:

@@ -15,13 +15,13 @@ again. Each Environment succeeds or fails on its own: one bad Rollout never stop
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from shared.bake import CommitLookup, ReleaseCandidate, candidate_revisions, release_candidates, results_for
 from shared.errors import BadEvent, PermanentError, RetryableError, StagegateError
+from shared.evidence import github_now
 from shared.gate import is_owned_by
 from shared.github_delivery import BakeTarget
 from shared.recompute import plan_recompute
@@ -36,8 +36,6 @@ from stagegate.settings import Settings
 
 log = get_logger("recompute")
 ANY_REPOSITORY = RepositoryPolicy()
-
-Clock = Callable[[], float]
 
 
 class Upstream(Protocol):
@@ -108,7 +106,6 @@ def recompute(
     kube: RecomputeStore,
     upstream: Upstream,
     attempts: int = 5,
-    clock: Clock = time.time,
     repositories: RepositoryPolicy = ANY_REPOSITORY,
 ) -> Recompute:
     """Set the gates of every Environment to exactly what its upstream justifies now.
@@ -138,7 +135,7 @@ def recompute(
         except RetryableError as exc:
             report.fail(env, exc, retry=True)
     for (project, where), members in groups.items():
-        _recompute_group(project, where, members, kube, upstream, attempts, clock, repositories, report)
+        _recompute_group(project, where, members, kube, upstream, attempts, repositories, report)
     return report
 
 
@@ -159,7 +156,6 @@ def _recompute_group(
     kube: RecomputeStore,
     upstream: Upstream,
     attempts: int,
-    clock: Clock,
     repositories: RepositoryPolicy,
     report: Recompute,
 ) -> None:
@@ -172,7 +168,7 @@ def _recompute_group(
     pending = members
     for attempt in range(attempts):
         if attempt:
-            retry = Retry(kube, upstream, attempts, clock, repositories)
+            retry = Retry(kube, upstream, attempts, repositories)
             pending = _current(pending, (project, where), retry, report)
         observed = _observe(pending, kube, attempts, report)
         revisions = frozenset().union(*(candidate_revisions(o.candidates) for o in observed))
@@ -182,14 +178,16 @@ def _recompute_group(
             for o in observed:
                 report.fail(o.env, exc, retry=isinstance(exc, RetryableError))
             return
-        results, now = results_for(lookups.values()), clock()
+        now = github_now(lookups.values())
         pending = []
         for o in observed:
             try:
                 if _changed(o.env, kube):  # an Environment change need not touch the gate: look
                     raise KubeConflict(f"Environment {o.env.key} changed while GitHub was asked")
                 for gate in o.gates:
-                    recomputed = plan_recompute(o.env, gate, o.candidates, results, now)
+                    recomputed = plan_recompute(
+                        o.env, gate, o.candidates, results_for(o.candidates, lookups), now
+                    )
                     report.outcomes.append(
                         apply_plan(
                             o.env, recomputed.plan, kube, extra={"candidates": recomputed.allowed.reasons}
@@ -239,7 +237,6 @@ class Retry:
     kube: RecomputeStore
     upstream: Upstream
     attempts: int
-    clock: Clock
     repositories: RepositoryPolicy
 
 
@@ -262,9 +259,7 @@ def _current(
         elif _group(fresh) == group:
             still.append(fresh)
         else:
-            moved = recompute(
-                [fresh], retry.kube, retry.upstream, retry.attempts, retry.clock, retry.repositories
-            )
+            moved = recompute([fresh], retry.kube, retry.upstream, retry.attempts, retry.repositories)
             report.outcomes += moved.outcomes
             report.errors.update(moved.errors)
             report.retryable += moved.retryable

@@ -8,14 +8,13 @@ is reported and, when retryable, makes the run retryable.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from shared.errors import PartialFailure
 from shared.trust import RepositoryPolicy
 from stagegate.logs import get_logger
-from stagegate.recompute_service import ANY_REPOSITORY, Clock, RecomputeStore, Upstream, recompute
+from stagegate.recompute_service import ANY_REPOSITORY, RecomputeStore, Upstream, recompute
 
 log = get_logger("resync")
 
@@ -29,7 +28,6 @@ def resync(
     upstream: Upstream,
     namespaces: Sequence[str],
     attempts: int,
-    clock: Clock = time.time,
     repositories: RepositoryPolicy = ANY_REPOSITORY,
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
@@ -48,7 +46,7 @@ def resync(
             reported, retry = dict(exc.summary), retry + 1
         summary["reports"] = reported["rollouts"]
         errors += reported["errors"]
-    report = recompute(environments, kube, upstream, attempts, clock, repositories)
+    report = recompute(environments, kube, upstream, attempts, repositories)
     errors += [f"{key}: {reason}" for key, reason in report.errors.items()]
     gates = [o.to_json() for o in report.outcomes]
     summary.update(gates=gates, errors=errors)

@@ -8,7 +8,6 @@ else is acknowledged as ignored with the reason.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,6 @@ from stagegate.http import within
 from stagegate.logs import get_logger
 from stagegate.recompute_service import (
     ANY_REPOSITORY,
-    Clock,
     RecomputeStore,
     Upstream,
     governed_by,
@@ -33,10 +31,9 @@ log = get_logger("webhook")
 
 @dataclass(frozen=True)
 class Scope:
-    """What a delivery may touch and by which clock: namespaces (empty: all), allowed repositories."""
+    """What a delivery may touch: namespaces (empty: all), allowed repositories."""
 
     namespaces: Sequence[str]
-    clock: Clock = time.time
     repositories: RepositoryPolicy = ANY_REPOSITORY
 
 
@@ -55,7 +52,7 @@ def _deployment_status(
     if target is None:
         return _ignored(f"environment {event.environment!r} is not shaped kuberik/<name>/<environment>")
     environments = governed_by(target, event.repository, kube.list_environments(scope.namespaces))
-    report = recompute(environments, kube, upstream, clock=scope.clock, repositories=scope.repositories)
+    report = recompute(environments, kube, upstream, repositories=scope.repositories)
     summary: dict[str, object] = {
         "status": "recomputed",
         "upstream": f"{event.repository} {event.environment} ({event.state})",
@@ -96,12 +93,11 @@ def on_delivery(
     kube: RecomputeStore,
     upstream: Upstream,
     namespaces: Sequence[str],
-    clock: Clock = time.time,
     repositories: RepositoryPolicy = ANY_REPOSITORY,
 ) -> dict[str, Any]:
     """Route a verified delivery to its handler; unknown events are ignored, not errors."""
     handler = HANDLERS.get(delivery.event)
     if handler is None:
         return _ignored(f"event {delivery.event!r} does not change bake results")
-    scope = Scope(namespaces, clock, repositories)
+    scope = Scope(namespaces, repositories)
     return {"delivery": delivery.delivery_id, **handler(delivery, kube, upstream, scope)}

@@ -144,11 +144,11 @@ def test_the_readme_walkthrough_closes_then_opens_prods_gate_and_sigterm_stops_e
     assert "none (the Rollout lists no release candidates)" in explained[0], explained[0]
     for blocked in explained[1:3]:
         assert f"{TAG}: blocked: " in blocked, blocked
-    assert "deployed, in_progress" in explained[2], explained[2]
+    assert "bake result in_progress (history entry" in explained[2], explained[2]
     opened = explained[3]
     assert f'gate prod-stagegate: allowedVersions=["{TAG}"] ' in opened, opened
     assert f"{TAG}: allowed: " in opened, opened
-    assert "deployed, success" in opened, opened
+    assert "bake result success (history entry" in opened, opened
     assert f"the recompute would allow: ['{TAG}']" in opened, opened
     assert "stopped: " in said
     assert processes_marked(marker) == []

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode
 
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import http_date
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
@@ -125,10 +126,15 @@ class Answer:
 
 
 class Quiet(WSGIRequestHandler):
-    """No access log on stderr: tests make thousands of requests."""
+    """No access log on stderr (tests make thousands of requests), and no `Date` of the machine's own:
+    every answer carries the fake's (`App._send`), which is GitHub's clock here."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self.send_response_only(code, message)
+        self.send_header("Server", self.version_string())
 
 
 class BadRequest(Exception):
@@ -244,6 +250,10 @@ class App:
         payload = b"" if answer.body is None else json.dumps(answer.body).encode()
         headers = {
             "Content-Type": "application/json; charset=utf-8",
+            # GitHub's own time of the answer. The fake's clock stands for GitHub's (every createdAt
+            # comes from it), so `Date` does too; a stale read (a lagging replica) still answers at the
+            # live time, as a replica would.
+            "Date": http_date(self.fake.state.clock.now().timestamp()),
             "X-GitHub-Media-Type": "github.v3; format=json",
             "X-GitHub-Api-Version-Selected": API_VERSION,
             "X-GitHub-Request-Id": secrets.token_hex(8).upper(),

@@ -4,9 +4,11 @@ baked versions, and nothing else ever does."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import secrets
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,8 @@ class App:
         self.custom, self.gates, self.fake, self.namespace = custom, gates, fake, namespace
         self.repo = f"org-{namespace}/myapp"
         self.creator: str | None = None  # who records bake results (None: the fake's token user)
+        self.builds: dict[str, str] = {}  # revision -> the tag the Rollouts list it under
+        self.entries = 0  # the history entries recorded so far (kuberik numbers them per Rollout)
         fake.add_repo(self.repo)
 
     def environment(self, name: str, upstream: str | None = None, kind: str = "After") -> None:
@@ -79,6 +83,7 @@ class App:
     def candidates(self, env: str, *pairs: tuple[str, str | None]) -> None:
         """Write the Rollout's status the way the rollout controller does."""
         items = [{"tag": tag, **({"revision": rev} if rev else {})} for tag, rev in pairs]
+        self.builds.update({rev: tag for tag, rev in pairs if rev})
         self.custom.patch_namespaced_custom_object_status(
             "kuberik.com",
             "v1alpha1",
@@ -89,9 +94,17 @@ class App:
         )
 
     def bake(
-        self, env: str, revision: str, state: str = "success", description: str = "Bake succeeded"
+        self,
+        env: str,
+        revision: str,
+        state: str = "success",
+        description: str = "Bake succeeded",
+        tag: str | None = None,
     ) -> int:
-        """Record a deployment of `revision` to `env` and its status, as the environment controller does."""
+        """Record a deployment of the build `tag` of `revision` (default: the tag the Rollouts list
+        `revision` under) to `env` as a new history entry, and its status, as the environment
+        controller does."""
+        self.entries += 1
         deployment = self.fake.create_deployment(
             self.repo,
             sha=revision,
@@ -99,8 +112,11 @@ class App:
             environment=f"kuberik/myapp/{env}",
             task="deploy:kuberik/myapp",
             payload={
-                "id": str(uuid.uuid4()),
-                "version": {"tag": f"tag-{revision[:7]}", "revision": revision},
+                "id": str(self.entries),
+                "version": {
+                    "tag": tag or self.builds.get(revision, f"tag-{revision[:7]}"),
+                    "revision": revision,
+                },
             },
             creator=self.creator,
         )
@@ -299,6 +315,44 @@ def test_a_lagging_github_replica_cannot_reopen_a_revoked_tag(url, fake, app) ->
     assert app.gate("prod") == []
     with fake.stale(before_the_failure):  # a replica that has not seen the failure yet
         response = deliver(url, fake, app, succeeded)
+    assert response.status_code == 200, response.text
+    assert app.gate("prod") == []
+
+
+@pytest.fixture(scope="module")
+def behind(octokit: Path) -> Iterator[FakeGitHub]:
+    """A GitHub whose clock is ten minutes behind this machine's: stagegate's clock runs ahead of it."""
+    start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=10)
+    with FakeGitHub(assets=octokit, start_time=start) as server:
+        yield server
+        assert server.schema_errors == []
+
+
+def test_a_lagging_replica_cannot_reopen_a_revoked_tag_when_our_clock_runs_ahead_of_githubs(
+    url,
+    kube_stack: devstack.KubeStack,
+    procs: devstack.Processes,
+    behind: FakeGitHub,
+    gates,
+    custom,
+    namespace,
+) -> None:
+    # Judged on stagegate's clock, the failure's veto expired the moment it was made (its status is
+    # ten minutes old by our clock), and the lagging answer re-allowed v1. GitHub's own `Date` says
+    # the failure is seconds old.
+    served = serve(kube_stack, procs, behind)
+    app = App(custom, gates, behind, namespace)
+    app.environment("staging")
+    app.environment("prod", upstream="staging")
+    app.candidates("prod", ("v1", rev(1)))
+    succeeded = app.bake("staging", rev(1))
+    deliver(served, behind, app, succeeded)
+    assert app.gate("prod") == ["v1"]
+    before_the_failure = behind.snapshot()
+    deliver(served, behind, app, app.bake("staging", rev(1), "failure", "Bake failed: error rate"))
+    assert app.gate("prod") == []
+    with behind.stale(before_the_failure):
+        response = deliver(served, behind, app, succeeded)
     assert response.status_code == 200, response.text
     assert app.gate("prod") == []
 

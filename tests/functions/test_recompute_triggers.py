@@ -53,7 +53,7 @@ def baked_before_listed(webhook: str, fake: FakeGitHub, app: App) -> None:
     app.environment("staging")
     app.environment("prod", upstream="staging")
     app.candidates("prod", ("v0", rev(0)))
-    assert deliver(webhook, fake, app, app.bake("staging", rev(1))).status_code == 200
+    assert deliver(webhook, fake, app, app.bake("staging", rev(1), tag="v1")).status_code == 200
     assert app.gate("prod") == []
     app.candidates("prod", ("v0", rev(0)), ("v1", rev(1)))
 

@@ -5,6 +5,7 @@ rate-limited write and an outage retried (in-process here; through Pub/Sub in te
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import threading
 
@@ -13,7 +14,8 @@ from kubernetes import client
 
 from shared.errors import RetryableError
 from stagegate.kube import KubeGates, report_lease_name
-from stagegate.report_service import Busy, report_all
+from stagegate.lease_watch import LeaseWatch
+from stagegate.report_service import Busy, Limits, report_all, report_rollout
 from stagegate_dev.fake_github import FakeGitHub
 from tests.functions.reporter_support import History, rev
 
@@ -221,14 +223,12 @@ def test_concurrent_reports_never_create_a_second_deployment_for_an_entry(histor
         assert [s for s in v[0]["statuses"] if s != ("inactive", "")] == [("success", "Bake succeeded")]
 
 
-def test_the_lease_is_held_then_released_and_an_expired_one_is_taken_over(
+def test_the_lease_is_held_then_released_and_one_seen_unchanged_for_its_duration_is_taken_over(
     history: History, gates: KubeGates
 ) -> None:
     history.deploy(1, "Succeeded")
     rollout = gates.get_rollout(history.namespace, history.rollout)
     assert rollout is not None
-    import datetime
-
     now = datetime.datetime.now(datetime.UTC)
     held = gates.acquire_lease(rollout, "someone", 120, now)
     assert held is not None
@@ -240,11 +240,47 @@ def test_the_lease_is_held_then_released_and_an_expired_one_is_taken_over(
     assert history.recorded() == {}
     gates.release_lease(held)
     assert history.report().deployments == 1
-    # A holder that crashed: its claim ran out, so the next report takes the Lease over.
-    stale = gates.acquire_lease(rollout, "crashed", 1, now - datetime.timedelta(seconds=30))
-    assert stale is not None
+    # A holder that crashed: another instance takes the Lease over once it has watched the same
+    # record for the claim's duration on its own clock.
+    assert gates.acquire_lease(rollout, "crashed", 30, now) is not None
+    ticks = iter([0.0, 29.0, 30.0])
+    taker = KubeGates(gates.api, gates.timeout, LeaseWatch(monotonic=lambda: next(ticks)))
+    assert taker.acquire_lease(rollout, "taker", 30, now) is None  # first sight: the count starts
+    assert taker.acquire_lease(rollout, "taker", 30, now) is None  # 29 s: still the holder's
+    taken = taker.acquire_lease(rollout, "taker", 30, now)  # 30 s unchanged: ran out
+    assert taken is not None
+    assert taken["spec"]["holderIdentity"] == "taker"
+    taker.release_lease(taken)
     history.set_bake(1, "Failed")
     assert history.report().statuses == 1
+
+
+@pytest.mark.parametrize("ahead", [datetime.timedelta(minutes=10), datetime.timedelta(days=3)])
+def test_a_reporter_whose_clock_runs_ahead_never_takes_a_held_lease(
+    history: History, gates: KubeGates, ahead: datetime.timedelta
+) -> None:
+    # Two instances whose clocks differ by more than the Lease's duration: the one ahead would have
+    # read the holder's renewTime as long past and taken the Lease, and both would have reported.
+    history.deploy(1, "Succeeded")
+    rollout = gates.get_rollout(history.namespace, history.rollout)
+    assert rollout is not None
+    now = datetime.datetime.now(datetime.UTC)
+    held = gates.acquire_lease(rollout, "reporter-a", 120, now)
+    assert held is not None
+    other = KubeGates(gates.api, gates.timeout)  # another instance, its clock `ahead`
+    for _ in range(3):
+        assert other.acquire_lease(rollout, "reporter-b", 120, now + ahead) is None
+    with pytest.raises(Busy):
+        report_rollout(
+            history.namespace,
+            history.rollout,
+            other,
+            history.reader(),
+            Limits(),
+            clock=(now + ahead).timestamp,
+        )
+    assert history.recorded() == {}
+    gates.release_lease(held)
 
 
 def test_a_rate_limited_write_fails_retryably_and_the_retry_completes_it(history: History) -> None:

@@ -1,20 +1,24 @@
-"""The model's own reading of bake results, written from DESIGN.md and the module docstrings, not
+"""The model's own reading of bake records, written from DESIGN.md and the module docstrings, not
 from `shared.bake`: which tags an Environment may deploy, given what is known about its upstream.
 
 Known is either everything the reader ever answered for one (repository, GitHub environment) (the
 union of all answers: a deployment seen twice keeps every status either answer showed) or the fake
 GitHub's live state. The rules:
 
-- a deployment counts for a candidate revision (a full commit id) when it is of that commit and its
-  payload's `version.revision`, if any, is a hex prefix of at least 7 digits of it;
-- a status carries a bake result unless it is `inactive` without a `Bake cancelled` description
-  (GitHub's own marks on older deployments);
-- the newest counted deployment by (createdAt, id) that has a result-carrying status decides; its
-  deciding statuses are those with the newest createdAt: one state, or several (a tie within
-  GitHub's one-second resolution, read as ambiguous);
-- `After`: exactly `{success}`; `Parallel`: at least one counted deployment, and no failure or error
-  among the deciding states;
-- a tag is allowed when it has candidate entries and every one of them has a justified revision.
+- a record is of a candidate (tag, full commit id) when it is a deployment of that commit, its
+  payload's `version.revision`, if any, is a hex prefix of at least 7 digits of it, its payload's
+  `version.tag` is the candidate's tag, and its payload's `id` (the Rollout history entry) is a
+  number: a rebuild of the same commit under another tag has no record until it bakes itself;
+- a status says something about the bake only when its description starts with one of kuberik's
+  words (`Bake succeeded`, `Bake failed`, `Baking in progress`, `Deploying`, `Bake cancelled`, the
+  part before a colon) and, for `inactive`, only `Bake cancelled`; it says its state if the state is
+  one kuberik writes with those words, otherwise it says "contradicts";
+- the candidate's records with the highest history entry decide: their newest saying statuses (several
+  only when created in the same second) give the states; records of lower entries that GitHub created
+  after the first record of that highest entry (a higher deployment id) may only hold it back;
+- `After`: the states are exactly `{success}` and the held-back ones say nothing but success;
+  `Parallel`: at least one record, and nothing failed (failure, error, or contradicts) among either;
+- a tag is allowed when it has candidate entries and every one of them is justified.
 """
 
 from __future__ import annotations
@@ -26,7 +30,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
-FAILED = frozenset({"failure", "error"})
+FAILED = frozenset({"failure", "error", "contradicts"})
+WORDS = {
+    "Bake succeeded": {"success"},
+    "Bake failed": {"failure"},
+    "Baking in progress": {"in_progress"},
+    "Deploying": {"in_progress", "pending"},
+    "Bake cancelled": {"inactive"},
+}
 
 StatusKey = tuple[str, str, str]
 """(state, description, createdAt) of one status; GraphQL gives statuses no id."""
@@ -40,72 +51,100 @@ class Seen:
     sha: str
     claimed: str | None
     created_at: str
+    tag: str | None = None
+    entry: str | None = None
     statuses: set[StatusKey] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """Whether a revision was deployed upstream, and the deciding states (empty: no result yet)."""
+    """Whether the candidate has a record upstream, the deciding states (empty: no result yet), and
+    what records of older entries created later say."""
 
     deployed: bool
     states: frozenset[str]
+    late: frozenset[str] = frozenset()
 
     @property
     def word(self) -> str:
         if not self.states:
-            return "deployed, no result" if self.deployed else "not deployed"
-        return "/".join(sorted(self.states))
+            said = "deployed, no result" if self.deployed else "not deployed"
+        else:
+            said = "/".join(sorted(self.states))
+        return f"{said} (later, older: {'/'.join(sorted(self.late))})" if self.late else said
 
 
-def claimed_revision(payload: Any) -> str | None:
-    """`payload.version.revision`, when the payload has a non-empty one."""
-    version = payload.get("version") if isinstance(payload, Mapping) else None
-    revision = version.get("revision") if isinstance(version, Mapping) else None
-    return revision if isinstance(revision, str) and revision else None
+def payload_field(payload: Any, *path: str) -> str | None:
+    """A non-empty string at `path` in the payload, or None."""
+    for key in path:
+        payload = payload.get(key) if isinstance(payload, Mapping) else None
+    return payload if isinstance(payload, str) and payload else None
 
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _counts(deployment: Seen, revision: str) -> bool:
+def _of_commit(deployment: Seen, revision: str) -> bool:
     if deployment.sha.lower() != revision:
         return False
     claimed = deployment.claimed
     return claimed is None or (len(claimed) >= 7 and revision.startswith(claimed.lower()))
 
 
-def _carries(status: StatusKey) -> bool:
+def _says(status: StatusKey) -> str | None:
     state, description, _ = status
-    return state != "inactive" or description.startswith("Bake cancelled")
+    words = description.split(":")[0]
+    if words not in WORDS or (state == "inactive" and words != "Bake cancelled"):
+        return None
+    return state if state in WORDS[words] else "contradicts"
 
 
-def verdict(deployments: Iterable[Seen], revision: str | None) -> Verdict:
-    """What the known deployments say about one candidate revision."""
+def _newest(deployments: Iterable[Seen]) -> frozenset[str]:
+    said = [(s[2], word) for d in deployments for s in d.statuses if (word := _says(s)) is not None]
+    if not said:
+        return frozenset()
+    last = max(at for at, _ in said)
+    return frozenset(word for at, word in said if at == last)
+
+
+def verdict(deployments: Iterable[Seen], candidate: tuple[str, str | None]) -> Verdict:
+    """What the known deployments say about one candidate (tag, revision)."""
+    tag, revision = candidate
     if revision is None or not FULL_SHA.match(revision):
         return Verdict(False, frozenset())
-    counted = sorted((d for d in deployments if _counts(d, revision)), key=lambda d: (d.created_at, d.id))
-    for deployment in reversed(counted):
-        carrying = [s for s in deployment.statuses if _carries(s)]
-        if carrying:
-            newest = max(s[2] for s in carrying)
-            return Verdict(True, frozenset(s[0] for s in carrying if s[2] == newest))
-    return Verdict(bool(counted), frozenset())
+    mine = [
+        d
+        for d in deployments
+        if _of_commit(d, revision) and d.tag == tag and d.entry is not None and d.entry.isdigit()
+    ]
+    if not mine:
+        return Verdict(False, frozenset())
+    top = max(int(d.entry or 0) for d in mine)
+    deciding = [d for d in mine if int(d.entry or 0) == top]
+    first = min(d.id for d in deciding)
+    late: frozenset[str] = frozenset()
+    for d in mine:
+        if int(d.entry or 0) != top and d.id > first:
+            late |= _newest([d])
+    return Verdict(True, _newest(deciding), late)
 
 
 def justified(kind: str, found: Verdict) -> bool:
     if kind == "After":
-        return found.states == {"success"}
-    return found.deployed and not (found.states & FAILED)
+        return found.states == {"success"} and found.late <= {"success"}
+    return found.deployed and not ((found.states | found.late) & FAILED)
 
 
 def allowed(
-    kind: str, candidates: Sequence[tuple[str, str | None]], verdict_of: Callable[[str | None], Verdict]
+    kind: str,
+    candidates: Sequence[tuple[str, str | None]],
+    verdict_of: Callable[[tuple[str, str | None]], Verdict],
 ) -> list[str]:
-    """The sorted tags every candidate entry of which has a justified revision."""
+    """The sorted tags every candidate entry of which is justified."""
     tags: dict[str, bool] = {}
-    for tag, revision in candidates:
-        tags[tag] = tags.get(tag, True) and justified(kind, verdict_of(revision))
+    for candidate in candidates:
+        tags[candidate[0]] = tags.get(candidate[0], True) and justified(kind, verdict_of(candidate))
     return sorted(tag for tag, ok in tags.items() if ok)
 
 
@@ -131,7 +170,12 @@ class Knowledge:
                 seen = known.get(record.id)
                 if seen is None:
                     seen = known[record.id] = Seen(
-                        record.id, record.sha.lower(), claimed_revision(record.payload), record.created_at
+                        record.id,
+                        record.sha.lower(),
+                        payload_field(record.payload, "version", "revision"),
+                        record.created_at,
+                        payload_field(record.payload, "version", "tag"),
+                        payload_field(record.payload, "id"),
                     )
                 seen.statuses |= {
                     (s.state.lower(), s.description or "", s.created_at) for s in record.statuses
@@ -143,7 +187,10 @@ class Knowledge:
     def copy(self) -> Knowledge:
         twin = Knowledge()
         twin._seen = {
-            where: {i: Seen(d.id, d.sha, d.claimed, d.created_at, set(d.statuses)) for i, d in known.items()}
+            where: {
+                i: Seen(d.id, d.sha, d.claimed, d.created_at, d.tag, d.entry, set(d.statuses))
+                for i, d in known.items()
+            }
             for where, known in self._seen.items()
         }
         return twin
@@ -157,8 +204,10 @@ def live_deployments(state: Any, repository: str, environment: str) -> list[Seen
             Seen(
                 d.id,
                 d.sha.lower(),
-                claimed_revision(d.payload),
+                payload_field(d.payload, "version", "revision"),
                 iso(d.created_at),
+                payload_field(d.payload, "version", "tag"),
+                payload_field(d.payload, "id"),
                 {(s.state, s.description or "", iso(s.created_at)) for s in d.statuses},
             )
             for d in state.deployments.values()

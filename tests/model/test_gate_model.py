@@ -121,6 +121,8 @@ STATUSES = (  # what the environment controller writes (success most often), and
     ("queued", ""),
     ("inactive", "Bake cancelled: superseded by a newer version"),
     ("inactive", ""),
+    ("success", "Deployment successful"),  # a deploy tool's, not a bake: says nothing
+    ("failure", "Bake succeeded"),  # contradicts itself
 )
 
 
@@ -348,6 +350,8 @@ relationship = st.sampled_from(
 )
 candidates = st.lists(candidate, min_size=1, max_size=4)
 rarely = st.sampled_from((False, False, False, True))
+entries = st.sampled_from((1, 2, 2, 3, 3, 4, None))
+"""History entry ids: mostly distinct, sometimes shared (a duplicate) or missing (not kuberik's)."""
 
 
 class GateModel(RuleBasedStateMachine):
@@ -383,6 +387,8 @@ class GateModel(RuleBasedStateMachine):
                 st.sampled_from(UPSTREAMS),
                 st.sampled_from(SHAS),
                 st.lists(st.sampled_from(STATUSES), min_size=1, max_size=3),
+                st.sampled_from(TAGS),
+                entries,
             ),
             max_size=6,
         ),
@@ -394,7 +400,7 @@ class GateModel(RuleBasedStateMachine):
     )
     def start_with_a_history_two_environments_and_their_rollouts(
         self,
-        history: list[tuple[str, str, list[tuple[str, str]]]],
+        history: list[tuple[str, str, list[tuple[str, str]], str, int | None]],
         prod: tuple[str, str] | None,
         qa: tuple[str, str] | None,
         a: list[tuple[str, str | None]],
@@ -402,10 +408,14 @@ class GateModel(RuleBasedStateMachine):
         qa_rollout: str,
     ) -> None:
         """Bakes recorded before stagegate ran (no webhooks), then two Environments and their Rollouts."""
-        for upstream, sha, statuses in history:
+        for upstream, sha, statuses, tag, entry in history:
+            payload = {
+                **({} if entry is None else {"id": str(entry)}),
+                "version": {"tag": tag, "revision": sha},
+            }
             created = self.fake.create_deployment(
                 self.repo, sha=sha, ref=sha, environment=github_environment(upstream),
-                task="deploy:kuberik/myapp", payload={"id": "0", "version": {"tag": "t", "revision": sha}},
+                task="deploy:kuberik/myapp", payload=payload,
             )  # fmt: skip
             self.deployments.append(int(created["id"]))
             for state, description in statuses:
@@ -422,9 +432,6 @@ class GateModel(RuleBasedStateMachine):
         self.since_quiet += 1
 
     # time and GitHub ---------------------------------------------------------------------------
-
-    def now(self) -> float:
-        return self.fake.state.clock.now().timestamp()
 
     def age(self, snapshot: Snapshot) -> float:
         return (self.fake.state.clock.now() - snapshot.taken_at).total_seconds()
@@ -461,17 +468,17 @@ class GateModel(RuleBasedStateMachine):
         if isinstance(item, AuditItem):
             self.delivered_audit = [*self.delivered_audit[-30:], item]
             events = parse_audit_document(copy.deepcopy(item.document))
-            ctx = AuditContext(self.kube, self.reader, ATTEMPTS, self.now)
+            ctx = AuditContext(self.kube, self.reader, ATTEMPTS)
             error = self._run(lambda: handle_audit_events(events, ctx), snapshot)
             if redeliver and isinstance(error, RetryableError):
                 self.queue.append(item)  # Pub/Sub delivers it again
             return
         headers, body = self._webhook(item.status_id)
         verified = verify_delivery(headers, body, [SECRET])
-        self._run(lambda: on_delivery(verified, self.kube, self.reader, [NS], self.now), snapshot)
+        self._run(lambda: on_delivery(verified, self.kube, self.reader, [NS]), snapshot)
 
     def _resync(self, snapshot: Snapshot | None) -> StagegateError | None:
-        return self._run(lambda: resync(self.kube, self.reader, [NS], ATTEMPTS, self.now), snapshot)
+        return self._run(lambda: resync(self.kube, self.reader, [NS], ATTEMPTS), snapshot)
 
     # changes -----------------------------------------------------------------------------------
 
@@ -547,24 +554,36 @@ class GateModel(RuleBasedStateMachine):
         upstream=st.sampled_from((*UPSTREAMS, "staging", "other")),
         sha=st.sampled_from((*SHAS, UNLISTED_SHA)),
         claim=st.sampled_from(("full", "full", "short", "none", "other")),
+        tag=st.sampled_from((*TAGS, "rebuild")),
+        entry=entries,
         tie=rarely,
         statuses=st.lists(st.sampled_from(STATUSES), max_size=3),
         prompt=st.booleans(),
     )
     def create_deployment(
-        self, upstream: str, sha: str, claim: str, tie: bool, statuses: list[tuple[str, str]], prompt: bool
+        self,
+        upstream: str,
+        sha: str,
+        claim: str,
+        tag: str,
+        entry: int | None,
+        tie: bool,
+        statuses: list[tuple[str, str]],
+        prompt: bool,
     ) -> None:
-        """A deployment of a commit and its first statuses (their webhooks delivered at once, or queued)."""
+        """A record of a build (tag) of a commit, for a history entry (usually the next one; sometimes a
+        duplicate or a late record of an older one, or none), and its first statuses (their webhooks
+        delivered at once, or queued)."""
         self.step("create deployment")
         claimed = {"full": sha, "short": sha[:7], "none": None, "other": UNLISTED_SHA}[claim]
-        version: dict[str, Any] = {"tag": f"t-{sha[:7]}"}
+        version: dict[str, Any] = {"tag": tag}
         if claimed is not None:
             version["revision"] = claimed
         where = NOISE_ENVIRONMENT if upstream == "other" else github_environment(upstream)
         with same_second(self.fake.state.clock) if tie else _nothing():
             created = self.fake.create_deployment(
                 self.repo, sha=sha, ref=sha, environment=where, task="deploy:kuberik/myapp",
-                payload={"id": f"{upstream}-{sha[:7]}", "version": version},
+                payload={**({} if entry is None else {"id": str(entry)}), "version": version},
             )  # fmt: skip
         self.deployments.append(int(created["id"]))
         for state, description in statuses:
@@ -815,14 +834,14 @@ class GateModel(RuleBasedStateMachine):
         key = (env.namespace, gate.rollout_name or "")
         rollout = frame.rollouts[key] if key in frame.rollouts else self.kube.rollouts.get(key)
         candidates = candidates_of(rollout)
-        justified = oracle.allowed(rel.type, candidates, lambda r: oracle.verdict(known, r))
+        justified = oracle.allowed(rel.type, candidates, lambda c: oracle.verdict(known, c))
         STATS["recompute writes allowing tags"] += bool(after)
         vetoes = '"vetoes":{}' not in gate.annotations.get(EVIDENCE_ANNOTATION, "")
         STATS["recompute writes with vetoes in the evidence"] += vetoes
         extra = sorted(set(after) - set(justified))
         if extra:
             why = {
-                tag: [(rev, oracle.verdict(known, rev).word) for t, rev in candidates if t == tag]
+                tag: [(rev, oracle.verdict(known, (t, rev)).word) for t, rev in candidates if t == tag]
                 for tag in extra
             }
             self.violations.append(
@@ -884,9 +903,14 @@ def test_the_model_ran_at_least_ten_thousand_steps() -> None:
 # Bugs the model found, as minimal reproductions (no Hypothesis, no HTTP) -------------------------
 
 
+WORDS = {"success": "Bake succeeded", "failure": "Bake failed", "in_progress": "Baking in progress"}
+
+
 class StubUpstream:
-    """Bake results by (GitHub environment, revision): one deployment with statuses (state, createdAt)
-    (a bare state: one status); runs `interfere` once, right after its first answer."""
+    """Bake results by (GitHub environment, revision): one record of the build `v1` (history entry 1)
+    with statuses (state, createdAt) (a bare state: one status), written as kuberik writes them; runs
+    `interfere` once, right after its first answer. It gives no `Date`: GitHub's time is then the
+    newest `createdAt` it shows."""
 
     def __init__(
         self,
@@ -907,9 +931,9 @@ class StubUpstream:
                     DeploymentRecord(
                         1000 + i,
                         revision,
-                        {"version": {"revision": revision}},
+                        {"id": "1", "version": {"tag": "v1", "revision": revision}},
                         "2026-05-15T10:00:01Z",
-                        tuple(StatusRecord(state, f"Bake {state}", at) for state, at in statuses),
+                        tuple(StatusRecord(state, WORDS[state], at) for state, at in statuses),
                     ),
                 )
             answer[revision] = CommitLookup(revision, revision, deployments)
@@ -931,11 +955,11 @@ def test_resync_moves_the_gate_when_an_environment_changed_rollout_unseen() -> N
     kube.put_rollout_status(NS, "app-b", [{"tag": "v1", "revision": SHAS[1]}])  # baked in staging
     upstream = StubUpstream({(github_environment("staging"), SHAS[1]): "success"})
     kube.put_environment(_prod("app-a", "staging"))
-    resync(kube, upstream, [NS], ATTEMPTS, lambda: 1_778_839_300.0)
+    resync(kube, upstream, [NS], ATTEMPTS)
     assert kube.gates[(NS, "prod-stagegate")]["spec"]["allowedVersions"] == []
 
     kube.put_environment(_prod("app-b", "staging"))  # its audit event is lost
-    resync(kube, upstream, [NS], ATTEMPTS, lambda: 1_778_839_300.0)
+    resync(kube, upstream, [NS], ATTEMPTS)
 
     spec = kube.gates[(NS, "prod-stagegate")]["spec"]
     # Observed: {'rolloutRef': {'name': 'app-a'}, 'allowedVersions': ['v1'], ...}: app-a may now deploy
@@ -948,19 +972,18 @@ def test_a_recompute_that_lost_a_race_to_an_environment_change_uses_the_new_upst
     kube = InMemoryKube()
     kube.put_rollout_status(NS, "app-a", [{"tag": "v1", "revision": SHAS[0]}])
     baked = {(github_environment("staging"), SHAS[0]): "success"}  # canary never deployed it
-    clock = lambda: 1_778_839_300.0  # noqa: E731
     kube.put_environment(_prod("app-a", "staging"))
-    resync(kube, StubUpstream({}), [NS], ATTEMPTS, clock)  # nothing baked yet
+    resync(kube, StubUpstream({}), [NS], ATTEMPTS)  # nothing baked yet
     assert kube.gates[(NS, "prod-stagegate")]["spec"]["allowedVersions"] == []
 
     def switch_to_canary() -> None:
         """While the resync holds staging's answer, prod now follows canary (blocking audit webhook)."""
         stored = kube.put_environment(_prod("app-a", "canary"))
-        ctx = AuditContext(kube, StubUpstream(baked), ATTEMPTS, clock)
+        ctx = AuditContext(kube, StubUpstream(baked), ATTEMPTS)
         handle_audit_events(parse_audit_document(delivery(stored, "update")), ctx)
         assert kube.gates[(NS, "prod-stagegate")]["spec"]["allowedVersions"] == []
 
-    resync(kube, StubUpstream(baked, interfere=switch_to_canary), [NS], ATTEMPTS, clock)
+    resync(kube, StubUpstream(baked, interfere=switch_to_canary), [NS], ATTEMPTS)
 
     gate = kube.gates[(NS, "prod-stagegate")]
     # Observed: ['v1'] with evidence for "... kuberik/myapp/staging After": staging's answer (v1 baked)
@@ -974,19 +997,18 @@ def test_a_lagging_answer_does_not_reopen_what_another_gate_of_the_upstream_saw_
     staging = github_environment("staging")
     baked = ("success", "2026-05-15T10:00:02Z")
     failed = ("failure", "2026-05-15T10:00:03Z")
-    clock = lambda: 1_778_839_300.0  # noqa: E731  (2026-05-15T10:01:40Z: within the lag bound)
     qa = _prod("app-b", "staging")
     qa["metadata"]["name"] = "qa"
     kube.put_environment(qa)
     kube.put_environment(_prod("app-a", "staging"))
     kube.put_rollout_status(NS, "app-b", [{"tag": "v1", "revision": SHAS[0]}])
-    resync(kube, StubUpstream({(staging, SHAS[0]): (baked,)}), [NS], ATTEMPTS, clock)
-    resync(kube, StubUpstream({(staging, SHAS[0]): (baked, failed)}), [NS], ATTEMPTS, clock)
+    resync(kube, StubUpstream({(staging, SHAS[0]): (baked,)}), [NS], ATTEMPTS)
+    resync(kube, StubUpstream({(staging, SHAS[0]): (baked, failed)}), [NS], ATTEMPTS)
     assert kube.gates[(NS, "qa-stagegate")]["spec"]["allowedVersions"] == []  # it saw the failure
 
     kube.put_rollout_status(NS, "app-a", [{"tag": "v1", "revision": SHAS[0]}])  # prod lists v1 too
     lagging = StubUpstream({(staging, SHAS[0]): (baked,)})  # a replica from before the failure
-    resync(kube, lagging, [NS], ATTEMPTS, clock)
+    resync(kube, lagging, [NS], ATTEMPTS)
 
     assert kube.gates[(NS, "qa-stagegate")]["spec"]["allowedVersions"] == []  # held back: a veto
     # Observed: ['v1']: the same answer, in the same recompute of the same upstream, opens v1 for prod.
@@ -995,7 +1017,7 @@ def test_a_lagging_answer_does_not_reopen_what_another_gate_of_the_upstream_saw_
 
 def test_a_late_create_event_does_not_give_an_environment_with_a_relationship_a_null_gate() -> None:
     kube = InMemoryKube()
-    ctx = AuditContext(kube, StubUpstream({}), ATTEMPTS, lambda: 1_778_839_300.0)
+    ctx = AuditContext(kube, StubUpstream({}), ATTEMPTS)
     earlier = kube.put_environment(_prod("app-a", "staging"))
     handle_audit_events(parse_audit_document(delivery(earlier, "create")), ctx)
     kube.delete_environment(NS, "prod")

@@ -199,23 +199,47 @@ def github_inactive(second: float) -> StatusRecord:
     return status("inactive", second)
 
 
+TAG = "main-1779290372-b797408"
+"""The release candidate's tag: the build of `OID` that staging ran."""
+
+
 def deployment(
-    id: int, second: float, *statuses: StatusRecord, sha: str = OID, revision: Any = ABSENT
+    id: int,
+    second: float,
+    *statuses: StatusRecord,
+    sha: str = OID,
+    revision: Any = ABSENT,
+    tag: str | None = TAG,
+    entry: Any = ABSENT,
+    digest: str | None = None,
 ) -> DeploymentRecord:
     """A deployment as the environment controller records it (statuses in the order given).
 
-    The payload's `version.revision` is the commit itself unless `revision` says otherwise; None
-    leaves it out.
+    The payload is kuberik's: history entry `entry` (default: `id`; None leaves it out), `version` with
+    `tag` (None leaves it out), `digest` when given, and `revision`: the commit itself unless
+    `revision` says otherwise (None leaves it out).
     """
-    version: dict[str, Any] = {"tag": "main-1779290372-b797408"}
+    version: dict[str, Any] = {} if tag is None else {"tag": tag}
+    if digest is not None:
+        version["digest"] = digest
     if revision is ABSENT:
         version["revision"] = sha
     elif revision is not None:
         version["revision"] = revision
-    payload = {"id": f"entry-{id}", "relationship": {"type": "After"}, "version": version}
+    payload: dict[str, Any] = {"relationship": {"type": "After"}, "version": version}
+    if entry is not None:
+        payload = {"id": str(id if entry is ABSENT else entry), **payload}
     return DeploymentRecord(id=id, sha=sha, payload=payload, created_at=at(second), statuses=statuses)
 
 
-def lookup(revision: str, *deployments: DeploymentRecord, oid: str | None = OID) -> CommitLookup:
-    """GitHub's answer for `revision`: the commit `oid` (None: no single commit) and its deployments."""
-    return CommitLookup(revision=revision, oid=oid, deployments=deployments)
+def lookup(
+    revision: str, *deployments: DeploymentRecord, oid: str | None = OID, answered: float | None = None
+) -> CommitLookup:
+    """GitHub's answer for `revision`: the commit `oid` (None: no single commit) and its deployments,
+    given at `answered` (seconds after 10:00:00 on GitHub's clock; None: no `Date`)."""
+    return CommitLookup(
+        revision=revision,
+        oid=oid,
+        deployments=deployments,
+        answered_at=None if answered is None else epoch(answered),
+    )

@@ -4,14 +4,15 @@ gate but never re-open it, while nothing can pin it shut for longer than `VETO_T
 
 The Environment is the `prod` fixture (`After staging`) unless a test says otherwise. Scenarios act
 on answers the way the recompute does: plan, apply the merge patch, read the gate again.
-`at(s)`/`epoch(s)` are the same moment as GitHub's `createdAt` and as the recompute's `now`.
+`at(s)`/`epoch(s)` are the same moment on GitHub's clock: a status's `createdAt`, and the `Date` of the
+answer being acted on (`now`). stagegate's own clock appears nowhere: it is not an input.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -21,19 +22,22 @@ from hypothesis import strategies as st
 from shared.bake import (
     CommitLookup,
     DeploymentRecord,
+    Position,
     ReleaseCandidate,
-    RevisionResult,
     StatusRecord,
+    VersionResult,
     allowed_tags,
     results_for,
 )
 from shared.evidence import (
     CLOCK_SKEW_SECONDS,
     EVIDENCE_ANNOTATION,
+    LEGACY_PREFIX,
     LEGACY_WATERMARK_ANNOTATION,
     VETO_TTL_SECONDS,
     Evidence,
     Veto,
+    github_now,
     next_evidence,
     read_evidence,
     vetoed,
@@ -74,7 +78,8 @@ def prod_key() -> str:
 
 KEY = prod_key()
 R1, R2 = OID[:7], OTHER_OID[:7]
-CANDIDATES = (ReleaseCandidate("v1", R1), ReleaseCandidate("v2", R2))
+V1, V2 = ReleaseCandidate("v1", R1), ReleaseCandidate("v2", R2)
+CANDIDATES = (V1, V2)
 
 
 def annotated(evidence: Evidence | str) -> dict[str, str]:
@@ -89,13 +94,21 @@ def evidence_of(raw_gate: dict[str, Any]) -> Evidence:
 def act(
     raw_gate: dict[str, Any],
     lookups: Sequence[CommitLookup],
-    now: float,
+    now: float | None,
     env: Environment | None = None,
     candidates: tuple[ReleaseCandidate, ...] = CANDIDATES,
 ) -> tuple[dict[str, Any], Recomputed]:
-    """Recompute from this answer at `now` (seconds after 10:00) and apply the write, as the shell does."""
+    """Recompute from this answer, which GitHub gave at `now` (seconds after 10:00 on its clock; None:
+    no `Date`), and apply the write, as the shell does."""
+    answer = {
+        found.revision: replace(found, answered_at=None if now is None else epoch(now)) for found in lookups
+    }
     recomputed = plan_recompute(
-        env or environment(), RolloutGate.from_raw(raw_gate), candidates, results_for(lookups), epoch(now)
+        env or environment(),
+        RolloutGate.from_raw(raw_gate),
+        candidates,
+        results_for(candidates, answer),
+        github_now(answer.values()),
     )
     plan = recomputed.plan
     return (merge_patch(raw_gate, plan.patch) if plan.action == "update" else raw_gate), recomputed
@@ -106,47 +119,59 @@ def allowed(raw_gate: dict[str, Any]) -> list[str] | None:
     return found
 
 
-def result(states: set[str], position: tuple[str, int, str] | None, deployed: bool = True) -> RevisionResult:
-    return RevisionResult(R1, frozenset(states), deployed=deployed, position=position)
+def result(
+    states: set[str], position: Position | None, deployed: bool = True
+) -> dict[ReleaseCandidate, VersionResult]:
+    return {V1: VersionResult(V1, frozenset(states), deployed=deployed, position=position)}
+
+
+def rec(id: int, second: float, *statuses: StatusRecord, entry: int | None = None) -> DeploymentRecord:
+    """A record of the build `v1` of `R1`: history entry `entry` (default: its id)."""
+    return deployment(id, second, *statuses, tag="v1", entry=id if entry is None else entry)
 
 
 FRESH = gate_raw(allowed=[])  # carries evidence for the prod fixture's upstream, no vetoes
-BAKED = deployment(1, 0, succeeded(10))
-"""The older deployment of R1: baked successfully at 10."""
+BAKED = rec(1, 0, succeeded(10))
+"""The older record of v1 (history entry 1): baked successfully at 10."""
 
 
 def newer(*statuses: StatusRecord) -> DeploymentRecord:
-    """The newer deployment of R1, created at 20."""
-    return deployment(2, 20, *statuses)
+    """The newer record of v1 (history entry 2), created at 20."""
+    return rec(2, 20, *statuses)
 
 
 # to_annotation / read_evidence
 
+POSITION = (2, at(25), 2)
+"""History entry 2, status created at 25, on deployment 2."""
+
 
 def test_evidence_is_written_as_compact_json_with_its_vetoes() -> None:
-    evidence = Evidence(KEY, {R1: Veto((at(20), 2, at(25)), int(epoch(25)) + TTL)})
+    evidence = Evidence(KEY, {"v1": Veto(POSITION, int(epoch(25)) + TTL)})
     assert json.loads(evidence.to_annotation()) == {
         "upstream": "myorg/myapp kuberik/myapp/staging After",
-        "vetoes": {R1: {"at": [at(20), 2, at(25)], "until": "2026-05-15T10:05:25Z"}},
+        "vetoes": {"v1": {"at": [2, at(25), 2], "until": "2026-05-15T10:05:25Z"}},
     }
     assert " " not in evidence.to_annotation().replace(KEY, "")
 
 
 def test_equal_evidence_is_written_as_equal_text_whatever_the_order_of_its_vetoes() -> None:
-    one, two = Veto((at(1), 1, at(2)), int(epoch(300))), Veto((at(3), 2, at(4)), int(epoch(301)))
+    one, two = Veto((1, at(2), 1), int(epoch(300))), Veto((3, at(4), 2), int(epoch(301)))
     assert (
-        Evidence(KEY, {R1: one, R2: two}).to_annotation() == Evidence(KEY, {R2: two, R1: one}).to_annotation()
+        Evidence(KEY, {"v1": one, "v2": two}).to_annotation()
+        == Evidence(KEY, {"v2": two, "v1": one}).to_annotation()
     )
 
 
 def test_evidence_reads_back_as_written() -> None:
-    evidence = Evidence(KEY, {R1: Veto((at(20), 2, at(25)), int(epoch(325))), R2: Veto((at(0), 9, at(1)), 7)})
+    evidence = Evidence(KEY, {"v1": Veto(POSITION, int(epoch(325))), "v2": Veto((9, at(1), 9), 7)})
     assert read_evidence(gate(annotations=annotated(evidence))) == evidence
 
 
-positions = st.tuples(st.integers(0, 10**6).map(at), st.integers(0, 2**53), st.integers(0, 10**6).map(at))
+positions = st.tuples(st.integers(0, 2**53), st.integers(0, 10**6).map(at), st.integers(0, 2**53))
 vetoes_st = st.dictionaries(
-    st.text(min_size=1, max_size=12), st.builds(Veto, positions, st.integers(0, 2**32))
+    st.text(min_size=1, max_size=12).filter(lambda key: not key.startswith(LEGACY_PREFIX)),
+    st.builds(Veto, st.none() | positions, st.integers(0, 2**32)),
 )
 
 
@@ -161,10 +186,28 @@ def test_gate_without_evidence_has_none() -> None:
     assert read_evidence(gate(annotations=wanted_annotations())) == Evidence(None)
 
 
-def veto_text(deployment_id: str) -> str:
-    """Evidence whose one veto has `deployment_id` written as is (not necessarily JSON)."""
-    veto = f'{{"at": ["{at(0)}", {deployment_id}, "{at(1)}"], "until": "{at(300)}"}}'
-    return f'{{"upstream": "{KEY}", "vetoes": {{"{R1}": {veto}}}}}'
+def test_a_veto_written_before_versions_were_told_apart_holds_its_revision_until_it_expires() -> None:
+    # The earlier format keyed vetoes by revision, at (deployment createdAt, id, status createdAt).
+    text = json.dumps({"upstream": KEY, "vetoes": {R1: {"at": [at(20), 2, at(25)], "until": at(25 + TTL)}}})
+    evidence = read_evidence(gate(annotations=annotated(text)))
+    assert evidence == Evidence(KEY, {LEGACY_PREFIX + R1: Veto(None, int(epoch(25 + TTL)))})
+    raw = gate_raw(allowed=[], annotations=annotated(text))
+    newest_success = [lookup(R1, BAKED, rec(3, 40, succeeded(41)))]
+    raw, recomputed = act(raw, newest_success, now=60)
+    assert allowed(raw) == [], "a legacy veto cannot be superseded, only outlived"
+    assert "lagging" in recomputed.allowed.reasons["v1"]
+    raw, _ = act(raw, newest_success, now=25 + TTL + 1)
+    assert allowed(raw) == ["v1"]
+
+
+def veto_text(entry: str) -> str:
+    """Evidence whose one veto has `entry` written as is (not necessarily JSON)."""
+    veto = f'{{"at": [{entry}, "{at(1)}", 2], "until": "{at(300)}"}}'
+    return f'{{"upstream": "{KEY}", "vetoes": {{"v1": {veto}}}}}'
+
+
+def one_veto(veto: object) -> str:
+    return json.dumps({"upstream": KEY, "vetoes": {"v1": veto}})
 
 
 UNREADABLE = {
@@ -178,26 +221,21 @@ UNREADABLE = {
     "no upstream": '{"vetoes": {}}',
     "vetoes a list": json.dumps({"upstream": KEY, "vetoes": []}),
     "vetoes null": json.dumps({"upstream": KEY, "vetoes": None}),
-    "veto not an object": json.dumps({"upstream": KEY, "vetoes": {R1: "held"}}),
-    "veto without at": json.dumps({"upstream": KEY, "vetoes": {R1: {"until": at(300)}}}),
-    "veto without until": json.dumps({"upstream": KEY, "vetoes": {R1: {"at": [at(0), 1, at(1)]}}}),
-    "at too short": json.dumps({"upstream": KEY, "vetoes": {R1: {"at": [at(0), 1], "until": at(300)}}}),
-    "at id not a number": json.dumps(
-        {"upstream": KEY, "vetoes": {R1: {"at": [at(0), "x", at(1)], "until": at(9)}}}
-    ),
-    "at id null": json.dumps({"upstream": KEY, "vetoes": {R1: {"at": [at(0), None, at(1)], "until": at(9)}}}),
-    "at id NaN": veto_text("NaN"),
-    "at id of 5000 digits": veto_text("1" * 5000),
-    "until in epoch seconds": json.dumps(
-        {"upstream": KEY, "vetoes": {R1: {"at": [at(0), 1, at(1)], "until": 9}}}
-    ),
-    "until not a time": json.dumps(
-        {"upstream": KEY, "vetoes": {R1: {"at": [at(0), 1, at(1)], "until": "soon"}}}
-    ),
-    "until null": json.dumps({"upstream": KEY, "vetoes": {R1: {"at": [at(0), 1, at(1)], "until": None}}}),
+    "veto not an object": one_veto("held"),
+    "veto without at": one_veto({"until": at(300)}),
+    "veto without until": one_veto({"at": [1, at(1), 2]}),
+    "at too short": one_veto({"at": [1, at(1)], "until": at(300)}),
+    "at not a list": one_veto({"at": "1", "until": at(300)}),
+    "at deployment not a number": one_veto({"at": [1, at(1), "x"], "until": at(9)}),
+    "at entry null": one_veto({"at": [None, at(1), 2], "until": at(9)}),
+    "at entry NaN": veto_text("NaN"),
+    "at entry of 5000 digits": veto_text("1" * 5000),
+    "until in epoch seconds": one_veto({"at": [1, at(1), 2], "until": 9}),
+    "until not a time": one_veto({"at": [1, at(1), 2], "until": "soon"}),
+    "until null": one_veto({"at": [1, at(1), 2], "until": None}),
     "nested beyond the recursion limit": "[" * 100_000 + "]" * 100_000,
-    "at id Infinity": veto_text("Infinity"),
-    "at id 1e400": veto_text("1e400"),
+    "at entry Infinity": veto_text("Infinity"),
+    "at entry 1e400": veto_text("1e400"),
 }
 
 
@@ -210,22 +248,42 @@ def test_unreadable_evidence_is_no_evidence(text: str) -> None:
 def test_evidence_whose_upstream_is_not_a_string_names_no_upstream_and_vetoes_nothing(
     upstream: object,
 ) -> None:
-    text = json.dumps({"upstream": upstream, "vetoes": {R1: {"at": [at(0), 1, at(1)], "until": at(200)}}})
+    text = json.dumps({"upstream": upstream, "vetoes": {"v1": {"at": [1, at(1), 2], "until": at(200)}}})
     evidence = read_evidence(gate(annotations=annotated(text)))
     assert evidence.upstream is None
     assert vetoes_in_force(evidence, KEY, epoch(100)) == {}
 
 
+# github_now: GitHub's time of an answer
+
+
+def test_githubs_time_is_the_date_of_the_answer() -> None:
+    assert github_now([lookup(R1, BAKED, answered=30), lookup(R2, answered=31)]) == epoch(30)
+
+
+def test_without_a_date_githubs_time_is_the_newest_moment_the_answer_shows() -> None:
+    assert github_now([lookup(R1, BAKED, newer(failed(25))), lookup(R2, oid=OTHER_OID)]) == epoch(25)
+
+
+def test_an_empty_answer_without_a_date_has_no_time() -> None:
+    assert github_now([lookup(R1, oid=None)]) is None
+    assert github_now([]) is None
+
+
 # vetoes_in_force
 
-VETO = Veto((at(20), 2, at(25)), int(epoch(25)) + TTL)
+VETO = Veto(POSITION, int(epoch(25)) + TTL)
 
 
-def test_vetoes_of_the_same_upstream_are_in_force_until_they_expire() -> None:
-    evidence = Evidence(KEY, {R1: VETO})
-    assert vetoes_in_force(evidence, KEY, epoch(30)) == {R1: VETO}
-    assert vetoes_in_force(evidence, KEY, epoch(25 + TTL)) == {R1: VETO}
+def test_vetoes_of_the_same_upstream_are_in_force_until_they_expire_on_githubs_clock() -> None:
+    evidence = Evidence(KEY, {"v1": VETO})
+    assert vetoes_in_force(evidence, KEY, epoch(30)) == {"v1": VETO}
+    assert vetoes_in_force(evidence, KEY, epoch(25 + TTL)) == {"v1": VETO}
     assert vetoes_in_force(evidence, KEY, epoch(25 + TTL + 1)) == {}
+
+
+def test_without_githubs_time_no_veto_expires() -> None:
+    assert vetoes_in_force(Evidence(KEY, {"v1": Veto(POSITION, 7)}), KEY, None) == {"v1": Veto(POSITION, 7)}
 
 
 @pytest.mark.parametrize(
@@ -233,7 +291,8 @@ def test_vetoes_of_the_same_upstream_are_in_force_until_they_expire() -> None:
     [None, "myorg/myapp kuberik/myapp/staging Parallel", "myorg/myapp kuberik/myapp/qa After", KEY.upper()],
 )
 def test_vetoes_recorded_for_another_upstream_are_dropped(upstream: str | None) -> None:
-    assert vetoes_in_force(Evidence(upstream, {R1: VETO}), KEY, epoch(30)) == {}
+    assert vetoes_in_force(Evidence(upstream, {"v1": VETO}), KEY, epoch(30)) == {}
+    assert vetoes_in_force(Evidence(upstream, {"v1": VETO}), KEY, None) == {}
 
 
 def test_veto_claiming_to_outlive_the_ttl_and_the_clock_skew_is_not_believed() -> None:
@@ -241,89 +300,93 @@ def test_veto_claiming_to_outlive_the_ttl_and_the_clock_skew_is_not_believed() -
     horizon = int(now) + TTL + CLOCK_SKEW_SECONDS
     believed = Veto(VETO.position, horizon)
     pinning = Veto(VETO.position, horizon + 1)
-    assert vetoes_in_force(Evidence(KEY, {R1: believed, R2: pinning}), KEY, now) == {R1: believed}
+    assert vetoes_in_force(Evidence(KEY, {"v1": believed, "v2": pinning}), KEY, now) == {"v1": believed}
 
 
-# vetoed: which justified revisions this answer may not allow yet
+# vetoed: which justified tags this answer may not allow yet
 
-HELD = {R1: Veto((at(20), 2, at(25)), int(epoch(325)))}
+HELD = {"v1": Veto(POSITION, int(epoch(325)))}
 
 
 @pytest.mark.parametrize(
     "position",
-    [(at(0), 1, at(10)), (at(20), 2, at(24)), (at(20), 2, at(25)), (at(20), 1, at(30)), None],
-    ids=["older-deployment", "older-status", "same-status", "same-second-lower-id", "no-position"],
+    [(1, at(10), 1), (2, at(24), 2), (2, at(25), 2), (2, at(25), 1), None],
+    ids=["older-entry", "older-status", "same-status", "same-second-lower-deployment", "no-position"],
 )
-def test_justified_result_no_newer_than_the_veto_is_held_back(position: tuple[str, int, str] | None) -> None:
+def test_justified_result_no_newer_than_the_veto_is_held_back(position: Position | None) -> None:
     justified = result({"success"} if position else set(), position)
-    held = vetoed(HELD, {R1: justified}, "After" if position else "Parallel")
-    assert set(held) == {R1}
-    assert "lagging" in held[R1]
-    assert at(25) in held[R1]
-    assert "2026-05-15T10:05:25Z" in held[R1]
+    held = vetoed(HELD, justified, "After" if position else "Parallel")
+    assert set(held) == {"v1"}
+    assert "lagging" in held["v1"]
+    assert at(25) in held["v1"]
+    assert "2026-05-15T10:05:25Z" in held["v1"]
 
 
 @pytest.mark.parametrize(
-    "position",
-    [(at(20), 2, at(26)), (at(20), 3, at(21)), (at(21), 1, at(22))],
-    ids=["status", "id", "deployment"],
+    "position", [(2, at(26), 2), (2, at(25), 3), (3, at(1), 1)], ids=["status", "deployment", "entry"]
 )
-def test_justified_result_strictly_newer_than_the_veto_is_not_held_back(
-    position: tuple[str, int, str],
-) -> None:
-    assert vetoed(HELD, {R1: result({"success"}, position)}, "After") == {}
+def test_justified_result_strictly_newer_than_the_veto_is_not_held_back(position: Position) -> None:
+    assert vetoed(HELD, result({"success"}, position), "After") == {}
 
 
 def test_unjustified_or_missing_results_are_not_listed_as_vetoed() -> None:
-    assert vetoed(HELD, {R1: result({"failure"}, (at(0), 1, at(1)))}, "After") == {}
+    assert vetoed(HELD, result({"failure"}, (1, at(1), 1)), "After") == {}
     assert vetoed(HELD, {}, "After") == {}
+
+
+def test_a_veto_holds_only_its_own_tag() -> None:
+    other = ReleaseCandidate("v1-rebuild", R1)
+    justified = {other: VersionResult(other, frozenset({"success"}), True, (1, at(1), 1))}
+    assert vetoed(HELD, justified, "After") == {}
 
 
 # next_evidence: what acting on an answer leaves behind
 
 
 def test_unjustified_result_within_the_ttl_leaves_a_veto_until_ttl_after_its_status() -> None:
-    found = next_evidence(KEY, {}, {R1: result({"failure"}, (at(20), 2, at(25)))}, "After", epoch(30))
-    assert found == Evidence(KEY, {R1: Veto((at(20), 2, at(25)), int(epoch(25)) + TTL)})
+    found = next_evidence(KEY, {}, result({"failure"}, POSITION), "After", epoch(30))
+    assert found == Evidence(KEY, {"v1": Veto(POSITION, int(epoch(25)) + TTL)})
 
 
 def test_unjustified_result_older_than_the_ttl_leaves_no_veto_since_every_replica_has_it() -> None:
-    old = {R1: result({"failure"}, (at(20), 2, at(25)))}
+    old = result({"failure"}, POSITION)
     assert next_evidence(KEY, {}, old, "After", epoch(25 + TTL + 1)) == Evidence(KEY)
     assert next_evidence(KEY, {}, old, "After", epoch(25 + TTL)).vetoes != {}
 
 
-def test_status_stamped_in_the_future_is_held_back_ttl_from_now_at_most() -> None:
-    ahead = {R1: result({"failure"}, (at(20), 2, at(5000)))}
-    found = next_evidence(KEY, {}, ahead, "After", epoch(30))
-    assert found.vetoes[R1].until == int(epoch(30)) + TTL
+def test_without_githubs_time_an_unjustified_result_leaves_a_veto_ttl_after_its_status() -> None:
+    found = next_evidence(KEY, {}, result({"failure"}, POSITION), "After", None)
+    assert found.vetoes["v1"] == Veto(POSITION, int(epoch(25)) + TTL)
 
 
-def test_status_with_an_unreadable_time_is_held_back_ttl_from_now_at_most() -> None:
-    garbled = {R1: result({"failure"}, ("yesterday", 2, "a while ago"))}
-    assert next_evidence(KEY, {}, garbled, "After", epoch(30)).vetoes[R1].until == int(epoch(30)) + TTL
+def test_status_stamped_after_the_answer_is_held_back_ttl_from_the_answer_at_most() -> None:
+    ahead = result({"failure"}, (2, at(5000), 2))
+    assert next_evidence(KEY, {}, ahead, "After", epoch(30)).vetoes["v1"].until == int(epoch(30)) + TTL
+
+
+def test_status_with_an_unreadable_time_is_held_back_ttl_from_the_answer_at_most() -> None:
+    garbled = result({"failure"}, (2, "a while ago", 2))
+    assert next_evidence(KEY, {}, garbled, "After", epoch(30)).vetoes["v1"].until == int(epoch(30)) + TTL
 
 
 def test_newer_unjustified_result_moves_the_veto_and_an_older_one_keeps_it() -> None:
-    newer_failure = result({"failure"}, (at(20), 2, at(40)))
-    moved = next_evidence(KEY, HELD, {R1: newer_failure}, "After", epoch(50))
-    assert moved.vetoes[R1] == Veto((at(20), 2, at(40)), int(epoch(40)) + TTL)
-    older_failure = result({"failure"}, (at(0), 1, at(5)))
-    assert next_evidence(KEY, HELD, {R1: older_failure}, "After", epoch(50)).vetoes == HELD
+    moved = next_evidence(KEY, HELD, result({"failure"}, (2, at(40), 2)), "After", epoch(50))
+    assert moved.vetoes["v1"] == Veto((2, at(40), 2), int(epoch(40)) + TTL)
+    assert next_evidence(KEY, HELD, result({"failure"}, (1, at(5), 1)), "After", epoch(50)).vetoes == HELD
 
 
 def test_strictly_newer_justified_result_lifts_the_veto_and_an_older_one_does_not() -> None:
-    lifted = next_evidence(KEY, HELD, {R1: result({"success"}, (at(20), 2, at(26)))}, "After", epoch(50))
-    assert lifted == Evidence(KEY)
-    kept = next_evidence(KEY, HELD, {R1: result({"success"}, (at(0), 1, at(10)))}, "After", epoch(50))
+    assert next_evidence(KEY, HELD, result({"success"}, (2, at(26), 2)), "After", epoch(50)) == Evidence(KEY)
+    kept = next_evidence(KEY, HELD, result({"success"}, (1, at(10), 1)), "After", epoch(50))
     assert kept.vetoes == HELD
 
 
 def test_results_without_a_position_leave_vetoes_as_they_are() -> None:
-    found = next_evidence(
-        KEY, HELD, {R1: result(set(), None), R2: result(set(), None, deployed=False)}, "After", epoch(30)
-    )
-    assert found == Evidence(KEY, HELD)
+    results = {
+        V1: VersionResult(V1, frozenset(), deployed=True),
+        V2: VersionResult(V2, frozenset(), deployed=False),
+    }
+    assert next_evidence(KEY, HELD, results, "After", epoch(30)) == Evidence(KEY, HELD)
 
 
 def test_next_evidence_names_the_upstream_it_was_computed_for() -> None:
@@ -337,10 +400,10 @@ def test_next_evidence_names_the_upstream_it_was_computed_for() -> None:
     ("newest", "lagging"),
     [
         ((failed(25),), ()),
-        ((failed(25),), (newer(),)),
+        ((succeeded(22), failed(25)), (newer(succeeded(22)),)),
         ((baking(25),), ()),
-        ((baking(25),), (newer(),)),
-        ((succeeded(22), status("error", 25)), (newer(succeeded(22)),)),
+        ((succeeded(22), baking(25)), (newer(succeeded(22)),)),
+        ((succeeded(22), status("error", 25, "Bake failed")), (newer(succeeded(22)),)),
     ],
     ids=[
         "failure/deployment-missing",
@@ -357,11 +420,11 @@ def test_lagging_answer_cannot_re_allow_what_an_acted_on_answer_showed_not_succe
     assert allowed(act(FRESH, [lookup(R1, BAKED, *lagging)], now=40)[0]) == ["v1"]
     raw, _ = act(FRESH, [lookup(R1, BAKED, newer(*newest))], now=30)
     assert allowed(raw) == []
-    assert evidence_of(raw).vetoes == {R1: Veto((at(20), 2, at(25)), int(epoch(25)) + TTL)}
+    assert evidence_of(raw).vetoes == {"v1": Veto(POSITION, int(epoch(25)) + TTL)}
     raw, recomputed = act(raw, [lookup(R1, BAKED, *lagging)], now=40)
     assert allowed(raw) == []
     assert "lagging" in recomputed.allowed.reasons["v1"]
-    assert evidence_of(raw).vetoes == {R1: Veto((at(20), 2, at(25)), int(epoch(25)) + TTL)}
+    assert evidence_of(raw).vetoes == {"v1": Veto(POSITION, int(epoch(25)) + TTL)}
 
 
 def test_answers_lagging_by_different_amounts_cannot_re_allow_in_turn() -> None:
@@ -377,8 +440,8 @@ def test_answers_lagging_by_different_amounts_cannot_re_allow_in_turn() -> None:
 def test_parallel_lagging_answer_cannot_re_allow_a_revision_an_acted_on_answer_showed_failing() -> None:
     env = environment(relationship=("Parallel", "staging"))
     start = gate_raw(allowed=[], annotations={**wanted_annotations(env), **computed_for(env)})
-    raw, _ = act(start, [lookup(R1, deployment(1, 0, baking(5)), newer(failed(25)))], now=30, env=env)
-    raw, _ = act(raw, [lookup(R1, deployment(1, 0, baking(5)))], now=40, env=env)
+    raw, _ = act(start, [lookup(R1, rec(1, 0, baking(5)), newer(failed(25)))], now=30, env=env)
+    raw, _ = act(raw, [lookup(R1, rec(1, 0, baking(5)))], now=40, env=env)
     assert allowed(raw) == []
 
 
@@ -386,7 +449,7 @@ def test_parallel_lagging_answer_cannot_re_allow_a_revision_an_acted_on_answer_s
     "newest_answer",
     [
         (BAKED, newer(failed(25), succeeded(26))),
-        (BAKED, newer(failed(25)), deployment(3, 30, succeeded(31))),
+        (BAKED, newer(failed(25)), rec(3, 30, succeeded(31))),
     ],
     ids=["newer-status", "newer-deployment"],
 )
@@ -431,7 +494,7 @@ def test_hand_written_veto_cannot_pin_a_gate_beyond_ttl_and_clock_skew(
     until: int, expected: list[str]
 ) -> None:
     now = 100
-    pinned = Evidence(KEY, {R1: Veto((at(9000), 99, at(9000)), int(epoch(now)) + until)})
+    pinned = Evidence(KEY, {"v1": Veto((99, at(9000), 99), int(epoch(now)) + until)})
     raw, _ = act(gate_raw(allowed=[], annotations=annotated(pinned)), [lookup(R1, BAKED)], now=now)
     assert allowed(raw) == expected
 
@@ -446,7 +509,7 @@ def test_hand_written_veto_cannot_pin_a_gate_beyond_ttl_and_clock_skew(
     ids=["type", "environment", "no-relationship"],
 )
 def test_vetoes_recorded_for_another_upstream_do_not_hold_this_one_back(other: Environment) -> None:
-    vetoes = {R1: Veto((at(9000), 99, at(9000)), int(epoch(30)) + TTL)}
+    vetoes = {"v1": Veto((99, at(9000), 99), int(epoch(30)) + TTL)}
     start = gate_raw(allowed=[], annotations={**wanted_annotations(), **computed_for(other, vetoes)})
     raw, _ = act(start, [lookup(R1, BAKED)], now=30)
     assert allowed(raw) == ["v1"]
@@ -468,8 +531,11 @@ def test_unreadable_evidence_holds_nothing_back_and_is_replaced(text: str) -> No
     "answer",
     [
         [lookup(R1, BAKED, newer(failed(25))), lookup(R2, oid=OTHER_OID)],
-        [lookup(R1, BAKED), lookup(R2, deployment(3, 5, succeeded(6), sha=OTHER_OID), oid=OTHER_OID)],
-        [lookup(R1, deployment(1, -500, failed(-400)))],
+        [
+            lookup(R1, BAKED),
+            lookup(R2, deployment(3, 5, succeeded(6), sha=OTHER_OID, tag="v2"), oid=OTHER_OID),
+        ],
+        [lookup(R1, rec(1, -500, failed(-400)))],
     ],
     ids=["recent-failure", "successes", "failure-older-than-the-ttl"],
 )
@@ -502,12 +568,21 @@ def test_gate_recomputed_by_the_old_watermark_scheme_gets_evidence_and_loses_the
 # lag is bounded by it).
 
 STATES = ("success", "success", "failure", "error", "in_progress", "pending", "inactive")
-DESCRIPTIONS = {"inactive": (None, "Bake cancelled")}
+DESCRIPTIONS = {
+    "success": ("Bake succeeded", "Deployment successful"),
+    "failure": ("Bake failed",),
+    "error": ("Bake failed", "crashed"),
+    "in_progress": ("Baking in progress", "Deploying"),
+    "pending": ("Deploying",),
+    "inactive": (None, "Bake cancelled"),
+}
 
 
 @dataclass(frozen=True)
 class History:
     events: tuple[tuple[str, Any], ...]
+    tags: dict[int, str]
+    entries: dict[int, int]
 
     def answer(self, length: int) -> list[CommitLookup]:
         """What a replica that has seen the first `length` events answers."""
@@ -521,9 +596,11 @@ class History:
                 deployments[deployment_id][2].append(record)
         by_oid: dict[str, list[DeploymentRecord]] = {OID: [], OTHER_OID: []}
         for deployment_id, (oid, created, statuses) in deployments.items():
-            by_oid[oid].append(
-                DeploymentRecord(deployment_id, oid, {"version": {"revision": oid}}, created, tuple(statuses))
-            )
+            payload = {
+                "id": str(self.entries[deployment_id]),
+                "version": {"tag": self.tags[deployment_id], "revision": oid},
+            }
+            by_oid[oid].append(DeploymentRecord(deployment_id, oid, payload, created, tuple(statuses)))
         return [lookup(R1, *by_oid[OID]), lookup(R2, *by_oid[OTHER_OID], oid=OTHER_OID)]
 
 
@@ -532,18 +609,23 @@ def histories(draw: st.DrawFn) -> History:
     second = 0
     events: list[tuple[str, Any]] = []
     made: list[int] = []
+    tags: dict[int, str] = {}
+    entries: dict[int, int] = {}
     for _ in range(draw(st.integers(1, 12))):
         second += draw(st.sampled_from([0, 0, 0, 1, 5]))
         if not made or draw(st.integers(0, 2)) == 0:
             made.append(len(made) + 1)
+            tags[made[-1]] = draw(st.sampled_from(["v1", "v2"]))
+            # Mostly in history order; sometimes a duplicate or a late record of an older entry.
+            entries[made[-1]] = draw(st.sampled_from([made[-1], made[-1], max(1, made[-1] - 1), 1]))
             events.append(("deployment", (made[-1], draw(st.sampled_from([OID, OTHER_OID])), second)))
         else:
             state = draw(st.sampled_from(STATES))
-            description = draw(st.sampled_from(DESCRIPTIONS.get(state, (f"Bake {state}",))))
+            description = draw(st.sampled_from(DESCRIPTIONS[state]))
             events.append(
                 ("status", (draw(st.sampled_from(made)), StatusRecord(state, description, at(second))))
             )
-    return History(tuple(events))
+    return History(tuple(events), tags, entries)
 
 
 candidate_sets = st.sampled_from(
@@ -578,6 +660,7 @@ def test_lagging_answers_never_re_allow_what_a_newer_answer_acted_on_refused(
         now += data.draw(st.integers(0, 20))
         raw, recomputed = act(raw, history.answer(length), now=now, env=env, candidates=candidates)
         newest = max(newest, length)
-        justified = allowed_tags(kind, "staging", candidates, results_for(history.answer(newest))).tags
+        newest_answer = {found.revision: found for found in history.answer(newest)}
+        justified = allowed_tags(kind, "staging", candidates, results_for(candidates, newest_answer)).tags
         assert set(allowed(raw) or ()) <= set(justified), (length, newest)
         assert tuple(allowed(raw) or ()) == recomputed.plan.allowed_after

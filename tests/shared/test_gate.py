@@ -736,8 +736,8 @@ def test_owned_gate_with_evidence_that_breaks_the_decoder_is_narrowed_like_unrea
 
 
 def recompute_plan(before: list[str], *statuses: StatusRecord, annotations: Any = ABSENT) -> GatePlan:
-    answer = results_for([lookup(OID[:7], deployment(1, 0, *statuses))])
     candidates = (ReleaseCandidate("v1", OID[:7]), ReleaseCandidate("v2", None))
+    answer = results_for(candidates, {OID[:7]: lookup(OID[:7], deployment(1, 0, *statuses, tag="v1"))})
     current = gate(allowed=before, annotations=annotations)
     return plan_recompute(environment(), current, candidates, answer, epoch(100)).plan
 

@@ -9,6 +9,7 @@ the gate that would result, not only the patch. `now` is given in seconds after 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from shared.evidence import (
     VETO_TTL_SECONDS,
     Evidence,
     Veto,
+    github_now,
     read_evidence,
 )
 from shared.recompute import Recomputed, plan_recompute
@@ -72,9 +74,18 @@ def recompute(
     env: Environment | None = None,
     now: float = NOW,
 ) -> Recomputed:
+    """Plan from this answer, which GitHub gave at `now` (its `Date`), as the shell does."""
+    answer = {found.revision: replace(found, answered_at=epoch(now)) for found in lookups}
+    results = results_for(candidates, answer)
     return plan_recompute(
-        env or environment(), RolloutGate.from_raw(raw_gate), candidates, results_for(lookups), epoch(now)
+        env or environment(), RolloutGate.from_raw(raw_gate), candidates, results, github_now(answer.values())
     )
+
+
+def build(record: DeploymentRecord, tag: str, sha: str) -> DeploymentRecord:
+    """The record as one of the build `tag` of commit `sha`."""
+    payload = {**(record.payload or {}), "version": {"tag": tag, "revision": sha}}
+    return replace(record, sha=sha, payload=payload)
 
 
 def applied(raw_gate: dict[str, Any], recomputed: Recomputed) -> dict[str, Any]:
@@ -84,16 +95,13 @@ def applied(raw_gate: dict[str, Any], recomputed: Recomputed) -> dict[str, Any]:
 
 
 def r1(*deployments: DeploymentRecord) -> CommitLookup:
-    return lookup(R1, *deployments)
+    """GitHub's answer for R1; its deployments are of the build v1."""
+    return lookup(R1, *(build(d, "v1", OID) for d in deployments))
 
 
 def r2(*deployments: DeploymentRecord) -> CommitLookup:
-    """GitHub's answer for R2; its deployments are of R2's commit."""
-    return lookup(
-        R2,
-        *(DeploymentRecord(d.id, OTHER_OID, None, d.created_at, d.statuses) for d in deployments),
-        oid=OTHER_OID,
-    )
+    """GitHub's answer for R2; its deployments are of the build v2 of R2's commit."""
+    return lookup(R2, *(build(d, "v2", OTHER_OID) for d in deployments), oid=OTHER_OID)
 
 
 # plan_recompute: what the write is
@@ -148,7 +156,7 @@ def test_later_failure_narrows_the_gate_and_records_a_veto() -> None:
     after = RolloutGate.from_raw(applied(raw, recompute(raw, later)))
     assert after.allowed_versions == ()
     assert read_evidence(after) == Evidence(
-        KEY, {R1: Veto((at(8), 2, at(9)), int(epoch(9)) + VETO_TTL_SECONDS)}
+        KEY, {"v1": Veto((2, at(9), 2), int(epoch(9)) + VETO_TTL_SECONDS)}
     )
 
 
@@ -156,12 +164,12 @@ def test_refused_widening_still_narrows_to_what_the_answer_justifies() -> None:
     # The gate allows v1 and v2; an earlier answer saw R3 failing. This answer shows R1 failing now,
     # R2 still fine, and R3 successful but no newer than the failure seen: v3 stays out, v1 goes.
     candidates = (*CANDIDATES, ReleaseCandidate("v3", R3))
-    held = {R3: Veto((at(30), 3, at(35)), int(epoch(35)) + VETO_TTL_SECONDS)}
+    held = {"v3": Veto((3, at(35), 3), int(epoch(35)) + VETO_TTL_SECONDS)}
     raw = gate_raw(allowed=["v1", "v2"], annotations={**wanted_annotations(), **computed_for(vetoes=held)})
     answer = [
         r1(deployment(1, 0, succeeded(5)), deployment(4, 40, failed(41))),
         r2(deployment(2, 10, succeeded(11))),
-        lookup(R3, deployment(3, 30, succeeded(31), sha=THIRD_OID), oid=THIRD_OID),
+        lookup(R3, build(deployment(3, 30, succeeded(31)), "v3", THIRD_OID), oid=THIRD_OID),
     ]
     recomputed = recompute(raw, answer, candidates)
     assert recomputed.plan.allowed_after == ("v2",)
@@ -210,7 +218,7 @@ def test_write_of_evidence_alone_says_the_allowed_versions_stay() -> None:
 
 def test_gate_computed_for_another_upstream_starts_from_this_upstreams_answer() -> None:
     qa = environment(relationship=("After", "qa"))
-    held = {R1: Veto((at(90), 9, at(90)), int(epoch(NOW)) + VETO_TTL_SECONDS)}
+    held = {"v1": Veto((9, at(90), 9), int(epoch(NOW)) + VETO_TTL_SECONDS)}
     raw = gate_raw(allowed=["v2"], annotations={**wanted_annotations(), **computed_for(qa, held)})
     recomputed = recompute(raw, [r1(deployment(1, 0, succeeded(5)))])
     assert recomputed.plan.allowed_after == ("v1",)
@@ -263,6 +271,14 @@ tags = st.sampled_from(["v0", "v1", "v2", "v3"])
 REVISIONS = {R1: OID, R2: OTHER_OID, R3: THIRD_OID}
 # Weighted towards success, so that answers often justify something and gates often widen.
 STATES = ("success", "success", "success", "failure", "error", "in_progress", "pending", "inactive")
+BAKE_DESCRIPTIONS = {
+    "success": "Bake succeeded",
+    "failure": "Bake failed",
+    "error": "Bake failed",
+    "in_progress": "Baking in progress",
+    "pending": "Deploying",
+    "inactive": "Bake cancelled",
+}
 # Null in one gate of four: most gates the recompute meets already hold a list.
 gate_allowed = st.integers(0, 3).flatmap(
     lambda n: st.none() if n == 0 else st.lists(tags, max_size=4, unique=True)
@@ -282,12 +298,14 @@ def answers(draw: st.DrawFn) -> list[CommitLookup]:
                 next(ids),
                 draw(seconds),
                 *(
-                    StatusRecord(state, f"Bake {state}", at(second))
+                    StatusRecord(state, BAKE_DESCRIPTIONS[state], at(second))
                     for state, second in draw(
                         st.lists(st.tuples(st.sampled_from(STATES), seconds), max_size=3)
                     )
                 ),
                 sha=oid,
+                tag=draw(tags),
+                entry=draw(st.integers(1, 4)),
             )
             for _ in range(draw(st.integers(0, 3)))
         ]
@@ -297,10 +315,10 @@ def answers(draw: st.DrawFn) -> list[CommitLookup]:
 
 veto_st = st.builds(
     Veto,
-    st.tuples(seconds.map(at), st.integers(1, 12), seconds.map(at)),
+    st.tuples(st.integers(1, 4), seconds.map(at), st.integers(1, 12)),
     st.integers(-60, VETO_TTL_SECONDS + CLOCK_SKEW_SECONDS + 60).map(lambda d: int(epoch(NOW)) + d),
 )
-vetoes_st = st.dictionaries(st.sampled_from(list(REVISIONS)), veto_st, max_size=3)
+vetoes_st = st.dictionaries(tags, veto_st, max_size=3)
 
 
 @st.composite
@@ -351,7 +369,10 @@ def check_plan(
     after = RolloutGate.from_raw(after_raw)
     assert after.allowed_versions == plan.allowed_after == recomputed.allowed.tags
     justified = allowed_tags(
-        env.relationship.type, env.relationship.environment, candidates, results_for(answer)
+        env.relationship.type,
+        env.relationship.environment,
+        candidates,
+        results_for(candidates, {found.revision: found for found in answer}),
     )
     assert set(plan.allowed_after) <= set(justified.tags), "allowed a tag this answer does not justify"
     assert after_raw["spec"].get("passing", ABSENT) == raw["spec"].get("passing", ABSENT)
@@ -400,13 +421,10 @@ def test_recompute_does_not_depend_on_the_order_github_lists_deployments_and_sta
 ) -> None:
     raw = data.draw(gates(environment()))
     reordered = [
-        CommitLookup(
-            found.revision,
-            found.oid,
-            tuple(
-                DeploymentRecord(
-                    d.id, d.sha, d.payload, d.created_at, tuple(data.draw(st.permutations(d.statuses)))
-                )
+        replace(
+            found,
+            deployments=tuple(
+                replace(d, statuses=tuple(data.draw(st.permutations(d.statuses))))
                 for d in data.draw(st.permutations(found.deployments))
             ),
         )

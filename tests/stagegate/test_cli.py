@@ -37,10 +37,10 @@ def test_explain_says_why_each_candidate_is_allowed_or_not(app: App) -> None:
     code, out = cli("explain", "prod", "-n", app.namespace)
     assert code == 0
     assert "gate prod-stagegate: allowedVersions=[]" in out
-    assert f"{rev(1)}: deployed, success" in out
-    assert f"{rev(2)}: deployed, failure" in out
-    assert f"v1: allowed: revision {rev(1)} baked successfully in staging" in out
-    assert f"v2: blocked: revision {rev(2)} has bake result failure in staging" in out
+    assert f"v1 ({rev(1)}): bake result success (history entry 1, deployment" in out
+    assert f"v2 ({rev(2)}): bake result failure (history entry 2, deployment" in out
+    assert f"v1: allowed: v1 ({rev(1)}) baked successfully in staging" in out
+    assert f"v2: blocked: v2 ({rev(2)}) has bake result failure (history entry 2, deployment" in out
     assert "v3: blocked: the candidate has no revision" in out
     assert "the recompute would allow: ['v1']" in out
 
@@ -51,7 +51,7 @@ def test_explain_as_a_command_prints_its_answer_and_logs_only_what_went_wrong(ap
                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "the recompute would allow: ['v1']" in run.stdout
-    assert "0 revisions held back" in run.stdout
+    assert "0 versions held back" in run.stdout
     assert run.stderr == ""
 
 

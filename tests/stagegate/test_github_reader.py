@@ -7,18 +7,23 @@ first, newest first and shuffled, and the bake results must be the same every ti
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from shared.bake import RevisionResult, is_justified, results_for
+from shared.bake import ReleaseCandidate, VersionResult, is_justified, results_for
+from shared.report import BAKE_STATES
 from stagegate.github import PAGE, GitHubDeployments, github_client
 from stagegate_dev.fake_github import FakeGitHub
 
 REPO = "myorg/myapp"
 STAGING = "kuberik/myapp/staging"
 LISTINGS = ("github", "oldest", "newest", "shuffled")
+ENTRIES = itertools.count(1)
+DESCRIPTION = dict(BAKE_STATES.values()) | {"error": "Bake failed"}
+"""What kuberik writes with each state."""
 
 
 def sha(n: int) -> str:
@@ -35,27 +40,36 @@ def fake(octokit: Path) -> Iterator[FakeGitHub]:
 def deploy(
     fake: FakeGitHub, revision: str, *states: str, environment: str = STAGING, creator: str | None = None
 ) -> int:
-    """One deployment of `revision` with `states` recorded in order (oldest first), by `creator`."""
+    """One deployment of `revision` with `states` recorded in order (oldest first), by `creator`: a new
+    history entry each time."""
     deployment = fake.create_deployment(
         REPO, sha=revision, ref=revision, environment=environment, task="deploy:kuberik/myapp",
-        payload={"id": "1", "version": {"tag": f"tag-{revision[:7]}", "revision": revision}}, creator=creator,
+        payload={"id": str(next(ENTRIES)), "version": {"tag": f"tag-{revision[:7]}", "revision": revision}},
+        creator=creator,
     )  # fmt: skip
     for state in states:
         fake.create_status(
-            REPO, deployment["id"], state, f"Bake {state}", auto_inactive=False, creator=creator
+            REPO, deployment["id"], state, DESCRIPTION[state], auto_inactive=False, creator=creator
         )
     return int(deployment["id"])
 
 
-def read(fake: FakeGitHub, revisions: list[str]) -> tuple[dict[str, RevisionResult], dict[str, int]]:
-    """The results in each listing order (they must agree), and the requests each read took."""
+def build(revision: str) -> ReleaseCandidate:
+    """The candidate `deploy` records: the build `tag-<commit>` of the revision."""
+    return ReleaseCandidate(f"tag-{revision.lower()[:7]}", revision)
+
+
+def read(fake: FakeGitHub, revisions: list[str]) -> tuple[dict[str, VersionResult], dict[str, int]]:
+    """Per revision, the result of its build in each listing order (they must agree), and the requests
+    each read took."""
     answers, calls = {}, {}
     for listing in LISTINGS:
         fake.listing = listing
         reader = GitHubDeployments(github_client(fake.token, fake.url, 10))
         reader.trusted_creators()  # once per process: who the credentials are
         before = reader.calls
-        answers[listing] = results_for(reader.commit_deployments(REPO, STAGING, revisions).values())
+        found = results_for(map(build, revisions), reader.commit_deployments(REPO, STAGING, revisions))
+        answers[listing] = {candidate.revision or "": result for candidate, result in found.items()}
         calls[listing] = reader.calls - before
     first = answers["github"]
     for listing, answer in answers.items():
@@ -92,7 +106,7 @@ def test_newest_of_many_deployments_of_one_commit_decides(fake: FakeGitHub) -> N
     assert results[revision].result == "failure"
     position = results[revision].position
     assert position is not None
-    assert position[1] == newest
+    assert position[2] == newest
 
 
 def test_candidates_never_deployed_cost_nothing_extra_whatever_the_history(fake: FakeGitHub) -> None:
@@ -112,7 +126,7 @@ def test_abbreviated_revision_finds_its_commit_and_an_ambiguous_one_stays_blocke
         deploy(fake, revision, "success")
     results, calls = read(fake, ["ABCDEF1", "abcdef2", one])
     assert is_justified("After", results["ABCDEF1"])
-    assert results["abcdef2"].note == "names no single commit on GitHub"
+    assert results["abcdef2"].note == "revision abcdef2 names no single commit on GitHub"
     assert not is_justified("After", results["abcdef2"])
     assert set(calls.values()) == {1}
 
@@ -121,7 +135,7 @@ def test_revision_that_is_not_a_commit_id_is_not_asked_and_stays_blocked(fake: F
     fake.state.set_ref(REPO, "main", sha(7))
     deploy(fake, sha(7), "success")
     results, calls = read(fake, ["main", "main@sha1:" + sha(7)])
-    assert all(r.note.startswith("is not a commit id") for r in results.values())
+    assert all(r.note.endswith("is not a commit id (7 to 40 hex digits)") for r in results.values())
     assert set(calls.values()) == {0}
 
 
@@ -161,5 +175,5 @@ def test_configured_identities_are_trusted_besides_the_credentials_own(fake: Fak
     deploy(fake, revision, "success", creator="go-environment-controller")
     reader = GitHubDeployments(github_client(fake.token, fake.url, 10), trusted=["Go-Environment-Controller"])
     [lookup] = reader.commit_deployments(REPO, STAGING, [revision]).values()
-    assert results_for([lookup])[revision].result == "success"
+    assert results_for([build(revision)], {revision: lookup})[build(revision)].result == "success"
     assert reader.trusted_creators() == {"go-environment-controller", fake.user.login.lower()}
