@@ -176,3 +176,39 @@ def route(event: AuditEvent) -> Routed | Ignored:
     if not (isinstance(namespace, str) and namespace and isinstance(name, str) and name):
         return Ignored("names no namespace/name")
     return Routed(route=handler, event=event, namespace=namespace, name=name)
+
+
+HAND_OFF_ANNOTATION = "stagegate.kuberik.com/hand-off"
+HAND_OFF_USER = "stagegate:hand-off"
+
+
+def look_again(namespace: str, rollout: str, why: str, audit_id: str) -> Routed:
+    """A "look again at the gates governed by this Rollout" in the shape the audit path carries.
+
+    stagegate hands work it could not finish in time (a revocation fanning out past a webhook's
+    deadline) to the durable audit transport as such events. Like every event, it only says "look
+    again": its consumer reads the Environments, gates and Rollout from the API and recomputes, so it
+    claims nothing about what changed. It says who made it (`user`) and why (an annotation), for logs.
+    """
+    raw = {
+        "apiVersion": AUDIT_API_VERSION,
+        "kind": "Event",
+        "level": "Metadata",
+        "auditID": audit_id,
+        "stage": "ResponseComplete",
+        "verb": "patch",
+        "user": {"username": HAND_OFF_USER},
+        "objectRef": {
+            "resource": "rollouts",
+            "subresource": "status",
+            "namespace": namespace,
+            "name": rollout,
+            "apiGroup": GATE_GROUP,
+            "apiVersion": "v1alpha1",
+        },
+        "responseStatus": {"metadata": {}, "code": 200},
+        "annotations": {HAND_OFF_ANNOTATION: why},
+    }
+    routed = route(AuditEvent.from_raw(raw))
+    assert isinstance(routed, Routed), routed  # the table routes Rollout status patches
+    return routed

@@ -186,17 +186,61 @@ def _settle(summary: AuditSummary, retry: list[str], key: str, call: Callable[[]
 
 
 def handle_audit_events(events: Sequence[AuditEvent], ctx: AuditContext) -> AuditSummary:
-    """Act on every object the events changed; raise `PartialFailure` if any must be retried."""
+    """Act on every object the events changed, Environments first; raise `PartialFailure` if any must be
+    retried. The Rollout changes of a delivery are recomputed together: one GitHub read per upstream,
+    however many Rollouts (a hand-off of a hundred look-agains is one delivery, `stagegate.handoff`)."""
     summary = AuditSummary(events=len(events))
     retry: list[str] = []
-    for routed in _newest(events, summary):
+    newest = _newest(events, summary)
+    for routed in (r for r in newest if r.route == "environment"):
         outcomes = _settle(summary, retry, _key(routed), partial(HANDLERS[routed.route], routed, ctx))
         if outcomes is not None:
             summary.gates += outcomes
             summary.acted += 1
+    rollouts = [r for r in newest if r.route == "rollout"]
+    if rollouts:
+        _rollouts_changed(rollouts, ctx, summary, retry)
     if retry:
         raise PartialFailure(f"will retry: {', '.join(retry)}", summary.to_json())
     return summary
+
+
+def _rollouts_changed(
+    rollouts: Sequence[Routed], ctx: AuditContext, summary: AuditSummary, retry: list[str]
+) -> None:
+    """Recompute the Environments governing these Rollouts in one go; account for each Rollout."""
+    if ctx.upstream is None:
+        summary.ignored[NO_GITHUB] += len(rollouts)
+        return
+    keys = {(r.namespace, r.name): _key(r) for r in rollouts}
+    governing: list[Environment] = []
+    unread: set[str] = set()
+    for namespace in sorted({ns for ns, _ in keys}):
+        mine = ", ".join(key for (ns, _), key in keys.items() if ns == namespace)
+        found = _settle(summary, retry, mine, partial(ctx.kube.list_environments, [namespace]))
+        if found is None:
+            unread.add(namespace)
+        governing += [
+            env
+            for env in found or []
+            if (env.namespace, env.rollout_name) in keys and env.relationship is not None
+        ]
+    governed = {(env.namespace, env.rollout_name) for env in governing}
+    ungoverned = [key for key in keys if key not in governed and key[0] not in unread]
+    summary.ignored["rollout governed by no Environment with a relationship"] += len(ungoverned)
+    report = recompute(governing, ctx.kube, ctx.upstream, ctx.attempts, ctx.repositories)
+    summary.gates += report.outcomes
+    failed: set[tuple[str, str]] = set()
+    for env in governing:
+        why = report.errors.get(env.key)
+        if why is None:
+            continue
+        key = keys[(env.namespace, env.rollout_name)]
+        failed.add((env.namespace, env.rollout_name))
+        summary.errors.append(f"{key}: {env.key}: {why}")
+        if env.key in report.retryable and key not in retry:
+            retry.append(key)
+    summary.acted += len(governed - failed)
 
 
 # --- the blocking webhook ------------------------------------------------------------------------------

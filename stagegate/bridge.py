@@ -43,10 +43,21 @@ def ordering_key(routed: Routed) -> str:
     return f"{routed.namespace}/{routed.name}"
 
 
+Message = tuple[str, bytes]
+"""(key, body): the ordering key (Pub/Sub), resource (EventBridge) or message group (SQS), and the
+JSON document (`audit.k8s.io/v1` `Event` or `EventList`)."""
+
+
 class Transport(Protocol):
     """Where relevant events go; raises `RetryableError` when they could not all be published."""
 
     def publish(self, events: Sequence[Routed]) -> None: ...
+    def publish_messages(self, messages: Sequence[Message]) -> None: ...
+
+
+def messages_of(events: Sequence[Routed]) -> list[Message]:
+    """One message per event, keyed by its object."""
+    return [(ordering_key(routed), message(routed.event)) for routed in events]
 
 
 class PubSubTransport:
@@ -62,25 +73,22 @@ class PubSubTransport:
         )
 
     def publish(self, events: Sequence[Routed]) -> None:
-        futures = [
-            (
-                routed,
-                self.client.publish(self.topic, message(routed.event), ordering_key=ordering_key(routed)),
-            )
-            for routed in events
-        ]
+        self.publish_messages(messages_of(events))
+
+    def publish_messages(self, messages: Sequence[Message]) -> None:
+        futures = [(key, self.client.publish(self.topic, body, ordering_key=key)) for key, body in messages]
         failed = []
-        for routed, future in futures:
+        for key, future in futures:
             try:
                 future.result(timeout=self.timeout)
             except (FutureTimeout, Exception) as exc:  # any publish failure means: retry the batch
-                failed.append(ordering_key(routed))
+                failed.append(key)
                 log.warning(
                     "a Pub/Sub publish failed",
                     extra={
                         "fields": {
                             "topic": self.topic,
-                            "object": ordering_key(routed),
+                            "object": key,
                             "detail": f"{type(exc).__name__}: {exc}",
                         }
                     },
@@ -88,7 +96,7 @@ class PubSubTransport:
                 # A failed ordered publish pauses its key until resumed; the apiserver's retry resumes it.
                 # One that timed out is still in flight, its key not paused: resuming it is refused.
                 with contextlib.suppress(RuntimeError):
-                    self.client.resume_publish(self.topic, ordering_key(routed))
+                    self.client.resume_publish(self.topic, key)
         if failed:
             raise RetryableError(
                 f"publishing {len(failed)} of {len(futures)} events to Pub/Sub failed: {', '.join(failed)}"
@@ -109,19 +117,22 @@ class EventBridgeTransport:
         )
 
     def publish(self, events: Sequence[Routed]) -> None:
+        self.publish_messages(messages_of(events))
+
+    def publish_messages(self, messages: Sequence[Message]) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        for start in range(0, len(events), EVENTBRIDGE_BATCH):
-            batch = events[start : start + EVENTBRIDGE_BATCH]
+        for start in range(0, len(messages), EVENTBRIDGE_BATCH):
+            batch = messages[start : start + EVENTBRIDGE_BATCH]
             entries = [
                 {
                     "Source": EVENTBRIDGE_SOURCE,
                     "DetailType": EVENTBRIDGE_DETAIL_TYPE,
-                    "Detail": message(routed.event).decode(),
+                    "Detail": body.decode(),
                     "EventBusName": self.bus,
-                    "Resources": [ordering_key(routed)],
+                    "Resources": [key],
                 }
-                for routed in batch
+                for key, body in batch
             ]
             try:
                 answer = self.client.put_events(Entries=entries)
@@ -155,18 +166,20 @@ class SqsFifoTransport:
         )
 
     def publish(self, events: Sequence[Routed]) -> None:
+        self.publish_messages(messages_of(events))
+
+    def publish_messages(self, messages: Sequence[Message]) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        for start in range(0, len(events), SQS_BATCH):
-            batch = events[start : start + SQS_BATCH]
+        for start in range(0, len(messages), SQS_BATCH):
+            batch = messages[start : start + SQS_BATCH]
             entries = []
-            for i, routed in enumerate(batch):
-                body = message(routed.event)
+            for i, (key, body) in enumerate(batch):
                 entries.append(
                     {
                         "Id": str(i),
                         "MessageBody": body.decode(),
-                        "MessageGroupId": ordering_key(routed),
+                        "MessageGroupId": key,
                         # The same event sent twice within SQS's 5-minute window is kept once.
                         "MessageDeduplicationId": hashlib.sha256(body).hexdigest(),
                     }
@@ -202,14 +215,22 @@ def _failure(exc: Exception) -> str:
 
 def transport_from(settings: Settings) -> Transport:
     """The transport the configuration names; a missing piece fails at start naming its variable."""
+    return audit_transport_maker(settings)()
+
+
+def audit_transport_maker(settings: Settings) -> Callable[[], Transport]:
+    """How to make the audit transport `BRIDGE_TRANSPORT` names, checked now, made when called."""
+    timeout = settings.audit_deadline_seconds
     if settings.bridge_transport == "pubsub":
-        if not settings.bridge_pubsub_topic:
+        topic = settings.bridge_pubsub_topic
+        if not topic:
             raise ConfigError("BRIDGE_PUBSUB_TOPIC is required when BRIDGE_TRANSPORT=pubsub")
-        return PubSubTransport(settings.bridge_pubsub_topic, settings.audit_deadline_seconds)
+        return lambda: PubSubTransport(topic, timeout)
     if settings.bridge_transport == "eventbridge":
-        if not settings.bridge_event_bus:
+        bus = settings.bridge_event_bus
+        if not bus:
             raise ConfigError("BRIDGE_EVENT_BUS is required when BRIDGE_TRANSPORT=eventbridge")
-        return EventBridgeTransport(settings.bridge_event_bus, settings.audit_deadline_seconds)
+        return lambda: EventBridgeTransport(bus, timeout)
     raise ConfigError(f"BRIDGE_TRANSPORT must be pubsub or eventbridge, got {settings.bridge_transport!r}")
 
 
@@ -248,6 +269,12 @@ class OnFirstUse:
         self._transport: Transport | None = None
 
     def publish(self, events: Sequence[Routed]) -> None:
+        self._made().publish(events)
+
+    def publish_messages(self, messages: Sequence[Message]) -> None:
+        self._made().publish_messages(messages)
+
+    def _made(self) -> Transport:
         with self._lock:
             if self._transport is None:
                 try:
@@ -258,7 +285,7 @@ class OnFirstUse:
                         extra={"fields": {"transport": self._name, "detail": f"{type(exc).__name__}: {exc}"}},
                     )
                     raise RetryableError(f"the {self._name} client could not be made") from None
-        self._transport.publish(events)
+            return self._transport
 
 
 def for_reporter(events: Sequence[Routed]) -> list[Routed]:

@@ -1,8 +1,8 @@
 """`python -m stagegate` / `stagegate`: look at a gate the way the functions do, and recompute it by hand.
 
 `explain` prints an Environment's gate, what the upstream recorded of each candidate build, and for
-each of the governed Rollout's candidates whether it is allowed and why not. `recompute` runs the very recompute
-the functions run (one Environment or `--all`); `--dry-run` shows what would be written and writes
+each of the governed Rollout's candidates whether it is allowed and why not. `recompute` runs the very
+recompute the functions run (one Environment or `--all`); `--dry-run` shows what would be written and writes
 nothing. Exit codes: 0 done, 1 some Environment failed, 2 a configuration or API error, 3 `explain`
 could not read the upstream's bake results (its answer is incomplete). Configuration is the functions'
 own (KUBECONFIG, GITHUB_TOKEN or GITHUB_APP_*, GITHUB_API_URL, ...).
@@ -38,11 +38,11 @@ class DryRun(KubeGates):
         self.writes: list[str] = []
         self._written: dict[tuple[str, str], dict[str, Any]] = {}
 
-    def list_gates(self, namespace: str) -> list[RolloutGate]:
-        real = {g.name: g for g in super().list_gates(namespace)}
+    def list_gates(self, namespace: str | None) -> list[RolloutGate]:
+        real = {(g.namespace, g.name): g for g in super().list_gates(namespace)}
         for (ns, name), raw in self._written.items():
-            if ns == namespace:
-                real[name] = RolloutGate.from_raw(raw)
+            if namespace is None or ns == namespace:
+                real[(ns, name)] = RolloutGate.from_raw(raw)
         return list(real.values())
 
     def create_gate(self, namespace: str, body: Any) -> RolloutGate:

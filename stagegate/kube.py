@@ -253,9 +253,19 @@ class KubeGates:
         raw: Mapping[str, Any] | None = self._get("Rollout", GATE_GROUP, "rollouts", namespace, name)
         return raw
 
-    def list_gates(self, namespace: str) -> list[RolloutGate]:
-        """Every RolloutGate in the namespace (owned ones may have any name)."""
-        raws = self._list(f"list RolloutGates in {namespace}", GATE_GROUP, namespace, "rolloutgates")
+    def list_rollouts(self, namespace: str | None) -> list[Mapping[str, Any]]:
+        """Every Rollout in the namespace (None: the cluster) as raw objects: one read for many
+        Environments."""
+        where = f"in {namespace}" if namespace else "in the cluster"
+        rollouts: list[Mapping[str, Any]] = self._list(
+            f"list Rollouts {where}", GATE_GROUP, namespace, "rollouts"
+        )
+        return rollouts
+
+    def list_gates(self, namespace: str | None) -> list[RolloutGate]:
+        """Every RolloutGate in the namespace (None: the cluster; owned ones may have any name)."""
+        where = f"in {namespace}" if namespace else "in the cluster"
+        raws = self._list(f"list RolloutGates {where}", GATE_GROUP, namespace, "rolloutgates")
         return [RolloutGate.from_raw(item) for item in raws]
 
     def create_gate(self, namespace: str, body: Mapping[str, Any]) -> RolloutGate:

@@ -15,6 +15,7 @@ again. Each Environment succeeds or fails on its own: one bad Rollout never stop
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -22,12 +23,13 @@ from typing import Any, Protocol
 from shared.bake import CommitLookup, ReleaseCandidate, candidate_revisions, release_candidates, results_for
 from shared.errors import BadEvent, PermanentError, RetryableError, StagegateError
 from shared.evidence import github_now
-from shared.gate import is_owned_by
+from shared.gate import GatePlan, is_owned_by
 from shared.github_delivery import BakeTarget
 from shared.recompute import plan_recompute
 from shared.trust import RepositoryPolicy
 from shared.upstream import deployment_name, github_environment
 from shared.views import Environment, RolloutGate
+from stagegate.fanout import fan_out
 from stagegate.github import github_reader
 from stagegate.kube import KubeConflict, KubeNotFound
 from stagegate.logs import get_logger
@@ -52,6 +54,7 @@ class RecomputeStore(GateStore, Protocol):
     def get_environment(self, namespace: str, name: str) -> Environment | None: ...
     def list_environments(self, namespaces: Sequence[str] = ()) -> list[Environment]: ...
     def get_rollout(self, namespace: str, name: str) -> Mapping[str, Any] | None: ...
+    def list_rollouts(self, namespace: str | None) -> list[Mapping[str, Any]]: ...
 
 
 def upstream_from(settings: Settings, timeout: float) -> Upstream | None:
@@ -77,11 +80,13 @@ def governed_by(
 
 @dataclass
 class Recompute:
-    """What a recompute of several Environments did: outcomes, and per-Environment failures."""
+    """What a recompute of several Environments did: outcomes, per-Environment failures, and the
+    Environments it did not get to before its deadline (to be handed on, not dropped)."""
 
     outcomes: list[GateOutcome] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     retryable: list[str] = field(default_factory=list)
+    unfinished: list[Environment] = field(default_factory=list)
 
     def fail(self, env: Environment, exc: Exception, *, retry: bool) -> None:
         self.errors[env.key] = str(exc)
@@ -93,6 +98,12 @@ class Recompute:
             extra={"fields": {"environment": env.key, "reason": str(exc)}},
         )
 
+    def merge(self, other: Recompute) -> None:
+        self.outcomes += other.outcomes
+        self.errors.update(other.errors)
+        self.retryable += other.retryable
+        self.unfinished += other.unfinished
+
 
 @dataclass(frozen=True)
 class _Observed:
@@ -101,18 +112,36 @@ class _Observed:
     candidates: tuple[ReleaseCandidate, ...]
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What every part of one recompute works with."""
+
+    kube: RecomputeStore
+    upstream: Upstream
+    attempts: int
+    repositories: RepositoryPolicy
+    deadline: float | None
+    namespaces: Sequence[str]
+
+
 def recompute(
     environments: Sequence[Environment],
     kube: RecomputeStore,
     upstream: Upstream,
     attempts: int = 5,
     repositories: RepositoryPolicy = ANY_REPOSITORY,
+    deadline: float | None = None,
+    namespaces: Sequence[str] = (),
 ) -> Recompute:
     """Set the gates of every Environment to exactly what its upstream justifies now.
 
     An Environment naming a repository outside `repositories` is refused (logged, a Warning Event),
-    and its gate left as it is: it can only have been narrowed so far.
+    and its gate left as it is: it can only have been narrowed so far. With a `deadline`
+    (`time.monotonic()`), no gate write starts after it: the Environments not reached come back in
+    `unfinished`, their gates as they were. `namespaces` is stagegate's scope (empty: every namespace),
+    which says where a cluster-wide list may stand in for many per-namespace ones.
     """
+    run = _Run(kube, upstream, attempts, repositories, deadline, namespaces)
     report = Recompute()
     groups: dict[tuple[str, str], list[Environment]] = {}
     for env in environments:
@@ -135,7 +164,7 @@ def recompute(
         except RetryableError as exc:
             report.fail(env, exc, retry=True)
     for (project, where), members in groups.items():
-        _recompute_group(project, where, members, kube, upstream, attempts, repositories, report)
+        _recompute_group(project, where, members, run, report)
     return report
 
 
@@ -149,71 +178,122 @@ def _warn(kube: RecomputeStore, env: Environment, reason: str, message: str) -> 
         )
 
 
+@dataclass(frozen=True)
+class _Write:
+    """One planned gate write of one Environment."""
+
+    observed: _Observed
+    plan: GatePlan
+    reasons: Mapping[str, str]
+
+    @property
+    def narrows(self) -> bool:
+        """Whether the write takes a tag away (or closes a gate that had no list): these go first."""
+        before, after = self.plan.allowed_before, self.plan.allowed_after
+        return self.plan.action == "update" and (before is None or not set(before) <= set(after or ()))
+
+
 def _recompute_group(
-    project: str,
-    where: str,
-    members: list[Environment],
-    kube: RecomputeStore,
-    upstream: Upstream,
-    attempts: int,
-    repositories: RepositoryPolicy,
-    report: Recompute,
+    project: str, where: str, members: list[Environment], run: _Run, report: Recompute
 ) -> None:
     """One upstream: read every member's gates and candidates, ask GitHub once, write; retry races.
 
-    A race may have been an Environment change: a retry reads each Environment again, and one that now
-    follows another upstream is recomputed with that upstream instead. Vetoes are recorded from the
-    whole answer, so each gate of the upstream remembers what any of its candidates' results showed.
+    Reads and writes run `fanout.WORKERS` at a time, narrowing writes first, so a revocation reaches
+    every gate before anything is widened. A race may have been an Environment change: a retry reads
+    each Environment again, and one that now follows another upstream is recomputed with that upstream
+    instead. Vetoes are recorded from the whole answer, so each gate of the upstream remembers what any
+    of its candidates' results showed.
     """
     pending = members
-    for attempt in range(attempts):
+    for attempt in range(run.attempts):
         if attempt:
-            retry = Retry(kube, upstream, attempts, repositories)
-            pending = _current(pending, (project, where), retry, report)
-        observed = _observe(pending, kube, attempts, report)
+            pending = _current(pending, (project, where), run, report)
+        if _past(run.deadline):
+            report.unfinished += pending
+            return
+        observed = _observe(pending, run, report)
         revisions = frozenset().union(*(candidate_revisions(o.candidates) for o in observed))
         try:
-            lookups = upstream.commit_deployments(project, where, revisions) if revisions else {}
+            lookups = run.upstream.commit_deployments(project, where, revisions) if revisions else {}
         except (PermanentError, RetryableError) as exc:
             for o in observed:
                 report.fail(o.env, exc, retry=isinstance(exc, RetryableError))
             return
         now = github_now(lookups.values())
         pending = []
+        writes: list[_Write] = []
+        current = _environments_now([o.env for o in observed], run)
         for o in observed:
-            try:
-                if _changed(o.env, kube):  # an Environment change need not touch the gate: look
-                    raise KubeConflict(f"Environment {o.env.key} changed while GitHub was asked")
-                for gate in o.gates:
-                    recomputed = plan_recompute(
-                        o.env, gate, o.candidates, results_for(o.candidates, lookups), now
-                    )
-                    report.outcomes.append(
-                        apply_plan(
-                            o.env, recomputed.plan, kube, extra={"candidates": recomputed.allowed.reasons}
-                        )
-                    )
-            except (KubeConflict, KubeNotFound) as exc:
+            if _moved(o.env, current):  # an Environment change need not touch the gate: look again
                 log.info(
-                    "gate changed while recomputing, reading again",
-                    extra={"fields": {"environment": o.env.key, "attempt": attempt + 1, "error": str(exc)}},
+                    "Environment changed while GitHub was asked, reading again",
+                    extra={"fields": {"environment": o.env.key, "attempt": attempt + 1}},
                 )
                 pending.append(o.env)
-            except (BadEvent, PermanentError) as exc:
-                report.fail(o.env, exc, retry=False)
-            except RetryableError as exc:
-                report.fail(o.env, exc, retry=True)
+                continue
+            results = results_for(o.candidates, lookups)
+            for gate in o.gates:
+                recomputed = plan_recompute(o.env, gate, o.candidates, results, now)
+                writes.append(_Write(o, recomputed.plan, recomputed.allowed.reasons))
+        writes.sort(key=lambda w: not w.narrows)
+        pending += _apply(writes, run, report, attempt)
         if not pending:
             return
     for env in pending:
         report.fail(
-            env, RetryableError(f"gates of {env.key} kept changing under {attempts} attempts"), retry=True
+            env, RetryableError(f"gates of {env.key} kept changing under {run.attempts} attempts"), retry=True
         )
 
 
-def _changed(env: Environment, kube: RecomputeStore) -> bool:
+def _apply(writes: list[_Write], run: _Run, report: Recompute, attempt: int) -> list[Environment]:
+    """Make the writes (narrowing first); the Environments whose gate changed meanwhile, to redo."""
+    done = fan_out(
+        writes,
+        lambda w: apply_plan(w.observed.env, w.plan, run.kube, extra={"candidates": w.reasons}),
+        run.deadline,
+    )
+    redo: dict[str, Environment] = {}
+    left: dict[str, Environment] = {}
+    for item in done:
+        env = item.item.observed.env
+        if not item.started:
+            left[env.key] = env
+        elif item.error is None and item.result is not None:
+            report.outcomes.append(item.result)
+        elif isinstance(item.error, KubeConflict | KubeNotFound):
+            log.info(
+                "gate changed while recomputing, reading again",
+                extra={"fields": {"environment": env.key, "attempt": attempt + 1, "error": str(item.error)}},
+            )
+            redo[env.key] = env
+        elif isinstance(item.error, BadEvent | PermanentError):
+            report.fail(env, item.error, retry=False)
+        elif isinstance(item.error, RetryableError):
+            report.fail(env, item.error, retry=True)
+        elif item.error is not None:
+            raise item.error
+    report.unfinished += [env for key, env in left.items() if key not in redo]
+    return list(redo.values())
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() > deadline
+
+
+def _environments_now(environments: Sequence[Environment], run: _Run) -> dict[str, Environment | None]:
+    """The Environments as the API has them now, read the way `_where` says."""
+    where = _where({env.namespace for env in environments}, run.namespaces)
+    found: dict[str, Environment] = {}
+    for item in fan_out(where, lambda w: run.kube.list_environments(() if w is None else [w])):
+        if item.error is not None:
+            raise item.error
+        found.update((env.key, env) for env in item.result or [])
+    return {env.key: found.get(env.key) for env in environments}
+
+
+def _moved(env: Environment, current: Mapping[str, Environment | None]) -> bool:
     """Whether the Environment now has another incarnation, upstream or Rollout than the one planned for."""
-    fresh = kube.get_environment(env.namespace, env.name)
+    fresh = current.get(env.key)
     return fresh is None or (fresh.uid, _group(fresh), fresh.rollout_name) != (
         env.uid,
         _group(env),
@@ -230,24 +310,14 @@ def _group(env: Environment) -> tuple[str, str] | None:
     )
 
 
-@dataclass(frozen=True)
-class Retry:
-    """What recomputing an Environment again needs."""
-
-    kube: RecomputeStore
-    upstream: Upstream
-    attempts: int
-    repositories: RepositoryPolicy
-
-
 def _current(
-    environments: list[Environment], group: tuple[str, str], retry: Retry, report: Recompute
+    environments: list[Environment], group: tuple[str, str], run: _Run, report: Recompute
 ) -> list[Environment]:
     """The Environments as the API has them now; those that left this upstream are recomputed on their own."""
     still: list[Environment] = []
     for env in environments:
         try:
-            fresh = retry.kube.get_environment(env.namespace, env.name)
+            fresh = run.kube.get_environment(env.namespace, env.name)
         except (BadEvent, PermanentError) as exc:
             report.fail(env, exc, retry=False)
             continue
@@ -259,36 +329,79 @@ def _current(
         elif _group(fresh) == group:
             still.append(fresh)
         else:
-            moved = recompute([fresh], retry.kube, retry.upstream, retry.attempts, retry.repositories)
-            report.outcomes += moved.outcomes
-            report.errors.update(moved.errors)
-            report.retryable += moved.retryable
+            report.merge(
+                recompute(
+                    [fresh],
+                    run.kube,
+                    run.upstream,
+                    run.attempts,
+                    run.repositories,
+                    run.deadline,
+                    run.namespaces,
+                )
+            )
     return still
 
 
-def _observe(
-    members: Sequence[Environment], kube: RecomputeStore, attempts: int, report: Recompute
-) -> list[_Observed]:
-    """Each member's owned gates (created blocking first if missing) and its Rollout's candidates."""
-    listed: dict[str, list[RolloutGate]] = {}
+CLUSTER_WIDE_FROM = 8
+"""From this many namespaces holding an upstream's Environments on, one cluster-wide list replaces a
+list per namespace (where stagegate watches every namespace; its ClusterRole grants that list)."""
 
-    def gates_of(env: Environment) -> list[RolloutGate]:
-        if env.namespace not in listed:
-            listed[env.namespace] = kube.list_gates(env.namespace)
-        return [g for g in listed[env.namespace] if is_owned_by(g, env) and not g.being_deleted]
 
-    observed = []
+def _where(namespaces: set[str], scope: Sequence[str]) -> list[str | None]:
+    """Where to list what a group needs: each namespace, or the whole cluster (None)."""
+    if not scope and len(namespaces) >= CLUSTER_WIDE_FROM:
+        return [None]
+    return [*sorted(namespaces)]
+
+
+def _observe(members: Sequence[Environment], run: _Run, report: Recompute) -> list[_Observed]:
+    """Each member's owned gates (created blocking first if missing) and its Rollout's candidates, from
+    one list of gates and one of Rollouts per namespace (or for the cluster), `fanout.WORKERS` at a time:
+    a thousand Environments cost a few reads, not a thousand."""
+    by_namespace: dict[str, list[Environment]] = {}
+    for env in members:
+        by_namespace.setdefault(env.namespace, []).append(env)
+    gates: dict[str, list[RolloutGate]] = {}
+    rollouts: dict[tuple[str, str], Mapping[str, Any]] = {}
+    unread: dict[str, Exception] = {}
+    where = _where(set(by_namespace), run.namespaces)
+    for item in fan_out(where, lambda w: (run.kube.list_gates(w), run.kube.list_rollouts(w))):
+        if item.error is not None:
+            for ns in by_namespace if item.item is None else [item.item]:
+                unread[ns] = item.error
+            continue
+        listed_gates, listed_rollouts = item.result or ([], [])
+        for gate in listed_gates:
+            gates.setdefault(gate.namespace, []).append(gate)
+        for raw in listed_rollouts:
+            meta = raw.get("metadata") or {}
+            rollouts[(str(meta.get("namespace") or item.item), str(meta.get("name")))] = raw
+    observed: list[_Observed] = []
     for env in members:
         try:
-            gates = gates_of(env)
-            if not gates:
-                report.outcomes += ensure_gates(env, kube, fresh=False, attempts=attempts)
-                listed.pop(env.namespace)
-                gates = gates_of(env)
-            rollout = kube.get_rollout(env.namespace, env.rollout_name)
-            observed.append(_Observed(env, gates, release_candidates(rollout) if rollout is not None else ()))
-        except (BadEvent, PermanentError) as exc:
-            report.fail(env, exc, retry=False)
-        except RetryableError as exc:
-            report.fail(env, exc, retry=True)
+            if env.namespace in unread:
+                raise unread[env.namespace]
+            own = _owned(gates.get(env.namespace, []), env)
+            if not own:
+                ensure_gates(env, run.kube, fresh=False, attempts=run.attempts)
+                gates[env.namespace] = run.kube.list_gates(env.namespace)
+                own = _owned(gates[env.namespace], env)
+            rollout = rollouts.get((env.namespace, env.rollout_name))
+            observed.append(_Observed(env, own, release_candidates(rollout) if rollout is not None else ()))
+        except Exception as exc:
+            _fail(report, env, exc)
     return observed
+
+
+def _owned(gates: Sequence[RolloutGate], env: Environment) -> list[RolloutGate]:
+    return [g for g in gates if is_owned_by(g, env) and not g.being_deleted]
+
+
+def _fail(report: Recompute, env: Environment, exc: Exception) -> None:
+    if isinstance(exc, BadEvent | PermanentError):
+        report.fail(env, exc, retry=False)
+    elif isinstance(exc, RetryableError):
+        report.fail(env, exc, retry=True)
+    else:
+        raise exc

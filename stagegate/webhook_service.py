@@ -3,18 +3,24 @@
 `ping` answers, `deployment_status` recomputes the gates of the Environments downstream of the
 environment the status is about (each on its own: one that cannot be recomputed is reported in the
 answer and does not stop the others, and only a retryable failure makes the answer a 503), anything
-else is acknowledged as ignored with the reason.
+else is acknowledged as ignored with the reason. Narrowing writes go first; what is not reached
+`handoff.RESERVE_SECONDS` before the deadline is handed to the durable audit transport
+(`stagegate.handoff`), since GitHub never delivers the webhook again.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared.errors import PartialFailure
+from shared.errors import PartialFailure, RetryableError
 from shared.github_delivery import Delivery, DeploymentStatusEvent, kuberik_target, verify_delivery
 from shared.trust import RepositoryPolicy
+from shared.views import Environment
+from stagegate.bridge import Transport
+from stagegate.handoff import BATCH, RESERVE_SECONDS, hand_off
 from stagegate.http import within
 from stagegate.logs import get_logger
 from stagegate.recompute_service import (
@@ -31,10 +37,14 @@ log = get_logger("webhook")
 
 @dataclass(frozen=True)
 class Scope:
-    """What a delivery may touch: namespaces (empty: all), allowed repositories."""
+    """What a delivery may touch (namespaces, empty: all; allowed repositories), by when gate writes
+    must have started (`time.monotonic()`), and where what is left then goes."""
 
     namespaces: Sequence[str]
     repositories: RepositoryPolicy = ANY_REPOSITORY
+    deadline: float | None = None
+    handoff: Transport | None = None
+    handoff_batch: int = BATCH
 
 
 Handler = Callable[[Delivery, RecomputeStore, Upstream, Scope], dict[str, Any]]
@@ -52,17 +62,56 @@ def _deployment_status(
     if target is None:
         return _ignored(f"environment {event.environment!r} is not shaped kuberik/<name>/<environment>")
     environments = governed_by(target, event.repository, kube.list_environments(scope.namespaces))
-    report = recompute(environments, kube, upstream, repositories=scope.repositories)
+    report = recompute(
+        environments,
+        kube,
+        upstream,
+        repositories=scope.repositories,
+        deadline=scope.deadline,
+        namespaces=scope.namespaces,
+    )
+    upstream_said = f"{event.repository} {event.environment} ({event.state})"
     summary: dict[str, object] = {
         "status": "recomputed",
-        "upstream": f"{event.repository} {event.environment} ({event.state})",
+        "upstream": upstream_said,
         "environments": [env.key for env in environments],
         "gates": [o.to_json() for o in report.outcomes],
         "errors": report.errors,
     }
+    if report.unfinished:
+        why = f"deployment_status {upstream_said}"
+        summary.update(_hand_on(report.unfinished, scope.handoff, why, scope.handoff_batch))
     if report.retryable:
         raise PartialFailure(f"will retry: {', '.join(report.retryable)}", summary)
     return summary
+
+
+def _hand_on(
+    unfinished: Sequence[Environment], transport: Transport | None, why: str, batch: int
+) -> dict[str, object]:
+    """Hand the Environments not reached in time on to the durable transport, or fail retryably."""
+    keys = [env.key for env in unfinished]
+    if transport is None:
+        raise PartialFailure(
+            f"{len(keys)} Environments not reached in time and no BRIDGE_TRANSPORT to hand them to; "
+            "the scheduled resync recomputes them",
+            {"status": "unfinished", "unfinished": keys},
+        )
+    try:
+        handed = hand_off(unfinished, transport, why, batch)
+    except RetryableError as exc:
+        raise PartialFailure(
+            f"{len(keys)} Environments not reached in time, and handing them on failed: {exc}",
+            {"status": "unfinished", "unfinished": keys},
+        ) from exc
+    log.warning(
+        "Environments not reached in time were handed on to the audit transport",
+        extra={"fields": {"environments": len(keys), "rollouts": handed}},
+    )
+    return {
+        "status": "recomputed, the rest handed on",
+        "handedOn": {"environments": keys, "rollouts": handed},
+    }
 
 
 def _ignored(reason: str) -> dict[str, Any]:
@@ -74,15 +123,29 @@ HANDLERS: Mapping[str, Handler] = {"ping": _pong, "deployment_status": _deployme
 
 
 def github_request(
-    headers: Mapping[str, str], body: bytes, settings: Settings, kube: RecomputeStore, upstream: Upstream
+    headers: Mapping[str, str],
+    body: bytes,
+    settings: Settings,
+    kube: RecomputeStore,
+    upstream: Upstream,
+    handoff: Transport | None = None,
 ) -> dict[str, Any]:
     """Verify a raw request and handle it within the deadline: the whole job of every webhook entry point."""
     delivery = verify_delivery(headers, body, settings.github_webhook_secrets)
+    deadline = settings.github_deadline_seconds
+    writes_until = time.monotonic() + deadline - min(RESERVE_SECONDS, deadline / 4)
     return dict(
         within(
             settings.github_deadline_seconds,
             lambda: on_delivery(
-                delivery, kube, upstream, settings.namespaces, repositories=settings.github_repositories
+                delivery,
+                kube,
+                upstream,
+                settings.namespaces,
+                repositories=settings.github_repositories,
+                deadline=writes_until,
+                handoff=handoff,
+                handoff_batch=min(BATCH, settings.audit_max_events),
             ),
         )
     )
@@ -94,10 +157,13 @@ def on_delivery(
     upstream: Upstream,
     namespaces: Sequence[str],
     repositories: RepositoryPolicy = ANY_REPOSITORY,
+    deadline: float | None = None,
+    handoff: Transport | None = None,
+    handoff_batch: int = BATCH,
 ) -> dict[str, Any]:
     """Route a verified delivery to its handler; unknown events are ignored, not errors."""
     handler = HANDLERS.get(delivery.event)
     if handler is None:
         return _ignored(f"event {delivery.event!r} does not change bake results")
-    scope = Scope(namespaces, repositories)
+    scope = Scope(namespaces, repositories, deadline, handoff, handoff_batch)
     return {"delivery": delivery.delivery_id, **handler(delivery, kube, upstream, scope)}

@@ -3,8 +3,10 @@ CloudWatch Logs subscription (EKS, where the apiserver's audit webhook cannot be
 webhook behind a function URL or API Gateway, and the reporter behind an SQS FIFO queue (one message
 group per Rollout). The handlers are the Functions Framework ones; only the envelope is AWS's. With
 `REPORT_TRANSPORT` set, the CloudWatch Logs consumer also hands Rollout status changes to the reporter's
-transport. Secrets are not in the function's configuration: `load_secrets` reads them at cold start from
-where `*_SECRET_ARN` point (Secrets Manager or SSM), before the settings are read."""
+transport; with `BRIDGE_TRANSPORT` set, the GitHub webhook hands the Environments a revocation could not
+reach in time to the EventBridge bus the audit consumer reads. Secrets are not in the function's
+configuration: `load_secrets` reads them at cold start from where `*_SECRET_ARN` point (Secrets Manager
+or SSM), before the settings are read."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from stagegate.aws_secrets import load_secrets
 from stagegate.bridge import hand_off, report_transport_from
 from stagegate.cloudwatch_logs import consume_cloudwatch_logs
 from stagegate.github import GitHubDeployments, github_reader
+from stagegate.handoff import handoff_transport
 from stagegate.http import answer
 from stagegate.kube import KubeGates, api_client
 from stagegate.lambda_adapter import consume_eventbridge, consume_sqs_fifo, http_request, http_response
@@ -35,6 +38,7 @@ CONTEXT = AuditContext(
     KUBE, UPSTREAM, SETTINGS.kube_conflict_retries, repositories=SETTINGS.github_repositories
 )
 REPORTS = report_transport_from(SETTINGS)
+HANDOFF = handoff_transport(SETTINGS)
 
 
 def k8s_audit_eventbridge(event: Mapping[str, Any], context: object) -> dict[str, Any]:
@@ -73,7 +77,7 @@ def github_webhook(event: Mapping[str, Any], context: object) -> dict[str, Any]:
         if UPSTREAM is None:
             raise ConfigError(f"{CREDENTIALS} is required to read bake results from GitHub")
         headers, body = http_request(event, SETTINGS.github_max_body_bytes)
-        return github_request(headers, body, SETTINGS, KUBE, UPSTREAM)
+        return github_request(headers, body, SETTINGS, KUBE, UPSTREAM, HANDOFF)
 
     return http_response(answer(handle, "github_webhook"))
 

@@ -1,7 +1,9 @@
 """GitHub `deployment_status` webhooks in, recomputed downstream RolloutGates out.
 
 The entry point reads the body and hands it, with the headers, to the service, which verifies the
-signature, parses and recomputes within a bounded time; `answer` turns the outcome into a response.
+signature, parses and recomputes within a bounded time (handing what it could not reach in time to the
+audit transport, `BRIDGE_TRANSPORT`, when one is configured); `answer` turns the outcome into a
+response.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import flask
 import functions_framework
 
 from stagegate.github import github_reader
+from stagegate.handoff import handoff_transport
 from stagegate.http import Response, answer, read_body, refuse_bodies_over
 from stagegate.kube import KubeGates, api_client
 from stagegate.settings import Settings
@@ -21,6 +24,7 @@ SETTINGS = Settings.from_env()
 refuse_bodies_over(SETTINGS.github_max_body_bytes)
 KUBE = KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.github_deadline_seconds)
 UPSTREAM = github_reader(SETTINGS, SETTINGS.github_deadline_seconds)
+HANDOFF = handoff_transport(SETTINGS)
 
 
 @functions_framework.http
@@ -29,6 +33,6 @@ def github_webhook(request: flask.Request) -> Response:
 
     def handle() -> dict[str, Any]:
         body = read_body(request, SETTINGS.github_max_body_bytes)
-        return github_request(dict(request.headers), body, SETTINGS, KUBE, UPSTREAM)
+        return github_request(dict(request.headers), body, SETTINGS, KUBE, UPSTREAM, HANDOFF)
 
     return answer(handle, "github_webhook")

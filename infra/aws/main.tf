@@ -64,7 +64,8 @@ locals {
   # Handlers and variable names are the code's. Each function gets the ARNs of the secrets it reads
   # (*_SECRET_ARN) and may read exactly those (its role's policy takes them from these variables). A
   # function that produces_reports gets the report_producer policy (sqs:SendMessage on the reports
-  # queue) as well.
+  # queue) as well; one that hands_off_to_bus, the bridge_publisher policy (events:PutEvents on the
+  # audit bus, stagegate's audit events only).
   lambdas = {
     # Kubernetes audit events from EventBridge via SQS (aws_lambda_event_source_mapping.audit_queue).
     # Its concurrency is bounded by the event source mapping (audit_max_concurrency), not reserved.
@@ -75,6 +76,7 @@ locals {
       consumes_audit_queue  = true
       consumes_report_queue = false
       produces_reports      = false
+      hands_off_to_bus      = false
       reserved_concurrency  = null
       environment = {
         KUBECONFIG_SECRET_ARN   = data.aws_secretsmanager_secret.this["KUBECONFIG"].arn
@@ -96,6 +98,7 @@ locals {
       consumes_audit_queue  = false
       consumes_report_queue = false
       produces_reports      = false
+      hands_off_to_bus      = true
       reserved_concurrency  = var.github_webhook_reserved_concurrency
       environment = {
         KUBECONFIG_SECRET_ARN           = data.aws_secretsmanager_secret.this["KUBECONFIG"].arn
@@ -106,6 +109,11 @@ locals {
         GITHUB_WEBHOOK_MAX_BODY_BYTES   = tostring(var.github_webhook_max_body_bytes)
         KUBE_CONFLICT_RETRIES           = tostring(var.kube_conflict_retries)
         STAGEGATE_NAMESPACES            = local.namespaces
+        # What a revocation cannot reach before the deadline (GitHub waits 10 s, never redelivers) goes
+        # to the audit bus as "look again at Rollout X" events, which k8s_audit_eventbridge finishes.
+        BRIDGE_TRANSPORT = "eventbridge"
+        BRIDGE_EVENT_BUS = aws_cloudwatch_event_bus.audit.name
+        AUDIT_MAX_EVENTS = tostring(var.audit_max_events) # look-agains per message, at most what k8s_audit takes
       }
     }
 
@@ -120,6 +128,7 @@ locals {
       consumes_audit_queue  = false
       consumes_report_queue = true
       produces_reports      = false
+      hands_off_to_bus      = false
       reserved_concurrency  = null
       environment = {
         KUBECONFIG_SECRET_ARN           = data.aws_secretsmanager_secret.this["KUBECONFIG"].arn
@@ -143,6 +152,7 @@ locals {
       consumes_audit_queue  = false
       consumes_report_queue = false
       produces_reports      = true
+      hands_off_to_bus      = false
       reserved_concurrency  = null
       environment = {
         KUBECONFIG_SECRET_ARN   = data.aws_secretsmanager_secret.this["KUBECONFIG"].arn
@@ -358,12 +368,16 @@ resource "aws_iam_role" "lambda" {
 }
 
 # Each function writes its own logs and reads its own secrets; k8s_audit_eventbridge also consumes the
-# audit queue, reporter_sqs the reports queue, and k8s_audit_cloudwatch may send to the reports queue
-# (the report_producer document, the one audit_bridge and k8s_audit_http get; nothing else).
+# audit queue, reporter_sqs the reports queue, k8s_audit_cloudwatch may send to the reports queue
+# (the report_producer document, the one audit_bridge and k8s_audit_http get), and github_webhook may
+# put events on the audit bus (the bridge_publisher document); nothing else.
 data "aws_iam_policy_document" "lambda" {
   for_each = local.lambdas
 
-  source_policy_documents = each.value.produces_reports ? [data.aws_iam_policy_document.report_producer.json] : []
+  source_policy_documents = concat(
+    each.value.produces_reports ? [data.aws_iam_policy_document.report_producer.json] : [],
+    each.value.hands_off_to_bus ? [data.aws_iam_policy_document.bridge_publisher.json] : [],
+  )
 
   # The secrets it reads at cold start (its *_SECRET_ARN variables), and no other.
   statement {

@@ -130,6 +130,8 @@ locals {
       audit_topic_trigger = false
       kubeconfig          = true
       secret_environment  = ["GITHUB_WEBHOOK_SECRET", "GITHUB_TOKEN"]
+      # A revocation it cannot finish before its deadline (GitHub waits 10 s and never redelivers) is
+      # handed to the audit topic as "look again at Rollout X" events, which k8s_audit finishes.
       environment = {
         KUBECONFIG                      = local.kubeconfig_path
         GITHUB_API_URL                  = var.github_api_url
@@ -137,6 +139,9 @@ locals {
         GITHUB_WEBHOOK_MAX_BODY_BYTES   = tostring(var.github_webhook_max_body_bytes)
         KUBE_CONFLICT_RETRIES           = tostring(var.kube_conflict_retries)
         STAGEGATE_NAMESPACES            = local.namespaces
+        BRIDGE_TRANSPORT                = "pubsub"
+        BRIDGE_PUBSUB_TOPIC             = google_pubsub_topic.audit.id
+        AUDIT_MAX_EVENTS                = tostring(var.audit_max_events) # look-agains per message, at most what k8s_audit takes
       }
     }
 
@@ -296,10 +301,16 @@ resource "google_secret_manager_secret_iam_member" "access" {
   member    = google_service_account.function[each.value.function].member
 }
 
+# audit_bridge publishes the audit events it keeps; github_webhook hands on what a revocation could not
+# reach before its deadline.
 resource "google_pubsub_topic_iam_member" "bridge_publisher" {
+  for_each = {
+    audit_bridge   = google_service_account.function["audit_bridge"].member
+    github_webhook = google_service_account.function["github_webhook"].member
+  }
   topic  = google_pubsub_topic.audit.id
   role   = "roles/pubsub.publisher"
-  member = google_service_account.function["audit_bridge"].member
+  member = each.value
 }
 
 # k8s_audit_http and audit_bridge hand Rollout status events to the reporter through the reports topic.

@@ -107,3 +107,9 @@ moved {
   from = google_pubsub_topic_iam_member.reports_dead_letter_publisher
   to   = google_pubsub_topic_iam_member.dead_letter_publisher["reporter"]
 }
+
+# The audit topic's publisher grant, now one per publisher (github_webhook hands on unfinished work).
+moved {
+  from = google_pubsub_topic_iam_member.bridge_publisher
+  to   = google_pubsub_topic_iam_member.bridge_publisher["audit_bridge"]
+}

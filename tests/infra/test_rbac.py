@@ -315,7 +315,7 @@ def test_cluster_role_is_least_privilege() -> None:
         ("kuberik.com", "rolloutgates", ("create", "list", "patch")),
         ("environments.kuberik.com", "environments", ("get", "list")),
         ("environments.kuberik.com", "environments/finalizers", ("update",)),
-        ("kuberik.com", "rollouts", ("get",)),
+        ("kuberik.com", "rollouts", ("get", "list")),
         ("", "events", ("create",)),
         ("coordination.k8s.io", "leases", ("create", "get", "update")),
     }

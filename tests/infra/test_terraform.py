@@ -708,16 +708,24 @@ def test_gcp_bridge_publishes_to_the_topic_k8s_audit_consumes(gcp: Config) -> No
     assert trigger["retry_policy"] == "RETRY_POLICY_RETRY"
 
 
-def test_gcp_only_the_bridge_may_publish_to_the_audit_topic(gcp: Config) -> None:
-    publishers = {
-        address: body
-        for address, body in gcp.of_type("google_pubsub_topic_iam_member").items()
+def test_gcp_only_the_bridge_and_the_webhooks_hand_off_may_publish_to_the_audit_topic(gcp: Config) -> None:
+    publishers = [
+        body
+        for body in gcp.instances("google_pubsub_topic_iam_member").values()
         if reference(body["topic"]) == "google_pubsub_topic.audit.id"
-    }
-    assert [reference(b["member"]) for b in publishers.values()] == [
-        'google_service_account.function["audit_bridge"].member'
     ]
-    assert [b["role"] for b in publishers.values()] == ["roles/pubsub.publisher"]
+    assert sorted(reference(b["member"]) or "" for b in publishers) == [
+        'google_service_account.function["audit_bridge"].member',
+        'google_service_account.function["github_webhook"].member',
+    ]
+    assert {b["role"] for b in publishers} == {"roles/pubsub.publisher"}
+
+
+def test_gcp_github_webhook_hands_unfinished_work_to_the_topic_k8s_audit_consumes(gcp: Config) -> None:
+    plain, _ = gcp_environment(gcp_functions(gcp)["github_webhook"])
+    assert plain["BRIDGE_TRANSPORT"] == "pubsub"
+    assert reference(plain["BRIDGE_PUBSUB_TOPIC"]) == "google_pubsub_topic.audit.id"
+    assert "BRIDGE_TRANSPORT" in env_names_read(SETTINGS)
 
 
 def test_gcp_public_invocation_is_only_for_the_http_targets(gcp: Config) -> None:
@@ -1202,6 +1210,23 @@ def test_bridge_publisher_policy_is_put_events_on_the_bus_only(aws: Config) -> N
     outputs = {reference(o["value"]) for o in aws.outputs.values()}
     assert "aws_iam_policy.bridge_publisher.arn" in outputs
     assert "aws_cloudwatch_event_bus.audit.name" in outputs
+
+
+def test_lambda_github_webhook_hands_unfinished_work_to_the_audit_bus_and_only_it_may(aws: Config) -> None:
+    documents = aws.data_instances("aws_iam_policy_document")
+    for address, document in documents.items():
+        if not address.startswith("lambda["):
+            continue
+        handing = re.search(
+            r"(true|false) \? \['\$\{data\.aws_iam_policy_document\.bridge_publisher\.json\}'\] : \[\]",
+            str(document.get("source_policy_documents")),
+        )
+        assert handing, f"{address}: source_policy_documents lacks the hands_off_to_bus condition"
+        expected = "true" if address == 'lambda["github_webhook"]' else "false"
+        assert handing.group(1) == expected, address
+    variables = lambda_environment(lambda_functions(aws)["github_webhook"])
+    assert variables["BRIDGE_TRANSPORT"] == "eventbridge"
+    assert reference(variables["BRIDGE_EVENT_BUS"]) == "aws_cloudwatch_event_bus.audit.name"
 
 
 def test_lambda_secrets_are_read_at_start_not_shipped_in_layers_or_state(aws: Config) -> None:

@@ -15,6 +15,7 @@ of deleted Environments as a separate, later step, as Kubernetes' garbage collec
 from __future__ import annotations
 
 import copy
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ class InMemoryKube:
     on_rollout_read: Callable[[Key, Mapping[str, Any] | None], None] | None = None
     revision: int = 100
     writes: int = 0
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+    """Writes come from several threads at once (a recompute's writes fan out), as at an apiserver."""
 
     def _next_version(self) -> str:
         self.revision += 1
@@ -114,11 +117,11 @@ class InMemoryKube:
 
     # GateStore ----------------------------------------------------------------------------------
 
-    def list_gates(self, namespace: str) -> list[RolloutGate]:
+    def list_gates(self, namespace: str | None) -> list[RolloutGate]:
         return [
             RolloutGate.from_raw(copy.deepcopy(raw))
             for (ns, _), raw in sorted(self.gates.items())
-            if ns == namespace
+            if namespace is None or ns == namespace
         ]
 
     def _refuse(self, message: str) -> PermanentError:
@@ -139,6 +142,10 @@ class InMemoryKube:
                 raise self._refuse(f"{what}: ownerReferences need apiVersion, kind, name and uid")
 
     def create_gate(self, namespace: str, body: Mapping[str, Any]) -> RolloutGate:
+        with self.lock:
+            return self._create_gate(namespace, body)
+
+    def _create_gate(self, namespace: str, body: Mapping[str, Any]) -> RolloutGate:
         raw = copy.deepcopy(dict(body))
         meta = raw.get("metadata") or {}
         name = meta.get("name")
@@ -161,6 +168,12 @@ class InMemoryKube:
         return RolloutGate.from_raw(copy.deepcopy(raw))
 
     def patch_gate(
+        self, namespace: str, name: str, patch: Mapping[str, Any], resource_version: str
+    ) -> RolloutGate:
+        with self.lock:
+            return self._patch_gate(namespace, name, patch, resource_version)
+
+    def _patch_gate(
         self, namespace: str, name: str, patch: Mapping[str, Any], resource_version: str
     ) -> RolloutGate:
         # The body `KubeGates.patch_gate` sends: the precondition travels inside the merge patch.
@@ -209,3 +222,14 @@ class InMemoryKube:
         if self.on_rollout_read is not None:
             self.on_rollout_read((namespace, name), copy.deepcopy(found))
         return found
+
+    def list_rollouts(self, namespace: str | None) -> list[Mapping[str, Any]]:
+        found = [
+            (key, copy.deepcopy(raw))
+            for key, raw in sorted(self.rollouts.items())
+            if namespace is None or key[0] == namespace
+        ]
+        if self.on_rollout_read is not None:
+            for key, raw in found:
+                self.on_rollout_read(key, copy.deepcopy(raw))
+        return [raw for _, raw in found]

@@ -133,9 +133,11 @@ class InMemoryKube:
         return str(self._version)
 
     # GateStore
-    def list_gates(self, namespace: str) -> list[RolloutGate]:
+    def list_gates(self, namespace: str | None) -> list[RolloutGate]:
         return [
-            RolloutGate.from_raw(copy.deepcopy(g)) for (ns, _), g in self.gates.items() if ns == namespace
+            RolloutGate.from_raw(copy.deepcopy(g))
+            for (ns, _), g in self.gates.items()
+            if namespace is None or ns == namespace
         ]
 
     def create_gate(self, namespace: str, body: Mapping[str, Any]) -> RolloutGate:
@@ -181,6 +183,13 @@ class InMemoryKube:
         raw = self.rollouts.get((namespace, name))
         return None if raw is None else copy.deepcopy(raw)
 
+    def list_rollouts(self, namespace: str | None) -> list[Mapping[str, Any]]:
+        return [
+            copy.deepcopy(raw)
+            for (ns, _), raw in sorted(self.rollouts.items())
+            if namespace is None or ns == namespace
+        ]
+
 
 class FailingGitHub:
     """An upstream that is never reachable: every call raises `RetryableError` and is counted."""
@@ -206,9 +215,12 @@ class RecordingTransport:
         self.messages: list[bytes] = []
 
     def publish(self, events: Sequence[Any]) -> None:
-        from stagegate.bridge import message
+        from stagegate.bridge import messages_of
 
-        self.messages += [message(routed.event) for routed in events]
+        self.publish_messages(messages_of(events))
+
+    def publish_messages(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        self.messages += [body for _, body in messages]
 
 
 def never_wider(before: Mapping[tuple[str, str], Mapping[str, Any]], kube: InMemoryKube) -> None:

@@ -1,0 +1,88 @@
+"""A revocation github_webhook cannot finish before its deadline reaches every gate anyway: the served
+function hands the rest to the audit transport (the real Pub/Sub emulator), whose push subscription
+feeds `k8s_audit`, which narrows them on the real kube-apiserver. GitHub itself never redelivers.
+
+The webhook here has `GITHUB_WEBHOOK_DEADLINE_SECONDS=4`, so it starts gate writes until 3 s in, and
+GitHub answers its read only after 3.2 s: it starts no gate write at all, and every Environment takes
+the durable path, whatever the machine's speed. The partial case (some narrowed in time, the rest handed
+on) is `tests/stagegate/test_revocation.py`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import requests
+
+from stagegate.handoff import RESERVE_SECONDS
+from stagegate_dev import devstack
+from stagegate_dev.fake_github import FakeGitHub
+from tests.functions.test_github_webhook import CA, SECRET, App, deliver, rev
+
+PROJECT = "stagegate-test"
+N = 30
+
+
+def serve(kube_stack, procs, fake: FakeGitHub, source: str, target: str, tls: bool, **env: str) -> str:  # type: ignore[no-untyped-def]
+    settings = {
+        "KUBECONFIG": str(kube_stack.function_kubeconfig),
+        "GITHUB_WEBHOOK_SECRET": SECRET,
+        "GITHUB_TOKEN": fake.token,
+        "GITHUB_API_URL": fake.url,
+        **env,
+    }
+    path = devstack.ROOT / "functions" / source / "main.py"
+    return devstack.FunctionServer(path, target, settings, kube_stack.tls if tls else None, procs).url
+
+
+def audit_route(pubsub: Any, kube_stack, procs, fake: FakeGitHub) -> str:  # type: ignore[no-untyped-def]
+    """A fresh audit topic and its ordered push subscription to a served `k8s_audit` (with GitHub)."""
+    suffix = uuid.uuid4().hex[:8]
+    topic = f"projects/{PROJECT}/topics/audit-{suffix}"
+    pubsub.PublisherClient().create_topic(name=topic)
+    consumer = serve(kube_stack, procs, fake, "k8s_audit", "k8s_audit", tls=False)
+    pubsub.SubscriberClient().create_subscription(
+        request={
+            "name": f"projects/{PROJECT}/subscriptions/k8s-audit-{suffix}",
+            "topic": topic,
+            "push_config": {"push_endpoint": consumer},
+            "enable_message_ordering": True,
+            "ack_deadline_seconds": 30,
+        }
+    )
+    return topic
+
+
+def test_a_revocation_not_finished_in_time_is_handed_on_and_every_gate_narrows(
+    pubsub, emulator, kube_stack, procs, fake, custom, gates, namespace
+) -> None:
+    CA[:] = [str(kube_stack.tls.ca_file)]
+    app = App(custom, gates, fake, namespace)
+    app.environment("staging")
+    names = [f"prod-{i}" for i in range(N)]
+    for name in names:
+        app.environment(name, upstream="staging")
+        app.candidates(name, ("v1", rev(1)))
+    opener = serve(kube_stack, procs, fake, "github_webhook", "github_webhook", tls=True)
+    baked = app.bake("staging", rev(1))
+    assert deliver(opener, fake, app, baked).status_code == 200
+    assert [app.gate(name) for name in names] == [["v1"]] * N
+
+    topic = audit_route(pubsub, kube_stack, procs, fake)
+    assert min(RESERVE_SECONDS, 4 / 4) == 1  # the webhook below starts gate writes until 3 s in
+    hurried = serve(
+        kube_stack, procs, fake, "github_webhook", "github_webhook", tls=True,
+        GITHUB_WEBHOOK_DEADLINE_SECONDS="4", BRIDGE_TRANSPORT="pubsub", BRIDGE_PUBSUB_TOPIC=topic,
+        PUBSUB_EMULATOR_HOST=emulator.host,
+    )  # fmt: skip
+    failed = app.bake("staging", rev(1), "failure", "Bake failed: error rate above 5%")
+    fake.hang_next(1, seconds=3.2, api="graphql")  # GitHub's answer comes after the writes' deadline
+    answer: requests.Response = deliver(hurried, fake, app, failed)
+    assert answer.status_code == 200, answer.text
+    said = answer.json()
+    assert said["status"] == "recomputed, the rest handed on"
+    assert sorted(said["handedOn"]["rollouts"]) == sorted(f"{namespace}/myapp-{name}" for name in names)
+    devstack.wait_until(
+        lambda: all(app.gate(name) == [] for name in names), 60, "every prod gate narrowed by k8s_audit"
+    )
