@@ -44,6 +44,7 @@ lint: install                   ## ruff, ruff format --check, mypy --strict
 bench: install kube-assets octokit-assets  ## latency, API calls per event, import time, end-to-end cost
 	$(PY) bench/bench_k8s_audit.py
 	$(PY) bench/bench_github_webhook.py
+	$(PY) bench/bench_revocation.py
 	$(PY) bench/bench_resync.py
 	$(PY) bench/bench_admission.py
 	$(PY) bench/bench_reporter.py

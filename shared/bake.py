@@ -136,6 +136,8 @@ class CommitLookup:
     oid: str | None
     deployments: tuple[DeploymentRecord, ...] = ()
     answered_at: float | None = None
+    environment_records: int | None = None
+    """How many deployments GitHub holds in the environment at all, for any commit (None: not asked)."""
 
 
 def lookup_kind(revision: str) -> LookupKind | None:

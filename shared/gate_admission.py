@@ -30,12 +30,13 @@ has no gate. That is also why its `failurePolicy` is `Ignore`. This module decid
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from shared.admission import AdmissionRequest, Decision, allow
+from shared.admission import AdmissionRequest, Decision, EventNotice, allow
 from shared.errors import BadEvent
-from shared.views import Environment
+from shared.upstream import UNKNOWN_UPSTREAM_REASON, UnknownUpstream
+from shared.views import ENVIRONMENT_API_VERSION, ENVIRONMENT_KIND, Environment
 
 
 class GateResult(Protocol):
@@ -130,4 +131,26 @@ def gate_failed(request: AdmissionRequest, why: str) -> Decision:
             f"stagegate could not make the gate of Environment {request.key} ({why}); deploys of its "
             "Rollout are refused until the gate exists",
         ),
+    )
+
+
+def upstream_notice(decision: Decision, env: Environment, unknown: UnknownUpstream | None) -> Decision:
+    """The answer, with a warning and a Warning Event when the relationship names an environment that
+    no Environment of the same deployment here is, but one is spelled closely: most likely a typo, and
+    a typo blocks the Rollout for good. (One that names no close neighbour may run in another cluster:
+    the recompute, which asks GitHub too, says so once GitHub has no record of it either.)"""
+    if unknown is None or unknown.likely is None:
+        return decision
+    sentence = unknown.sentence(env, github=False)
+    notice = EventNotice(
+        env.namespace,
+        ENVIRONMENT_API_VERSION,
+        ENVIRONMENT_KIND,
+        env.name,
+        env.uid,
+        UNKNOWN_UPSTREAM_REASON,
+        sentence,
+    )
+    return replace(
+        decision, warnings=(*decision.warnings, f"stagegate: {sentence}"), events=(*decision.events, notice)
     )

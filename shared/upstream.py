@@ -9,6 +9,10 @@ allowed for the old key is withdrawn at once.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 from shared.views import Environment
 
 
@@ -33,3 +37,52 @@ def upstream_key(env: Environment) -> str | None:
     if rel is None:
         return None
     return f"{(env.project or '').lower()} {github_environment(env, rel.environment)} {rel.type}"
+
+
+UNKNOWN_UPSTREAM_REASON = "UnknownUpstream"
+"""The reason of the Warning Event on an Environment whose upstream no Environment here is."""
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownUpstream:
+    """An Environment's relationship names an environment no Environment of its deployment is."""
+
+    named: str
+    """What the relationship names."""
+    known: tuple[str, ...]
+    """The environments the same deployment name has (in what was looked at)."""
+    likely: str | None
+    """The one it most likely means (a close spelling), if any."""
+
+    def sentence(self, env: Environment, *, github: bool) -> str:
+        """What to tell the Environment's owner; `github` when GitHub was asked and holds no record either."""
+        where = f"GitHub holds no record in {github_environment(env, self.named)} and " if github else ""
+        others = ", ".join(self.known) or "none"
+        guess = f"; did you mean {self.likely!r}?" if self.likely else ""
+        return (
+            f"Environment {env.name} follows {self.named!r}, but {where}no Environment of deployment "
+            f"{deployment_name(env)} here is {self.named!r} (known: {others}){guess} Its gate allows "
+            "nothing until a version bakes there."
+        )
+
+
+def unknown_upstream(env: Environment, others: Iterable[Environment]) -> UnknownUpstream | None:
+    """None when an Environment of the same deployment name and project is the one the relationship
+    names (or there is no relationship); else what is known and the likely intended name."""
+    rel = env.relationship
+    if rel is None:
+        return None
+    known = sorted(
+        {
+            other.environment
+            for other in others
+            if other.uid != env.uid
+            and other.environment
+            and deployment_name(other) == deployment_name(env)
+            and (other.project or "").lower() == (env.project or "").lower()
+        }
+    )
+    if rel.environment in known:
+        return None
+    likely = difflib.get_close_matches(rel.environment, known, n=1, cutoff=0.6)
+    return UnknownUpstream(rel.environment, tuple(known), likely[0] if likely else None)

@@ -41,7 +41,10 @@ from shared.gate_admission import (
     gate_failed,
     gates_ensured,
     relax_later,
+    upstream_notice,
 )
+from shared.upstream import UnknownUpstream, unknown_upstream
+from shared.views import Environment
 from stagegate.http import within
 from stagegate.logs import get_logger
 from stagegate.reconcile import GateStore, NeedsCurrentState, ensure_gates
@@ -106,8 +109,23 @@ def _environment(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
     try:
         results = ensure_gates(env, ctx.kube, fresh=step.creating, attempts=ctx.attempts, current=False)
     except NeedsCurrentState as exc:
-        return relax_later(env, str(exc), restricting=exc.restricting)
-    return gates_ensured(env, results)
+        decision = relax_later(env, str(exc), restricting=exc.restricting)
+    else:
+        decision = gates_ensured(env, results)
+    return upstream_notice(decision, env, _unknown_upstream(env, ctx))
+
+
+def _unknown_upstream(env: Environment, ctx: AdmissionContext) -> UnknownUpstream | None:
+    """Whether the relationship names an environment none of the namespace's Environments is."""
+    if env.relationship is None:
+        return None
+    others = []
+    for raw in ctx.kube.list_environment_objects(env.namespace):
+        try:
+            others.append(Environment.from_raw(raw))
+        except BadEvent:
+            continue  # one that cannot be read names nothing
+    return unknown_upstream(env, others)
 
 
 @dataclass(frozen=True)

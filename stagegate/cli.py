@@ -21,7 +21,7 @@ from shared.bake import allowed_tags, candidate_revisions, describe_result, rele
 from shared.errors import PermanentError, StagegateError
 from shared.evidence import read_evidence
 from shared.gate import is_owned_by
-from shared.upstream import github_environment
+from shared.upstream import github_environment, unknown_upstream
 from shared.views import Environment, RolloutGate
 from stagegate.kube import KubeGates, api_client
 from stagegate.recompute_service import RecomputeStore, Upstream, recompute, upstream_from
@@ -128,7 +128,10 @@ def explain(env: Environment, kube: RecomputeStore, upstream: Upstream | None, o
     rollout = kube.get_rollout(env.namespace, env.rollout_name)
     candidates = release_candidates(rollout) if rollout is not None else ()
     print(f"  relationship: {rel.type} {rel.environment}", file=out)
+    unknown = unknown_upstream(env, kube.list_environments([env.namespace]))
     if upstream is None:
+        if unknown is not None:
+            print(f"  {unknown.sentence(env, github=False)}", file=out)
         print(
             "  neither GITHUB_TOKEN nor GITHUB_APP_* is set: cannot read the upstream's bake results",
             file=out,
@@ -139,6 +142,9 @@ def explain(env: Environment, kube: RecomputeStore, upstream: Upstream | None, o
         return False
     where = github_environment(env, rel.environment)
     lookups = upstream.commit_deployments(env.project, where, candidate_revisions(candidates))
+    recorded = {lookup.environment_records for lookup in lookups.values()}
+    if unknown is not None:
+        print(f"  {unknown.sentence(env, github=recorded == {0})}", file=out)
     results = results_for(candidates, lookups)
     print(f"  bake records in {where} (GitHub {env.project}), per candidate build:", file=out)
     for candidate, result in results.items():

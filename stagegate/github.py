@@ -132,9 +132,12 @@ class _Commit:
     oid: str | None = None
     deployments: list[_Deployment] = field(default_factory=list)
     before: str | None = None
+    held: int | None = None
 
     def lookup(self) -> CommitLookup:
-        return CommitLookup(self.revision, self.oid, tuple(d.done() for d in self.deployments))
+        return CommitLookup(
+            self.revision, self.oid, tuple(d.done() for d in self.deployments), environment_records=self.held
+        )
 
 
 def _earlier(page: Mapping[str, Any]) -> str | None:
@@ -317,12 +320,18 @@ class GitHubDeployments:
                 f"r{i}: object({'oid' if by_oid else 'expression'}: $v{i}) {{ ... on Commit {{ oid "
                 f"deployments(environments: $environments, last: {PAGE}) {{ {_DEPLOYMENTS} }} }} }}"
             )
+        # How many deployments the environment holds at all: none means nothing was ever recorded there
+        # (a misspelt upstream, most likely), which `explain` and the recompute say.
+        selections.append("held: deployments(environments: $environments, last: 1) { totalCount }")
         inner = " ".join(selections)
         query = f"query({', '.join(declared)}) {{ repository(owner: $owner, name: $name) {{ {inner} }} }}"
         data, date = self._query(query, variables, what)
         repo = data.get("repository")
         if not isinstance(repo, Mapping):
             raise PermanentError(f"{what}: repository not found or not visible to the credentials")
+        held = (repo.get("held") or {}).get("totalCount")
+        for commit in commits:
+            commit.held = held if isinstance(held, int) else None
         for i, commit in enumerate(commits):
             found = repo.get(f"r{i}") or {}
             oid = found.get("oid")

@@ -27,7 +27,7 @@ from shared.gate import GatePlan, is_owned_by
 from shared.github_delivery import BakeTarget
 from shared.recompute import plan_recompute
 from shared.trust import RepositoryPolicy
-from shared.upstream import deployment_name, github_environment
+from shared.upstream import UNKNOWN_UPSTREAM_REASON, deployment_name, github_environment, unknown_upstream
 from shared.views import Environment, RolloutGate
 from stagegate.fanout import fan_out
 from stagegate.github import github_reader
@@ -222,7 +222,7 @@ def _recompute_group(
         now = github_now(lookups.values())
         pending = []
         writes: list[_Write] = []
-        current = _environments_now([o.env for o in observed], run)
+        current, listed = _environments_now([o.env for o in observed], run)
         for o in observed:
             if _moved(o.env, current):  # an Environment change need not touch the gate: look again
                 log.info(
@@ -236,6 +236,8 @@ def _recompute_group(
                 recomputed = plan_recompute(o.env, gate, o.candidates, results, now)
                 writes.append(_Write(o, recomputed.plan, recomputed.allowed.reasons))
         writes.sort(key=lambda w: not w.narrows)
+        if {lookup.environment_records for lookup in lookups.values()} == {0}:
+            _warn_unknown_upstream(writes, listed, run.kube)
         pending += _apply(writes, run, report, attempt)
         if not pending:
             return
@@ -280,15 +282,34 @@ def _past(deadline: float | None) -> bool:
     return deadline is not None and time.monotonic() > deadline
 
 
-def _environments_now(environments: Sequence[Environment], run: _Run) -> dict[str, Environment | None]:
-    """The Environments as the API has them now, read the way `_where` says."""
+def _environments_now(
+    environments: Sequence[Environment], run: _Run
+) -> tuple[dict[str, Environment | None], list[Environment]]:
+    """The Environments as the API has them now, read the way `_where` says; and all that was listed."""
     where = _where({env.namespace for env in environments}, run.namespaces)
     found: dict[str, Environment] = {}
     for item in fan_out(where, lambda w: run.kube.list_environments(() if w is None else [w])):
         if item.error is not None:
             raise item.error
         found.update((env.key, env) for env in item.result or [])
-    return {env.key: found.get(env.key) for env in environments}
+    return {env.key: found.get(env.key) for env in environments}, list(found.values())
+
+
+def _warn_unknown_upstream(
+    writes: Sequence[_Write], listed: Sequence[Environment], kube: RecomputeStore
+) -> None:
+    """GitHub holds no record at all where these Environments look for bakes: warn those whose upstream
+    no Environment of their deployment in their namespace is either (a misspelt relationship blocks its
+    Rollout for good). Only when their gate is written, so a quiet upstream is not told again and again."""
+    told: set[str] = set()
+    for write in writes:
+        env = write.observed.env
+        if env.key in told or write.plan.action != "update":
+            continue
+        told.add(env.key)
+        unknown = unknown_upstream(env, [e for e in listed if e.namespace == env.namespace])
+        if unknown is not None:
+            _warn(kube, env, UNKNOWN_UPSTREAM_REASON, unknown.sentence(env, github=True))
 
 
 def _moved(env: Environment, current: Mapping[str, Environment | None]) -> bool:

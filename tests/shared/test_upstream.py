@@ -10,7 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.upstream import deployment_name, github_environment, upstream_key
+from shared.upstream import (
+    UnknownUpstream,
+    deployment_name,
+    github_environment,
+    unknown_upstream,
+    upstream_key,
+)
 from shared.views import Environment
 from tests.shared.builders import environment, environment_raw
 
@@ -129,3 +135,67 @@ def test_two_environments_share_an_upstream_key_exactly_when_they_read_the_same_
         for project, name, rel in (first, second)
     ]
     assert (keys[0] == keys[1]) == (read_from(first) == read_from(second))
+
+
+# unknown_upstream: a relationship naming an environment no Environment of the deployment is
+
+
+def named(env_name: str, *, relationship: tuple[str, str] | None = None, **kwargs: Any) -> Environment:
+    """An Environment `env_name` (its `spec.environment` too) of deployment `myapp` in `myorg/myapp`."""
+    raw = environment_raw(env_name, relationship=relationship, uid=f"uid-{env_name}")
+    raw["spec"]["environment"] = env_name
+    for key, value in kwargs.items():
+        raw["spec"][key] = value
+    return Environment.from_raw(raw)
+
+
+STAGING, QA = named("staging"), named("qa")
+
+
+def test_an_upstream_some_environment_of_the_deployment_is_is_known() -> None:
+    prod = named("prod", relationship=("After", "staging"))
+    assert unknown_upstream(prod, [STAGING, QA, prod]) is None
+
+
+def test_a_misspelt_upstream_is_unknown_and_the_likely_one_is_named() -> None:
+    prod = named("prod", relationship=("After", "stagign"))
+    found = unknown_upstream(prod, [STAGING, QA, prod])
+    assert found == UnknownUpstream("stagign", ("qa", "staging"), "staging")
+    assert found is not None
+    said = found.sentence(prod, github=True)
+    assert "Environment prod follows 'stagign'" in said
+    assert "GitHub holds no record in kuberik/myapp/stagign" in said
+    assert "did you mean 'staging'?" in said
+    assert "GitHub" not in found.sentence(prod, github=False)
+
+
+def test_an_upstream_with_no_close_name_is_unknown_without_a_guess() -> None:
+    prod = named("prod", relationship=("After", "eu-west-canary"))
+    found = unknown_upstream(prod, [STAGING, prod])
+    assert found is not None
+    assert found.likely is None
+    assert "did you mean" not in found.sentence(prod, github=False)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        named("staging", name="otherapp"),
+        named("staging", backend={"type": "github", "project": "myorg/other"}),
+    ],
+    ids=["another deployment name", "another project"],
+)
+def test_environments_of_another_deployment_do_not_make_an_upstream_known(other: Environment) -> None:
+    prod = named("prod", relationship=("After", "staging"))
+    found = unknown_upstream(prod, [other])
+    assert found is not None
+    assert found.known == ()
+
+
+def test_an_environment_does_not_make_its_own_upstream_known() -> None:
+    loop = named("staging", relationship=("After", "staging"))
+    assert unknown_upstream(loop, [loop]) == UnknownUpstream("staging", (), None)
+
+
+def test_an_environment_without_relationship_has_no_unknown_upstream() -> None:
+    assert unknown_upstream(STAGING, []) is None
