@@ -1,11 +1,11 @@
 """`admission.k8s.io/v1` AdmissionReview in, a decision as a value out, and the review to answer with.
 
 The kube-apiserver calls `k8s_admission` as a validating webhook for two jobs: the deploy guard (Flux
-`OCIRepository` and `Kustomization` writes, `shared.deploy_guard`) and the gate at admission
-(`Environment` writes). A review is read once, strictly, into `AdmissionRequest`; anything malformed
-is a `BadEvent` (answered 400, which the apiserver treats as a failed call and resolves by the
-webhook's `failurePolicy`). Which job a request is for comes from one table keyed on
-(group, resource, operation), `ROUTES`; what is not in it is allowed untouched.
+`OCIRepository` and `Kustomization` writes and deletes, `shared.deploy_guard`) and the gate at admission
+(`Environment` writes, `shared.gate_admission`). A review is read once, strictly, into
+`AdmissionRequest`; anything malformed is a `BadEvent` (answered 400, which the apiserver treats as a
+failed call and resolves by the webhook's `failurePolicy`). Which job a request is for comes from one
+table keyed on (group, resource, operation), `ROUTES`; what is not in it is allowed untouched.
 
 A `Decision` is the whole answer: allowed or not, the one sentence a refused writer sees, the
 warnings the apiserver passes on to the client, the reason for the log, and the Kubernetes Events to
@@ -34,8 +34,8 @@ _OPERATION_NAMES: Mapping[str, Operation] = {op: op for op in OPERATIONS}
 Route = Literal["deploy", "environment"]
 
 ROUTES: Mapping[tuple[str, str, Operation], Route] = {
-    **{(OCI_GROUP, "ocirepositories", op): "deploy" for op in ("CREATE", "UPDATE")},
-    **{(KUSTOMIZE_GROUP, "kustomizations", op): "deploy" for op in ("CREATE", "UPDATE")},
+    **{(OCI_GROUP, "ocirepositories", op): "deploy" for op in ("CREATE", "UPDATE", "DELETE")},
+    **{(KUSTOMIZE_GROUP, "kustomizations", op): "deploy" for op in ("CREATE", "UPDATE", "DELETE")},
     **{(ENVIRONMENT_GROUP, "environments", op): "environment" for op in ("CREATE", "UPDATE")},
 }
 """(group, resource, operation) -> the job. Only main resources: a `/status` write changes no version."""
@@ -80,7 +80,7 @@ class AdmissionRequest:
     @property
     def key(self) -> str:
         """`namespace/name` (or what is known of it), for logs and messages."""
-        name = self.name or _meta(self.object).get("name") or "?"
+        name = self.name or _meta(self.object).get("name") or _meta(self.old_object).get("name") or "?"
         return f"{self.namespace}/{name}" if self.namespace else str(name)
 
     @property
@@ -169,7 +169,8 @@ def parse_admission_review(body: bytes | str) -> AdmissionRequest:
         name=_str(request, "name", "request", required=False),
         dry_run=dry_run,
         object=_object(request, "object", required=operation in ("CREATE", "UPDATE")),
-        old_object=_object(request, "oldObject", required=operation == "UPDATE"),
+        # DELETE carries the object being deleted as `oldObject` (kube-apiserver >= 1.15) and no `object`.
+        old_object=_object(request, "oldObject", required=operation in ("UPDATE", "DELETE")),
         username=_str(user, "username", "request.userInfo", required=False),
         raw=request,
     )
@@ -186,6 +187,11 @@ class EventNotice:
     uid: str | None
     reason: str
     message: str
+
+    @property
+    def about(self) -> str:
+        """`Kind namespace/name`, for logs."""
+        return f"{self.kind} {self.namespace}/{self.name}"
 
 
 @dataclass(frozen=True, slots=True)

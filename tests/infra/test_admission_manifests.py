@@ -79,7 +79,7 @@ def test_there_are_exactly_the_two_webhooks() -> None:
 
 def test_the_webhooks_register_exactly_the_routes_the_function_serves() -> None:
     hooks = webhooks()
-    assert registered(hooks[GUARD]) | registered(hooks[ENVIRONMENT_GATE]) == set(ROUTES)
+    assert set().union(*(registered(hook) for hook in hooks.values())) == set(ROUTES)
     assert {ROUTES[key] for key in registered(hooks[GUARD])} == {"deploy"}
     assert {ROUTES[key] for key in registered(hooks[ENVIRONMENT_GATE])} == {"environment"}
 
@@ -237,9 +237,12 @@ def test_the_deployment_runs_as_the_service_account_of_rbac_yaml() -> None:
     assert security["allowPrivilegeEscalation"] is False
 
 
-def test_the_admission_role_adds_only_namespace_reads_for_the_same_account() -> None:
+def test_the_admission_role_adds_only_namespace_and_source_reads_for_the_same_account() -> None:
     role = one("ClusterRole", path=ADMISSION_RBAC)
-    assert role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]}]
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
+        {"apiGroups": ["source.toolkit.fluxcd.io"], "resources": ["ocirepositories"], "verbs": ["get"]},
+    ]
     binding = one("ClusterRoleBinding", path=ADMISSION_RBAC)
     account = one("ServiceAccount", path=devstack.RBAC)["metadata"]
     assert binding["roleRef"] == {
