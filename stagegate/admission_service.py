@@ -1,11 +1,11 @@
 """What `k8s_admission` does with a parsed AdmissionReview: dispatch, read only what is needed, in time.
 
 The route comes from the core's table (`shared.admission.ROUTES`); each route has a handler and a
-failure policy. The deploy guard fails closed: when Kubernetes fails, an object
+failure policy. The deploy guard and the namespace guard fail closed: when Kubernetes fails, an object
 cannot be read or nothing is decided within `ADMISSION_DEADLINE_SECONDS`, the write is refused with a
 sentence that says so. The gate at admission never refuses an Environment: a failure becomes a warning.
 Reads are lazy, so the common cases stay cheap: a write that changes nothing that decides what runs
-reads nothing; a Kustomization's source
+reads nothing (nor does any namespace update that keeps the opt-in label); a Kustomization's source
 OCIRepositories are read only when its artifact view changed beyond version fields, or it is created or
 deleted; a delete reads the Namespace first (a namespace being deleted takes everything with it, and
 its deletion must never hang); a governed change reads the Environments of each Rollout's namespace, the
@@ -50,6 +50,7 @@ from shared.gate_admission import (
     gates_ensured,
     relax_later,
 )
+from shared.namespace_guard import namespace_decision, namespace_unavailable
 from shared.views import Namespace
 from stagegate.http import within
 from stagegate.logs import get_logger
@@ -138,6 +139,10 @@ def _governance(
     }
 
 
+def _namespace_guard(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
+    return namespace_decision(request, ctx.guard_label)
+
+
 def _environment(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
     step = environment_step(request)
     if not isinstance(step, GateWork):
@@ -166,6 +171,7 @@ class Handler:
 HANDLERS: Mapping[Route, Handler] = {
     "deploy": Handler(_deploy, unavailable),
     "environment": Handler(_environment, gate_failed),
+    "namespace": Handler(_namespace_guard, namespace_unavailable),
 }
 
 

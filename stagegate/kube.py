@@ -2,7 +2,7 @@
 
 It also reads what admission decides on (Environments unparsed, Rollouts, the source OCIRepositories of
 Kustomizations, Namespaces) and records Events (on an Environment whose gate name is taken; on a
-Rollout a human override deployed).
+Rollout a human override deployed; on a Namespace whose guard was removed).
 
 The only module that talks to the Kubernetes API. It takes its `KubeClient` (`stagegate.kube_http`)
 from the caller, turns raw objects into `shared.views` at once, and translates the client's
@@ -381,9 +381,13 @@ class KubeGates:
         )
 
     def record_event(self, notice: EventNotice) -> None:
-        """Record an Event about any object (the deploy guard's overrides go on the Rollout)."""
+        """Record an Event about any object (the deploy guard's overrides go on the Rollout).
+
+        An Event about a cluster-scoped object (a Namespace) is stored in `default` without a namespace in
+        its `involvedObject`, as client-go's recorders store them (the API accepts no other place).
+        """
         now = time_rfc3339(datetime.datetime.now(datetime.UTC))
-        stored_in = notice.namespace
+        stored_in = notice.namespace or "default"
         event = {
             "apiVersion": "v1",
             "kind": "Event",
@@ -392,7 +396,7 @@ class KubeGates:
                 "apiVersion": notice.api_version,
                 "kind": notice.kind,
                 "name": notice.name,
-                "namespace": notice.namespace,
+                **({"namespace": notice.namespace} if notice.namespace else {}),
                 "uid": notice.uid,
             },
             "reason": notice.reason,

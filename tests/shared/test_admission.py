@@ -163,10 +163,12 @@ def test_the_route_table_covers_exactly_the_writes_stagegate_checks() -> None:
         ),
         ("environments.kuberik.com", "environments", "CREATE"),
         ("environments.kuberik.com", "environments", "UPDATE"),
+        ("", "namespaces", "UPDATE"),
     }
     assert parsed(kustomization(substitute={"version": "v1"})).route == "deploy"
     assert parsed(None, oci_repository(tag="v1"), operation="DELETE").route == "deploy"
     assert parsed(environment_raw()).route == "environment"
+    assert parsed(namespace_object(), namespace_object(labels={})).route == "namespace"
 
 
 def test_a_delete_is_read_from_its_old_object() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -663,5 +664,5 @@ def test_small_answers_and_edges() -> None:
     assert write(changed(old, "spec", "ignore", {"paths": ["*.md"]}), old).changed == ("spec.ignore",)
     with pytest.raises(BadEvent, match="must map strings to strings"):
         write(changed(oci_repository(), "metadata", "annotations", {ROLLOUT_ANNOTATION: 1}))
-    notice = EventNotice("ns", "kuberik.com/v1alpha1", "Rollout", "myapp", None, "DeployOverride", "m")
-    assert notice.about == "Rollout ns/myapp"
+    notice = EventNotice(None, "v1", "Namespace", "myapp", None, "GuardRemoved", "m")
+    assert (notice.about, replace(notice, namespace="ns").about) == ("Namespace myapp", "Namespace ns/myapp")

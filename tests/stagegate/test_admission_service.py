@@ -369,6 +369,41 @@ def test_deleting_what_no_environment_with_a_relationship_governs_is_decommissio
     assert kube.calls == ["get_namespace", "list_environment_objects"] * 2
 
 
+# --- the namespace guard -------------------------------------------------------------------------
+
+REASON = {"stagegate.kuberik.com/unguard-reason": "moving the app to another cluster"}
+
+
+def test_removing_the_opt_in_label_needs_a_reason_and_reads_nothing(
+    ctx: AdmissionContext, kube: AdmissionKube
+) -> None:
+    refused = admit(request(namespace_object(labels={}), namespace_object()), ctx)
+    assert not refused.allowed
+    allowed = admit(request(namespace_object(labels={}, annotations=REASON), namespace_object()), ctx)
+    assert allowed.allowed
+    assert kube.calls == ["record_event"]
+    [event] = kube.events
+    assert (event.namespace, event.kind, event.name, event.reason) == (
+        None,
+        "Namespace",
+        "myapp",
+        "GuardRemoved",
+    )
+
+
+def test_a_dry_run_removal_records_no_event(ctx: AdmissionContext, kube: AdmissionKube) -> None:
+    new = namespace_object(labels={}, annotations=REASON)
+    assert admit(request(new, namespace_object(), dry_run=True), ctx).allowed
+    assert kube.events == []
+
+
+def test_an_unreadable_namespace_update_fails_closed(ctx: AdmissionContext, kube: AdmissionKube) -> None:
+    broken = {**namespace_object(), "metadata": {"name": "myapp", "labels": "guard"}}
+    decision = admit(request(broken, namespace_object()), ctx)
+    assert not decision.allowed
+    assert decision.message.startswith("stagegate could not check whether the update of namespace myapp")
+
+
 # --- the gate at admission -----------------------------------------------------------------------
 
 
