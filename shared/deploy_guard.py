@@ -29,8 +29,9 @@ A source that does not exist governs nothing.
 **The artifact view.** What an object makes run is its governing annotations plus its `spec` minus the
 fields that cannot change content (`HARMLESS_FIELDS`). Everything else in `spec`, including any field
 unknown today, decides what runs: default-deny, so no field is left to walk around. Values are
-compared normalized (null, "", absent, {} and [] are the same), so Flux re-applying an unchanged
-manifest is no change.
+compared normalized (null, "", absent, {} and [] are the same, and so are a Kustomization's
+`sourceRef.namespace` naming its own namespace and none), so Flux re-applying an unchanged manifest is
+no change.
 
 **Classifying a write** of a governed object:
 
@@ -330,6 +331,10 @@ def _side(obj: Mapping[str, Any] | None, kind: Kind, namespace: str, where: str)
         governors = frozenset({("", rollout)}) if rollout else frozenset()
         return _Side(governors, view, _oci_selection(obj, where), {}, None, False, where)
     post_build = _mapping(spec.get("postBuild"), f"{where}.spec.postBuild")
+    source_ref = view.get("sourceRef")
+    if isinstance(source_ref, Mapping) and source_ref.get("namespace") == namespace:
+        # the default spelled out names the same source
+        view["sourceRef"] = {k: v for k, v in source_ref.items() if k != "namespace"}
     return _Side(
         governors=frozenset(_substitute_rollouts(annotations)),
         spec=view,

@@ -156,6 +156,14 @@ def test_empty_values_equal_absent_ones(field: str) -> None:
         assert write(changed(obj, *path, empty), obj).shape == "unchanged", empty
 
 
+def test_a_source_namespace_spelled_out_as_the_default_is_the_same_source() -> None:
+    implicit = kustomization(rollouts={})
+    assert (
+        write(changed(implicit, "spec", "sourceRef", "namespace", "default"), implicit).shape == "unchanged"
+    )
+    assert write(changed(implicit, "spec", "sourceRef", "namespace", "apps"), implicit).shape == "changed"
+
+
 def test_objects_nothing_governs_are_never_judged() -> None:
     bare = oci_repository(rollout=None, tag="v1")
     assert write(changed(bare, "spec", "url", "oci://elsewhere/x"), bare).shape == "ungoverned"
