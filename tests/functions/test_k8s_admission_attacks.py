@@ -312,13 +312,16 @@ def test_labels_annotations_that_govern_nothing_and_harmless_fields_go_through(a
 
 
 def test_deleting_a_guarded_namespace_full_of_governed_objects_completes(app: App) -> None:
-    """No controller-manager runs here, so the test does the namespace controller's part: delete what is
-    in the namespace, then finalize it. Each of those deletes reaches the deploy guard."""
+    """No controller-manager runs here, so the test does the namespace controller's part: delete every
+    collection in the namespace (each Flux object's delete reaches the deploy guard), then finalize it."""
     app.core.delete_namespace(app.ns)
     assert app.core.read_namespace(app.ns).status.phase == "Terminating"
-    for kind, name in (("Kustomization", "web"), ("Kustomization", "vars"), ("OCIRepository", "web")):
-        app.delete(kind, name)
-    app.delete("OCIRepository", "web-staging")
+    for group, version, plural in (*PLURALS.values(), (*ENV_ARGS, "environments")):
+        app.custom.delete_collection_namespaced_custom_object(group, version, app.ns, plural)
+        assert app.custom.list_namespaced_custom_object(group, version, app.ns, plural)["items"] == []
+    for plural in ("rolloutgates", "rollouts"):
+        app.custom.delete_collection_namespaced_custom_object(*GATE_ARGS, app.ns, plural)
+    app.core.delete_collection_namespaced_event(app.ns)
     namespace = app.core.read_namespace(app.ns)
     namespace.spec.finalizers = []
     app.core.replace_namespace_finalize(app.ns, namespace)
