@@ -1,11 +1,12 @@
 """`admission.k8s.io/v1` AdmissionReview in, a decision as a value out, and the review to answer with.
 
-The kube-apiserver calls `k8s_admission` as a validating webhook for two jobs: the deploy guard (Flux
-`OCIRepository` and `Kustomization` writes, `shared.deploy_guard`) and the gate at admission
-(`Environment` writes). A review is read once, strictly, into `AdmissionRequest`; anything malformed
-is a `BadEvent` (answered 400, which the apiserver treats as a failed call and resolves by the
-webhook's `failurePolicy`). Which job a request is for comes from one table keyed on
-(group, resource, operation), `ROUTES`; what is not in it is allowed untouched.
+The kube-apiserver calls `k8s_admission` as a validating webhook for three jobs: the deploy guard (Flux
+`OCIRepository` and `Kustomization` writes and deletes, `shared.deploy_guard`), the gate at admission
+(`Environment` writes, `shared.gate_admission`) and the namespace guard (removing a namespace's opt-in
+label, `shared.namespace_guard`). A review is read once, strictly, into `AdmissionRequest`; anything
+malformed is a `BadEvent` (answered 400, which the apiserver treats as a failed call and resolves by the
+webhook's `failurePolicy`). Which job a request is for comes from one table keyed on (group, resource,
+operation), `ROUTES`; what is not in it is allowed untouched.
 
 A `Decision` is the whole answer: allowed or not, the one sentence a refused writer sees, the
 warnings the apiserver passes on to the client, the reason for the log, and the Kubernetes Events to
@@ -31,22 +32,26 @@ KUSTOMIZE_GROUP = "kustomize.toolkit.fluxcd.io"
 Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
 OPERATIONS: tuple[Operation, ...] = ("CREATE", "UPDATE", "DELETE", "CONNECT")
 _OPERATION_NAMES: Mapping[str, Operation] = {op: op for op in OPERATIONS}
-Route = Literal["deploy", "environment"]
+Route = Literal["deploy", "environment", "namespace"]
 
 ROUTES: Mapping[tuple[str, str, Operation], Route] = {
-    **{(OCI_GROUP, "ocirepositories", op): "deploy" for op in ("CREATE", "UPDATE")},
-    **{(KUSTOMIZE_GROUP, "kustomizations", op): "deploy" for op in ("CREATE", "UPDATE")},
+    **{(OCI_GROUP, "ocirepositories", op): "deploy" for op in ("CREATE", "UPDATE", "DELETE")},
+    **{(KUSTOMIZE_GROUP, "kustomizations", op): "deploy" for op in ("CREATE", "UPDATE", "DELETE")},
     **{(ENVIRONMENT_GROUP, "environments", op): "environment" for op in ("CREATE", "UPDATE")},
+    ("", "namespaces", "UPDATE"): "namespace",
 }
-"""(group, resource, operation) -> the job. Only main resources: a `/status` write changes no version."""
+"""(group, resource, operation) -> the job. Only main resources: a `/status` write changes no version, and
+the namespace controller finalizes a namespace through `/finalize` and `/status`, never a label."""
 
 SERVED_VERSIONS: Mapping[tuple[str, str], frozenset[str]] = {
     (OCI_GROUP, "ocirepositories"): frozenset({"v1", "v1beta2"}),
     (KUSTOMIZE_GROUP, "kustomizations"): frozenset({"v1", "v1beta1", "v1beta2"}),
     (ENVIRONMENT_GROUP, "environments"): frozenset({"v1alpha1"}),
+    ("", "namespaces"): frozenset({"v1"}),
 }
 """The versions the real CRDs serve (source-controller v1.6.2, kustomize-controller v1.6.1, environment
-controller v0.1.5); in all of them `spec.ref.tag` and `spec.postBuild.substitute` have the same shape."""
+controller v0.1.5), and core v1 namespaces; in all of them `spec.ref.tag` and `spec.postBuild.substitute`
+have the same shape."""
 
 MAX_WARNING_LENGTH = 256
 """The apiserver cuts each warning to 256 characters once the answer's warnings pass 4 KiB; stay below."""
@@ -80,7 +85,7 @@ class AdmissionRequest:
     @property
     def key(self) -> str:
         """`namespace/name` (or what is known of it), for logs and messages."""
-        name = self.name or _meta(self.object).get("name") or "?"
+        name = self.name or _meta(self.object).get("name") or _meta(self.old_object).get("name") or "?"
         return f"{self.namespace}/{name}" if self.namespace else str(name)
 
     @property
@@ -169,7 +174,8 @@ def parse_admission_review(body: bytes | str) -> AdmissionRequest:
         name=_str(request, "name", "request", required=False),
         dry_run=dry_run,
         object=_object(request, "object", required=operation in ("CREATE", "UPDATE")),
-        old_object=_object(request, "oldObject", required=operation == "UPDATE"),
+        # DELETE carries the object being deleted as `oldObject` (kube-apiserver >= 1.15) and no `object`.
+        old_object=_object(request, "oldObject", required=operation in ("UPDATE", "DELETE")),
         username=_str(user, "username", "request.userInfo", required=False),
         raw=request,
     )
@@ -179,13 +185,20 @@ def parse_admission_review(body: bytes | str) -> AdmissionRequest:
 class EventNotice:
     """A Kubernetes Event to record about an object (the shell writes it; dry runs write none)."""
 
-    namespace: str
+    namespace: str | None
+    """The object's namespace; None for a cluster-scoped object such as a Namespace, whose Events go to
+    `default`, where client-go's recorders put them."""
     api_version: str
     kind: str
     name: str
     uid: str | None
     reason: str
     message: str
+
+    @property
+    def about(self) -> str:
+        """`Kind namespace/name` (or `Kind name`), for logs."""
+        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else f"{self.kind} {self.name}"
 
 
 @dataclass(frozen=True, slots=True)

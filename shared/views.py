@@ -205,3 +205,31 @@ class RolloutGate:
             being_deleted=meta.get("deletionTimestamp") is not None,
             raw=obj,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    """A core `v1` Namespace, as far as the guards care: its labels and annotations, and whether it is
+    being deleted (then the namespace controller deletes everything in it, and nothing may hold that up)."""
+
+    name: str
+    uid: str | None
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    terminating: bool
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_raw(cls, raw: object, where: str = "Namespace") -> Namespace:
+        """Read a Namespace strictly; raise `BadEvent` naming the first bad field."""
+        obj = _mapping(raw, where)
+        meta = _mapping(obj.get("metadata"), f"{where}.metadata")
+        status = _optional_mapping(obj, "status", where) or {}
+        return cls(
+            name=_required_str(meta, "name", f"{where}.metadata"),
+            uid=_optional_str(meta, "uid", f"{where}.metadata") or None,
+            labels=_string_map(meta, "labels", f"{where}.metadata"),
+            annotations=_string_map(meta, "annotations", f"{where}.metadata"),
+            terminating=meta.get("deletionTimestamp") is not None or status.get("phase") == "Terminating",
+            raw=obj,
+        )

@@ -1,14 +1,19 @@
 """What `k8s_admission` does with a parsed AdmissionReview: dispatch, read only what is needed, in time.
 
 The route comes from the core's table (`shared.admission.ROUTES`); each route has a handler and a
-failure policy. The deploy guard fails closed: when Kubernetes fails, an object cannot be read or
-nothing is decided within `ADMISSION_DEADLINE_SECONDS`, the write is refused with a sentence that
-says so. The gate at admission never refuses an Environment: a failure becomes a warning. Reads are
-lazy, so the common cases stay cheap: a write that changes no version reads nothing, a governed
-deploy reads the namespace's Environments and gates, the namespace's labels are read only for a
-Rollout no Environment governs, and the Rollout only when its overrides could still let a refused
-deploy through. Override Events are written within what is left of the deadline and never change
-the answer; dry runs write none.
+failure policy. The deploy guard and the namespace guard fail closed: when Kubernetes fails, an object
+cannot be read or nothing is decided within `ADMISSION_DEADLINE_SECONDS`, the write is refused with a
+sentence that says so. The gate at admission never refuses an Environment: a failure becomes a warning.
+Reads are lazy, so the common cases stay cheap: a write that changes nothing that decides what runs
+reads nothing (nor does any namespace update that keeps the opt-in label); a Kustomization's source
+OCIRepositories are read only when its artifact view changed beyond version fields, or it is created or
+deleted; a delete reads the Namespace first (a namespace being deleted takes everything with it, and
+its deletion must never hang); a governed change reads the Environments of each Rollout's namespace, the
+gates only for a version deploy of a Rollout an Environment with a relationship governs, the opt-in
+label only for a Rollout no Environment governs, and the Rollout only when its overrides could still
+let a refused change through. An Environment write with a relationship lists its namespace's
+Environments once, to warn of a misspelt upstream. Events are written within what is left of the
+deadline and never change the answer; dry runs write none.
 """
 
 from __future__ import annotations
@@ -20,11 +25,15 @@ from typing import Any, Protocol
 
 from shared.admission import AdmissionRequest, Decision, EventNotice, Route, allow
 from shared.deploy_guard import (
+    Deploy,
+    Governance,
     RolloutOverrides,
     deploy_changes,
+    flux_write,
     governance,
     guard_decision,
     judge,
+    namespace_terminating,
     needs,
     opted_in,
     refused_rollouts,
@@ -43,8 +52,9 @@ from shared.gate_admission import (
     relax_later,
     upstream_notice,
 )
+from shared.namespace_guard import namespace_decision, namespace_unavailable
 from shared.upstream import UnknownUpstream, unknown_upstream
-from shared.views import Environment
+from shared.views import Environment, Namespace
 from stagegate.http import within
 from stagegate.logs import get_logger
 from stagegate.reconcile import GateStore, NeedsCurrentState, ensure_gates
@@ -58,7 +68,8 @@ class AdmissionStore(GateStore, Protocol):
     def get_environment_object(self, namespace: str, name: str) -> Mapping[str, Any] | None: ...
     def list_environment_objects(self, namespace: str) -> list[Mapping[str, Any]]: ...
     def get_rollout(self, namespace: str, name: str) -> Mapping[str, Any] | None: ...
-    def namespace_labels(self, name: str) -> Mapping[str, str] | None: ...
+    def get_oci_repository(self, namespace: str, name: str) -> Mapping[str, Any] | None: ...
+    def get_namespace(self, name: str) -> Mapping[str, Any] | None: ...
     def record_event(self, notice: EventNotice) -> None: ...
 
 
@@ -76,24 +87,63 @@ def _deploy(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
     if not request.version_known:
         return unknown_version(request)
     try:
-        changes = deploy_changes(request)
+        write = flux_write(request)
+    except BadEvent as exc:
+        return unreadable_object(request, str(exc))
+    if write is None or not write.judged:
+        return unchanged()
+    sources = {key: ctx.kube.get_oci_repository(key.namespace, key.name) for key in write.sources}
+    try:
+        changes = deploy_changes(write, sources)
     except BadEvent as exc:
         return unreadable_object(request, str(exc))
     if not changes:
         return unchanged()
-    namespace = request.namespace
-    if not namespace:
-        return unreadable_object(request, "the request names no namespace")
-    governed = governance(ctx.kube.list_environment_objects(namespace), {c.rollout for c in changes})
-    need = needs(changes, governed)
-    gates = ctx.kube.list_gates(namespace) if need.gates else []
-    in_scope = need.namespace and opted_in(ctx.kube.namespace_labels(namespace), ctx.guard_label)
-    findings = [judge(c, governed[c.rollout], gates, in_scope) for c in changes]
-    rollouts: dict[str, RolloutOverrides | None] = {}
-    for name in refused_rollouts(findings):
-        raw = ctx.kube.get_rollout(namespace, name)
-        rollouts[name] = None if raw is None else RolloutOverrides.from_raw(raw)
-    return guard_decision(findings, rollouts, namespace, request.username)
+    namespace: Namespace | None = None
+    if write.shape == "delete":
+        namespace = _namespace(ctx, write.namespace)
+        if namespace is not None and namespace.terminating:
+            return namespace_terminating(write.namespace)
+    governed = _governance(ctx, changes, write.namespace)
+    need = needs(changes, governed, write.namespace)
+    gates = {ns: ctx.kube.list_gates(ns) for ns in need.gates}
+    if need.namespace and namespace is None:
+        namespace = _namespace(ctx, write.namespace)
+    in_scope = namespace is not None and opted_in(namespace.labels, ctx.guard_label)
+    findings = [
+        judge(c, governed[key], gates.get(key[0], []), in_scope)
+        for c in changes
+        for key in [c.rollout_key(write.namespace)]
+    ]
+    rollouts: dict[tuple[str, str], RolloutOverrides | None] = {}
+    for key in refused_rollouts(findings, write.namespace):
+        raw = ctx.kube.get_rollout(*key)
+        rollouts[key] = None if raw is None else RolloutOverrides.from_raw(raw)
+    return guard_decision(findings, rollouts, write.namespace, request.username)
+
+
+def _namespace(ctx: AdmissionContext, name: str) -> Namespace | None:
+    raw = ctx.kube.get_namespace(name)
+    return None if raw is None else Namespace.from_raw(raw)
+
+
+def _governance(
+    ctx: AdmissionContext, changes: list[Deploy], namespace: str
+) -> dict[tuple[str, str], Governance]:
+    """The Environments governing each Rollout in question, listed once per namespace they live in."""
+    wanted: dict[str, set[str]] = {}
+    for change in changes:
+        ns, name = change.rollout_key(namespace)
+        wanted.setdefault(ns, set()).add(name)
+    return {
+        (ns, name): governed
+        for ns, names in sorted(wanted.items())
+        for name, governed in governance(ctx.kube.list_environment_objects(ns), names).items()
+    }
+
+
+def _namespace_guard(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
+    return namespace_decision(request, ctx.guard_label)
 
 
 def _environment(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
@@ -139,6 +189,7 @@ class Handler:
 HANDLERS: Mapping[Route, Handler] = {
     "deploy": Handler(_deploy, unavailable),
     "environment": Handler(_environment, gate_failed),
+    "namespace": Handler(_namespace_guard, namespace_unavailable),
 }
 
 
@@ -199,8 +250,8 @@ def _record(events: tuple[EventNotice, ...], ctx: AdmissionContext, budget: floa
     """Write the Events in what is left of the deadline; a lost Event never changes the answer."""
     for notice in events:
         log.warning(
-            f"{notice.reason} on {notice.kind} {notice.namespace}/{notice.name}: {notice.message}",
-            extra={"fields": {"rollout": f"{notice.namespace}/{notice.name}", "event": notice.reason}},
+            f"{notice.reason} on {notice.about}: {notice.message}",
+            extra={"fields": {"involvedObject": notice.about, "event": notice.reason}},
         )
 
     def write() -> None:

@@ -1,7 +1,8 @@
 """The Kubernetes adapter: RolloutGates and Environments over stagegate's own REST client.
 
-It also reads what admission decides on (Environments unparsed, Rollouts, a namespace's labels) and
-records Events (on an Environment whose gate name is taken; on a Rollout a human override deployed).
+It also reads what admission decides on (Environments unparsed, Rollouts, the source OCIRepositories of
+Kustomizations, Namespaces) and records Events (on an Environment whose gate name is taken; on a
+Rollout a human override deployed; on a Namespace whose guard was removed).
 
 The only module that talks to the Kubernetes API. It takes its `KubeClient` (`stagegate.kube_http`)
 from the caller, turns raw objects into `shared.views` at once, and translates the client's
@@ -21,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
-from shared.admission import EventNotice
+from shared.admission import OCI_GROUP, EventNotice
 from shared.errors import BadEvent, PermanentError, RetryableError
 from shared.views import (
     ENVIRONMENT_API_VERSION,
@@ -48,6 +49,8 @@ from stagegate.logs import get_logger
 from stagegate.settings import ConfigError
 
 VERSION = "v1alpha1"
+OCI_VERSION = "v1"
+"""The OCIRepository version read (source-controller v1.x serves it; the deploy guard registers it too)."""
 log = get_logger("kube")
 FIELD_MANAGER = "stagegate"
 
@@ -146,10 +149,12 @@ def _transport_errors() -> tuple[type[Exception], ...]:
     return (ApiError, CredentialError, urllib3.exceptions.HTTPError, OSError)
 
 
-def _custom(group: str, namespace: str | None, plural: str, name: str | None = None) -> str:
+def _custom(
+    group: str, namespace: str | None, plural: str, name: str | None = None, version: str = VERSION
+) -> str:
     """The path of a custom resource (or its collection), namespaced or cluster-wide."""
     where = ("namespaces", namespace) if namespace else ()
-    return path("apis", group, VERSION, *where, plural, *((name,) if name else ()))
+    return path("apis", group, version, *where, plural, *((name,) if name else ()))
 
 
 def _leases(namespace: str, name: str | None = None) -> str:
@@ -184,11 +189,13 @@ class KubeGates:
         except _transport_errors() as exc:
             raise _translate(exc, what) from exc
 
-    def _get(self, kind: str, group: str, plural: str, namespace: str, name: str) -> Any:
+    def _get(
+        self, kind: str, group: str, plural: str, namespace: str, name: str, version: str = VERSION
+    ) -> Any:
         """The raw object, or None when it does not exist."""
         try:
             return self._call(
-                f"get {kind} {namespace}/{name}", "GET", _custom(group, namespace, plural, name)
+                f"get {kind} {namespace}/{name}", "GET", _custom(group, namespace, plural, name, version)
             )
         except KubeNotFound:
             return None
@@ -240,13 +247,22 @@ class KubeGates:
         """Every Environment in the namespace, unparsed: the deploy guard refuses on unreadable ones."""
         return self._list(f"list Environments in {namespace}", ENVIRONMENT_GROUP, namespace, "environments")
 
-    def namespace_labels(self, name: str) -> Mapping[str, str] | None:
-        """The namespace's labels, or None when it does not exist."""
+    def get_namespace(self, name: str) -> Mapping[str, Any] | None:
+        """The Namespace as the API has it (labels, whether it is being deleted), or None when missing."""
         try:
-            namespace = self._call(f"get Namespace {name}", "GET", path("api", "v1", "namespaces", name))
+            namespace: Mapping[str, Any] = self._call(
+                f"get Namespace {name}", "GET", path("api", "v1", "namespaces", name)
+            )
         except KubeNotFound:
             return None
-        return dict((namespace.get("metadata") or {}).get("labels") or {})
+        return namespace
+
+    def get_oci_repository(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """A Flux OCIRepository (a Kustomization's source, for the deploy guard), or None when missing."""
+        raw: Mapping[str, Any] | None = self._get(
+            "OCIRepository", OCI_GROUP, "ocirepositories", namespace, name, OCI_VERSION
+        )
+        return raw
 
     def get_rollout(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         """The Rollout as a raw object (its status is read by the core), or None when missing."""
@@ -378,17 +394,22 @@ class KubeGates:
         )
 
     def record_event(self, notice: EventNotice) -> None:
-        """Record an Event about any object (the deploy guard's overrides go on the Rollout)."""
+        """Record an Event about any object (the deploy guard's overrides go on the Rollout).
+
+        An Event about a cluster-scoped object (a Namespace) is stored in `default` without a namespace in
+        its `involvedObject`, as client-go's recorders store them (the API accepts no other place).
+        """
         now = time_rfc3339(datetime.datetime.now(datetime.UTC))
+        stored_in = notice.namespace or "default"
         event = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"name": f"{notice.name}.{secrets.token_hex(8)}", "namespace": notice.namespace},
+            "metadata": {"name": f"{notice.name}.{secrets.token_hex(8)}", "namespace": stored_in},
             "involvedObject": {
                 "apiVersion": notice.api_version,
                 "kind": notice.kind,
                 "name": notice.name,
-                "namespace": notice.namespace,
+                **({"namespace": notice.namespace} if notice.namespace else {}),
                 "uid": notice.uid,
             },
             "reason": notice.reason,
@@ -400,8 +421,8 @@ class KubeGates:
             "count": 1,
         }
         self._call(
-            f"create Event for {notice.kind} {notice.namespace}/{notice.name}",
+            f"create Event for {notice.about}",
             "POST",
-            path("api", "v1", "namespaces", notice.namespace, "events"),
+            path("api", "v1", "namespaces", stored_in, "events"),
             event,
         )

@@ -361,7 +361,9 @@ class Settings:
     """`ADMISSION_MAX_BODY_BYTES`: larger reviews are refused with 413 (the guard then fails closed)."""
     admission_guard_label: tuple[str, str] = ("stagegate.kuberik.com/guard", "enabled")
     """`ADMISSION_GUARD_LABEL`: the namespace label (`key=value`) that opts a namespace in to the guard's
-    refusal of deploys for Rollouts no Environment governs yet (the webhook's namespaceSelector too)."""
+    refusal of changes for Rollouts no Environment governs yet, and whose removal the namespace guard
+    refuses without a reason (the deploy guard's namespaceSelector and the namespace guard's
+    objectSelector name it too)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -452,8 +452,9 @@ def admission_configuration(
     """The shipped ValidatingWebhookConfiguration (`infra/k8s/admission.yaml`) pointed at `url`.
 
     As its header documents for clusters without cert-manager: `clientConfig` is the URL plus the CA
-    as `caBundle`. Both webhooks also select only namespaces carrying `match_labels`, so a stack shared
-    by several users of the webhook keeps them apart.
+    as `caBundle`. Every webhook also selects only namespaces carrying `match_labels`, so a stack shared
+    by several users of the webhook keeps them apart: in its `objectSelector` for the webhook that
+    selects Namespaces by their own labels (the namespace guard), in its `namespaceSelector` otherwise.
     """
     [shipped] = [
         d
@@ -465,7 +466,8 @@ def admission_configuration(
     ca_bundle = base64.b64encode(ca_file.read_bytes()).decode()
     for webhook in config["webhooks"]:
         webhook["clientConfig"] = {"url": url, "caBundle": ca_bundle}
-        selector = webhook.setdefault("namespaceSelector", {})
+        by = "objectSelector" if "objectSelector" in webhook else "namespaceSelector"
+        selector = webhook.setdefault(by, {})
         selector["matchLabels"] = {**selector.get("matchLabels", {}), **match_labels}
     return config
 

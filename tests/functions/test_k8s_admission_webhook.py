@@ -3,8 +3,9 @@ kube-apiserver, which calls `k8s_admission` over TLS: what a client sees.
 
 The configuration is the file's, with two changes a test stack needs: `clientConfig` is the function
 server's `url` plus the stack's CA as `caBundle` (the documented alternative to cert-manager), and
-both webhooks' namespaceSelectors also require a label only this module's namespaces carry, so that
-the other test modules sharing this apiserver are not affected. It is removed when the module ends.
+every webhook's selector (the namespace guard's objectSelector, the others' namespaceSelector) also
+requires a label only this module's namespaces carry, so that the other test modules sharing this
+apiserver are not affected. It is removed when the module ends.
 """
 
 from __future__ import annotations

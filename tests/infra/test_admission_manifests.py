@@ -1,8 +1,9 @@
 """`infra/k8s/admission.yaml`, `admission-rbac.yaml` and the Dockerfile, checked against the code.
 
 The webhooks must register exactly what `k8s_admission` routes (`shared.admission.ROUTES`), in the
-versions the real Flux CRDs serve, main resources only; the guard fails closed and only in opted-in
-namespaces (the label the function reads by default); the Environment webhook never blocks. The
+versions the real Flux CRDs serve, main resources only; the deploy guard fails closed and only in
+opted-in namespaces (the label the function reads by default); the namespace guard fails closed and
+sees the label go (an objectSelector on it); the Environment webhook never blocks. The
 Deployment must serve the function that exists, with settings the code reads and accepts, behind the
 Service and certificate the webhooks name. Finally the kube-apiserver itself validates the objects it
 can (server-side dry run).
@@ -30,6 +31,7 @@ ADMISSION_RBAC = K8S / "admission-rbac.yaml"
 DOCKERFILE = K8S / "Dockerfile"
 GUARD = "deploy-guard.stagegate.kuberik.com"
 ENVIRONMENT_GATE = "environment-gate.stagegate.kuberik.com"
+NAMESPACE_GUARD = "namespace-guard.stagegate.kuberik.com"
 FLUX_CRDS = devstack.KUBERIK_CRDS / "flux"
 
 
@@ -73,21 +75,22 @@ def flag(args: list[str], name: str) -> str:
 # --- the webhooks match what the function serves -------------------------------------------------
 
 
-def test_there_are_exactly_the_two_webhooks() -> None:
-    assert set(webhooks()) == {GUARD, ENVIRONMENT_GATE}
+def test_there_are_exactly_the_three_webhooks() -> None:
+    assert set(webhooks()) == {GUARD, ENVIRONMENT_GATE, NAMESPACE_GUARD}
 
 
 def test_the_webhooks_register_exactly_the_routes_the_function_serves() -> None:
     hooks = webhooks()
-    assert registered(hooks[GUARD]) | registered(hooks[ENVIRONMENT_GATE]) == set(ROUTES)
+    assert set().union(*(registered(hook) for hook in hooks.values())) == set(ROUTES)
     assert {ROUTES[key] for key in registered(hooks[GUARD])} == {"deploy"}
     assert {ROUTES[key] for key in registered(hooks[ENVIRONMENT_GATE])} == {"environment"}
+    assert {ROUTES[key] for key in registered(hooks[NAMESPACE_GUARD])} == {"namespace"}
 
 
-@pytest.mark.parametrize("name", [GUARD, ENVIRONMENT_GATE])
+@pytest.mark.parametrize("name", [GUARD, ENVIRONMENT_GATE, NAMESPACE_GUARD])
 def test_each_rule_names_main_resources_in_the_versions_the_function_knows(name: str) -> None:
     for rule in webhooks()[name]["rules"]:
-        assert rule["scope"] == "Namespaced"
+        assert rule["scope"] == ("Cluster" if rule["resources"] == ["namespaces"] else "Namespaced")
         for key in ("apiGroups", "apiVersions", "resources", "operations"):
             assert "*" not in rule[key], rule
         for resource in rule["resources"]:
@@ -113,7 +116,7 @@ def test_the_guard_covers_every_version_the_real_flux_crds_serve() -> None:
     assert guarded == served
 
 
-def test_both_speak_admission_v1_and_answer_in_less_time_than_the_apiserver_waits() -> None:
+def test_all_speak_admission_v1_and_answer_in_less_time_than_the_apiserver_waits() -> None:
     deadline = float(container_env().get("ADMISSION_DEADLINE_SECONDS", Settings.admission_deadline_seconds))
     for webhook in webhooks().values():
         assert webhook["admissionReviewVersions"] == ["v1"]
@@ -129,6 +132,19 @@ def test_the_guard_fails_closed_in_opted_in_namespaces_only() -> None:
     key, value = Settings.from_env(container_env()).admission_guard_label
     assert guard["namespaceSelector"] == {"matchLabels": {key: value}}
     assert (key, value) == Settings.admission_guard_label
+
+
+def test_the_namespace_guard_fails_closed_and_sees_the_opt_in_label_removed() -> None:
+    guard = webhooks()[NAMESPACE_GUARD]
+    assert guard["failurePolicy"] == "Fail"
+    # GuardRemoved Events are its only side effect, and none is written for a dry run.
+    assert guard["sideEffects"] == "NoneOnDryRun"
+    # An objectSelector matches the old object too, so the update removing the label is seen; a
+    # namespaceSelector on a Namespace update is matched against the new object only.
+    key, value = Settings.from_env(container_env()).admission_guard_label
+    assert guard["objectSelector"] == {"matchLabels": {key: value}}
+    assert "namespaceSelector" not in guard
+    assert [r["operations"] for r in guard["rules"]] == [["UPDATE"]]  # never a namespace's delete
 
 
 def test_the_environment_webhook_never_blocks_and_writes_nothing_on_dry_runs() -> None:
@@ -237,9 +253,12 @@ def test_the_deployment_runs_as_the_service_account_of_rbac_yaml() -> None:
     assert security["allowPrivilegeEscalation"] is False
 
 
-def test_the_admission_role_adds_only_namespace_reads_for_the_same_account() -> None:
+def test_the_admission_role_adds_only_namespace_and_source_reads_for_the_same_account() -> None:
     role = one("ClusterRole", path=ADMISSION_RBAC)
-    assert role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]}]
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
+        {"apiGroups": ["source.toolkit.fluxcd.io"], "resources": ["ocirepositories"], "verbs": ["get"]},
+    ]
     binding = one("ClusterRoleBinding", path=ADMISSION_RBAC)
     account = one("ServiceAccount", path=devstack.RBAC)["metadata"]
     assert binding["roleRef"] == {
@@ -264,7 +283,7 @@ def test_the_apiserver_accepts_the_webhook_configuration_service_and_deployment(
     accepted = client.AdmissionregistrationV1Api(admin).create_validating_webhook_configuration(
         configuration, dry_run="All"
     )
-    assert [w.name for w in accepted.webhooks] == [GUARD, ENVIRONMENT_GATE]
+    assert [w.name for w in accepted.webhooks] == [GUARD, ENVIRONMENT_GATE, NAMESPACE_GUARD]
     service = one("Service")
     client.CoreV1Api(admin).create_namespaced_service(
         service["metadata"]["namespace"], service, dry_run="All"

@@ -1,13 +1,14 @@
-"""The admission core: reading AdmissionReviews, the deploy guard's every decision, the gate at admission.
+"""The admission core: reading AdmissionReviews, what the gates and overrides say about a deploy, the
+gate at admission.
 
-Pure: no Kubernetes, no network (the conftest guard fails any connection). Each row of the decision
-table in `shared/deploy_guard.py` has a test here; `test_guard_never_allows_what_a_gate_refuses` checks
-the safety rule over generated gates, tags and overrides.
+Pure: no Kubernetes, no network (the conftest guard fails any connection). What a write of a Flux object
+changes (and so what is judged) is tested in `test_deploy_guard.py`; here each row of the decision
+table in `shared/deploy_guard.py` has a test; `test_guard_never_allows_what_a_gate_refuses` checks the
+safety rule over generated gates, tags and overrides.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
@@ -27,7 +28,6 @@ from shared.deploy_guard import (
     Finding,
     Governance,
     RolloutOverrides,
-    deploy_changes,
     governance,
     guard_decision,
     judge,
@@ -51,10 +51,10 @@ from shared.gate_admission import (
 from shared.views import Environment, RolloutGate
 from tests.shared.admission_builders import (
     kustomization,
+    namespace_object,
     oci_repository,
     review,
     rollout,
-    with_substitute,
 )
 from tests.shared.builders import OLD_ENV_UID, env_owner, environment, environment_raw, gate
 
@@ -153,27 +153,51 @@ def test_warnings_stay_within_what_the_apiserver_passes_on_whole() -> None:
 
 def test_the_route_table_covers_exactly_the_writes_stagegate_checks() -> None:
     assert set(ROUTES) == {
-        (group, resource, op)
-        for group, resource in (
-            ("source.toolkit.fluxcd.io", "ocirepositories"),
-            ("kustomize.toolkit.fluxcd.io", "kustomizations"),
-            ("environments.kuberik.com", "environments"),
-        )
-        for op in ("CREATE", "UPDATE")
+        *(
+            (group, resource, op)
+            for group, resource in (
+                ("source.toolkit.fluxcd.io", "ocirepositories"),
+                ("kustomize.toolkit.fluxcd.io", "kustomizations"),
+            )
+            for op in ("CREATE", "UPDATE", "DELETE")
+        ),
+        ("environments.kuberik.com", "environments", "CREATE"),
+        ("environments.kuberik.com", "environments", "UPDATE"),
+        ("", "namespaces", "UPDATE"),
     }
     assert parsed(kustomization(substitute={"version": "v1"})).route == "deploy"
+    assert parsed(None, oci_repository(tag="v1"), operation="DELETE").route == "deploy"
     assert parsed(environment_raw()).route == "environment"
+    assert parsed(namespace_object(), namespace_object(labels={})).route == "namespace"
+
+
+def test_a_delete_is_read_from_its_old_object() -> None:
+    request = parsed(None, kustomization(), operation="DELETE")
+    assert (request.object, request.key) == (None, "default/web")
+    body = review(None, kustomization(), operation="DELETE")
+    del body["request"]["oldObject"]
+    with pytest.raises(BadEvent, match=r"request\.oldObject is required"):
+        parse_admission_review(json.dumps(body))
 
 
 @pytest.mark.parametrize(
     "request_",
     [
         review(oci_repository(tag="v2"), oci_repository(tag="v1"), sub_resource="status"),
-        review(None, oci_repository(tag="v1"), operation="DELETE"),
+        review(None, environment_raw(), operation="DELETE"),
+        review(namespace_object(), operation="CREATE"),
+        review(namespace_object(), namespace_object(), sub_resource="finalize"),
         review(oci_repository(tag="v1"), operation="CONNECT"),
         review(oci_repository(tag="v1"), resource=("apps", "v1", "deployments", "Deployment")),
     ],
-    ids=["status subresource", "delete", "connect", "another resource"],
+    ids=[
+        "status subresource",
+        "environment delete",
+        "namespace create",
+        "namespace finalize",
+        "connect",
+        "another resource",
+    ],
 )
 def test_everything_else_has_no_route(request_: dict[str, Any]) -> None:
     assert parse_admission_review(json.dumps(request_)).route is None
@@ -183,132 +207,6 @@ def test_versions_are_known_as_the_real_crds_serve_them() -> None:
     assert parsed(oci_repository(tag="v1", api_version="source.toolkit.fluxcd.io/v1beta2")).version_known
     assert parsed(kustomization(api_version="kustomize.toolkit.fluxcd.io/v1beta1")).version_known
     assert not parsed(oci_repository(tag="v1", api_version="source.toolkit.fluxcd.io/v2")).version_known
-
-
-# --- what a write deploys ------------------------------------------------------------------------
-
-
-def deploys(*args: Any, **kwargs: Any) -> list[Deploy]:
-    return deploy_changes(parsed(*args, **kwargs))
-
-
-def test_creating_an_oci_repository_with_a_tag_deploys_it() -> None:
-    assert deploys(oci_repository(tag="v1")) == [
-        Deploy("myapp", "OCIRepository default/web", "spec.ref.tag", "v1")
-    ]
-
-
-def test_creating_an_oci_repository_without_a_tag_deploys_nothing_bootstrap() -> None:
-    assert deploys(oci_repository()) == []
-    assert deploys(oci_repository(ref={"tag": ""})) == []
-
-
-def test_changing_the_tag_deploys_the_new_one() -> None:
-    assert deploys(oci_repository(tag="v2"), oci_repository(tag="v1")) == [
-        Deploy("myapp", "OCIRepository default/web", "spec.ref.tag", "v2")
-    ]
-
-
-def test_the_same_tag_again_is_no_change_whatever_else_changed() -> None:
-    old = oci_repository(tag="v1")
-    new = copy.deepcopy(old)
-    new["metadata"]["labels"] = {"team": "web"}
-    new["spec"]["interval"] = "10m"
-    new["status"] = {"artifact": {"revision": "v1@sha256:abc"}}
-    assert deploys(new, old) == []
-    assert deploys(old, old) == []
-
-
-def test_objects_not_annotated_for_a_rollout_deploy_nothing() -> None:
-    assert deploys(oci_repository(rollout=None, tag="v2"), oci_repository(rollout=None, tag="v1")) == []
-    assert deploys(oci_repository(rollout="", tag="v2")) == []
-
-
-def test_dropping_the_annotation_in_the_same_write_does_not_escape() -> None:
-    old = oci_repository(tag="v1")
-    new = oci_repository(rollout=None, tag="v2")
-    assert [d.rollout for d in deploys(new, old)] == ["myapp"]
-
-
-def test_moving_the_object_to_another_rollout_checks_both() -> None:
-    old = oci_repository(rollout="myapp", tag="v1")
-    new = oci_repository(rollout="other", tag="v2")
-    assert [(d.rollout, d.version) for d in deploys(new, old)] == [("myapp", "v2"), ("other", "v2")]
-
-
-def test_removing_the_tag_is_a_version_no_gate_can_vouch_for() -> None:
-    [deploy] = deploys(oci_repository(), oci_repository(tag="v1"))
-    assert deploy.version is None
-    assert deploy.unverifiable is not None
-    assert "latest" in deploy.unverifiable
-
-
-@pytest.mark.parametrize(
-    ("ref", "field"),
-    [
-        ({"tag": "v1", "digest": "sha256:0123"}, "spec.ref.digest"),
-        ({"tag": "v1", "semver": ">=1.0.0"}, "spec.ref.semver"),
-        ({"semver": ">=1.0.0", "semverFilter": "^main-"}, "spec.ref.semver"),
-    ],
-)
-def test_digest_or_semver_take_precedence_so_no_tag_can_be_checked(ref: dict[str, str], field: str) -> None:
-    [deploy] = deploys(oci_repository(ref=ref), oci_repository(tag="v1"))
-    assert (deploy.field, deploy.version) == (field, None)
-    assert deploy.unverifiable is not None
-    assert "precedence" in deploy.unverifiable
-
-
-def test_an_unchanged_semver_is_no_change() -> None:
-    ref = {"semver": ">=1.0.0"}
-    assert deploys(oci_repository(ref=ref), oci_repository(ref=ref)) == []
-
-
-def test_a_kustomization_deploys_the_substitute_its_annotation_names() -> None:
-    assert deploys(kustomization(substitute={"version": "v1"})) == [
-        Deploy("myapp", "Kustomization default/web", "spec.postBuild.substitute.version", "v1")
-    ]
-    assert deploys(kustomization()) == []  # created without the substitute: bootstrap
-
-
-def test_only_changed_substitutes_of_annotated_variables_count() -> None:
-    rollouts = {"frontend_version": "frontend", "backend_version": "backend"}
-    old = kustomization(rollouts=rollouts, substitute={"frontend_version": "f1", "backend_version": "b1"})
-    new = with_substitute(old, backend_version="b2", cluster_name="eu-1")
-    assert [(d.rollout, d.field, d.version) for d in deploys(new, old)] == [
-        ("backend", "spec.postBuild.substitute.backend_version", "b2")
-    ]
-    assert deploys(with_substitute(old, cluster_name="us-1"), old) == []
-
-
-def test_substitute_annotations_follow_the_controllers_pattern() -> None:
-    dotted = kustomization(rollouts={"app.version": "myapp"}, substitute={"app.version": "v2"})
-    assert deploys(dotted) == []
-    empty = kustomization(rollouts={"version": ""}, substitute={"version": "v2"})
-    assert deploys(empty) == []
-
-
-def test_removing_a_substitute_is_a_version_no_gate_can_vouch_for() -> None:
-    old = kustomization(substitute={"version": "v1"})
-    new = kustomization(substitute={})
-    [deploy] = deploys(new, old)
-    assert deploy.version is None
-    assert deploy.unverifiable is not None
-    assert "substituteFrom" in deploy.unverifiable
-
-
-@pytest.mark.parametrize(
-    "obj",
-    [
-        {**oci_repository(), "spec": {"ref": "v1"}},
-        {**oci_repository(), "spec": {"ref": {"tag": 7}}},
-        {**oci_repository(), "metadata": {"name": "web", "annotations": {"rollout.kuberik.com/rollout": 1}}},
-        {**kustomization(), "spec": {"postBuild": {"substitute": ["v1"]}}},
-    ],
-    ids=["ref not an object", "tag not a string", "annotation not a string", "substitute not a map"],
-)
-def test_an_unreadable_object_is_bad_input(obj: dict[str, Any]) -> None:
-    with pytest.raises(BadEvent):
-        deploys(obj)
 
 
 # --- who governs the Rollout ---------------------------------------------------------------------
@@ -341,15 +239,21 @@ def test_labels_opt_a_namespace_in() -> None:
     assert not opted_in(None, LABEL)
 
 
+KEY = ("default", "myapp")
+
+
 def test_reads_are_needed_only_for_what_decides() -> None:
     deploy = Deploy("myapp", "OCIRepository default/web", "spec.ref.tag", "v1")
     prod, staging = environment("prod"), environment("staging", uid=OLD_ENV_UID, relationship=None)
-    gated = needs([deploy], {"myapp": Governance("myapp", restricting=(prod,))})
-    assert (gated.gates, gated.namespace) == (True, False)
-    only_free = needs([deploy], {"myapp": Governance("myapp", unrestricting=(staging,))})
-    assert (only_free.gates, only_free.namespace) == (False, False)
-    lonely = needs([deploy], {"myapp": Governance("myapp")})
-    assert (lonely.gates, lonely.namespace) == (False, True)
+    gated = needs([deploy], {KEY: Governance("myapp", restricting=(prod,))}, "default")
+    assert (gated.gates, gated.namespace) == (("default",), False)
+    only_free = needs([deploy], {KEY: Governance("myapp", unrestricting=(staging,))}, "default")
+    assert (only_free.gates, only_free.namespace) == ((), False)
+    lonely = needs([deploy], {KEY: Governance("myapp")}, "default")
+    assert (lonely.gates, lonely.namespace) == ((), True)
+    elsewhere = Deploy("myapp", "Kustomization default/web", "spec.ref.tag", "v1", rollout_namespace="other")
+    governed = {("other", "myapp"): Governance("myapp", restricting=(prod,))}
+    assert needs([elsewhere], governed, "default").gates == ("other",)
 
 
 # --- what the gates say --------------------------------------------------------------------------
@@ -469,7 +373,7 @@ def refused(reason: str = "RolloutGate prod-stagegate of Environment prod does n
 
 
 def test_a_refusal_says_what_is_missing_and_how_to_override_in_one_sentence() -> None:
-    decision = guard_decision([refused()], {"myapp": None}, "default")
+    decision = guard_decision([refused()], {KEY: None}, "default")
     assert not decision.allowed
     assert decision.message == (
         "OCIRepository default/web may not run v1 for Rollout myapp (spec.ref.tag): RolloutGate "
@@ -483,7 +387,7 @@ def test_a_refusal_says_what_is_missing_and_how_to_override_in_one_sentence() ->
 
 def test_an_override_naming_the_tag_lets_it_through_with_a_warning_and_an_event() -> None:
     overrides = RolloutOverrides.from_raw(rollout(force_deploy="v1"))
-    decision = guard_decision([refused()], {"myapp": overrides}, "default", "alice")
+    decision = guard_decision([refused()], {KEY: overrides}, "default", "alice")
     assert decision.allowed
     assert decision.warnings == (
         "stagegate: Rollout myapp runs v1 by human override (annotation rollout.kuberik.com/force-deploy), "
@@ -503,7 +407,7 @@ def test_an_override_naming_the_tag_lets_it_through_with_a_warning_and_an_event(
 
 def test_an_override_of_another_tag_does_not_help() -> None:
     decision = guard_decision(
-        [refused()], {"myapp": RolloutOverrides.from_raw(rollout(wanted_version="v2"))}, "d"
+        [refused()], {("d", "myapp"): RolloutOverrides.from_raw(rollout(wanted_version="v2"))}, "d"
     )
     assert not decision.allowed
 
@@ -511,7 +415,7 @@ def test_an_override_of_another_tag_does_not_help() -> None:
 def test_an_unverifiable_version_gets_no_override_advice() -> None:
     removed = Deploy("myapp", "OCIRepository default/web", "spec.ref.tag", None, "Flux pulls latest")
     finding = Finding(removed, False, "Flux pulls latest", overridable=False)
-    assert refused_rollouts([finding]) == []
+    assert refused_rollouts([finding], "default") == []
     decision = guard_decision([finding], {}, "default")
     assert not decision.allowed
     assert "to deploy it anyway" not in decision.message
@@ -524,7 +428,7 @@ def test_one_refused_deploy_refuses_the_write() -> None:
     decision = guard_decision([other, refused(), refused("second")], {}, "default")
     assert not decision.allowed
     assert decision.message.endswith("(1 more refused)")
-    assert refused_rollouts([other, refused()]) == ["myapp"]
+    assert refused_rollouts([other, refused()], "default") == [KEY]
 
 
 def test_all_allowed_is_allowed_without_warnings() -> None:
@@ -570,7 +474,7 @@ def test_guard_never_allows_what_a_gate_refuses(
     the_gate = gate(allowed=allowed, passing=passing, owners=owners)
     finding = judge(deploy, GOVERNED, [the_gate], True)
     the_rollout = RolloutOverrides.from_raw(rollout(**({override: override_tag} if override else {})))
-    decision = guard_decision([finding], {"myapp": the_rollout}, "default")
+    decision = guard_decision([finding], {KEY: the_rollout}, "default")
     gate_allows = own and passing is not False and allowed is not None and tag in allowed
     overridden = override is not None and override_tag == tag
     assert decision.allowed == (gate_allows or overridden)
@@ -657,8 +561,8 @@ def test_small_answers_and_edges() -> None:
     del body["request"]["name"]
     request = parse_admission_review(json.dumps(body))
     assert request.key == "default/web"  # from the object when the request names none
-    assert deploy_changes(parsed(environment_raw())) == []  # not a Flux object
-    assert unchanged() == Decision(True, "no version changed (status, metadata or the same version)")
+    assert unchanged().allowed
+    assert "nothing that decides what runs changed" in unchanged().reason
     assert Decision(False, "why", message="no", warnings=("w",)).to_log() == {
         "allowed": False,
         "reason": "why",

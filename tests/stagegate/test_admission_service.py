@@ -1,6 +1,7 @@
 """The admission shell with an in-memory Kubernetes: which reads each decision makes, failure policies,
 deadlines, Events. The world is `tests/stagegate/in_memory.py`'s: `prod` (`After staging`, Rollout
-`myapp`, gate allowing `["a"]`) and `staging` (Rollout `myapp-staging`, no relationship)."""
+`myapp`, gate allowing `["a"]`) and `staging` (Rollout `myapp-staging`, no relationship), plus prod's
+OCIRepository `web` (annotated for `myapp`, running `a`) and the namespace `default` (not opted in)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,14 @@ import pytest
 from shared.admission import AdmissionRequest, EventNotice, parse_admission_review
 from shared.errors import PermanentError, RetryableError
 from stagegate.admission_service import AdmissionContext, admit
-from tests.shared.admission_builders import kustomization, oci_repository, review, rollout
+from tests.shared.admission_builders import (
+    changed,
+    kustomization,
+    namespace_object,
+    oci_repository,
+    review,
+    rollout,
+)
 from tests.shared.builders import OLD_ENV_UID, environment_raw
 from tests.stagegate.in_memory import NAMESPACE, InMemoryKube
 
@@ -31,6 +39,8 @@ class AdmissionKube(InMemoryKube):
         super().reset()
         self.rollouts[(NAMESPACE, "myapp")] = rollout()
         self.labels: dict[str, dict[str, str]] = {NAMESPACE: {}}
+        self.terminating: set[str] = set()
+        self.sources: dict[tuple[str, str], dict[str, Any]] = {(NAMESPACE, "web"): oci_repository(tag="a")}
         self.events: list[EventNotice] = []
         self.calls: list[str] = []
         self.fail: dict[str, Exception] = {}
@@ -66,8 +76,18 @@ class AdmissionKube(InMemoryKube):
     def list_environment_objects(self, namespace: str) -> list[Mapping[str, Any]]:
         return [copy.deepcopy(raw) for (ns, _), raw in self.environments.items() if ns == namespace]
 
-    def namespace_labels(self, name: str) -> Mapping[str, str] | None:
-        return dict(self.labels[name]) if name in self.labels else None
+    def get_namespace(self, name: str) -> Mapping[str, Any] | None:
+        if name not in self.labels:
+            return None
+        raw = namespace_object(name, labels=dict(self.labels[name]))
+        if name in self.terminating:
+            raw["metadata"]["deletionTimestamp"] = "2026-05-15T10:00:00Z"
+            raw["status"]["phase"] = "Terminating"
+        return raw
+
+    def get_oci_repository(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        raw = self.sources.get((namespace, name))
+        return None if raw is None else copy.deepcopy(raw)
 
     def record_event(self, notice: EventNotice) -> None:
         self.events.append(notice)
@@ -76,7 +96,8 @@ class AdmissionKube(InMemoryKube):
 COUNTED = {
     "get_environment_object",
     "list_environment_objects",
-    "namespace_labels",
+    "get_namespace",
+    "get_oci_repository",
     "record_event",
     "list_gates",
     "create_gate",
@@ -176,7 +197,7 @@ def test_an_ungoverned_rollout_is_refused_only_in_an_opted_in_namespace(
     ctx: AdmissionContext, kube: AdmissionKube
 ) -> None:
     assert admit(deploy("b", rollout_name="newapp"), ctx).allowed
-    assert kube.calls == ["list_environment_objects", "namespace_labels"]
+    assert kube.calls == ["list_environment_objects", "get_namespace"]
     kube.labels[NAMESPACE] = {LABEL[0]: LABEL[1]}
     decision = admit(deploy("b", rollout_name="newapp"), ctx)
     assert not decision.allowed
@@ -209,7 +230,7 @@ def test_the_guard_fails_closed_when_kubernetes_fails(
     kube.fail["list_gates"] = FAILURES[failure]
     decision = admit(deploy("a", None), ctx)
     assert not decision.allowed
-    assert decision.message.startswith("stagegate could not check whether default/web may run")
+    assert decision.message.startswith("stagegate could not check whether default/web may change what runs")
 
 
 def test_the_guard_refuses_within_the_deadline_when_kubernetes_hangs(
@@ -244,6 +265,143 @@ def test_writes_stagegate_does_not_check_are_allowed_without_reads(
     status = request(oci_repository(tag="b"), oci_repository(tag="a"), sub_resource="status")
     assert admit(status, ctx).allowed
     assert kube.calls == []
+
+
+# --- what else decides what runs: sources, deletes ---------------------------------------------
+
+SOURCE_ONLY = kustomization(rollouts={})
+
+
+def test_a_kustomizations_version_write_reads_no_source(ctx: AdmissionContext, kube: AdmissionKube) -> None:
+    old = kustomization(substitute={"version": "z"})
+    assert admit(request(kustomization(substitute={"version": "a"}), old), ctx).allowed
+    assert kube.calls == ["list_environment_objects", "list_gates"]
+
+
+def test_a_kustomizations_path_change_reads_its_source_and_is_refused_for_the_sources_rollout(
+    ctx: AdmissionContext, kube: AdmissionKube
+) -> None:
+    decision = admit(request(changed(SOURCE_ONLY, "spec", "path", "./other"), SOURCE_ONLY), ctx)
+    assert not decision.allowed
+    assert decision.message.startswith("Kustomization default/web may not change spec.path for Rollout myapp")
+    # no gate read: gates vouch for tags, not for this; the Rollout is read for its overrides
+    assert kube.calls == ["get_oci_repository", "list_environment_objects", "get_rollout"]
+
+
+def test_a_kustomization_whose_source_is_gone_or_ungoverned_reads_nothing_more(
+    ctx: AdmissionContext, kube: AdmissionKube
+) -> None:
+    moved = changed(SOURCE_ONLY, "spec", "path", "./other")
+    kube.sources[(NAMESPACE, "web")] = oci_repository(rollout=None, tag="a")
+    assert admit(request(moved, SOURCE_ONLY), ctx).allowed
+    del kube.sources[(NAMESPACE, "web")]
+    assert admit(request(moved, SOURCE_ONLY), ctx).allowed
+    assert kube.calls == ["get_oci_repository", "get_oci_repository"]
+
+
+@pytest.mark.parametrize("failure", sorted(FAILURES))
+def test_a_source_that_cannot_be_read_fails_closed(
+    failure: str, ctx: AdmissionContext, kube: AdmissionKube
+) -> None:
+    kube.fail["get_oci_repository"] = FAILURES[failure]
+    decision = admit(request(changed(SOURCE_ONLY, "spec", "path", "./other"), SOURCE_ONLY), ctx)
+    assert not decision.allowed
+    assert decision.message.startswith("stagegate could not check whether default/web may change what runs")
+
+
+def test_a_malformed_source_fails_closed_with_the_reason(ctx: AdmissionContext, kube: AdmissionKube) -> None:
+    kube.sources[(NAMESPACE, "web")] = {**oci_repository(tag="a"), "spec": {"ref": "a"}}
+    decision = admit(request(SOURCE_ONLY), ctx)
+    assert not decision.allowed
+    assert "OCIRepository default/web.spec.ref must be an object" in decision.message
+
+
+def test_a_source_in_another_namespace_is_judged_by_that_namespaces_environments(
+    ctx: AdmissionContext, kube: AdmissionKube
+) -> None:
+    kube.sources[("apps", "app")] = oci_repository("app", "apps", tag="a")
+    old = kustomization(rollouts={}, source="app", source_namespace="apps")
+    decision = admit(request(changed(old, "spec", "path", "./x"), old), ctx)
+    assert decision.allowed  # no Environment governs apps/myapp, and this namespace did not opt in
+    assert kube.calls == ["get_oci_repository", "list_environment_objects", "get_namespace"]
+    kube.environments[("apps", "prod")] = environment_raw("prod", namespace="apps", uid=NEW_UID)
+    kube.rollouts[("apps", "myapp")] = rollout(namespace="apps", wanted_version="a")
+    overridden = admit(request(changed(old, "spec", "path", "./x"), old), ctx)
+    assert overridden.allowed
+    [event] = kube.events
+    assert (event.namespace, event.name, event.reason) == ("apps", "myapp", "DeployOverride")
+
+
+def delete(obj: dict[str, Any], **kwargs: Any) -> AdmissionRequest:
+    return request(None, obj, operation="DELETE", **kwargs)
+
+
+def test_a_delete_in_a_namespace_being_deleted_is_allowed_after_one_read(
+    ctx: AdmissionContext, kube: AdmissionKube
+) -> None:
+    kube.terminating.add(NAMESPACE)
+    decision = admit(delete(oci_repository(tag="a")), ctx)
+    assert decision.allowed
+    assert "is being deleted" in decision.reason
+    assert kube.calls == ["get_namespace"]
+
+
+def test_deleting_a_governed_object_is_refused_unless_overridden(
+    ctx: AdmissionContext, kube: AdmissionKube
+) -> None:
+    decision = admit(delete(oci_repository(tag="a")), ctx)
+    assert not decision.allowed
+    assert "may not be deleted while it deploys Rollout myapp (it runs a (spec.ref.tag))" in decision.message
+    assert kube.calls == ["get_namespace", "list_environment_objects", "get_rollout"]
+    kube.rollouts[(NAMESPACE, "myapp")] = rollout(force_deploy="a")
+    assert admit(delete(oci_repository(tag="a")), ctx).allowed
+    [event] = kube.events
+    assert "was deleted (it ran a)" in event.message
+
+
+def test_deleting_what_no_environment_with_a_relationship_governs_is_decommissioning(
+    ctx: AdmissionContext, kube: AdmissionKube
+) -> None:
+    kube.labels[NAMESPACE] = {LABEL[0]: LABEL[1]}
+    assert admit(delete(oci_repository(rollout="myapp-staging", tag="a")), ctx).allowed
+    assert admit(delete(oci_repository(rollout="gone", tag="a")), ctx).allowed
+    assert admit(delete(oci_repository(rollout=None, tag="a")), ctx).allowed  # never governed: no read
+    assert kube.calls == ["get_namespace", "list_environment_objects"] * 2
+
+
+# --- the namespace guard -------------------------------------------------------------------------
+
+REASON = {"stagegate.kuberik.com/unguard-reason": "moving the app to another cluster"}
+
+
+def test_removing_the_opt_in_label_needs_a_reason_and_reads_nothing(
+    ctx: AdmissionContext, kube: AdmissionKube
+) -> None:
+    refused = admit(request(namespace_object(labels={}), namespace_object()), ctx)
+    assert not refused.allowed
+    allowed = admit(request(namespace_object(labels={}, annotations=REASON), namespace_object()), ctx)
+    assert allowed.allowed
+    assert kube.calls == ["record_event"]
+    [event] = kube.events
+    assert (event.namespace, event.kind, event.name, event.reason) == (
+        None,
+        "Namespace",
+        "myapp",
+        "GuardRemoved",
+    )
+
+
+def test_a_dry_run_removal_records_no_event(ctx: AdmissionContext, kube: AdmissionKube) -> None:
+    new = namespace_object(labels={}, annotations=REASON)
+    assert admit(request(new, namespace_object(), dry_run=True), ctx).allowed
+    assert kube.events == []
+
+
+def test_an_unreadable_namespace_update_fails_closed(ctx: AdmissionContext, kube: AdmissionKube) -> None:
+    broken = {**namespace_object(), "metadata": {"name": "myapp", "labels": "guard"}}
+    decision = admit(request(broken, namespace_object()), ctx)
+    assert not decision.allowed
+    assert decision.message.startswith("stagegate could not check whether the update of namespace myapp")
 
 
 # --- the gate at admission -----------------------------------------------------------------------

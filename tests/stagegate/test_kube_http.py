@@ -191,7 +191,7 @@ def test_a_server_certificate_from_another_ca_is_refused_unless_insecure(tmp_pat
         )
     )
     with pytest.raises(RetryableError, match="TLS error"):
-        KubeGates(strict, timeout=5).namespace_labels("x")
+        KubeGates(strict, timeout=5).get_namespace("x")
     insecure = api_client(
         kubeconfig(tmp_path / "b", {"server": server, "insecure-skip-tls-verify": True}, {"token": "t"})
     )
@@ -301,7 +301,7 @@ def test_exec_plugin_failure_is_retryable_and_names_no_secret(tmp_path, server) 
     with pytest.raises(CredentialError, match="exited with 3"):
         echo(client)
     with pytest.raises(RetryableError, match="no credentials") as caught:
-        KubeGates(client, timeout=5).namespace_labels("x")
+        KubeGates(client, timeout=5).get_namespace("x")
     assert "secret-ish" not in str(caught.value)
 
 
