@@ -411,11 +411,13 @@ def env_create(name: str = "canary", **kwargs: Any) -> AdmissionRequest:
     return request(environment_raw(name, uid=NEW_UID, rollout=f"{name}app"), **kwargs)
 
 
-def test_a_create_makes_the_blocking_gate_in_two_calls(ctx: AdmissionContext, kube: AdmissionKube) -> None:
+def test_a_create_makes_the_blocking_gate_in_two_calls_then_looks_for_a_misspelt_upstream(
+    ctx: AdmissionContext, kube: AdmissionKube
+) -> None:
     decision = admit(env_create(), ctx)
     assert decision.allowed
     assert not decision.warnings
-    assert kube.calls == ["get_environment_object", "create_gate"]
+    assert kube.calls == ["get_environment_object", "create_gate", "list_environment_objects"]
     gate = kube.gates[(NAMESPACE, "canary-stagegate")]
     assert gate["spec"]["allowedVersions"] == []
     assert gate["metadata"]["ownerReferences"][0]["uid"] == NEW_UID
