@@ -223,6 +223,9 @@ def _recompute_group(
         pending = []
         writes: list[_Write] = []
         current, listed = _environments_now([o.env for o in observed], run)
+        # Every gate of the upstream records vetoes from the whole answer: a lagging answer later must
+        # not reopen, for one Environment, what this answer showed failing for another's candidate.
+        results = results_for([c for o in observed for c in o.candidates], lookups)
         for o in observed:
             if _moved(o.env, current):  # an Environment change need not touch the gate: look again
                 log.info(
@@ -231,7 +234,6 @@ def _recompute_group(
                 )
                 pending.append(o.env)
                 continue
-            results = results_for(o.candidates, lookups)
             for gate in o.gates:
                 recomputed = plan_recompute(o.env, gate, o.candidates, results, now)
                 writes.append(_Write(o, recomputed.plan, recomputed.allowed.reasons))

@@ -17,7 +17,7 @@ import pytest
 import requests
 from kubernetes import client
 
-from shared.errors import PartialFailure, PermanentError, RetryableError
+from shared.errors import PartialFailure, RetryableError
 from shared.github_delivery import signature, verify_delivery
 from shared.trust import RepositoryPolicy
 from shared.views import Environment
@@ -100,11 +100,12 @@ class App:
         state: str = "success",
         description: str = "Bake succeeded",
         tag: str | None = None,
+        entry: int | None = None,
     ) -> int:
         """Record a deployment of the build `tag` of `revision` (default: the tag the Rollouts list
-        `revision` under) to `env` as a new history entry, and its status, as the environment
-        controller does."""
-        self.entries += 1
+        `revision` under) to `env` for history entry `entry` (default: a new one), and its status, as
+        the environment controller does."""
+        self.entries = max(self.entries + 1, entry or 0)
         deployment = self.fake.create_deployment(
             self.repo,
             sha=revision,
@@ -112,7 +113,7 @@ class App:
             environment=f"kuberik/myapp/{env}",
             task="deploy:kuberik/myapp",
             payload={
-                "id": str(self.entries),
+                "id": str(entry or self.entries),
                 "version": {
                     "tag": tag or self.builds.get(revision, f"tag-{revision[:7]}"),
                     "revision": revision,
@@ -163,6 +164,45 @@ def test_staging_success_opens_exactly_that_tag_in_prod(url, fake, app) -> None:
     assert app.gate("prod") == ["v1"]
     [gate] = response.json()["gates"]
     assert (gate["allowedVersionsBefore"], gate["allowedVersionsAfter"]) == ([], ["v1"])
+
+
+BAKED = "main-1779290372-b797408"
+REBUILT = "main-1779299999-b797408"  # a CI re-run of the same commit: another image
+
+
+def test_a_rebuild_of_a_baked_commit_is_not_allowed_until_it_bakes_itself(url, fake, app) -> None:
+    app.environment("staging")
+    app.environment("prod", upstream="staging")
+    app.candidates("prod", (BAKED, rev(1)), (REBUILT, rev(1)))
+    assert deliver(url, fake, app, app.bake("staging", rev(1), tag=BAKED)).status_code == 200
+    assert app.gate("prod") == [BAKED]
+    assert deliver(url, fake, app, app.bake("staging", rev(1), tag=REBUILT)).status_code == 200
+    assert app.gate("prod") == [BAKED, REBUILT]
+
+
+def test_a_deploy_tools_success_does_not_open_the_gate(url, fake, app) -> None:
+    app.environment("staging")
+    app.environment("prod", upstream="staging")
+    app.candidates("prod", ("v1", rev(1)))
+    response = deliver(url, fake, app, app.bake("staging", rev(1), "success", "Deployment successful"))
+    assert response.status_code == 200, response.text
+    assert app.gate("prod") == []
+
+
+def test_a_late_duplicate_of_an_older_entry_cannot_reopen_a_build_whose_newest_bake_failed(
+    url, fake, app
+) -> None:
+    app.environment("staging")
+    app.environment("prod", upstream="staging")
+    app.candidates("prod", ("v1", rev(1)))
+    deliver(url, fake, app, app.bake("staging", rev(1), entry=5))
+    assert app.gate("prod") == ["v1"]
+    deliver(url, fake, app, app.bake("staging", rev(1), "failure", "Bake failed: error rate", entry=7))
+    assert app.gate("prod") == []
+    # Two reporters raced: a duplicate record of entry 5, created after entry 7, says success.
+    response = deliver(url, fake, app, app.bake("staging", rev(1), entry=5))
+    assert response.status_code == 200, response.text
+    assert app.gate("prod") == []
 
 
 def test_a_later_failure_revokes_the_tag(url, fake, app) -> None:
@@ -230,15 +270,20 @@ def test_one_broken_downstream_does_not_stop_the_others(fake, app, gates) -> Non
         app.candidates(name, ("v1", rev(1)))
 
     class Failing(KubeGates):
-        """Reading one Rollout is forbidden, reading another times out."""
+        """One Rollout's status cannot be read; writing another's gate times out once."""
 
-        def get_rollout(self, namespace, name):  # type: ignore[no-untyped-def]
-            if name == "myapp-prod-us":
-                raise PermanentError(f"get Rollout {namespace}/{name}: HTTP 403 Forbidden")
-            if name == "myapp-prod-ap" and not self.retried:
+        def list_rollouts(self, namespace):  # type: ignore[no-untyped-def]
+            listed = super().list_rollouts(namespace)
+            for rollout in listed:
+                if rollout["metadata"]["name"] == "myapp-prod-us":
+                    rollout["status"]["releaseCandidates"] = [{"revision": "no tag"}]
+            return listed
+
+        def patch_gate(self, namespace, name, patch, resource_version):  # type: ignore[no-untyped-def]
+            if name == "prod-ap-stagegate" and not self.retried:
                 self.retried = True
-                raise RetryableError(f"get Rollout {namespace}/{name}: timed out")
-            return super().get_rollout(namespace, name)
+                raise RetryableError(f"patch RolloutGate {namespace}/{name}: timed out")
+            return super().patch_gate(namespace, name, patch, resource_version)
 
     store = Failing(gates.api, gates.timeout)
     store.retried = False
