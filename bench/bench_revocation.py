@@ -19,7 +19,6 @@ import logging
 import os
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,10 +36,11 @@ from stagegate.reconcile import ensure_gates  # noqa: E402
 from stagegate_dev import devstack  # noqa: E402
 from stagegate_dev.commandline import no_arguments, stop_cleanly_on_signals  # noqa: E402
 from stagegate_dev.fake_github import FakeGitHub  # noqa: E402
+from tests.functions.handoff_support import SECRET, audit_route, serve  # noqa: E402
 from tests.kube_objects import ENV_ARGS, GATE_ARGS, environment  # noqa: E402
 
 SIZES = [int(n) for n in os.environ.get("BENCH_REVOCATION_N", "100,1000").split(",")]
-SECRET = "bench"  # noqa: S105  a throwaway webhook secret
+WEBHOOK = ("github_webhook", "github_webhook")
 REV = f"{1:040x}"
 TAG = "v1"
 GITHUB_TIMEOUT = 10.0
@@ -136,48 +136,6 @@ class Case:
         return layout + ("" if self.deadline is None else f", deadline {self.deadline:g} s, hand-off")
 
 
-def serve(
-    stack: devstack.KubeStack,
-    procs: devstack.Processes,
-    fake: FakeGitHub,
-    source: str,
-    target: str,
-    tls: bool,
-    **env: str,
-) -> str:
-    settings = {
-        "KUBECONFIG": str(stack.function_kubeconfig),
-        "GITHUB_WEBHOOK_SECRET": SECRET,
-        "GITHUB_TOKEN": fake.token,
-        "GITHUB_API_URL": fake.url,
-        **env,
-    }
-    path = ROOT / "functions" / source / "main.py"
-    return devstack.FunctionServer(path, target, settings, stack.tls if tls else None, procs).url
-
-
-def handoff_route(
-    stack: devstack.KubeStack, procs: devstack.Processes, fake: FakeGitHub, emulator: str
-) -> str:
-    """An audit topic on the Pub/Sub emulator, pushed (ordered) to a served k8s_audit; its path."""
-    from google.cloud import pubsub_v1
-
-    os.environ["PUBSUB_EMULATOR_HOST"] = emulator
-    topic = f"projects/stagegate-bench/topics/audit-{uuid.uuid4().hex[:8]}"
-    pubsub_v1.PublisherClient().create_topic(name=topic)
-    consumer = serve(stack, procs, fake, "k8s_audit", "k8s_audit", False, PUBSUB_EMULATOR_HOST=emulator)
-    pubsub_v1.SubscriberClient().create_subscription(
-        request={
-            "name": topic.replace("/topics/", "/subscriptions/"),
-            "topic": topic,
-            "push_config": {"push_endpoint": consumer},
-            "enable_message_ordering": True,
-            "ack_deadline_seconds": 60,
-        }
-    )
-    return topic
-
-
 def run(
     stack: devstack.KubeStack, procs: devstack.Processes, fake: FakeGitHub, emulator: str, case: Case
 ) -> None:
@@ -190,12 +148,13 @@ def run(
         n if case.spread else 1,
     )
     ca = str(stack.tls.ca_file)
-    opener = serve(stack, procs, fake, "github_webhook", "github_webhook", True)
+    opener = serve(stack, procs, fake, WEBHOOK, True)
     url = opener
     if case.deadline is not None:
-        topic = handoff_route(stack, procs, fake, emulator)
+        os.environ["PUBSUB_EMULATOR_HOST"] = emulator  # the bench's own Pub/Sub clients
+        topic = audit_route(stack, procs, fake, emulator)
         url = serve(
-            stack, procs, fake, "github_webhook", "github_webhook", True,
+            stack, procs, fake, WEBHOOK, True,
             GITHUB_WEBHOOK_DEADLINE_SECONDS=str(case.deadline), BRIDGE_TRANSPORT="pubsub",
             BRIDGE_PUBSUB_TOPIC=topic, PUBSUB_EMULATOR_HOST=emulator,
         )  # fmt: skip

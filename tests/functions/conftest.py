@@ -1,8 +1,10 @@
 """Fixtures for the function tests: the processes serving functions, a Kubernetes API that hangs, the
-Pub/Sub emulator and moto (AWS) with the environment that points clients at them."""
+Pub/Sub emulator and moto (AWS) with the environment that points clients at them, and the shipped
+admission webhooks registered for one module's namespaces."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,25 @@ from typing import Any
 import pytest
 
 from stagegate_dev import devstack
+from tests.functions.admission_support import registered_admission
 from tests.hanging_server import hanging_server
+
+
+@pytest.fixture(scope="module")
+def isolation(request: pytest.FixtureRequest) -> dict[str, str]:
+    """A label only this module's namespaces carry, so the webhooks it registers select them alone (the
+    apiserver is shared by every module)."""
+    module = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")[:40]
+    return {"stagegate-test-module": f"{module}-{secrets.token_hex(4)}"}
+
+
+@pytest.fixture(scope="module")
+def registered(
+    kube_stack: devstack.KubeStack, procs: devstack.Processes, isolation: dict[str, str]
+) -> Iterator[dict[str, Any]]:
+    """The shipped admission webhooks (`infra/k8s/admission.yaml`) registered for `isolation`'s namespaces."""
+    with registered_admission(kube_stack, procs, isolation) as config:
+        yield config
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,7 @@ through its source `web`) and `vars` (substitute `version` from `myapp`, `baked`
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +25,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from stagegate_dev import devstack
-from tests.functions.admission_support import GUARD_LABEL, labelled_namespace, registered_admission
+from tests.functions.admission_support import GUARD_LABEL, labelled_namespace
 from tests.kube_objects import ENV_ARGS, GATE_ARGS, environment
 from tests.shared.admission_builders import kustomization, oci_repository, rollout
 
@@ -36,19 +35,6 @@ PLURALS = {"OCIRepository": (*OCI, "ocirepositories"), "Kustomization": (*KS, "k
 ROLLOUT_ANNOTATION = "rollout.kuberik.com/rollout"
 SUBSTITUTE_ANNOTATION = "rollout.kuberik.com/substitute.version.from"
 REASON_ANNOTATION = "stagegate.kuberik.com/unguard-reason"
-
-
-@pytest.fixture(scope="module")
-def isolation() -> dict[str, str]:
-    return {"stagegate-attack-test": secrets.token_hex(4)}
-
-
-@pytest.fixture(scope="module")
-def registered(
-    kube_stack: devstack.KubeStack, procs: devstack.Processes, isolation: dict[str, str]
-) -> Iterator[dict[str, Any]]:
-    with registered_admission(kube_stack, procs, isolation) as config:
-        yield config
 
 
 @dataclass

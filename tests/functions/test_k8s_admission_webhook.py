@@ -10,8 +10,6 @@ apiserver are not affected. It is removed when the module ends.
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,25 +17,12 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from stagegate_dev import devstack
-from tests.functions.admission_support import GUARD_LABEL, labelled_namespace, registered_admission
+from tests.functions.admission_support import GUARD_LABEL, labelled_namespace
 from tests.kube_objects import ENV_ARGS, GATE_ARGS, environment, get_gate, list_gates
 from tests.shared.admission_builders import kustomization, oci_repository, rollout
 
 OCI_ARGS = ("source.toolkit.fluxcd.io", "v1")
 KS_ARGS = ("kustomize.toolkit.fluxcd.io", "v1")
-
-
-@pytest.fixture(scope="module")
-def isolation() -> dict[str, str]:
-    return {"stagegate-webhook-test": secrets.token_hex(4)}
-
-
-@pytest.fixture(scope="module")
-def registered(
-    kube_stack: devstack.KubeStack, procs: devstack.Processes, isolation: dict[str, str]
-) -> Iterator[dict[str, Any]]:
-    with registered_admission(kube_stack, procs, isolation) as config:
-        yield config
 
 
 def _namespace(kube_stack: devstack.KubeStack, labels: dict[str, str], prefix: str = "w") -> str:

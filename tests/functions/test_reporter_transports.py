@@ -96,8 +96,10 @@ def test_the_audit_webhook_hands_rollout_changes_to_the_reporter_through_pubsub(
     answer = post_audit(pubsub_route, rollout_status_event(history.namespace, history.rollout))
     assert answer.status_code == 200, answer.text
     assert answer.json()["for_reporter"] == 1
-    wait_for(lambda: "1" in history.recorded())
-    assert history.recorded()["1"][0]["statuses"] == [("success", "Bake succeeded")]
+    # The reporter creates the deployment, then its status: wait for both, not for the first alone.
+    wait_for(
+        lambda: [d["statuses"] for d in history.recorded().get("1", [])] == [[("success", "Bake succeeded")]]
+    )
 
 
 def test_a_github_outage_is_retried_by_pubsub_until_the_report_is_complete(

@@ -10,48 +10,16 @@ on) is `tests/stagegate/test_revocation.py`.
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
-
 import requests
 
 from stagegate.handoff import RESERVE_SECONDS
 from stagegate_dev import devstack
-from stagegate_dev.fake_github import FakeGitHub
-from tests.functions.test_github_webhook import CA, SECRET, App, deliver, rev
+from tests.functions.handoff_support import audit_route, serve
+from tests.functions.test_github_webhook import CA, App, deliver, rev
 
-PROJECT = "stagegate-test"
+WEBHOOK = ("github_webhook", "github_webhook")
+
 N = 30
-
-
-def serve(kube_stack, procs, fake: FakeGitHub, source: str, target: str, tls: bool, **env: str) -> str:  # type: ignore[no-untyped-def]
-    settings = {
-        "KUBECONFIG": str(kube_stack.function_kubeconfig),
-        "GITHUB_WEBHOOK_SECRET": SECRET,
-        "GITHUB_TOKEN": fake.token,
-        "GITHUB_API_URL": fake.url,
-        **env,
-    }
-    path = devstack.ROOT / "functions" / source / "main.py"
-    return devstack.FunctionServer(path, target, settings, kube_stack.tls if tls else None, procs).url
-
-
-def audit_route(pubsub: Any, kube_stack, procs, fake: FakeGitHub) -> str:  # type: ignore[no-untyped-def]
-    """A fresh audit topic and its ordered push subscription to a served `k8s_audit` (with GitHub)."""
-    suffix = uuid.uuid4().hex[:8]
-    topic = f"projects/{PROJECT}/topics/audit-{suffix}"
-    pubsub.PublisherClient().create_topic(name=topic)
-    consumer = serve(kube_stack, procs, fake, "k8s_audit", "k8s_audit", tls=False)
-    pubsub.SubscriberClient().create_subscription(
-        request={
-            "name": f"projects/{PROJECT}/subscriptions/k8s-audit-{suffix}",
-            "topic": topic,
-            "push_config": {"push_endpoint": consumer},
-            "enable_message_ordering": True,
-            "ack_deadline_seconds": 30,
-        }
-    )
-    return topic
 
 
 def test_a_revocation_not_finished_in_time_is_handed_on_and_every_gate_narrows(
@@ -64,15 +32,15 @@ def test_a_revocation_not_finished_in_time_is_handed_on_and_every_gate_narrows(
     for name in names:
         app.environment(name, upstream="staging")
         app.candidates(name, ("v1", rev(1)))
-    opener = serve(kube_stack, procs, fake, "github_webhook", "github_webhook", tls=True)
+    opener = serve(kube_stack, procs, fake, WEBHOOK, tls=True)
     baked = app.bake("staging", rev(1))
     assert deliver(opener, fake, app, baked).status_code == 200
     assert [app.gate(name) for name in names] == [["v1"]] * N
 
-    topic = audit_route(pubsub, kube_stack, procs, fake)
+    topic = audit_route(kube_stack, procs, fake, emulator.host)
     assert min(RESERVE_SECONDS, 4 / 4) == 1  # the webhook below starts gate writes until 3 s in
     hurried = serve(
-        kube_stack, procs, fake, "github_webhook", "github_webhook", tls=True,
+        kube_stack, procs, fake, WEBHOOK, tls=True,
         GITHUB_WEBHOOK_DEADLINE_SECONDS="4", BRIDGE_TRANSPORT="pubsub", BRIDGE_PUBSUB_TOPIC=topic,
         PUBSUB_EMULATOR_HOST=emulator.host,
     )  # fmt: skip

@@ -23,9 +23,8 @@ deterministic. Each test plays one story in its own namespace with its own GitHu
 
 from __future__ import annotations
 
-import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -38,7 +37,7 @@ from stagegate_dev import devstack
 from stagegate_dev.demo import oci_repository_object, rollout_object
 from stagegate_dev.fake_github import FakeGitHub
 from stagegate_dev.rollout_model import Decision, RolloutModel, Semantics
-from tests.functions.admission_support import GUARD_LABEL, labelled_namespace, registered_admission
+from tests.functions.admission_support import GUARD_LABEL, labelled_namespace
 from tests.kube_objects import ENV_ARGS, environment
 
 WEBHOOK = devstack.ROOT / "functions" / "github_webhook" / "main.py"
@@ -56,19 +55,6 @@ NEWER, NEWER_REV = "main-1779299999-c0ffee1", "c0ffee1" + "0" * 33  # published 
 
 
 # --- the stack: admission webhook registered, github_webhook served -------------------------------
-
-
-@pytest.fixture(scope="module")
-def isolation() -> dict[str, str]:
-    return {"stagegate-orderings-test": secrets.token_hex(4)}
-
-
-@pytest.fixture(scope="module")
-def registered(
-    kube_stack: devstack.KubeStack, procs: devstack.Processes, isolation: dict[str, str]
-) -> Iterator[dict[str, Any]]:
-    with registered_admission(kube_stack, procs, isolation) as config:
-        yield config
 
 
 def _namespace(kube_stack: devstack.KubeStack, labels: dict[str, str], prefix: str = "o") -> str:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,22 +20,9 @@ from stagegate.github import GitHubDeployments, github_client
 from stagegate.kube import KubeGates
 from stagegate_dev import devstack
 from stagegate_dev.fake_github import FakeGitHub
-from tests.functions.admission_support import GUARD_LABEL, labelled_namespace, registered_admission
+from tests.functions.admission_support import GUARD_LABEL, labelled_namespace
 from tests.functions.test_github_webhook import App, rev
 from tests.kube_objects import ENV_ARGS, environment, rollout_status_delivery
-
-
-@pytest.fixture(scope="module")
-def isolation() -> dict[str, str]:
-    return {"stagegate-typo-test": secrets.token_hex(4)}
-
-
-@pytest.fixture(scope="module")
-def registered(
-    kube_stack: devstack.KubeStack, procs: devstack.Processes, isolation: dict[str, str]
-) -> Iterator[dict[str, Any]]:
-    with registered_admission(kube_stack, procs, isolation) as config:
-        yield config
 
 
 @pytest.fixture
