@@ -11,7 +11,6 @@ real apiserver, the real github_webhook and k8s_audit and the Pub/Sub emulator i
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -21,7 +20,7 @@ from shared.audit import HAND_OFF_ANNOTATION, HAND_OFF_USER, parse_audit_json
 from shared.bake import CommitLookup
 from shared.errors import PartialFailure
 from shared.github_delivery import signature, verify_delivery
-from stagegate import recompute_service
+from stagegate import fanout, recompute_service
 from stagegate.audit_service import AuditContext, handle_audit_events
 from stagegate.fanout import fan_out
 from stagegate.webhook_service import on_delivery
@@ -56,19 +55,40 @@ class Staging:
         return {r: self.answer[r] for r in revisions}
 
 
-class SlowKube(InMemoryKube):
-    """Each gate write takes `delay` seconds (an apiserver under load), and the writes are recorded."""
+class Clock:
+    """The monotonic clock the recompute and the fan-out judge their deadline by, made to advance only
+    by gate writes (`SlowKube`): how many writes a deadline lets start does not depend on this machine."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class SlowKube(InMemoryKube):
+    """Each gate write takes `delay` seconds of `clock` (an apiserver under load); writes are recorded."""
+
+    def __init__(self, delay: float = 0.0, clock: Clock | None = None) -> None:
         super().__init__()
         self.delay = delay
+        self.clock = clock or Clock()
         self.patched: list[str] = []
 
     def patch_gate(self, namespace: str, name: str, patch: Mapping[str, Any], resource_version: str) -> Any:
-        time.sleep(self.delay)
         with self.lock:
+            self.clock.now += self.delay
             self.patched.append(name)
         return super().patch_gate(namespace, name, patch, resource_version)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The deadline's clock, in place of `time` where the recompute and the fan-out read it."""
+    fake = Clock()
+    monkeypatch.setattr(recompute_service, "time", fake)
+    monkeypatch.setattr(fanout, "time", fake)
+    return fake
 
 
 def world(kube: InMemoryKube, narrowing: int, widening: int = 0) -> None:
@@ -153,13 +173,13 @@ def test_a_thousand_downstream_gates_take_one_github_read_and_a_few_kubernetes_r
     assert summary["status"] == "recomputed"
 
 
-def test_what_is_not_reached_before_the_deadline_is_handed_on_and_finished_by_the_audit_path() -> None:
-    kube = SlowKube(delay=0.05)
+def test_what_is_not_reached_before_the_deadline_is_handed_on_and_finished_by_the_audit_path(
+    clock: Clock,
+) -> None:
+    kube = SlowKube(delay=0.05, clock=clock)
     world(kube, narrowing=200)
     transport = RecordingTransport()
-    summary = on_delivery(
-        delivery(), kube, Staging(), [NS], deadline=time.monotonic() + 0.3, handoff=transport
-    )
+    summary = on_delivery(delivery(), kube, Staging(), [NS], deadline=clock.now + 0.3, handoff=transport)
     left = allowing_v1(kube)
     assert 0 < left < 200, "the deadline should have cut the fan-out short"
     assert summary["status"] == "recomputed, the rest handed on"
@@ -183,21 +203,21 @@ def test_what_is_not_reached_before_the_deadline_is_handed_on_and_finished_by_th
     assert staging.calls == len(transport.messages)  # one GitHub read per delivery, not per Rollout
 
 
-def test_without_a_transport_what_is_not_reached_in_time_is_answered_503_naming_it() -> None:
-    kube = SlowKube(delay=0.05)
+def test_without_a_transport_what_is_not_reached_in_time_is_answered_503_naming_it(clock: Clock) -> None:
+    kube = SlowKube(delay=0.05, clock=clock)
     world(kube, narrowing=200)
     with pytest.raises(PartialFailure, match="no BRIDGE_TRANSPORT") as caught:
-        on_delivery(delivery(), kube, Staging(), [NS], deadline=time.monotonic() + 0.3)
+        on_delivery(delivery(), kube, Staging(), [NS], deadline=clock.now + 0.3)
     assert 0 < len(caught.value.summary["unfinished"]) < 200
     assert allowing_v1(kube) == len(caught.value.summary["unfinished"])
 
 
-def test_a_deadline_already_past_writes_nothing_and_hands_everything_on() -> None:
-    kube = SlowKube()
+def test_a_deadline_already_past_writes_nothing_and_hands_everything_on(clock: Clock) -> None:
+    kube = SlowKube(clock=clock)
     world(kube, narrowing=5)
     transport = RecordingTransport()
     staging = Staging()
-    summary = on_delivery(delivery(), kube, staging, [NS], deadline=time.monotonic() - 1, handoff=transport)
+    summary = on_delivery(delivery(), kube, staging, [NS], deadline=clock.now - 1, handoff=transport)
     assert kube.patched == []
     assert staging.calls == 0
     assert len(summary["handedOn"]["rollouts"]) == 5
