@@ -3,9 +3,9 @@ function hands the rest to the audit transport (the real Pub/Sub emulator), whos
 feeds `k8s_audit`, which narrows them on the real kube-apiserver. GitHub itself never redelivers.
 
 The webhook here has its default deadline (`GITHUB_WEBHOOK_DEADLINE_SECONDS=8`), so it starts gate
-writes until 6 s in, and GitHub answers its read only after 6.5 s: it starts no gate write at all, and every Environment takes
-the durable path, whatever the machine's speed. The partial case (some narrowed in time, the rest handed
-on) is `tests/stagegate/test_revocation.py`.
+writes until 6 s in, and GitHub answers its read only after 6.5 s: it starts no gate write at all, and
+every Environment takes the durable path, whatever the machine's speed. The partial case (some narrowed
+in time, the rest handed on) is `tests/stagegate/test_revocation.py`.
 """
 
 from __future__ import annotations
