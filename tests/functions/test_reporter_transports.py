@@ -111,10 +111,18 @@ def test_a_github_outage_is_retried_by_pubsub_until_the_report_is_complete(
     assert (
         post_audit(pubsub_route, rollout_status_event(history.namespace, history.rollout)).status_code == 200
     )
-    wait_for(lambda: len(history.recorded()) == 2, seconds=90)
+    # The report is complete when both deployments carry their status (each is created, then its status).
+    wait_for(
+        lambda: (
+            all(d["statuses"] for v in history.recorded().values() for d in v)
+            and len(history.recorded()) == 2
+        ),
+        seconds=90,
+    )
     assert history.fake.faults.pending() == 0
     recorded = history.recorded()
     assert {k: len(v) for k, v in recorded.items()} == {"1": 1, "2": 1}
+    assert recorded["1"][0]["statuses"] == [("success", "Bake succeeded")]
     assert recorded["2"][0]["statuses"] == [("in_progress", "Baking in progress")]
 
 
