@@ -78,6 +78,7 @@ class StatusRecord:
     description: str | None
     created_at: str
     creator: str | None = None
+    environment_url: str | None = None
 
 
 def _version_field(payload: Mapping[str, Any] | None, name: str) -> str | None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from shared import payload
 from shared.bake import CommitLookup, DeploymentRecord, carries_bake_result, counts_for, lookup_kind
@@ -116,10 +117,12 @@ class Target:
     environment: str
     task: str
     production: bool
+    environment_url: str | None = None
 
     @classmethod
-    def of(cls, env: Environment) -> Target | None:
-        """None for an Environment without a GitHub project (nothing to record)."""
+    def of(cls, env: Environment, url_template: str | None = None) -> Target | None:
+        """None for an Environment without a GitHub project (nothing to record). `url_template`
+        (`REPORT_ENVIRONMENT_URL`) gives the `environment_url` of its statuses."""
         if not env.project or env.environment is None:
             return None
         name = deployment_name(env)
@@ -128,7 +131,28 @@ class Target:
             environment=github_environment(env, env.environment),
             task=f"deploy:{name}",
             production=env.environment == "production",
+            environment_url=environment_url(url_template, env),
         )
+
+
+URL_FIELDS = ("namespace", "name", "environment", "rollout")
+"""What `REPORT_ENVIRONMENT_URL` may name, in braces: the Environment's namespace and name, its
+`spec.environment` and its Rollout's name (the Go controller writes
+`<dashboard>/rollouts/{namespace}/{name}`, found from the rollout-dashboard's Ingress or HTTPRoute;
+here the operator states it)."""
+
+
+def environment_url(template: str | None, env: Environment) -> str | None:
+    """The URL a status of `env` carries, from the template, with every field URL-quoted."""
+    if not template:
+        return None
+    values = {
+        "namespace": env.namespace,
+        "name": env.name,
+        "environment": env.environment or "",
+        "rollout": env.rollout_name,
+    }
+    return template.format(**{k: quote(v, safe="") for k, v in values.items()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +207,12 @@ def deployment_body(env: Environment, target: Target, entry: Entry) -> dict[str,
 
 
 def status_body(target: Target, entry: Entry) -> dict[str, Any]:
-    """The create-status request for an entry's bake state (the environment is repeated, as Go does)."""
-    return {"state": entry.state, "description": entry.description, "environment": target.environment}
+    """The create-status request for an entry's bake state (the environment is repeated, as Go does),
+    with the configured environment URL."""
+    body = {"state": entry.state, "description": entry.description, "environment": target.environment}
+    if target.environment_url:
+        body["environment_url"] = target.environment_url
+    return body
 
 
 def recorded_for(entry: Entry, lookup: CommitLookup | None, target: Target) -> list[DeploymentRecord]:
@@ -216,9 +244,10 @@ def plan_report(
     env: Environment,
     rollout: Mapping[str, Any],
     lookups: Mapping[str, CommitLookup],
+    url_template: str | None = None,
 ) -> ReportPlan | None:
     """The writes still missing for the Rollout `env` governs; None when `env` has no GitHub project."""
-    target = Target.of(env)
+    target = Target.of(env, url_template)
     if target is None:
         return None
     entries, skipped = history(rollout)

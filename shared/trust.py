@@ -14,6 +14,7 @@ with stagegate's token. Pure: no I/O.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from shared.bake import CommitLookup, DeploymentRecord
@@ -28,32 +29,37 @@ def _login(login: str | None) -> str:
 class Dropped:
     """What was left out of an answer because its creator is not trusted, for the log."""
 
-    revision: str
+    about: str
+    """The revision (or environment) whose records it was among."""
     what: str
     creator: str
 
 
-def trusted_lookup(lookup: CommitLookup, creators: frozenset[str]) -> tuple[CommitLookup, list[Dropped]]:
-    """The lookup with only the deployments and statuses that trusted identities created."""
+def trusted_records(
+    deployments: Iterable[DeploymentRecord], creators: frozenset[str], about: str = ""
+) -> tuple[tuple[DeploymentRecord, ...], list[Dropped]]:
+    """Only the deployments and statuses that trusted identities created, and what was left out."""
     trusted = {_login(c) for c in creators}
     dropped: list[Dropped] = []
     kept: list[DeploymentRecord] = []
-    for deployment in lookup.deployments:
+    for deployment in deployments:
         if _login(deployment.creator) not in trusted:
-            dropped.append(
-                Dropped(lookup.revision, f"deployment {deployment.id}", deployment.creator or "unknown")
-            )
+            dropped.append(Dropped(about, f"deployment {deployment.id}", deployment.creator or "unknown"))
             continue
         statuses = tuple(s for s in deployment.statuses if _login(s.creator) in trusted)
         dropped += [
-            Dropped(
-                lookup.revision, f"a {s.state} status of deployment {deployment.id}", s.creator or "unknown"
-            )
+            Dropped(about, f"a {s.state} status of deployment {deployment.id}", s.creator or "unknown")
             for s in deployment.statuses
             if _login(s.creator) not in trusted
         ]
         kept.append(replace(deployment, statuses=statuses))
-    return replace(lookup, deployments=tuple(kept)), dropped
+    return tuple(kept), dropped
+
+
+def trusted_lookup(lookup: CommitLookup, creators: frozenset[str]) -> tuple[CommitLookup, list[Dropped]]:
+    """The lookup with only the deployments and statuses that trusted identities created."""
+    kept, dropped = trusted_records(lookup.deployments, creators, lookup.revision)
+    return replace(lookup, deployments=kept), dropped
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,13 @@
 """`python -m stagegate` / `stagegate`: look at a gate the way the functions do, and recompute it by hand.
 
+`status` prints a deployment name's pipeline as the Environments' statuses show it
+(`stagegate.pipeline_view`).
 `explain` prints an Environment's gate, what the upstream recorded of each candidate build, and for
 each of the governed Rollout's candidates whether it is allowed and why not. `recompute` runs the very
 recompute the functions run (one Environment or `--all`); `--dry-run` shows what would be written and writes
 nothing. Exit codes: 0 done, 1 some Environment failed, 2 a configuration or API error, 3 `explain`
-could not read the upstream's bake results (its answer is incomplete). Configuration is the functions'
+could not read the upstream's bake results (its answer is incomplete); `status`: 1 no Environment of
+that name, 4 one carries no status yet. Configuration is the functions'
 own (KUBECONFIG, GITHUB_TOKEN or GITHUB_APP_*, GITHUB_API_URL, ...).
 """
 
@@ -24,6 +27,7 @@ from shared.gate import is_owned_by
 from shared.upstream import github_environment, unknown_upstream
 from shared.views import Environment, RolloutGate
 from stagegate.kube import KubeGates, api_client
+from stagegate.pipeline_view import print_pipeline
 from stagegate.recompute_service import RecomputeStore, Upstream, recompute, upstream_from
 from stagegate.resync_service import resync
 from stagegate.settings import CREDENTIALS, ConfigError, Settings
@@ -174,6 +178,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     )
     explain_cmd.add_argument("environment")
     explain_cmd.add_argument("-n", "--namespace", default="default")
+    status_cmd = commands.add_parser(
+        "status", help="a deployment name's pipeline: version, bake, gate and wait of each environment"
+    )
+    status_cmd.add_argument("name", help="the Environments' spec.name (with or without kuberik/)")
+    status_cmd.add_argument("-n", "--namespace", default="default", help="(default: default)")
     recompute_cmd = commands.add_parser("recompute", help="recompute one Environment's gate, or --all")
     recompute_cmd.add_argument("environment", nargs="?")
     recompute_cmd.add_argument("-n", "--namespace", default="default")
@@ -186,8 +195,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     args = parser.parse_args(argv)
     if args.command == "recompute" and bool(args.all) == bool(args.environment):
         parser.error("recompute takes an ENVIRONMENT or --all")
-    log_filter: logging.Filter = _WarningsOnly() if args.command == "explain" else _SaysDryRun()
-    filtered = args.command == "explain" or args.dry_run
+    reading = args.command in ("explain", "status")
+    log_filter: logging.Filter = _WarningsOnly() if reading else _SaysDryRun()
+    filtered = reading or args.dry_run
     handlers = logging.getLogger("stagegate").handlers if filtered else []
     for handler in handlers:
         handler.addFilter(log_filter)
@@ -204,6 +214,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
 def _run(args: argparse.Namespace, out: TextIO) -> int:
     settings = Settings.from_env()
     kube = KubeGates(api_client(settings.kubeconfig), timeout=settings.github_deadline_seconds)
+    if args.command == "status":
+        environments = kube.list_environments([args.namespace])
+        return print_pipeline(args.name, args.namespace, environments, kube.list_gates(args.namespace), out)
     upstream = upstream_from(settings, settings.github_deadline_seconds)
     if args.command == "explain":
         complete = explain(_environment(kube, args.namespace, args.environment), kube, upstream, out)

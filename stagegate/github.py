@@ -26,7 +26,7 @@ from urllib.parse import quote
 from shared import payload
 from shared.bake import CommitLookup, DeploymentRecord, StatusRecord, lookup_kind
 from shared.errors import PermanentError, RetryableError
-from shared.trust import trusted_lookup
+from shared.trust import Dropped, trusted_lookup, trusted_records
 from stagegate.abandon import check
 from stagegate.logs import get_logger
 from stagegate.settings import GitHubApp, Settings
@@ -43,11 +43,15 @@ MAX_ALIASES = 1000
 """Revisions per request. GitHub counts at most 1,000 x (10 deployments + 10 x 10 statuses) = 110,000
 nodes for it, below its 500,000-node limit, so a Rollout history of 1,000 entries is one request."""
 
-_STATUSES = "pageInfo { hasPreviousPage startCursor } nodes { state description createdAt creator { login } }"
+_STATUSES = (
+    "pageInfo { hasPreviousPage startCursor } "
+    "nodes { state description createdAt environmentUrl creator { login } }"
+)
 _DEPLOYMENT = (
     "id databaseId commitOid task payload createdAt creator { login } "
     f"statuses(last: {PAGE}) {{ {_STATUSES} }}"
 )
+_NEWEST = "{field: CREATED_AT, direction: DESC}"
 _DEPLOYMENTS = f"pageInfo {{ hasPreviousPage startCursor }} nodes {{ {_DEPLOYMENT} }}"
 
 
@@ -95,6 +99,7 @@ def _status(node: Mapping[str, Any]) -> StatusRecord:
         description=node.get("description"),
         created_at=node["createdAt"],
         creator=_creator(node),
+        environment_url=node.get("environmentUrl") or None,
     )
 
 
@@ -154,6 +159,23 @@ def app_login(app: GitHubApp, base_url: str, timeout: float) -> Callable[[], str
         return f"{github_http.app_slug(app, base_url, timeout)}[bot]"
 
     return resolve
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineRecords:
+    """GitHub's trusted records per environment asked for, and environments of the name not asked for."""
+
+    records: Mapping[str, tuple[DeploymentRecord, ...]]
+    discovered: frozenset[str]
+
+
+def _log_dropped(repository: str, environment: str, dropped: Iterable[Dropped]) -> None:
+    for item in dropped:
+        where = {"repository": repository, "environment": environment, "about": item.about}
+        log.warning(
+            "ignored a bake record not created by a trusted identity",
+            extra={"fields": {**where, "record": item.what, "creator": item.creator}},
+        )
 
 
 def github_reader(settings: Settings, timeout: float) -> GitHubDeployments:
@@ -298,13 +320,61 @@ class GitHubDeployments:
             lookups[revision], dropped = trusted_lookup(
                 replace(commit.lookup(), answered_at=answered_at), creators
             )
-            for item in dropped:
-                where = {"repository": repository, "environment": environment, "revision": item.revision}
-                log.warning(
-                    "ignored a bake record not created by a trusted identity",
-                    extra={"fields": {**where, "record": item.what, "creator": item.creator}},
-                )
+            _log_dropped(repository, environment, dropped)
         return lookups
+
+    def pipeline_records(
+        self, repository: str, deployment_name: str, environments: Iterable[str], per_environment: int
+    ) -> PipelineRecords:
+        """The newest `per_environment` records of each of `environments` (`staging`, under
+        `kuberik/<name>/`) with their newest statuses, and the environments of the name among the
+        repository's newest deployments: one request.
+
+        Bounded on purpose (the status shows the newest entries only), so unlike `commit_deployments`
+        nothing is paged: a deployment's statuses beyond its newest `PAGE` say nothing newer.
+        """
+        owner, _, name = repository.partition("/")
+        task = f"deploy:{deployment_name}"
+        asked = sorted(set(environments))
+        what = f"deployments of {repository} {deployment_name}"
+        declared = ["$owner: String!", "$name: String!"]
+        variables: dict[str, Any] = {"owner": owner, "name": name}
+        selections = [
+            f"recent: deployments(first: {FOLLOW_UP_PAGE}, orderBy: {_NEWEST}) "
+            "{ nodes { environment task } }"
+        ]
+        for i, environment in enumerate(asked):
+            declared.append(f"$e{i}: [String!]")
+            variables[f"e{i}"] = [f"{deployment_name}/{environment}"]
+            selections.append(
+                f"e{i}: deployments(environments: $e{i}, first: {per_environment}, orderBy: {_NEWEST}) "
+                f"{{ nodes {{ {_DEPLOYMENT} }} }}"
+            )
+        inner = " ".join(selections)
+        query = f"query({', '.join(declared)}) {{ repository(owner: $owner, name: $name) {{ {inner} }} }}"
+        data, _ = self._query(query, variables, what)
+        repo = data.get("repository")
+        if not isinstance(repo, Mapping):
+            raise PermanentError(f"{what}: repository not found or not visible to the credentials")
+        creators = self.trusted_creators()
+        records: dict[str, tuple[DeploymentRecord, ...]] = {}
+        try:
+            for i, environment in enumerate(asked):
+                found = [_Deployment.from_node(n).done() for n in repo[f"e{i}"]["nodes"]]
+                ours = [d for d in found if d.task == task]
+                records[environment], dropped = trusted_records(ours, creators, environment)
+                _log_dropped(repository, f"{deployment_name}/{environment}", dropped)
+            prefix = f"{deployment_name}/"
+            seen = {
+                n["environment"][len(prefix) :]
+                for n in repo["recent"]["nodes"]
+                if n.get("task") == task
+                and isinstance(n.get("environment"), str)
+                and n["environment"].startswith(prefix)
+            }
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise RetryableError(f"{what}: GitHub's answer lacks {type(exc).__name__}: {exc}") from exc
+        return PipelineRecords(records, frozenset(e for e in seen if e and "/" not in e) - set(asked))
 
     def _first_round(
         self, owner: str, name: str, environment: str, commits: list[_Commit], what: str

@@ -247,6 +247,28 @@ class KubeGates:
         """Every Environment in the namespace, unparsed: the deploy guard refuses on unreadable ones."""
         return self._list(f"list Environments in {namespace}", ENVIRONMENT_GROUP, namespace, "environments")
 
+    def replace_environment_status(self, raw: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+        """Write an Environment's whole status (the `status` subresource), only if the Environment is
+        still at the `resourceVersion` it was read at; raise `KubeConflict` if not."""
+        meta = raw["metadata"]
+        body = {**raw, "status": dict(status)}
+        self._call(
+            f"update status of Environment {meta['namespace']}/{meta['name']}",
+            "PUT",
+            path(
+                "apis",
+                ENVIRONMENT_GROUP,
+                VERSION,
+                "namespaces",
+                meta["namespace"],
+                "environments",
+                meta["name"],
+                "status",
+            ),
+            body,
+            query={"fieldManager": FIELD_MANAGER},
+        )
+
     def get_namespace(self, name: str) -> Mapping[str, Any] | None:
         """The Namespace as the API has it (labels, whether it is being deleted), or None when missing."""
         try:

@@ -71,11 +71,16 @@ class Limits:
     deadline: float = 60.0
     lease: int = 120
     repositories: RepositoryPolicy = ANY_REPOSITORY
+    environment_url: str | None = None
+    """`REPORT_ENVIRONMENT_URL`: the template of the URL each status carries (`shared.report.URL_FIELDS`)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
         return cls(
-            settings.reporter_deadline_seconds, settings.report_lease_seconds, settings.github_repositories
+            settings.reporter_deadline_seconds,
+            settings.report_lease_seconds,
+            settings.github_repositories,
+            settings.report_environment_url,
         )
 
 
@@ -134,7 +139,9 @@ def report_rollout(
             report.outcome = "gone"
             return report
         for env, target in governing:
-            _report_environment(env, target, rollout, github, started + limits.deadline, report)
+            _report_environment(
+                env, target, rollout, github, started + limits.deadline, report, limits.environment_url
+            )
     finally:
         kube.release_lease(lease)
         report.reads, report.writes = github.calls - reads, github.writes - writes
@@ -169,17 +176,18 @@ def _report_environment(
     github: Recorder,
     deadline: float,
     report: RolloutReport,
+    url_template: str | None = None,
 ) -> None:
     wanted = revisions(rollout)
     lookups = github.commit_deployments(target.repository, target.environment, wanted) if wanted else {}
-    plan = plan_report(env, rollout, lookups)
+    plan = plan_report(env, rollout, lookups, url_template)
     if plan is None:
         return
     if plan.creates:
         # Read again just before creating: a deployment written since the first read is adopted.
         again = {w.entry.revision for w in plan.creates}
         fresh = github.commit_deployments(target.repository, target.environment, sorted(again))
-        plan = plan_report(env, rollout, {**lookups, **fresh}) or plan
+        plan = plan_report(env, rollout, {**lookups, **fresh}, url_template) or plan
     report.unchanged += plan.recorded
     report.skipped += [f"{env.key} {s.entry}: {s.reason}" for s in plan.skipped]
     _write(env, plan, github, deadline, report)

@@ -15,6 +15,7 @@ from shared.errors import PartialFailure
 from shared.trust import RepositoryPolicy
 from stagegate.logs import get_logger
 from stagegate.recompute_service import ANY_REPOSITORY, RecomputeStore, Upstream, recompute
+from stagegate.status_service import PipelineReader, StatusStore, pipelines_of, update_statuses
 
 log = get_logger("resync")
 
@@ -30,10 +31,12 @@ def resync(
     attempts: int,
     repositories: RepositoryPolicy = ANY_REPOSITORY,
     reporter: Reporter | None = None,
+    statuses: bool = False,
 ) -> dict[str, Any]:
     """Recompute the gates of every Environment (in `namespaces`, or everywhere); with a `reporter`
     (`RESYNC_REPORTS`), first record the history of every Rollout an Environment with a GitHub project
-    governs, so a Rollout change the event path missed is recorded, and its bake can open gates now."""
+    governs, so a Rollout change the event path missed is recorded, and its bake can open gates now;
+    with `statuses` (`ENVIRONMENT_STATUS`), last, every Environment's status."""
     environments = kube.list_environments(namespaces)
     summary: dict[str, Any] = {"environments": len(environments)}
     errors: list[str] = []
@@ -49,6 +52,10 @@ def resync(
     report = recompute(environments, kube, upstream, attempts, repositories)
     errors += [f"{key}: {reason}" for key, reason in report.errors.items()]
     gates = [o.to_json() for o in report.outcomes]
+    if statuses and isinstance(kube, StatusStore) and isinstance(upstream, PipelineReader):
+        written = update_statuses(pipelines_of(environments), kube, upstream)
+        summary["statuses"] = written.to_json()
+        errors += [f"{key}: status: {reason}" for key, reason in written.errors.items()]
     summary.update(gates=gates, errors=errors)
     changed = sum(1 for g in gates if g["action"] != "unchanged")
     log.info(

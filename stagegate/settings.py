@@ -15,10 +15,12 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import string
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from shared.report import URL_FIELDS
 from shared.trust import RepositoryPolicy
 from stagegate.logs import register_secrets
 
@@ -258,13 +260,34 @@ def _github_token(env: Mapping[str, str]) -> str | None:
 RESYNC_AUTH_MODES = ("bearer", "platform")
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
+def _flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raw = env.get(name, "").strip().lower()
-    if raw in ("", "false", "0", "no"):
+    if raw == "":
+        return default
+    if raw in ("false", "0", "no"):
         return False
     if raw in ("true", "1", "yes"):
         return True
     raise ConfigError(f"{name} must be true or false, got {env.get(name)!r}")
+
+
+def _url_template(env: Mapping[str, str], name: str) -> str | None:
+    """An http(s) URL template naming only `shared.report.URL_FIELDS` in braces; refused at start."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        fields = {field for _, field, _, _ in string.Formatter().parse(raw) if field is not None}
+    except ValueError as exc:
+        raise ConfigError(f"{name} is not a valid template ({exc}): {raw!r}") from exc
+    unknown = fields - set(URL_FIELDS)
+    if unknown:
+        raise ConfigError(
+            f"{name} names {', '.join(sorted(unknown))}; it may name only {', '.join(URL_FIELDS)}"
+        )
+    if urlsplit(raw).scheme not in ("http", "https"):
+        raise ConfigError(f"{name} must be an http or https URL, got {raw!r}")
+    return raw
 
 
 def _report_timing(env: Mapping[str, str]) -> tuple[float, int]:
@@ -349,6 +372,13 @@ class Settings:
     report_lease_seconds: int = 120
     """`REPORT_LEASE_SECONDS`: how long a report holds its Rollout's Lease at most (a crashed report's
     Lease runs out after it); must exceed `REPORTER_DEADLINE_SECONDS`."""
+    environment_status: bool = True
+    """`ENVIRONMENT_STATUS`: `github_webhook` and the resync write each Environment's `.status` as kuberik's
+    environment controller does (for its rollout-dashboard); `false` while that controller still runs."""
+    report_environment_url: str | None = None
+    """`REPORT_ENVIRONMENT_URL`: the URL the reporter writes as each status's `environment_url` (kuberik's
+    rollout-dashboard, e.g. `https://rollouts.example.com/rollouts/{namespace}/{name}`); the Environment
+    status shows it back. Braces may name `namespace`, `name`, `environment`, `rollout`."""
     resync_reports: bool = False
     """`RESYNC_REPORTS`: the scheduled resync also reports every governed Rollout's history on GitHub
     (turn on with the reporter, once the Go environment controller no longer writes there)."""
@@ -402,7 +432,9 @@ class Settings:
             report_sqs_queue_url=env.get("REPORT_SQS_QUEUE_URL") or None,
             reporter_deadline_seconds=deadline,
             report_lease_seconds=lease,
+            report_environment_url=_url_template(env, "REPORT_ENVIRONMENT_URL"),
             resync_reports=_flag(env, "RESYNC_REPORTS"),
+            environment_status=_flag(env, "ENVIRONMENT_STATUS", default=True),
             namespaces=tuple(
                 ns.strip() for ns in env.get("STAGEGATE_NAMESPACES", "").split(",") if ns.strip()
             ),

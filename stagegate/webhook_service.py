@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import PartialFailure, RetryableError
-from shared.github_delivery import Delivery, DeploymentStatusEvent, kuberik_target, verify_delivery
+from shared.github_delivery import (
+    BakeTarget,
+    Delivery,
+    DeploymentStatusEvent,
+    kuberik_target,
+    verify_delivery,
+)
 from shared.trust import RepositoryPolicy
 from shared.views import Environment
 from stagegate.bridge import Transport
@@ -31,6 +37,7 @@ from stagegate.recompute_service import (
     recompute,
 )
 from stagegate.settings import Settings
+from stagegate.status_service import PipelineReader, StatusStore, pipelines_of, update_statuses
 
 log = get_logger("webhook")
 
@@ -45,6 +52,7 @@ class Scope:
     deadline: float | None = None
     handoff: Transport | None = None
     handoff_batch: int = BATCH
+    statuses: bool = False
 
 
 Handler = Callable[[Delivery, RecomputeStore, Upstream, Scope], dict[str, Any]]
@@ -61,7 +69,8 @@ def _deployment_status(
     target = kuberik_target(event.environment)
     if target is None:
         return _ignored(f"environment {event.environment!r} is not shaped kuberik/<name>/<environment>")
-    environments = governed_by(target, event.repository, kube.list_environments(scope.namespaces))
+    listed = kube.list_environments(scope.namespaces)
+    environments = governed_by(target, event.repository, listed)
     report = recompute(
         environments,
         kube,
@@ -81,9 +90,29 @@ def _deployment_status(
     if report.unfinished:
         why = f"deployment_status {upstream_said}"
         summary.update(_hand_on(report.unfinished, scope.handoff, why, scope.handoff_batch))
+    if scope.statuses:
+        summary["statuses"] = _statuses(listed, target, event.repository, kube, upstream, scope.deadline)
     if report.retryable:
         raise PartialFailure(f"will retry: {', '.join(report.retryable)}", summary)
     return summary
+
+
+def _statuses(
+    listed: Sequence[Environment],
+    target: BakeTarget,
+    repository: str,
+    kube: RecomputeStore,
+    upstream: Upstream,
+    deadline: float | None,
+) -> dict[str, Any]:
+    """After the gates: the status of every Environment of the delivery's deployment name."""
+    if deadline is not None and time.monotonic() >= deadline:
+        return {"skipped": "no time left after the gates; the resync updates the statuses"}
+    if not isinstance(kube, StatusStore) or not isinstance(upstream, PipelineReader):
+        return {"skipped": "this store or reader does not write statuses"}
+    name = f"kuberik/{target.name}"
+    groups = pipelines_of(listed, lambda key: key.name == name and key.repository == repository.lower())
+    return update_statuses(groups, kube, upstream, named=[target.environment]).to_json()
 
 
 def _hand_on(
@@ -146,6 +175,7 @@ def github_request(
                 deadline=writes_until,
                 handoff=handoff,
                 handoff_batch=min(BATCH, settings.audit_max_events),
+                statuses=settings.environment_status,
             ),
         )
     )
@@ -160,10 +190,11 @@ def on_delivery(
     deadline: float | None = None,
     handoff: Transport | None = None,
     handoff_batch: int = BATCH,
+    statuses: bool = False,
 ) -> dict[str, Any]:
     """Route a verified delivery to its handler; unknown events are ignored, not errors."""
     handler = HANDLERS.get(delivery.event)
     if handler is None:
         return _ignored(f"event {delivery.event!r} does not change bake results")
-    scope = Scope(namespaces, repositories, deadline, handoff, handoff_batch)
+    scope = Scope(namespaces, repositories, deadline, handoff, handoff_batch, statuses)
     return {"delivery": delivery.delivery_id, **handler(delivery, kube, upstream, scope)}

@@ -44,6 +44,7 @@ def _resync() -> dict[str, Any]:
     return resync(
         KUBE, UPSTREAM, SETTINGS.namespaces, SETTINGS.kube_conflict_retries,
         repositories=SETTINGS.github_repositories, reporter=REPORTER,
+        statuses=SETTINGS.environment_status,
     )  # fmt: skip
 
 

@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from shared.errors import PermanentError
 from shared.gate import fallback_gate_name, gate_name
 from shared.views import Environment
-from stagegate.kube import KubeGates, api_client
+from stagegate.kube import KubeConflict, KubeGates, api_client
 from stagegate.reconcile import ensure_gates
 from stagegate_dev import devstack
 from tests.kube_objects import (
@@ -158,6 +158,20 @@ def test_environments_are_read_by_name_and_listed(
     assert [e.key for e in sa_gates.list_environments([namespace])] == [f"{namespace}/prod"]
 
 
+def test_an_environment_status_is_written_and_nothing_else_of_it(
+    namespace: str, sa_gates: KubeGates, custom: client.CustomObjectsApi
+) -> None:
+    create_environment(custom, environment(namespace, "prod"))
+    raw = sa_gates.get_environment_object(namespace, "prod")
+    assert raw is not None
+    sa_gates.replace_environment_status(raw, {"currentVersion": "abc1234"})
+    stored = custom.get_namespaced_custom_object(*ENV_ARGS, namespace, "environments", "prod")
+    assert stored["status"] == {"currentVersion": "abc1234"}
+    assert stored["spec"] == raw["spec"]
+    with pytest.raises(KubeConflict):  # written against the resourceVersion it was read at, not blindly
+        sa_gates.replace_environment_status(raw, {"currentVersion": "def5678"})
+
+
 def test_rollout_is_read(namespace: str, sa_gates: KubeGates, custom: client.CustomObjectsApi) -> None:
     rollout(custom, namespace)
     raw = sa_gates.get_rollout(namespace, "myapp")
@@ -227,6 +241,12 @@ REFUSED: dict[str, Attempt] = {
     ),
     "create environment": lambda custom, _, ns: custom.create_namespaced_custom_object(
         *ENV_ARGS, ns, "environments", environment(ns, "intruder")
+    ),
+    "update environment spec": lambda custom, _, ns: custom.patch_namespaced_custom_object(
+        *ENV_ARGS, ns, "environments", "prod", {"spec": {"relationship": None}}
+    ),
+    "patch environment status": lambda custom, _, ns: custom.patch_namespaced_custom_object_status(
+        *ENV_ARGS, ns, "environments", "prod", {"status": {"currentVersion": "x"}}
     ),
     "patch rollout": lambda custom, _, ns: custom.patch_namespaced_custom_object(
         *GATE_ARGS, ns, "rollouts", "myapp", {"metadata": {"labels": {"x": "y"}}}
@@ -315,6 +335,7 @@ def test_cluster_role_is_least_privilege() -> None:
         ("kuberik.com", "rolloutgates", ("create", "list", "patch")),
         ("environments.kuberik.com", "environments", ("get", "list")),
         ("environments.kuberik.com", "environments/finalizers", ("update",)),
+        ("environments.kuberik.com", "environments/status", ("update",)),
         ("kuberik.com", "rollouts", ("get", "list")),
         ("", "events", ("create",)),
         ("coordination.k8s.io", "leases", ("create", "get", "update")),

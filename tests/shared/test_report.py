@@ -241,3 +241,18 @@ def test_the_payload_carries_the_environments_relationship() -> None:
     doc = payload.decode(plan.writes[0].body["payload"])
     assert doc is not None
     assert doc["relationship"] == {"environment": "staging", "type": "After"}
+
+
+def test_statuses_carry_the_configured_environment_url_with_its_fields_quoted() -> None:
+    env = environment("prod")
+    template = "https://dash.example/rollouts/{namespace}/{name}?env={environment}&r={rollout}"
+    plan = plan_report(env, rollout(entry(1)), lookups(), template)
+    assert plan is not None
+    [status] = [w for w in plan.writes if isinstance(w, NewStatus)]
+    expected = (
+        f"https://dash.example/rollouts/{env.namespace}/{env.name}?env={env.environment}&r={env.rollout_name}"
+    )
+    assert status.body["environment_url"] == expected
+    plain = plan_report(env, rollout(entry(1)), lookups())
+    assert plain is not None
+    assert all("environment_url" not in w.body for w in plain.writes if isinstance(w, NewStatus))

@@ -15,6 +15,7 @@ def test_defaults_apply_when_nothing_is_set() -> None:
     assert settings.audit_max_body_bytes == 4 * 1024 * 1024
     assert settings.kube_conflict_retries == 5
     assert settings.kubeconfig is None
+    assert (settings.environment_status, settings.report_environment_url) == (True, None)
 
 
 def test_values_are_read_from_the_environment() -> None:
@@ -45,6 +46,10 @@ def test_values_are_read_from_the_environment() -> None:
         ("AUDIT_MAX_BODY_BYTES", "0"),
         ("KUBE_CONFLICT_RETRIES", "many"),
         ("AUDIT_WEBHOOK_TOKEN", " padded "),
+        ("ENVIRONMENT_STATUS", "sometimes"),
+        ("REPORT_ENVIRONMENT_URL", "https://dash.example/rollouts/{namespace}/{token}"),
+        ("REPORT_ENVIRONMENT_URL", "https://dash.example/rollouts/{namespace"),
+        ("REPORT_ENVIRONMENT_URL", "javascript:alert(1)//{name}"),
     ],
 )
 def test_malformed_value_fails_at_start_naming_the_variable(name: str, value: str) -> None:
