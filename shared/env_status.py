@@ -14,7 +14,8 @@ Same fields and meaning as the Go controller (v0.1.5, `updateStatus`, `buildEnvi
 
 Where this differs from the Go controller, on purpose:
 - the history of an environment whose Rollout is in this cluster is that Rollout's own history (the
-  source GitHub's record is made from, so the status never waits on the report); the others' history
+  source GitHub's record is made from, so the status never waits on the report), unless it has none
+  yet (then GitHub's, as the Go controller shows when the Rollout's history is empty); the others' history
   comes from GitHub, read per environment by name, so none falls off a page of the newest 100
   deployments of the name, and an environment with no record left anywhere is dropped, not kept stale;
 - a relationship comes from the Environment's spec when it is in this cluster (what holds now), else
@@ -183,8 +184,9 @@ def _observed(
             continue
         relationships[env.environment] = env.relationship
         rollout = pipeline.rollouts.get(env.rollout_name)
-        if rollout is not None:
-            histories[env.environment] = _rollout_history(rollout)
+        own = _rollout_history(rollout) if rollout is not None else []
+        if own:
+            histories[env.environment] = own
             from_rollouts.add(env.environment)
         elif env.environment in histories:
             histories[env.environment] = histories[env.environment][: history_limit(None)]
@@ -334,17 +336,31 @@ def _component(current: str, relationships: Mapping[str, Relationship | None]) -
 def _ordered(
     infos: list[dict[str, Any]], relationships: Mapping[str, Relationship | None]
 ) -> list[dict[str, Any]]:
-    """Ancestors first (by depth along relationships), then the newest history id, then the name."""
-
-    def depth(name: str) -> int:
-        seen = {name}
-        relationship = relationships.get(name)
-        while relationship is not None and relationship.environment not in seen:
-            seen.add(relationship.environment)
-            relationship = relationships.get(relationship.environment)
-        return len(seen) - 1
+    """Ancestors first; among the environments whose ancestors are all placed, the newest history id
+    first, then the name (the order the Go controller's comparator gives where it is consistent)."""
 
     def newest_id(info: Mapping[str, Any]) -> int:
         return max((e["id"] for e in info.get("history") or [] if isinstance(e.get("id"), int)), default=-1)
 
-    return sorted(infos, key=lambda i: (depth(i["environment"]), -newest_id(i), i["environment"]))
+    def ancestors(name: str) -> set[str]:
+        seen: set[str] = set()
+        relationship = relationships.get(name)
+        while (
+            relationship is not None
+            and relationship.environment not in seen
+            and relationship.environment != name
+        ):
+            seen.add(relationship.environment)
+            relationship = relationships.get(relationship.environment)
+        return seen
+
+    remaining = {info["environment"]: info for info in infos}
+    placed: list[dict[str, Any]] = []
+    while remaining:
+        ready = [i for n, i in remaining.items() if not ancestors(n) & remaining.keys()] or list(
+            remaining.values()
+        )
+        chosen = min(ready, key=lambda i: (-newest_id(i), i["environment"]))
+        placed.append(chosen)
+        del remaining[chosen["environment"]]
+    return placed

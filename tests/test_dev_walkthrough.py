@@ -150,6 +150,12 @@ def test_the_readme_walkthrough_closes_then_opens_prods_gate_and_sigterm_stops_e
     assert f"{TAG}: allowed: " in opened, opened
     assert "bake result success (history entry" in opened, opened
     assert f"the recompute would allow: ['{TAG}']" in opened, opened
+    assert [o.strip() for o in outputs(done, "kubectl get environment prod")] == ["staging prod"]
+    [pipeline] = outputs(done, ".venv/bin/stagegate status myapp")
+    rows = [line.split() for line in pipeline.splitlines()[2:]]
+    assert rows[0][:4] == ["staging", TAG, "(b797408)", "Succeeded"], pipeline
+    assert rows[1][0] == "prod", pipeline
+    assert f'["{TAG}"]' in rows[1], pipeline
     assert "stopped: " in said
     assert processes_marked(marker) == []
     assert not folder.exists()
