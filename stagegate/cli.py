@@ -75,6 +75,9 @@ class DryRun(KubeGates):
     def warn(self, env: Environment, reason: str, message: str) -> None:
         self.writes.append(f"would record Event {reason} on {env.key}: {message}")
 
+    def tell(self, env: Environment, kind: str, reason: str, message: str) -> None:
+        self.writes.append(f"would record {kind} Event {reason} on {env.key}: {message}")
+
 
 def _merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch, as the API server applies `application/merge-patch+json`."""

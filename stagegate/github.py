@@ -272,6 +272,18 @@ class GitHubDeployments:
             raise RetryableError(f"{what}: GitHub answered no data")
         return data, date
 
+    def _in_repository(
+        self, declared: list[str], variables: dict[str, Any], selections: list[str], what: str
+    ) -> tuple[Mapping[str, Any], float | None]:
+        """The `repository` of one query made of `selections` (`$owner`, `$name` declared), and its date."""
+        inner = " ".join(selections)
+        query = f"query({', '.join(declared)}) {{ repository(owner: $owner, name: $name) {{ {inner} }} }}"
+        data, date = self._query(query, variables, what)
+        repo = data.get("repository")
+        if not isinstance(repo, Mapping):
+            raise PermanentError(f"{what}: repository not found or not visible to the credentials")
+        return repo, date
+
     def create_deployment(self, repository: str, body: Mapping[str, Any]) -> int:
         """`POST /repos/{owner}/{repo}/deployments` (REST: GraphQL has no mutation for it); the new id."""
         what = f"create a deployment in {repository}"
@@ -350,12 +362,7 @@ class GitHubDeployments:
                 f"e{i}: deployments(environments: $e{i}, first: {per_environment}, orderBy: {_NEWEST}) "
                 f"{{ nodes {{ {_DEPLOYMENT} }} }}"
             )
-        inner = " ".join(selections)
-        query = f"query({', '.join(declared)}) {{ repository(owner: $owner, name: $name) {{ {inner} }} }}"
-        data, _ = self._query(query, variables, what)
-        repo = data.get("repository")
-        if not isinstance(repo, Mapping):
-            raise PermanentError(f"{what}: repository not found or not visible to the credentials")
+        repo, _ = self._in_repository(declared, variables, selections, what)
         creators = self.trusted_creators()
         records: dict[str, tuple[DeploymentRecord, ...]] = {}
         try:
@@ -393,12 +400,7 @@ class GitHubDeployments:
         # How many deployments the environment holds at all: none means nothing was ever recorded there
         # (a misspelt upstream, most likely), which `explain` and the recompute say.
         selections.append("held: deployments(environments: $environments, last: 1) { totalCount }")
-        inner = " ".join(selections)
-        query = f"query({', '.join(declared)}) {{ repository(owner: $owner, name: $name) {{ {inner} }} }}"
-        data, date = self._query(query, variables, what)
-        repo = data.get("repository")
-        if not isinstance(repo, Mapping):
-            raise PermanentError(f"{what}: repository not found or not visible to the credentials")
+        repo, date = self._in_repository(declared, variables, selections, what)
         held = (repo.get("held") or {}).get("totalCount")
         for commit in commits:
             commit.held = held if isinstance(held, int) else None

@@ -421,30 +421,62 @@ class KubeGates:
         An Event about a cluster-scoped object (a Namespace) is stored in `default` without a namespace in
         its `involvedObject`, as client-go's recorders store them (the API accepts no other place).
         """
-        now = time_rfc3339(datetime.datetime.now(datetime.UTC))
-        stored_in = notice.namespace or "default"
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": f"{notice.name}.{secrets.token_hex(8)}", "namespace": stored_in},
-            "involvedObject": {
-                "apiVersion": notice.api_version,
-                "kind": notice.kind,
-                "name": notice.name,
-                **({"namespace": notice.namespace} if notice.namespace else {}),
-                "uid": notice.uid,
-            },
-            "reason": notice.reason,
-            "message": notice.message[:1024],
-            "type": "Warning",
-            "source": {"component": "stagegate"},
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-        self._call(
-            f"create Event for {notice.about}",
-            "POST",
-            path("api", "v1", "namespaces", stored_in, "events"),
-            event,
+        self._create_event(_event(notice, f"{notice.name}.{secrets.token_hex(8)}", "Warning"))
+
+    def tell(self, env: Environment, kind: str, reason: str, message: str) -> None:
+        """Record a `Normal` or `Warning` Event on the Environment, aggregated as client-go's correlator
+        does: the same one again raises the `count` of one Event instead of adding another, so a busy
+        pipeline does not flood the API (an increment lost to a concurrent one is not retried)."""
+        notice = EventNotice(
+            env.namespace, ENVIRONMENT_API_VERSION, ENVIRONMENT_KIND, env.name, env.uid, reason, message
         )
+        key = hashlib.sha256("\0".join((env.uid, kind, reason, message)).encode()).hexdigest()[:16]
+        name = f"{env.name[: MAX_EVENT_NAME - len(key) - 1]}.{key}"
+        try:
+            self._create_event(_event(notice, name, kind))
+            return
+        except KubeConflict:
+            pass  # told before: count it
+        where = path("api", "v1", "namespaces", env.namespace, "events", name)
+        try:
+            existing = self._call(f"get Event {name}", "GET", where)
+            patch = {
+                "metadata": {"resourceVersion": existing["metadata"]["resourceVersion"]},
+                "count": int(existing.get("count") or 1) + 1,
+                "lastTimestamp": time_rfc3339(datetime.datetime.now(datetime.UTC)),
+            }
+            self._call(f"count Event {name}", "PATCH", where, patch, content_type=MERGE_PATCH)
+        except (KubeConflict, KubeNotFound):
+            pass  # counted meanwhile by another writer, or expired: the next one counts again
+
+    def _create_event(self, event: Mapping[str, Any]) -> None:
+        meta = event["metadata"]
+        where = path("api", "v1", "namespaces", meta["namespace"], "events")
+        self._call(f"create Event {meta['name']}", "POST", where, event)
+
+
+MAX_EVENT_NAME = 253
+
+
+def _event(notice: EventNotice, name: str, kind: str) -> dict[str, Any]:
+    """An Event of `kind` (`Normal`, `Warning`) about the object `notice` names, stored as `name`."""
+    now = time_rfc3339(datetime.datetime.now(datetime.UTC))
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": notice.namespace or "default"},
+        "involvedObject": {
+            "apiVersion": notice.api_version,
+            "kind": notice.kind,
+            "name": notice.name,
+            **({"namespace": notice.namespace} if notice.namespace else {}),
+            "uid": notice.uid,
+        },
+        "reason": notice.reason,
+        "message": notice.message[:1024],
+        "type": kind,
+        "source": {"component": "stagegate"},
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }

@@ -18,12 +18,21 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
-from shared.bake import CommitLookup, ReleaseCandidate, candidate_revisions, release_candidates, results_for
+from shared.bake import (
+    CommitLookup,
+    ReleaseCandidate,
+    VersionResult,
+    candidate_revisions,
+    describe_result,
+    release_candidates,
+    results_for,
+)
 from shared.errors import BadEvent, PermanentError, RetryableError, StagegateError
 from shared.evidence import github_now
 from shared.gate import GatePlan, is_owned_by
+from shared.gate_events import NOT_COMPUTED, gate_events
 from shared.github_delivery import BakeTarget
 from shared.recompute import plan_recompute
 from shared.trust import RepositoryPolicy
@@ -87,9 +96,12 @@ class Recompute:
     errors: dict[str, str] = field(default_factory=dict)
     retryable: list[str] = field(default_factory=list)
     unfinished: list[Environment] = field(default_factory=list)
+    told: list[tuple[Environment, str, str, str]] = field(default_factory=list)
+    """Events to record once the gates are written: (Environment, type, reason, message)."""
 
     def fail(self, env: Environment, exc: Exception, *, retry: bool) -> None:
         self.errors[env.key] = str(exc)
+        self.told.append((env, "Warning", NOT_COMPUTED, f"its gate could not be computed: {exc}"))
         if retry:
             self.retryable.append(env.key)
         level = log.warning if retry else log.error
@@ -103,6 +115,7 @@ class Recompute:
         self.errors.update(other.errors)
         self.retryable += other.retryable
         self.unfinished += other.unfinished
+        self.told += other.told
 
 
 @dataclass(frozen=True)
@@ -165,7 +178,30 @@ def recompute(
             report.fail(env, exc, retry=True)
     for (project, where), members in groups.items():
         _recompute_group(project, where, members, run, report)
+    _tell(report, run)
     return report
+
+
+@runtime_checkable
+class Teller(Protocol):
+    def tell(self, env: Environment, kind: str, reason: str, message: str) -> None: ...
+
+
+def _tell(report: Recompute, run: _Run) -> None:
+    """Record the Events of this recompute, after every gate write and only before the deadline: an
+    Event never delays a gate, and one lost is only a story not told (the log has it)."""
+    kube = run.kube
+    if not report.told or not isinstance(kube, Teller):
+        return
+    missed: dict[str, int] = {}
+    for item in fan_out(report.told, lambda t: kube.tell(*t), run.deadline):
+        if item.error is not None and not isinstance(item.error, StagegateError):
+            raise item.error
+        if item.error is not None or not item.started:
+            why = str(item.error) if item.error is not None else "no time left after the gates"
+            missed[why] = missed.get(why, 0) + 1
+    for why, count in missed.items():
+        log.warning("Events not recorded", extra={"fields": {"events": count, "why": why}})
 
 
 def _warn(kube: RecomputeStore, env: Environment, reason: str, message: str) -> None:
@@ -236,7 +272,9 @@ def _recompute_group(
                 continue
             for gate in o.gates:
                 recomputed = plan_recompute(o.env, gate, o.candidates, results, now)
-                writes.append(_Write(o, recomputed.plan, recomputed.allowed.reasons))
+                writes.append(
+                    _Write(o, recomputed.plan, _with_records(recomputed.allowed.reasons, results, where))
+                )
         writes.sort(key=lambda w: not w.narrows)
         if {lookup.environment_records for lookup in lookups.values()} == {0}:
             _warn_unknown_upstream(writes, listed, run.kube)
@@ -247,6 +285,16 @@ def _recompute_group(
         report.fail(
             env, RetryableError(f"gates of {env.key} kept changing under {run.attempts} attempts"), retry=True
         )
+
+
+def _with_records(
+    reasons: Mapping[str, str], results: Mapping[ReleaseCandidate, VersionResult], where: str
+) -> dict[str, str]:
+    """Each candidate's reason, and the upstream record it rests on (history entry, deployment)."""
+    records = {c.tag: describe_result(r) for c, r in results.items() if r.deployed}
+    return {
+        tag: f"{why}; {records[tag]} in {where}" if tag in records else why for tag, why in reasons.items()
+    }
 
 
 def _apply(writes: list[_Write], run: _Run, report: Recompute, attempt: int) -> list[Environment]:
@@ -264,6 +312,11 @@ def _apply(writes: list[_Write], run: _Run, report: Recompute, attempt: int) -> 
             left[env.key] = env
         elif item.error is None and item.result is not None:
             report.outcomes.append(item.result)
+            outcome, reasons = item.result, item.item.reasons
+            for why, message in gate_events(
+                outcome.gate, outcome.allowed_before, outcome.allowed_after, reasons
+            ):
+                report.told.append((env, "Normal", why, message))
         elif isinstance(item.error, KubeConflict | KubeNotFound):
             log.info(
                 "gate changed while recomputing, reading again",

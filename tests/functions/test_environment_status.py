@@ -15,13 +15,14 @@ import requests
 from kubernetes import client
 
 from shared.github_delivery import signature
+from shared.views import Environment
 from stagegate.cli import main
 from stagegate.kube import KubeGates, api_client
 from stagegate.pipeline_view import NO_ENVIRONMENT, NO_STATUS
 from stagegate_dev import devstack
 from stagegate_dev.fake_github import FakeGitHub
 from tests.functions.test_github_webhook import CA, SECRET, App, rev, serve
-from tests.kube_objects import ENV_ARGS
+from tests.kube_objects import ENV_ARGS, environment
 
 AT = "2026-12-01T10:00:00Z"
 
@@ -49,7 +50,7 @@ class Pipeline(App):
             {"status": {"history": history}},
         )
 
-    def status(self, env: str) -> dict[str, Any]:
+    def env_status(self, env: str) -> dict[str, Any]:
         found = self.custom.get_namespaced_custom_object(*ENV_ARGS, self.namespace, "environments", env)
         return dict(found.get("status") or {})
 
@@ -151,13 +152,13 @@ def test_a_delivery_writes_every_status_of_the_pipeline_as_the_go_controller_wou
         "relationship": {"environment": "staging", "type": "After"},
         "history": [entry(1, "v0", rev(0), "Succeeded")],
     }
-    prod = app.status("prod")
+    prod = app.env_status("prod")
     assert {k: v for k, v in prod.items() if k != "lastStatusChangeTime"} == {
         "currentVersion": rev(0),
         "rolloutGateRef": {"name": "prod-stagegate"},
         "environmentInfos": [staging_info, prod_info],
     }
-    staging = app.status("staging")
+    staging = app.env_status("staging")
     assert staging["currentVersion"] == rev(2)
     assert staging["rolloutGateRef"] == {"name": "staging-stagegate"}
     assert staging["environmentInfos"] == [staging_info, prod_info]
@@ -176,7 +177,7 @@ def test_a_delivery_writes_every_status_of_the_pipeline_as_the_go_controller_wou
     # The same delivery again changes nothing, not even the time of the last change.
     again = deliver(url, fake, app.repo, app.record("staging", 2, "v2", rev(2), "Baking in progress", None))
     assert again["statuses"]["written"] == []
-    assert app.status("prod") == prod
+    assert app.env_status("prod") == prod
 
 
 def test_a_rollout_change_shows_at_the_next_update_and_moves_the_change_time(
@@ -188,11 +189,11 @@ def test_a_rollout_change_shows_at_the_next_update_and_moves_the_change_time(
     assert main(["status", "other", "-n", app.namespace], io.StringIO()) == NO_ENVIRONMENT
     app.history("staging", (1, "v1", rev(1), "InProgress"))
     deliver(url, fake, app.repo, app.record("staging", 1, "v1", rev(1), "Baking in progress", None))
-    before = app.status("staging")
+    before = app.env_status("staging")
     assert before["environmentInfos"][0]["history"] == [entry(1, "v1", rev(1), "InProgress")]
     app.history("staging", (1, "v1", rev(1), "Succeeded"))
     deliver(url, fake, app.repo, app.record("staging", 1, "v1", rev(1), "Bake succeeded", None))
-    after = app.status("staging")
+    after = app.env_status("staging")
     assert after["environmentInfos"][0]["history"] == [entry(1, "v1", rev(1), "Succeeded")]
     assert after["lastStatusChangeTime"] >= before["lastStatusChangeTime"]
 
@@ -247,7 +248,7 @@ def test_an_environment_in_another_cluster_shows_with_its_history_and_relationsh
         "history": [entry(3, "v1", rev(1), "InProgress")],
     }
     # Seen from staging's cluster, prod exists only on GitHub: its entry carries GitHub's times.
-    assert app.status("staging")["environmentInfos"] == [
+    assert app.env_status("staging")["environmentInfos"] == [
         staging_here,
         {
             **prod_there,
@@ -271,7 +272,7 @@ def test_an_environment_in_another_cluster_shows_with_its_history_and_relationsh
             }
         ],
     }
-    assert prod_side.status("prod")["environmentInfos"] == [staging_there, prod_there]
+    assert prod_side.env_status("prod")["environmentInfos"] == [staging_there, prod_there]
 
     # A replayed delivery answered by a lagging replica must not take staging's newer result back.
     before_failure = fake.snapshot()
@@ -282,8 +283,55 @@ def test_an_environment_in_another_cluster_shows_with_its_history_and_relationsh
         app.record("staging", 1, "v1", rev(1), "Bake failed: error rate", None),
         there,
     )
-    [failed] = prod_side.status("prod")["environmentInfos"][0]["history"]
+    [failed] = prod_side.env_status("prod")["environmentInfos"][0]["history"]
     assert (failed["bakeStatus"], failed["bakeStatusMessage"]) == ("Failed", "error rate")
     with fake.stale(before_failure):
         deliver(other_url, fake, app.repo, staging_baked, there)
-    assert prod_side.status("prod")["environmentInfos"][0]["history"] == [failed]
+    assert prod_side.env_status("prod")["environmentInfos"][0]["history"] == [failed]
+
+
+# --- Events that tell the story ------------------------------------------------------------------
+
+
+def told(kube_stack: devstack.KubeStack, namespace: str, name: str) -> list[tuple[str, str, str, int]]:
+    """(type, reason, message, count) of stagegate's Events on the Environment, oldest first."""
+    events = client.CoreV1Api(kube_stack.api_client()).list_namespaced_event(namespace).items
+    mine = [e for e in events if e.involved_object.name == name and e.source.component == "stagegate"]
+    mine.sort(key=lambda e: e.first_timestamp)
+    return [(e.type, e.reason, e.message, e.count) for e in mine]
+
+
+def test_gate_changes_are_told_on_the_environment_once_each_then_counted(url, fake, app, kube_stack) -> None:
+    app.environment("staging")
+    app.environment("prod", upstream="staging")
+    app.candidates("prod", ("v1", rev(1)))
+    deliver(url, fake, app.repo, app.bake("staging", rev(1)))
+    [(kind, reason, message, count)] = told(kube_stack, app.namespace, "prod")
+    assert (kind, reason, count) == ("Normal", "GateOpened", 1)
+    assert message.startswith("prod-stagegate allows v1 (allowed: ")
+    assert "bake result success (history entry 1, deployment " in message
+    assert "in kuberik/myapp/staging" in message
+    assert message.endswith("; it allows v1")
+    deliver(url, fake, app.repo, app.bake("staging", rev(1), "failure", "Bake failed: error rate"))
+    deliver(url, fake, app.repo, app.bake("staging", rev(1)))
+    deliver(url, fake, app.repo, app.bake("staging", rev(1), "failure", "Bake failed: error rate"))
+    story = told(kube_stack, app.namespace, "prod")
+    # Opened, narrowed, opened, narrowed: each told (the same message again only counts up).
+    assert {(k, r) for k, r, _, _ in story} == {("Normal", "GateOpened"), ("Normal", "GateNarrowed")}
+    assert sum(count for *_, count in story) == 4
+    assert all("no longer allows v1 (blocked: " in m for _, r, m, _ in story if r == "GateNarrowed")
+    assert told(kube_stack, app.namespace, "staging") == []  # no relationship: nothing to tell
+
+
+def test_the_same_event_again_counts_up_instead_of_adding_one(gates, custom, namespace, kube_stack) -> None:
+    body = environment(namespace, "prod", upstream="staging")
+    env = Environment.from_raw(
+        custom.create_namespaced_custom_object(*ENV_ARGS, namespace, "environments", body)
+    )
+    for _ in range(3):
+        gates.tell(env, "Normal", "GateOpened", "prod-stagegate allows v1")
+    gates.tell(env, "Warning", "GateNotComputed", "its gate could not be computed: GitHub answered 502")
+    assert sorted(told(kube_stack, namespace, "prod")) == [
+        ("Normal", "GateOpened", "prod-stagegate allows v1", 3),
+        ("Warning", "GateNotComputed", "its gate could not be computed: GitHub answered 502", 1),
+    ]

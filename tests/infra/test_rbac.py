@@ -337,7 +337,7 @@ def test_cluster_role_is_least_privilege() -> None:
         ("environments.kuberik.com", "environments/finalizers", ("update",)),
         ("environments.kuberik.com", "environments/status", ("update",)),
         ("kuberik.com", "rollouts", ("get", "list")),
-        ("", "events", ("create",)),
+        ("", "events", ("create", "get", "patch")),
         ("coordination.k8s.io", "leases", ("create", "get", "update")),
     }
 
