@@ -45,6 +45,7 @@ bench: install kube-assets octokit-assets  ## latency, API calls per event, impo
 	$(PY) bench/bench_k8s_audit.py
 	$(PY) bench/bench_github_webhook.py
 	$(PY) bench/bench_revocation.py
+	$(PY) bench/bench_environment_status.py
 	$(PY) bench/bench_resync.py
 	$(PY) bench/bench_admission.py
 	$(PY) bench/bench_reporter.py

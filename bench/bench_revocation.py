@@ -23,27 +23,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
 from kubernetes import client
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared.github_delivery import signature  # noqa: E402
 from shared.views import Environment  # noqa: E402
 from stagegate.kube import KubeGates, api_client  # noqa: E402
 from stagegate.reconcile import ensure_gates  # noqa: E402
 from stagegate_dev import devstack  # noqa: E402
 from stagegate_dev.commandline import no_arguments, stop_cleanly_on_signals  # noqa: E402
 from stagegate_dev.fake_github import FakeGitHub  # noqa: E402
-from tests.functions.handoff_support import SECRET, audit_route, serve  # noqa: E402
+from tests.functions.handoff_support import GITHUB_TIMEOUT, audit_route, deliver, serve  # noqa: E402
 from tests.kube_objects import ENV_ARGS, GATE_ARGS, environment  # noqa: E402
 
 SIZES = [int(n) for n in os.environ.get("BENCH_REVOCATION_N", "100,1000").split(",")]
 WEBHOOK = ("github_webhook", "github_webhook")
 REV = f"{1:040x}"
 TAG = "v1"
-GITHUB_TIMEOUT = 10.0
 HANDOFF_DEADLINE = 4.0
 """The hand-off row's GITHUB_WEBHOOK_DEADLINE_SECONDS: writes stop after 2 s, the rest is handed on."""
 
@@ -98,18 +95,6 @@ class App:
             and gate["metadata"]["name"].startswith("prod-")
             and TAG in (gate["spec"].get("allowedVersions") or [])
         )
-
-
-def deliver(url: str, fake: FakeGitHub, repo: str, status_id: int, ca: str) -> tuple[int, float]:
-    headers, body = fake.deployment_status_event(repo, status_id)
-    headers["X-Hub-Signature-256"] = signature(SECRET, body)
-    started = time.perf_counter()
-    try:
-        answer = requests.post(url, data=body, headers=headers, verify=ca, timeout=GITHUB_TIMEOUT)
-        code = answer.status_code
-    except requests.Timeout:
-        code = 0  # GitHub gave up waiting: the delivery failed, and it is not redelivered
-    return code, time.perf_counter() - started
 
 
 def wait_for(predicate: Any, seconds: float) -> float | None:

@@ -341,7 +341,7 @@ def _environments_now(
     environments: Sequence[Environment], run: _Run
 ) -> tuple[dict[str, Environment | None], list[Environment]]:
     """The Environments as the API has them now, read the way `_where` says; and all that was listed."""
-    where = _where({env.namespace for env in environments}, run.namespaces)
+    where = listing_scopes({env.namespace for env in environments}, run.namespaces)
     found: dict[str, Environment] = {}
     for item in fan_out(where, lambda w: run.kube.list_environments(() if w is None else [w])):
         if item.error is not None:
@@ -424,7 +424,7 @@ CLUSTER_WIDE_FROM = 8
 list per namespace (where stagegate watches every namespace; its ClusterRole grants that list)."""
 
 
-def _where(namespaces: set[str], scope: Sequence[str]) -> list[str | None]:
+def listing_scopes(namespaces: set[str], scope: Sequence[str]) -> list[str | None]:
     """Where to list what a group needs: each namespace, or the whole cluster (None)."""
     if not scope and len(namespaces) >= CLUSTER_WIDE_FROM:
         return [None]
@@ -441,7 +441,7 @@ def _observe(members: Sequence[Environment], run: _Run, report: Recompute) -> li
     gates: dict[str, list[RolloutGate]] = {}
     rollouts: dict[tuple[str, str], Mapping[str, Any]] = {}
     unread: dict[str, Exception] = {}
-    where = _where(set(by_namespace), run.namespaces)
+    where = listing_scopes(set(by_namespace), run.namespaces)
     for item in fan_out(where, lambda w: (run.kube.list_gates(w), run.kube.list_rollouts(w))):
         if item.error is not None:
             for ns in by_namespace if item.item is None else [item.item]:

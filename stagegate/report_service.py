@@ -32,6 +32,7 @@ from shared.views import Environment
 from stagegate.logs import get_logger
 from stagegate.recompute_service import ANY_REPOSITORY
 from stagegate.settings import Settings
+from stagegate.status_service import PipelineKey, PipelineReader, StatusStore, pipelines_of, update_statuses
 
 log = get_logger("reporter")
 
@@ -73,6 +74,8 @@ class Limits:
     repositories: RepositoryPolicy = ANY_REPOSITORY
     environment_url: str | None = None
     """`REPORT_ENVIRONMENT_URL`: the template of the URL each status carries (`shared.report.URL_FIELDS`)."""
+    environment_status: bool = False
+    """`ENVIRONMENT_STATUS`: after reporting Rollout changes, update their Environments' statuses."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -81,6 +84,7 @@ class Limits:
             settings.report_lease_seconds,
             settings.github_repositories,
             settings.report_environment_url,
+            settings.environment_status,
         )
 
 
@@ -239,13 +243,36 @@ def report_events(
     github: Recorder,
     limits: Limits = Limits(),
 ) -> dict[str, Any]:
-    """Report each Rollout whose status an audit event says changed, once per Rollout, in order."""
+    """Report each Rollout whose status an audit event says changed, once per Rollout, in order; then,
+    with `limits.environment_status`, the statuses of their Environments."""
+    started = time.monotonic()
     rollouts: dict[tuple[str, str], None] = {}
     for event in events:
         routed = route(event)
         if isinstance(routed, Routed) and routed.route == "rollout":
             rollouts.setdefault((routed.namespace, routed.name), None)
-    return report_all(list(rollouts), kube, github, limits)
+    summary = report_all(list(rollouts), kube, github, limits)
+    if limits.environment_status and rollouts:
+        summary["statuses"] = _statuses(list(rollouts), kube, github, started + limits.deadline)
+    return summary
+
+
+def _statuses(
+    rollouts: Sequence[tuple[str, str]], kube: ReportStore, github: Recorder, deadline: float
+) -> dict[str, Any]:
+    """The statuses of the pipelines these Rollouts' Environments belong to: a Rollout's history shows
+    in its Environment's status (and its siblings') at once, not only after GitHub delivers the report."""
+    if not isinstance(kube, StatusStore) or not isinstance(github, PipelineReader):
+        return {"skipped": "this store or reader does not write statuses"}
+    listed = kube.list_environments(sorted({namespace for namespace, _ in rollouts}))
+    changed = {
+        key
+        for env in listed
+        if (env.namespace, env.rollout_name) in rollouts and (key := PipelineKey.of(env))
+    }
+    return update_statuses(
+        pipelines_of(listed, lambda key: key in changed), kube, github, deadline=deadline
+    ).to_json()
 
 
 def report_all(

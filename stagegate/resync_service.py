@@ -53,7 +53,7 @@ def resync(
     errors += [f"{key}: {reason}" for key, reason in report.errors.items()]
     gates = [o.to_json() for o in report.outcomes]
     if statuses and isinstance(kube, StatusStore) and isinstance(upstream, PipelineReader):
-        written = update_statuses(pipelines_of(environments), kube, upstream)
+        written = update_statuses(pipelines_of(environments), kube, upstream, scope=namespaces)
         summary["statuses"] = written.to_json()
         errors += [f"{key}: status: {reason}" for key, reason in written.errors.items()]
     summary.update(gates=gates, errors=errors)

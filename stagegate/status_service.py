@@ -1,13 +1,14 @@
 """Write the Environment `.status` kuberik's rollout-dashboard reads (`shared.env_status`).
 
-Work is grouped by pipeline: the Environments of one deployment name in one namespace and repository
-share one GitHub request (the newest records of every environment of the name, with their statuses,
-and the environments of the name among the repository's newest deployments; a second request only
-when that finds one not asked for), one list of the namespace's Rollouts and one of its gates. Each
-status is written whole to the `status` subresource only when something shown changed, conditional
-on the Environment's `resourceVersion`; on a conflict the Environment is read again and its status
-computed again. Gates never wait on this: callers update statuses after their gate writes, and a
-failure here is reported and logged, never raised past the caller's gates.
+Work is grouped by pipeline: the Environments of one deployment name in one namespace and repository.
+GitHub is asked once per repository and deployment name, whatever the namespaces (the newest records
+of every environment of the name, with their statuses, and the environments of the name among the
+repository's newest deployments; a second request only when that finds one not asked for); Rollouts
+and gates are listed once per namespace (or for the cluster). Each status is written whole to the
+`status` subresource only when something shown changed, conditional on the Environment's
+`resourceVersion`; on a conflict the Environment is read again and its status computed again. Gates
+never wait on this: callers update statuses after their gate writes, writes fan out and stop at the
+caller's deadline, and a failure here is reported and logged, never raised past the caller's gates.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from shared.bake import DeploymentRecord
 from shared.env_status import (
     Pipeline,
     compute_status,
@@ -28,9 +30,11 @@ from shared.env_status import (
 from shared.errors import PermanentError, RetryableError
 from shared.upstream import deployment_name
 from shared.views import Environment, RolloutGate
+from stagegate.fanout import fan_out
 from stagegate.github import PipelineRecords
 from stagegate.kube import KubeConflict
 from stagegate.logs import get_logger
+from stagegate.recompute_service import listing_scopes
 
 log = get_logger("status")
 
@@ -79,6 +83,8 @@ class StatusReport:
     github_requests: int = 0
     discovered: set[str] = field(default_factory=set)
     """Environments of a name found among GitHub's newest deployments that nothing here named."""
+    left: list[str] = field(default_factory=list)
+    """Environments not reached before the deadline."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +93,7 @@ class StatusReport:
             "errors": self.errors,
             "githubRequests": self.github_requests,
             "discovered": sorted(self.discovered),
+            "left": self.left,
         }
 
 
@@ -113,29 +120,68 @@ def update_statuses(
     github: PipelineReader,
     named: Iterable[str] = (),
     now: Callable[[], str] = now_rfc3339,
+    deadline: float | None = None,
+    scope: Sequence[str] = (),
 ) -> StatusReport:
     """Update the status of every Environment of `groups`; `named`: environments a delivery named,
-    which may be known only to GitHub (another cluster's)."""
+    which may be known only to GitHub (another cluster's). GitHub is asked once per repository and
+    deployment name, whatever the namespaces; Rollouts and gates are listed per namespace, or once for
+    the cluster when many namespaces are involved and `scope` (stagegate's namespaces) is empty. No
+    write starts after `deadline` (`time.monotonic()`): those are left to the next update or the resync."""
     report = StatusReport()
+    named = tuple(named)
+    namespaces = {key.namespace for key in groups}
+    try:
+        rollouts, gates = _listed(namespaces, scope, kube)
+    except (RetryableError, PermanentError) as exc:
+        _failed([env.key for members in groups.values() for env in members], exc, report)
+        return report
+    by_name: dict[tuple[str, str], dict[PipelineKey, Sequence[Environment]]] = {}
+    for key, members in groups.items():
+        by_name.setdefault((key.repository, key.name), {})[key] = members
+    writes: list[tuple[Environment, Pipeline]] = []
+    for (repository, name), pipelines in by_name.items():
+        try:
+            records = _read(repository, name, pipelines, rollouts, github, named, report)
+        except (RetryableError, PermanentError) as exc:
+            _failed([env.key for members in pipelines.values() for env in members], exc, report)
+            continue
+        for key, members in pipelines.items():
+            pipeline = Pipeline(name, tuple(members), rollouts.get(key.namespace, {}), records)
+            writes += [(env, pipeline) for env in members]
+    done = fan_out(
+        writes, lambda w: _write(w[0], w[1], gates.get(w[0].namespace, []), kube, now, report), deadline
+    )
+    for item in done:
+        env = item.item[0]
+        if not item.started:
+            report.left.append(env.key)
+        elif isinstance(item.error, RetryableError | PermanentError):
+            _failed([env.key], item.error, report)
+        elif item.error is not None:
+            raise item.error
+    if report.left:
+        log.warning(
+            "Environment statuses left to the next update: no time left",
+            extra={"fields": {"environments": len(report.left)}},
+        )
+    return report
+
+
+def _listed(
+    namespaces: set[str], scope: Sequence[str], kube: StatusStore
+) -> tuple[dict[str, dict[str, Mapping[str, Any]]], dict[str, list[RolloutGate]]]:
+    """Rollouts by namespace and name, and gates by namespace, listed as `update_statuses` says."""
+    where = listing_scopes(namespaces, scope)
     rollouts: dict[str, dict[str, Mapping[str, Any]]] = {}
     gates: dict[str, list[RolloutGate]] = {}
-    for key, members in groups.items():
-        try:
-            if key.namespace not in rollouts:
-                rollouts[key.namespace] = {
-                    r["metadata"]["name"]: r for r in kube.list_rollouts(key.namespace) if r.get("metadata")
-                }
-                gates[key.namespace] = kube.list_gates(key.namespace)
-            pipeline = _read(key, members, rollouts[key.namespace], github, named, report)
-        except (RetryableError, PermanentError) as exc:
-            _failed([env.key for env in members], exc, report)
-            continue
-        for env in members:
-            try:
-                _write(env, pipeline, gates[key.namespace], kube, now, report)
-            except (RetryableError, PermanentError) as exc:
-                _failed([env.key], exc, report)
-    return report
+    for namespace in where:
+        for rollout in kube.list_rollouts(namespace):
+            meta = rollout.get("metadata") or {}
+            rollouts.setdefault(meta.get("namespace") or namespace or "", {})[meta.get("name", "")] = rollout
+        for gate in kube.list_gates(namespace):
+            gates.setdefault(gate.namespace, []).append(gate)
+    return rollouts, gates
 
 
 def _failed(keys: Sequence[str], exc: Exception, report: StatusReport) -> None:
@@ -147,26 +193,30 @@ def _failed(keys: Sequence[str], exc: Exception, report: StatusReport) -> None:
 
 
 def _read(
-    key: PipelineKey,
-    members: Sequence[Environment],
-    rollouts: Mapping[str, Mapping[str, Any]],
+    repository: str,
+    name: str,
+    pipelines: Mapping[PipelineKey, Sequence[Environment]],
+    rollouts: Mapping[str, Mapping[str, Mapping[str, Any]]],
     github: PipelineReader,
     named: Iterable[str],
     report: StatusReport,
-) -> Pipeline:
+) -> dict[str, tuple[DeploymentRecord, ...]]:
+    """GitHub's records of every environment any of these pipelines needs: one request (two when the
+    repository's newest deployments show an environment of the name nothing here named)."""
+    members = [env for group in pipelines.values() for env in group]
     known = set(named).union(*(shown_environments(env) for env in members))
-    ask = environments_to_ask(key.name, members, known)
-    own = [rollouts.get(env.rollout_name) for env in members]
+    ask = environments_to_ask(name, members, known)
+    own = [rollouts.get(env.namespace, {}).get(env.rollout_name) for env in members]
     per_environment = min(MAX_PER_ENVIRONMENT, 2 * max((history_limit(r) for r in own), default=10))
-    answer = github.pipeline_records(key.repository, key.name, ask, per_environment)
+    answer = github.pipeline_records(repository, name, ask, per_environment)
     report.github_requests += 1
     records = dict(answer.records)
     if answer.discovered:
-        report.discovered |= {f"{key.namespace} {key.name}/{e}" for e in answer.discovered}
-        more = github.pipeline_records(key.repository, key.name, answer.discovered, per_environment)
+        report.discovered |= {f"{name}/{e}" for e in answer.discovered}
+        more = github.pipeline_records(repository, name, answer.discovered, per_environment)
         report.github_requests += 1
         records.update(more.records)
-    return Pipeline(key.name, tuple(members), rollouts, records)
+    return records
 
 
 def _write(

@@ -91,7 +91,9 @@ def _deployment_status(
         why = f"deployment_status {upstream_said}"
         summary.update(_hand_on(report.unfinished, scope.handoff, why, scope.handoff_batch))
     if scope.statuses:
-        summary["statuses"] = _statuses(listed, target, event.repository, kube, upstream, scope.deadline)
+        summary["statuses"] = _statuses(
+            listed, target, event.repository, kube, upstream, scope.deadline, scope.namespaces
+        )
     if report.retryable:
         raise PartialFailure(f"will retry: {', '.join(report.retryable)}", summary)
     return summary
@@ -104,6 +106,7 @@ def _statuses(
     kube: RecomputeStore,
     upstream: Upstream,
     deadline: float | None,
+    namespaces: Sequence[str],
 ) -> dict[str, Any]:
     """After the gates: the status of every Environment of the delivery's deployment name."""
     if deadline is not None and time.monotonic() >= deadline:
@@ -112,7 +115,10 @@ def _statuses(
         return {"skipped": "this store or reader does not write statuses"}
     name = f"kuberik/{target.name}"
     groups = pipelines_of(listed, lambda key: key.name == name and key.repository == repository.lower())
-    return update_statuses(groups, kube, upstream, named=[target.environment]).to_json()
+    report = update_statuses(
+        groups, kube, upstream, [target.environment], deadline=deadline, scope=namespaces
+    )
+    return report.to_json()
 
 
 def _hand_on(

@@ -1,13 +1,35 @@
-"""What the hand-off test and `bench/bench_revocation.py` share: functions served with GitHub (the stand-in)
-and a webhook secret, and an audit topic on the Pub/Sub emulator pushed, ordered, to a served `k8s_audit`."""
+"""What the hand-off test and the benches share: functions served with GitHub (the stand-in) and a
+webhook secret, a delivery posted as GitHub posts it, and an audit topic on the Pub/Sub emulator
+pushed, ordered, to a served `k8s_audit`."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
+import requests
+
+from shared.github_delivery import signature
 from stagegate_dev import devstack
 from stagegate_dev.fake_github import FakeGitHub
 from tests.functions.test_github_webhook import SECRET
+
+GITHUB_TIMEOUT = 10.0
+"""How long GitHub waits for a webhook's answer."""
+
+
+def deliver(url: str, fake: FakeGitHub, repo: str, status_id: int, ca: str) -> tuple[int, float]:
+    """Post the signed `deployment_status` delivery of a status; (HTTP status, 0 when GitHub would have
+    given up waiting; seconds)."""
+    headers, body = fake.deployment_status_event(repo, status_id)
+    headers["X-Hub-Signature-256"] = signature(SECRET, body)
+    started = time.perf_counter()
+    try:
+        answer = requests.post(url, data=body, headers=headers, verify=ca, timeout=GITHUB_TIMEOUT)
+        code = answer.status_code
+    except requests.Timeout:
+        code = 0  # GitHub gave up waiting: the delivery failed, and it is not redelivered
+    return code, time.perf_counter() - started
 
 
 def serve(

@@ -29,6 +29,7 @@ from stagegate_dev.fake_github import FakeGitHub
 from tests.functions.lambda_loader import load_lambda_main
 from tests.functions.reporter_support import History
 from tests.functions.test_recompute_triggers import rollout_status_event
+from tests.kube_objects import ENV_ARGS
 
 TOKEN = "reporter-transport-token"
 PROJECT = "stagegate-test"
@@ -100,6 +101,17 @@ def test_the_audit_webhook_hands_rollout_changes_to_the_reporter_through_pubsub(
     wait_for(
         lambda: [d["statuses"] for d in history.recorded().get("1", [])] == [[("success", "Bake succeeded")]]
     )
+    # The reporter then shows the Rollout's history in its Environment's status, without waiting for
+    # GitHub to deliver the report back as a webhook.
+    wait_for(lambda: shown_history(history) == history.entries)
+
+
+def shown_history(history: History) -> object:
+    env = history.custom.get_namespaced_custom_object(
+        *ENV_ARGS, history.namespace, "environments", history.env
+    )
+    infos = (env.get("status") or {}).get("environmentInfos") or []
+    return infos[0].get("history") if infos else None
 
 
 def test_a_github_outage_is_retried_by_pubsub_until_the_report_is_complete(
