@@ -87,6 +87,10 @@ def governed_by(
     ]
 
 
+class AlreadyTold(PermanentError):
+    """A failure whose own Warning Event is already recorded on the Environment."""
+
+
 @dataclass
 class Recompute:
     """What a recompute of several Environments did: outcomes, per-Environment failures, and the
@@ -101,7 +105,8 @@ class Recompute:
 
     def fail(self, env: Environment, exc: Exception, *, retry: bool) -> None:
         self.errors[env.key] = str(exc)
-        self.told.append((env, "Warning", NOT_COMPUTED, f"its gate could not be computed: {exc}"))
+        if not isinstance(exc, AlreadyTold):
+            self.told.append((env, "Warning", NOT_COMPUTED, f"its gate could not be computed: {exc}"))
         if retry:
             self.retryable.append(env.key)
         level = log.warning if retry else log.error
@@ -168,7 +173,7 @@ def recompute(
                 )
             elif refusal := repositories.refusal(env.namespace, env.project):
                 _warn(kube, env, "RepositoryNotAllowed", refusal)
-                raise PermanentError(refusal)
+                raise AlreadyTold(refusal)
             else:
                 where = github_environment(env, rel.environment)
                 groups.setdefault((env.project.lower(), where), []).append(env)
