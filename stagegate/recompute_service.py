@@ -373,11 +373,13 @@ def _warn_unknown_upstream(
 
 
 def _moved(env: Environment, current: Mapping[str, Environment | None]) -> bool:
-    """Whether the Environment now has another incarnation, upstream or Rollout than the one planned for."""
+    """Whether the Environment now has another incarnation, upstream, relationship type or Rollout than
+    the one planned for (`Parallel` to `After` keeps the upstream but asks more of it)."""
     fresh = current.get(env.key)
-    return fresh is None or (fresh.uid, _group(fresh), fresh.rollout_name) != (
+    return fresh is None or (fresh.uid, _group(fresh), fresh.relationship, fresh.rollout_name) != (
         env.uid,
         _group(env),
+        env.relationship,
         env.rollout_name,
     )
 
