@@ -114,6 +114,8 @@ locals {
         BRIDGE_TRANSPORT = "eventbridge"
         BRIDGE_EVENT_BUS = aws_cloudwatch_event_bus.audit.name
         AUDIT_MAX_EVENTS = tostring(var.audit_max_events) # look-agains per message, at most what k8s_audit takes
+        # The Environment status kuberik's rollout-dashboard reads, after the gates.
+        ENVIRONMENT_STATUS = tostring(var.environment_status)
       }
     }
 
@@ -138,6 +140,8 @@ locals {
         AUDIT_MAX_EVENTS                = tostring(var.audit_max_events)
         REPORTER_DEADLINE_SECONDS       = tostring(var.reporter_deadline_seconds)
         REPORT_LEASE_SECONDS            = tostring(var.report_lease_seconds)
+        ENVIRONMENT_STATUS              = tostring(var.environment_status)
+        REPORT_ENVIRONMENT_URL          = var.report_environment_url
       }
     }
     # EKS control-plane audit events from the cluster's CloudWatch Logs audit streams (eks.tf: the

@@ -142,6 +142,7 @@ locals {
         BRIDGE_TRANSPORT                = "pubsub"
         BRIDGE_PUBSUB_TOPIC             = google_pubsub_topic.audit.id
         AUDIT_MAX_EVENTS                = tostring(var.audit_max_events) # look-agains per message, at most what k8s_audit takes
+        ENVIRONMENT_STATUS              = tostring(var.environment_status)
       }
     }
 
@@ -171,6 +172,8 @@ locals {
         STAGEGATE_NAMESPACES            = local.namespaces
         REPORTER_DEADLINE_SECONDS       = tostring(var.reporter_deadline_seconds)
         REPORT_LEASE_SECONDS            = tostring(var.report_lease_seconds)
+        ENVIRONMENT_STATUS              = tostring(var.environment_status)
+        REPORT_ENVIRONMENT_URL          = var.report_environment_url
       }
     }
 
@@ -219,6 +222,8 @@ locals {
         AUDIT_MAX_EVENTS                = tostring(var.audit_max_events)
         REPORTER_DEADLINE_SECONDS       = tostring(var.reporter_deadline_seconds)
         REPORT_LEASE_SECONDS            = tostring(var.report_lease_seconds)
+        ENVIRONMENT_STATUS              = tostring(var.environment_status)
+        REPORT_ENVIRONMENT_URL          = var.report_environment_url
       }
     }
   }

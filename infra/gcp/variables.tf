@@ -197,3 +197,20 @@ variable "gke_cluster_project" {
   type        = string
   default     = null
 }
+
+variable "environment_status" {
+  description = "ENVIRONMENT_STATUS: github_webhook, the reporter and the resync write each Environment's .status as kuberik's environment controller does (its rollout-dashboard reads it); false while that controller still runs."
+  type        = bool
+  default     = true
+}
+
+variable "report_environment_url" {
+  description = "REPORT_ENVIRONMENT_URL: the environment_url the reporter writes on each deployment status (kuberik's rollout-dashboard), e.g. https://rollouts.example.com/rollouts/{namespace}/{name}; empty: none."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.report_environment_url == "" || can(regex("^https?://", var.report_environment_url))
+    error_message = "report_environment_url must be empty or an http(s) URL."
+  }
+}
