@@ -31,6 +31,7 @@ Where this differs from the Go controller, on purpose:
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -100,16 +101,43 @@ def shown_environments(env: Environment) -> frozenset[str]:
     )
 
 
-def compute_status(env: Environment, pipeline: Pipeline, gate: str | None) -> dict[str, Any]:
-    """The status `env` should carry (without `lastStatusChangeTime` and `conditions`)."""
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What a pipeline shows, worked out once for all its Environments: each environment's
+    relationship, history (newest id first, one per tag) and URL, which histories are a Rollout's,
+    the connected groups of environments, and their order (ancestors first)."""
+
+    relationships: Mapping[str, Relationship | None]
+    histories: Mapping[str, list[dict[str, Any]]]
+    urls: Mapping[str, str]
+    from_rollouts: frozenset[str]
+    groups: Mapping[str, tuple[str, ...]]
+    """Each environment's connected group, in order."""
+
+
+def observe(pipeline: Pipeline) -> Observation:
+    relationships, histories, urls, from_rollouts = _observed(pipeline)
+    order = _order(relationships, histories)
+    groups: dict[str, tuple[str, ...]] = {}
+    for name in relationships:
+        if name not in groups:
+            members = tuple(sorted(_component(name, relationships), key=order.__getitem__))
+            groups.update(dict.fromkeys(members, members))
+    return Observation(relationships, histories, urls, frozenset(from_rollouts), groups)
+
+
+def compute_status(env: Environment, seen: Pipeline | Observation, gate: str | None) -> dict[str, Any]:
+    """The status `env` should carry (without `lastStatusChangeTime` and `conditions`); pass the
+    `observe`d pipeline when computing it for many Environments."""
+    seen = observe(seen) if isinstance(seen, Pipeline) else seen
+    relationships, histories = seen.relationships, seen.histories
     current = env.environment or ""
     stored = _stored_infos(env)
-    relationships, histories, urls, from_rollouts = _observed(pipeline)
     infos = []
-    for name in _component(current, relationships):
+    for name in seen.groups.get(current, ()):
         history = histories.get(name, [])
         older = _newest_time(stored.get(name, {}).get("history")) > _newest_time(history)
-        if older and name not in from_rollouts:
+        if older and name not in seen.from_rollouts:
             infos.append(dict(stored[name]))  # GitHub answered with less than the status already shows
             continue
         direct = (
@@ -118,8 +146,8 @@ def compute_status(env: Environment, pipeline: Pipeline, gate: str | None) -> di
             or _after(relationships.get(name), current)
         )
         info: dict[str, Any] = {"environment": name}
-        if urls.get(name):
-            info["environmentUrl"] = urls[name]
+        if seen.urls.get(name):
+            info["environmentUrl"] = seen.urls[name]
         relationship = relationships.get(name)
         if relationship is not None:
             info["relationship"] = {"environment": relationship.environment, "type": relationship.type}
@@ -135,7 +163,7 @@ def compute_status(env: Environment, pipeline: Pipeline, gate: str | None) -> di
     if gate is not None:
         status["rolloutGateRef"] = {"name": gate}
     if infos:
-        status["environmentInfos"] = _ordered(infos, relationships)
+        status["environmentInfos"] = infos
     return status
 
 
@@ -333,34 +361,35 @@ def _component(current: str, relationships: Mapping[str, Relationship | None]) -
     return sorted(name for name in seen if name in relationships)
 
 
-def _ordered(
-    infos: list[dict[str, Any]], relationships: Mapping[str, Relationship | None]
-) -> list[dict[str, Any]]:
-    """Ancestors first; among the environments whose ancestors are all placed, the newest history id
-    first, then the name (the order the Go controller's comparator gives where it is consistent)."""
+def _order(
+    relationships: Mapping[str, Relationship | None], histories: Mapping[str, list[dict[str, Any]]]
+) -> dict[str, int]:
+    """Each environment's place: ancestors first; among those whose upstream is placed, the newest
+    history id first, then the name (the order the Go controller's comparator gives where it is
+    consistent). A relationship cycle is broken at its best-placed member."""
+    names = set(relationships)
 
-    def newest_id(info: Mapping[str, Any]) -> int:
-        return max((e["id"] for e in info.get("history") or [] if isinstance(e.get("id"), int)), default=-1)
+    def rank(name: str) -> tuple[int, str]:
+        newest = max((e["id"] for e in histories.get(name) or [] if isinstance(e.get("id"), int)), default=-1)
+        return -newest, name
 
-    def ancestors(name: str) -> set[str]:
-        seen: set[str] = set()
-        relationship = relationships.get(name)
-        while (
-            relationship is not None
-            and relationship.environment not in seen
-            and relationship.environment != name
-        ):
-            seen.add(relationship.environment)
-            relationship = relationships.get(relationship.environment)
-        return seen
-
-    remaining = {info["environment"]: info for info in infos}
-    placed: list[dict[str, Any]] = []
-    while remaining:
-        ready = [i for n, i in remaining.items() if not ancestors(n) & remaining.keys()] or list(
-            remaining.values()
-        )
-        chosen = min(ready, key=lambda i: (-newest_id(i), i["environment"]))
-        placed.append(chosen)
-        del remaining[chosen["environment"]]
-    return placed
+    children: dict[str, list[str]] = {name: [] for name in names}
+    waiting: dict[str, bool] = {}
+    for name in names:
+        relationship = relationships[name]
+        parent = relationship.environment if relationship is not None else None
+        waiting[name] = parent in names and parent != name
+        if waiting[name]:
+            children[str(parent)].append(name)
+    ready = [(rank(n), n) for n in names if not waiting[n]]
+    heapq.heapify(ready)
+    order: dict[str, int] = {}
+    while len(order) < len(names):
+        name = heapq.heappop(ready)[1] if ready else min(names - order.keys(), key=rank)
+        if name in order:
+            continue
+        order[name] = len(order)
+        for child in children[name]:
+            if child not in order:
+                heapq.heappush(ready, (rank(child), child))
+    return order

@@ -20,10 +20,12 @@ from typing import Any, Protocol, runtime_checkable
 
 from shared.bake import DeploymentRecord
 from shared.env_status import (
+    Observation,
     Pipeline,
     compute_status,
     environments_to_ask,
     history_limit,
+    observe,
     shown_environments,
     updated_status,
 )
@@ -139,7 +141,7 @@ def update_statuses(
     by_name: dict[tuple[str, str], dict[PipelineKey, Sequence[Environment]]] = {}
     for key, members in groups.items():
         by_name.setdefault((key.repository, key.name), {})[key] = members
-    writes: list[tuple[Environment, Pipeline]] = []
+    writes: list[tuple[Environment, Observation]] = []
     for (repository, name), pipelines in by_name.items():
         try:
             records = _read(repository, name, pipelines, rollouts, github, named, report)
@@ -147,8 +149,8 @@ def update_statuses(
             _failed([env.key for members in pipelines.values() for env in members], exc, report)
             continue
         for key, members in pipelines.items():
-            pipeline = Pipeline(name, tuple(members), rollouts.get(key.namespace, {}), records)
-            writes += [(env, pipeline) for env in members]
+            seen = observe(Pipeline(name, tuple(members), rollouts.get(key.namespace, {}), records))
+            writes += [(env, seen) for env in members]
     done = fan_out(
         writes, lambda w: _write(w[0], w[1], gates.get(w[0].namespace, []), kube, now, report), deadline
     )
@@ -221,7 +223,7 @@ def _read(
 
 def _write(
     env: Environment,
-    pipeline: Pipeline,
+    seen: Observation,
     gates: Sequence[RolloutGate],
     kube: StatusStore,
     now: Callable[[], str],
@@ -231,7 +233,7 @@ def _write(
     for _ in range(ATTEMPTS):
         if current is None:
             return  # deleted meanwhile: nothing to show
-        computed = compute_status(current, pipeline, _gate_of(current, gates))
+        computed = compute_status(current, seen, _gate_of(current, gates))
         status = updated_status(current.raw.get("status"), computed, now())
         if status is None:
             report.unchanged.append(env.key)

@@ -61,22 +61,9 @@ class Pipeline(App):
         state = {"Bake succeeded": "success", "Bake failed": "failure"}.get(
             description.split(":", maxsplit=1)[0], "in_progress"
         )
-        deployment = self.fake.create_deployment(
-            self.repo,
-            sha=revision,
-            ref=revision,
-            environment=f"kuberik/myapp/{env}",
-            task="deploy:kuberik/myapp",
-            payload={
-                "id": str(entry),
-                **({"relationship": {"environment": upstream, "type": "After"}} if upstream else {}),
-                "version": {"tag": tag, "revision": revision},
-            },
+        return self.bake(
+            env, revision, state, description, tag, entry, upstream, f"https://dash.example/{env}"
         )
-        status: dict[str, Any] = self.fake.create_status(
-            self.repo, deployment["id"], state, description, environment_url=f"https://dash.example/{env}"
-        )
-        return int(status["id"])
 
 
 def entry(entry_id: int, tag: str, revision: str, bake: str | None = None, **more: str) -> dict[str, Any]:

@@ -101,11 +101,14 @@ class App:
         description: str = "Bake succeeded",
         tag: str | None = None,
         entry: int | None = None,
+        upstream: str | None = None,
+        environment_url: str = "",
     ) -> int:
         """Record a deployment of the build `tag` of `revision` (default: the tag the Rollouts list
-        `revision` under) to `env` for history entry `entry` (default: a new one), and its status, as
-        the environment controller does."""
+        `revision` under) to `env` (`After upstream`, if given) for history entry `entry` (default: a
+        new one), and its status, as the environment controller does."""
         self.entries = max(self.entries + 1, entry or 0)
+        relationship = {"relationship": {"environment": upstream, "type": "After"}} if upstream else {}
         deployment = self.fake.create_deployment(
             self.repo,
             sha=revision,
@@ -114,6 +117,7 @@ class App:
             task="deploy:kuberik/myapp",
             payload={
                 "id": str(entry or self.entries),
+                **relationship,
                 "version": {
                     "tag": tag or self.builds.get(revision, f"tag-{revision[:7]}"),
                     "revision": revision,
@@ -121,11 +125,16 @@ class App:
             },
             creator=self.creator,
         )
-        return self.status(deployment["id"], state, description)
+        return self.status(deployment["id"], state, description, environment_url)
 
-    def status(self, deployment_id: int, state: str, description: str) -> int:
+    def status(self, deployment_id: int, state: str, description: str, environment_url: str = "") -> int:
         status: dict[str, Any] = self.fake.create_status(
-            self.repo, deployment_id, state, description, creator=self.creator
+            self.repo,
+            deployment_id,
+            state,
+            description,
+            creator=self.creator,
+            environment_url=environment_url,
         )
         return int(status["id"])
 
