@@ -95,10 +95,7 @@ def environments_to_ask(name: str, local: Iterable[Environment], known: Iterable
 
 def shown_environments(env: Environment) -> frozenset[str]:
     """The environments an Environment's stored status shows."""
-    infos = (env.raw.get("status") or {}).get("environmentInfos") or []
-    return frozenset(
-        i["environment"] for i in infos if isinstance(i, Mapping) and isinstance(i.get("environment"), str)
-    )
+    return frozenset(_stored_infos(env))
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +113,30 @@ class Observation:
 
 
 def observe(pipeline: Pipeline) -> Observation:
-    relationships, histories, urls, from_rollouts = _observed(pipeline)
+    """What the pipeline shows: GitHub's records for every environment, then for the Environments here
+    their spec's relationship and their Rollout's history (GitHub's when the Rollout has none yet)."""
+    relationships: dict[str, Relationship | None] = {}
+    histories: dict[str, list[dict[str, Any]]] = {}
+    urls: dict[str, str] = {}
+    from_rollouts: set[str] = set()
+    for name, records in pipeline.records.items():
+        if not records:
+            continue
+        newest = max(records, key=lambda d: d.id)
+        relationships[name] = _payload_relationship(newest.payload)
+        histories[name] = _github_history(records, DEFAULT_HISTORY)
+        url = _newest_url(records)
+        if url:
+            urls[name] = url
+    for env in pipeline.local:
+        if deployment_name(env) != pipeline.name or not env.environment:
+            continue
+        relationships[env.environment] = env.relationship
+        rollout = pipeline.rollouts.get(env.rollout_name)
+        own = _rollout_history(rollout) if rollout is not None else []
+        if own:
+            histories[env.environment] = own
+            from_rollouts.add(env.environment)
     order = _order(relationships, histories)
     groups: dict[str, tuple[str, ...]] = {}
     for name in relationships:
@@ -187,40 +207,6 @@ def _stored_infos(env: Environment) -> dict[str, Mapping[str, Any]]:
     return {
         i["environment"]: i for i in infos if isinstance(i, Mapping) and isinstance(i.get("environment"), str)
     }
-
-
-def _observed(
-    pipeline: Pipeline,
-) -> tuple[dict[str, Relationship | None], dict[str, list[dict[str, Any]]], dict[str, str], set[str]]:
-    """Each environment's relationship, history (newest id first, one per tag) and URL; which
-    environments' history is their Rollout's."""
-    relationships: dict[str, Relationship | None] = {}
-    histories: dict[str, list[dict[str, Any]]] = {}
-    urls: dict[str, str] = {}
-    from_rollouts: set[str] = set()
-    for name, records in pipeline.records.items():
-        if not records:
-            continue
-        newest = max(records, key=lambda d: d.id)
-        relationships[name] = _payload_relationship(newest.payload)
-        histories[name] = _github_history(records, DEFAULT_HISTORY)
-        url = _newest_url(records)
-        if url:
-            urls[name] = url
-    for env in pipeline.local:
-        if deployment_name(env) != pipeline.name or not env.environment:
-            continue
-        relationships[env.environment] = env.relationship
-        rollout = pipeline.rollouts.get(env.rollout_name)
-        own = _rollout_history(rollout) if rollout is not None else []
-        if own:
-            histories[env.environment] = own
-            from_rollouts.add(env.environment)
-        elif env.environment in histories:
-            histories[env.environment] = histories[env.environment][: history_limit(None)]
-        else:
-            histories.setdefault(env.environment, [])
-    return relationships, histories, urls, from_rollouts
 
 
 def _payload_relationship(document: Mapping[str, Any] | None) -> Relationship | None:
