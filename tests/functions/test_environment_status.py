@@ -41,14 +41,7 @@ class Pipeline(App):
             }
             for entry, tag, revision, bake in entries
         ]
-        self.custom.patch_namespaced_custom_object_status(
-            "kuberik.com",
-            "v1alpha1",
-            self.namespace,
-            "rollouts",
-            f"myapp-{env}",
-            {"status": {"history": history}},
-        )
+        self.rollout_status(env, {"history": history})
 
     def env_status(self, env: str) -> dict[str, Any]:
         found = self.custom.get_namespaced_custom_object(*ENV_ARGS, self.namespace, "environments", env)

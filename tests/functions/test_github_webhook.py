@@ -84,13 +84,12 @@ class App:
         """Write the Rollout's status the way the rollout controller does."""
         items = [{"tag": tag, **({"revision": rev} if rev else {})} for tag, rev in pairs]
         self.builds.update({rev: tag for tag, rev in pairs if rev})
+        self.rollout_status(env, {"releaseCandidates": items})
+
+    def rollout_status(self, env: str, status: dict[str, Any]) -> None:
+        """Merge `status` into the Rollout's status, as the rollout controller writes it."""
         self.custom.patch_namespaced_custom_object_status(
-            "kuberik.com",
-            "v1alpha1",
-            self.namespace,
-            "rollouts",
-            f"myapp-{env}",
-            {"status": {"releaseCandidates": items}},
+            "kuberik.com", "v1alpha1", self.namespace, "rollouts", f"myapp-{env}", {"status": status}
         )
 
     def bake(
