@@ -4,13 +4,16 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements-dev.lock | cksum | cut -d' ' -f1)
 
-.PHONY: help demo dev install kube-assets octokit-assets test test-unit lint bench lock run clean
+.PHONY: help demo dev dev-managed install kube-assets octokit-assets test test-unit lint bench lock run clean
 
 demo: install kube-assets octokit-assets  ## replay the incident on a local stack; prints a timeline and a verdict
 	$(PY) -m stagegate_dev.demo
 
 dev: install kube-assets octokit-assets  ## the whole system locally until Ctrl-C: prints the KUBECONFIG to use
 	$(PY) -m stagegate_dev.dev
+
+dev-managed: install kube-assets octokit-assets  ## make dev as a managed cluster is: no audit webhook, the follower instead
+	$(PY) -m stagegate_dev.dev --managed
 
 install: $(STAMP)               ## the virtualenv with the pinned dependencies and the project
 
@@ -49,6 +52,7 @@ bench: install kube-assets octokit-assets  ## latency, API calls per event, impo
 	$(PY) bench/bench_resync.py
 	$(PY) bench/bench_admission.py
 	$(PY) bench/bench_reporter.py
+	$(PY) bench/bench_follower.py
 	$(PY) bench/bench_cold_start.py
 
 lock: install                   ## re-resolve the pinned dependency sets from pyproject.toml

@@ -182,33 +182,38 @@ HAND_OFF_ANNOTATION = "stagegate.kuberik.com/hand-off"
 HAND_OFF_USER = "stagegate:hand-off"
 
 
-def look_again(namespace: str, rollout: str, why: str, audit_id: str) -> Routed:
-    """A "look again at the gates governed by this Rollout" in the shape the audit path carries.
+def look_again(namespace: str, name: str, why: str, audit_id: str, route_to: Route = "rollout") -> Routed:
+    """A "look again at the gates governed by this Rollout" (or, with `route_to="environment"`, at this
+    Environment's gates) in the shape the audit path carries.
 
     stagegate hands work it could not finish in time (a revocation fanning out past a webhook's
-    deadline) to the durable audit transport as such events. Like every event, it only says "look
-    again": its consumer reads the Environments, gates and Rollout from the API and recomputes, so it
-    claims nothing about what changed. It says who made it (`user`) and why (an annotation), for logs.
+    deadline) to the durable audit transport as such events, and the follower (`stagegate.follower`)
+    turns the changes it watches into them. Like every event, it only says "look again": its consumer
+    reads the Environments, gates and Rollout from the API and recomputes, so it claims nothing about
+    what changed. It says who made it (`user`) and why (an annotation), for logs.
     """
+    group, resource, subresource, verb = next(
+        key for key, to in ROUTES.items() if to == route_to and key[3] == "patch"
+    )
     raw = {
         "apiVersion": AUDIT_API_VERSION,
         "kind": "Event",
         "level": "Metadata",
         "auditID": audit_id,
         "stage": "ResponseComplete",
-        "verb": "patch",
+        "verb": verb,
         "user": {"username": HAND_OFF_USER},
         "objectRef": {
-            "resource": "rollouts",
-            "subresource": "status",
+            "resource": resource,
+            "subresource": subresource,
             "namespace": namespace,
-            "name": rollout,
-            "apiGroup": GATE_GROUP,
+            "name": name,
+            "apiGroup": group,
             "apiVersion": "v1alpha1",
         },
         "responseStatus": {"metadata": {}, "code": 200},
         "annotations": {HAND_OFF_ANNOTATION: why},
     }
     routed = route(AuditEvent.from_raw(raw))
-    assert isinstance(routed, Routed), routed  # the table routes Rollout status patches
+    assert isinstance(routed, Routed), routed  # the table routes what it lists
     return routed

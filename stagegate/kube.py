@@ -18,7 +18,8 @@ import datetime
 import hashlib
 import json
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -63,6 +64,25 @@ class KubeNotFound(PermanentError):
     """The object does not exist (404)."""
 
 
+class KubeGone(RetryableError):
+    """A watch cannot resume from the resourceVersion given: it is older than the server keeps (410)."""
+
+
+@dataclass(frozen=True)
+class Watched:
+    """A kind the follower lists and watches (`stagegate.follower`)."""
+
+    group: str
+    plural: str
+
+
+ROLLOUTS = Watched(GATE_GROUP, "rollouts")
+ENVIRONMENTS = Watched(ENVIRONMENT_GROUP, "environments")
+LIST_PAGE = 500
+WATCH_READ_MARGIN = 30
+"""Seconds a watch waits for a line past its `timeoutSeconds` before it counts the connection as lost."""
+
+
 def api_client(kubeconfig: str | None) -> KubeClient:
     """A client from the kubeconfig file when one is named, else from the in-cluster service account."""
     try:
@@ -87,6 +107,8 @@ def _translate(exc: Exception, what: str) -> Exception:
             return KubeConflict(f"{what}: {code}")
         if status == 404:
             return KubeNotFound(f"{what}: {code}")
+        if status == 410:
+            return KubeGone(f"{what}: {code}")
         detail = f"{code}: {_message(exc)}" if status else f"{type(exc).__name__}: {exc}"
         log.warning("a Kubernetes API call failed", extra={"fields": {"call": what, "detail": detail}})
         if status in (400, 403, 422):
@@ -344,7 +366,6 @@ class KubeGates:
         `acquireTime`/`renewTime` for people reading the Lease, it decides nothing."""
         meta = owner["metadata"]
         namespace, name = meta["namespace"], report_lease_name(meta["name"])
-        what = f"take Lease {namespace}/{name}"
         stamp = time_rfc3339(now, micro=True)
         spec = {
             "holderIdentity": holder,
@@ -370,14 +391,10 @@ class KubeGates:
             },
             "spec": spec,
         }
-        try:
-            lease: dict[str, Any] = self._call(what, "POST", _leases(namespace), body)
-            return lease
-        except KubeConflict:
-            pass
-        try:
-            current: dict[str, Any] = self._call(what, "GET", _leases(namespace, name))
-        except KubeNotFound:
+        with contextlib.suppress(KubeConflict):
+            return self.create_lease(body)
+        current = self.read_lease(namespace, name)
+        if current is None:
             return None  # released and gone in between: the caller retries
         held, current_meta = current.get("spec") or {}, current.get("metadata") or {}
         key = (namespace, name, str(current_meta.get("uid") or ""))
@@ -387,9 +404,7 @@ class KubeGates:
             if not self.leases.ran_out(key, str(current_meta.get("resourceVersion") or ""), claimed):
                 return None
         try:
-            taken: dict[str, Any] = self._call(
-                what, "PUT", _leases(namespace, name), {**current, "spec": spec}
-            )
+            taken = self.replace_lease({**current, "spec": spec})
         except KubeConflict:
             return None
         self.leases.forget(key)
@@ -397,15 +412,77 @@ class KubeGates:
 
     def release_lease(self, lease: Mapping[str, Any]) -> None:
         """Give the Lease back, unless someone took it over after it ran out (then it is theirs)."""
-        meta = lease["metadata"]
         spec = {k: v for k, v in (lease.get("spec") or {}).items() if k != "holderIdentity"}
         with contextlib.suppress(KubeConflict, KubeNotFound):
-            self._call(
-                f"release Lease {meta['namespace']}/{meta['name']}",
-                "PUT",
-                _leases(meta["namespace"], meta["name"]),
-                {**lease, "spec": spec},
+            self.replace_lease({**lease, "spec": spec})
+
+    def create_lease(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a Lease; `KubeConflict` when it exists."""
+        meta = body["metadata"]
+        lease: dict[str, Any] = self._call(
+            f"create Lease {meta['namespace']}/{meta['name']}", "POST", _leases(meta["namespace"]), dict(body)
+        )
+        return lease
+
+    def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Lease as stored, or None."""
+        try:
+            lease: dict[str, Any] = self._call(
+                f"get Lease {namespace}/{name}", "GET", _leases(namespace, name)
             )
+        except KubeNotFound:
+            return None
+        return lease
+
+    def replace_lease(self, lease: Mapping[str, Any]) -> dict[str, Any]:
+        """Write the Lease whole, conditional on the `resourceVersion` it carries (`KubeConflict` if it
+        changed, `KubeNotFound` if it is gone)."""
+        meta = lease["metadata"]
+        where = f"{meta['namespace']}/{meta['name']}"
+        stored: dict[str, Any] = self._call(
+            f"write Lease {where}", "PUT", _leases(meta["namespace"], meta["name"]), dict(lease)
+        )
+        return stored
+
+    def list_objects(self, kind: Watched, namespace: str | None) -> tuple[list[Mapping[str, Any]], str]:
+        """Every object of a watched kind (in `namespace`, or the cluster) and the list's resourceVersion,
+        from which a watch sees every later change; read in pages of `LIST_PAGE` (one consistent list)."""
+        where = f"in {namespace}" if namespace else "in the cluster"
+        items: list[Mapping[str, Any]] = []
+        query = {"limit": str(LIST_PAGE)}
+        version = ""
+        while True:
+            url = _custom(kind.group, namespace, kind.plural)
+            page = self._call(f"list {kind.plural} {where}", "GET", url, query=query)
+            items += page.get("items") or []
+            meta = page.get("metadata") or {}
+            version = version or str(meta.get("resourceVersion") or "")
+            if not meta.get("continue"):
+                return items, version
+            query = {"limit": str(LIST_PAGE), "continue": str(meta["continue"])}
+
+    def watch(
+        self, kind: Watched, namespace: str | None, resource_version: str, seconds: int
+    ) -> Iterator[Mapping[str, Any]]:
+        """The changes after `resource_version`, as watch events (`type`, `object`), with bookmarks, until
+        the server ends the watch after `seconds`. `KubeGone` when that version is too old to resume."""
+        what = f"watch {kind.plural} {f'in {namespace}' if namespace else 'in the cluster'}"
+        check(what)
+        query = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(seconds),
+        }
+        url = _custom(kind.group, namespace, kind.plural)
+        try:
+            yield from self.api.stream(
+                url, query=query, connect_timeout=self.timeout, read_timeout=seconds + WATCH_READ_MARGIN
+            )
+        except ValueError as exc:
+            raise RetryableError(f"{what}: the answer is not a stream of JSON events") from exc
+        except _transport_errors() as exc:
+            raise _translate(exc, what) from exc
 
     def warn(self, env: Environment, reason: str, message: str) -> None:
         """Record a Warning Event on the Environment, where `kubectl describe` shows it."""

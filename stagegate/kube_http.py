@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +37,8 @@ TOKEN_FILE_REFRESH_SECONDS = 60.0  # what client-go does for a rotating service-
 EXEC_TIMEOUT_SECONDS = 30.0
 EXEC_EXPIRY_MARGIN_SECONDS = 10.0
 MERGE_PATCH = "application/merge-patch+json"
+MAX_LINE_BYTES = 16 * 1024 * 1024
+"""The longest watch event read (one object: an etcd value is at most 1.5 MiB by default)."""
 EXEC_API_VERSIONS = ("client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1")
 
 
@@ -374,6 +376,71 @@ class KubeClient:
         `CredentialError` when no credential could be had, urllib3's errors when nothing answered."""
         import urllib3
 
+        response = self._send(
+            method,
+            path,
+            query,
+            body,
+            content_type,
+            timeout=urllib3.Timeout(total=timeout),
+            retries=urllib3.Retry(total=3, redirect=False, raise_on_status=False),
+        )
+        text = response.data.decode(errors="replace")
+        if (
+            not 200 <= response.status < 300
+        ):  # redirects are not followed: a server that sends one is misconfigured
+            raise ApiError(response.status, response.reason or "", text)
+        try:
+            return json.loads(text) if text else None
+        except ValueError as exc:  # a proxy's page, say: the API server did not answer
+            raise ApiError(response.status, "an answer that is not JSON", text) from exc
+
+    def stream(
+        self, path: str, *, query: Mapping[str, str], connect_timeout: float, read_timeout: float
+    ) -> Iterator[Any]:
+        """A watch: each line of the answer decoded as JSON, as the server sends it, until it ends the
+        answer. A read waits at most `read_timeout` seconds (the server's own `timeoutSeconds` ends a
+        quiet watch first); a line longer than `MAX_LINE_BYTES` ends it with `ApiError`."""
+        import urllib3
+
+        response = self._send(
+            "GET",
+            path,
+            query,
+            None,
+            "application/json",
+            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+            retries=urllib3.Retry(total=0, redirect=False, raise_on_status=False),
+            preload_content=False,
+        )
+        try:
+            if not 200 <= response.status < 300:
+                raise ApiError(
+                    response.status, response.reason or "", response.read().decode(errors="replace")
+                )
+            buffer = b""
+            for chunk in response.stream(64 * 1024):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                if len(buffer) > MAX_LINE_BYTES:
+                    raise ApiError(response.status, "a watch event over MAX_LINE_BYTES", "")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+        finally:
+            response.release_conn()
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None,
+        body: Any,
+        content_type: str,
+        **options: Any,
+    ) -> urllib3.BaseHTTPResponse:
+        """One request with the current credential (counted in `calls`); a 401 drops the credential so
+        the next request gets a fresh one (a rotated token, an expired exec credential)."""
         with self._lock:
             self.calls += 1
         credential = self._credentials.current()
@@ -385,25 +452,10 @@ class KubeClient:
             data = json.dumps(body).encode()
             headers["Content-Type"] = content_type
         url = self.config.server + path + (f"?{urlencode(query)}" if query else "")
-        response = self._pool_for(credential.cert).request(
-            method,
-            url,
-            body=data,
-            headers=headers,
-            timeout=urllib3.Timeout(total=timeout),
-            retries=urllib3.Retry(total=3, redirect=False, raise_on_status=False),
-        )
+        response = self._pool_for(credential.cert).request(method, url, body=data, headers=headers, **options)
         if response.status == 401:
             self._credentials.invalidate()
-        text = response.data.decode(errors="replace")
-        if (
-            not 200 <= response.status < 300
-        ):  # redirects are not followed: a server that sends one is misconfigured
-            raise ApiError(response.status, response.reason or "", text)
-        try:
-            return json.loads(text) if text else None
-        except ValueError as exc:  # a proxy's page, say: the API server did not answer
-            raise ApiError(response.status, "an answer that is not JSON", text) from exc
+        return response
 
     def _pool_for(self, cert: tuple[bytes, bytes] | None) -> urllib3.PoolManager:
         with self._lock:

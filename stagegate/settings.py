@@ -384,6 +384,11 @@ class Settings:
     (turn on with the reporter, once the Go environment controller no longer writes there)."""
     namespaces: tuple[str, ...] = ()
     """`STAGEGATE_NAMESPACES`: comma-separated namespaces to watch; empty means all."""
+    follow_namespace: str = "stagegate-system"
+    """`FOLLOW_LEASE_NAMESPACE` (else `POD_NAMESPACE`): where the follower's Lease `stagegate-follower` is."""
+    follow_lease_seconds: int = 15
+    """`FOLLOW_LEASE_SECONDS`: how long the follower's Lease stands unrenewed before a standby replica
+    takes over (seen on the standby's own clock); the holder renews it every third of that."""
     admission_deadline_seconds: float = 3.0
     """`ADMISSION_DEADLINE_SECONDS`: the longest `k8s_admission` takes to decide (and each Kubernetes call's
     timeout); past it the deploy guard refuses. Keep it below the webhooks' `timeoutSeconds` (5)."""
@@ -438,6 +443,10 @@ class Settings:
             namespaces=tuple(
                 ns.strip() for ns in env.get("STAGEGATE_NAMESPACES", "").split(",") if ns.strip()
             ),
+            follow_namespace=env.get("FOLLOW_LEASE_NAMESPACE")
+            or env.get("POD_NAMESPACE")
+            or cls.follow_namespace,
+            follow_lease_seconds=_positive_int(env, "FOLLOW_LEASE_SECONDS", cls.follow_lease_seconds),
             admission_deadline_seconds=_positive_float(
                 env, "ADMISSION_DEADLINE_SECONDS", cls.admission_deadline_seconds
             ),

@@ -12,6 +12,12 @@ of NS. Bakes are recorded on the stand-in with `python -m stagegate_dev.github_c
 kuberik's environment controller records them. Not run: `audit_bridge` and the Pub/Sub path to the
 reporter (they need a Pub/Sub or EventBridge); the reporter answers at `reporter_http`.
 
+With `--managed` (`make dev-managed`) the cluster is what a managed one (GKE, EKS, AKS) is: its
+apiserver has no audit webhook, so `k8s_audit_http` is not served; the follower (`python -m
+stagegate.follower`, as the in-cluster install runs it) lists and watches Rollouts and Environments
+instead, and records staging's bakes on the stand-in from its Rollout's history (the reporter), which
+opens prod's gate. README "Trying the managed-cluster path by hand" walks through it.
+
 Unlike `infra/gcp`, where `k8s_audit_http` holds no GitHub credentials and a Rollout change is
 recomputed by `k8s_audit` from Pub/Sub, every function here holds the stand-in's: a Rollout change is
 recomputed by the audit webhook itself. The functions act as cluster admin, like the KUBECONFIG
@@ -41,12 +47,20 @@ from stagegate.settings import APP_VARIABLES
 from stagegate_dev import devstack
 from stagegate_dev.commandline import stop_cleanly_on_signals
 from stagegate_dev.fake_github import FakeGitHub
+from stagegate_dev.polling import wait_until
 from stagegate_dev.rollout_model import Decision, RolloutModel
 from stagegate_dev.serve import FUNCTIONS
 
 REPOSITORIES = ["myorg/myapp"]
 """The stand-in's repositories unless `--repo` names others: the one `examples/myapp.yaml` uses."""
 ADMISSION = "k8s_admission"
+BAKE_ON_GITHUB = (
+    ".venv/bin/python -m stagegate_dev.github_cli record-bake staging -n myapp --tag TAG --revision SHA"
+)
+BAKE_BY_ROLLOUT = (
+    "kubectl patch rollout myapp-staging -n myapp --subresource=status --type=merge -p "
+    '\'{"status": {"history": [...]}}\'   # README: the managed-cluster path'
+)
 
 
 @dataclass
@@ -58,31 +72,47 @@ class Dev:
     functions: list[tuple[str, devstack.FunctionServer, str]]
     env: dict[str, str]
     """The functions' environment (credentials and secrets included)."""
+    follower: devstack.FollowerProcess | None = None
+    """With `--managed`: the follower, in place of the audit webhook."""
 
 
 @contextlib.contextmanager
-def running(repos: Sequence[str]) -> Iterator[Dev]:
+def cluster(
+    managed: bool, github: dict[str, str]
+) -> Iterator[tuple[devstack.KubeStack, devstack.FunctionServer | None]]:
+    """The kube-apiserver, with its audit webhook `k8s_audit_http` unless `managed` (none then)."""
+    if managed:
+        print("starting etcd and kube-apiserver (no audit webhook, as on a managed cluster) ...", flush=True)
+        with devstack.KubeStack() as kube:
+            yield kube, None
+        return
+    print("starting etcd, kube-apiserver and its audit webhook k8s_audit_http ...", flush=True)
+    with devstack.audit_webhook_stack(function_env=github) as (kube, audit):
+        yield kube, audit
+
+
+@contextlib.contextmanager
+def running(repos: Sequence[str], managed: bool = False) -> Iterator[Dev]:
     """Start everything; stop all of it, however the block is left."""
     print(f"starting the GitHub stand-in ({', '.join(repos)}) ...", flush=True)
     with FakeGitHub(repos=repos) as fake:
         # The caller's own App credentials would make the token ambiguous: blank them (empty = unset).
         github = {"GITHUB_TOKEN": fake.token, "GITHUB_API_URL": fake.url}
         github |= dict.fromkeys((*APP_VARIABLES, "GITHUB_APP_PRIVATE_KEY_FILE"), "")
-        print("starting etcd, kube-apiserver and its audit webhook k8s_audit_http ...", flush=True)
-        with devstack.audit_webhook_stack(function_env=github) as (kube, audit):
-            assert kube.audit is not None  # set by audit_webhook_stack
-            env = {"KUBECONFIG": str(kube.kubeconfig), "AUDIT_WEBHOOK_TOKEN": kube.audit.token, **github,
+        with cluster(managed, github) as (kube, audit):
+            token = kube.audit.token if kube.audit is not None else secrets.token_urlsafe(24)
+            env = {"KUBECONFIG": str(kube.kubeconfig), "AUDIT_WEBHOOK_TOKEN": token, **github,
                    "GITHUB_WEBHOOK_SECRET": secrets.token_urlsafe(16),
                    "RESYNC_TOKEN": secrets.token_urlsafe(16)}  # fmt: skip
             functions = []
             print("starting the functions ...", flush=True)
             for function in FUNCTIONS:
                 source = devstack.ROOT / "functions" / function.folder / "main.py"
-                server = (
-                    audit  # already serving: the apiserver cannot start without its audit webhook
-                    if function.target == "k8s_audit_http"
-                    else devstack.FunctionServer(source, function.target, env, None, kube.procs)
-                )
+                if function.target == "k8s_audit_http":
+                    if audit is not None:  # already serving: the apiserver cannot start without it
+                        functions.append((function.target, audit, function.expects))
+                    continue
+                server = devstack.FunctionServer(source, function.target, env, None, kube.procs)
                 functions.append((function.target, server, function.expects))
             source = devstack.ROOT / "functions" / ADMISSION / "main.py"
             admission = devstack.FunctionServer(source, ADMISSION, env, kube.tls, kube.procs)
@@ -96,7 +126,14 @@ def running(repos: Sequence[str]) -> Iterator[Dev]:
             time.sleep(1.5)  # the apiserver picks new webhook configurations up asynchronously
             webhook = next(server for target, server, _ in functions if target == "github_webhook")
             fake.deliver_webhooks(webhook.url, env["GITHUB_WEBHOOK_SECRET"])
-            yield Dev(kube, fake, functions, env)
+            follower = None
+            if managed:
+                print("starting the follower ...", flush=True)
+                follower = devstack.FollowerProcess(
+                    {**env, "FOLLOW_LEASE_NAMESPACE": "default", "POD_NAME": "stagegate-dev"}, kube.procs
+                )
+                wait_until(follower.following, 60, "the follower", follower.log)
+            yield Dev(kube, fake, functions, env, follower)
 
 
 @contextlib.contextmanager
@@ -128,14 +165,25 @@ def instructions(dev: Dev) -> str:
     """What is running where, the export line, and the commands to try."""
     env = dev.env
     exports = {name: env[name] for name in ("KUBECONFIG", "GITHUB_API_URL", "GITHUB_TOKEN")}
+    audit = (
+        "no audit webhook (a managed cluster)" if dev.follower else "audit webhook k8s_audit_http (blocking)"
+    )
+    follower = (
+        [f"  {'follower':<16}Lease default/stagegate-follower  watches Rollouts and Environments, reports "
+         "and recomputes (log: follower.log)"]
+        if dev.follower
+        else []
+    )  # fmt: skip
     lines = [
         "stagegate dev is up; Ctrl-C or SIGTERM stops everything.",
-        f"  {'kube-apiserver':<16}{dev.kube.server}  audit webhook k8s_audit_http (blocking), "
-        f"validating webhooks {ADMISSION}",
+        f"  {'kube-apiserver':<16}{dev.kube.server}  {audit}, validating webhooks {ADMISSION}",
         *(f"  {target:<16}{server.url}  {expects}" for target, server, expects in dev.functions),
+        *follower,
         f"  {'GitHub stand-in':<16}{dev.fake.url}  delivers deployment_status webhooks to github_webhook",
-        "  secrets: " + " ".join(f"{name}={env[name]}" for name in
-                                 ("AUDIT_WEBHOOK_TOKEN", "GITHUB_WEBHOOK_SECRET", "RESYNC_TOKEN")),
+        "  secrets: "
+        + " ".join(
+            f"{name}={env[name]}" for name in ("AUDIT_WEBHOOK_TOKEN", "GITHUB_WEBHOOK_SECRET", "RESYNC_TOKEN")
+        ),
         f"  logs: {dev.kube.dir}/*.log (removed on exit)",
         "",
         "In another shell, in this folder (README.md, 'Trying it by hand', walks through it):",
@@ -143,8 +191,8 @@ def instructions(dev: Dev) -> str:
         "kubectl apply -f examples/myapp.yaml",
         "kubectl get rolloutgate -n myapp",
         ".venv/bin/stagegate explain prod -n myapp",
-        ".venv/bin/python -m stagegate_dev.github_cli record-bake staging -n myapp --tag TAG --revision SHA",
-    ]  # fmt: skip
+        BAKE_BY_ROLLOUT if dev.follower else BAKE_ON_GITHUB,
+    ]
     return "\n".join(lines)
 
 
@@ -168,10 +216,16 @@ def main() -> int:
         help="also run stagegate's model of kuberik's rollout controller on the Rollouts of NAMESPACE "
         "(it deploys what the gates allow from status.availableReleases)",
     )
+    parser.add_argument(
+        "--managed",
+        action="store_true",
+        help="run the cluster as a managed one is (no audit webhook): the follower watches Rollouts and "
+        "Environments instead, and records bakes from the Rollouts' history (make dev-managed)",
+    )
     args = parser.parse_args()
     stop_cleanly_on_signals()
     try:
-        with running(args.repo or REPOSITORIES) as dev, rollout_model(dev, args.rollout_model):
+        with running(args.repo or REPOSITORIES, args.managed) as dev, rollout_model(dev, args.rollout_model):
             print(instructions(dev), flush=True)
             return devstack.wait_for_children(dev.kube.procs)
     except KeyboardInterrupt:

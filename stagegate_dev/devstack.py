@@ -413,6 +413,25 @@ class FunctionServer:
         return True
 
 
+class FollowerProcess:
+    """`python -m stagegate.follower` in a process of its own, as a container of the in-cluster install
+    runs it; `env` is its whole configuration (KUBECONFIG, GitHub, POD_NAME, FOLLOW_LEASE_NAMESPACE)."""
+
+    def __init__(self, env: Mapping[str, str], procs: Processes, name: str = "follower") -> None:
+        self.name = name
+        self.log_file = procs.log_dir / f"{name}.log"
+        self.proc = procs.start(name, [sys.executable, "-m", "stagegate.follower"], env={**os.environ, **env})
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+    def following(self) -> bool:
+        """Whether it has taken the Lease (its log says so)."""
+        if self.proc.poll() is not None:
+            raise ProcessExited(f"{self.name} exited with {self.proc.returncode}:\n{self.log()[-2000:]}")
+        return "this replica follows changes now" in self.log()
+
+
 @contextlib.contextmanager
 def audit_webhook_stack(
     crd_dir: Path = PROJECT_CRDS,

@@ -1,4 +1,5 @@
-"""`python -m stagegate_dev.github_cli record-bake`: record a bake on the GitHub stand-in by hand.
+"""`python -m stagegate_dev.github_cli record-bake`: record a bake on the GitHub stand-in by hand;
+`push`: make a commit known to it, as pushing a tag does.
 
 Why: in `make dev` nothing plays kuberik's environment controller (or stagegate's reporter, which
 records what it would), so someone has to write staging's deployment and bake status on GitHub before
@@ -7,9 +8,12 @@ the deployment of the revision to `kuberik/<name>/<env>` with kuberik's payload,
 state and description say the bake's result), over GitHub's REST API with the functions' own client,
 as the identity the functions trust. The stand-in then delivers the signed `deployment_status` webhook
 to `github_webhook` by itself. Recording the same revision again adds a status to its deployment, as a
-bake that moves on does. Configuration is the functions' own: KUBECONFIG (the Environment says where
-to record), GITHUB_TOKEN and GITHUB_API_URL; `make dev` prints them. Exit codes as `stagegate`'s: 0
-recorded, 2 a configuration or API error.
+bake that moves on does. `push` creates a tag (GitHub's "Create a reference"), which on the stand-in
+makes the commit known: on a managed cluster (`make dev-managed`) stagegate's own reporter records the
+bakes from the Rollout's history, and GitHub takes deployments only of commits it knows. Configuration
+is the functions' own: KUBECONFIG (the Environment says where to record), GITHUB_TOKEN and
+GITHUB_API_URL; `make dev` prints them. Exit codes as `stagegate`'s: 0 recorded, 2 a configuration or
+API error.
 """
 
 from __future__ import annotations
@@ -53,6 +57,22 @@ def record_bake(env: Environment, bake: Entry, github: GitHubDeployments) -> lis
     return [f"recorded on GitHub {target.repository}: {what}" for what in done]
 
 
+def push(repository: str, tag: str, revision: str, settings: Settings) -> str:
+    """Create the tag `tag` at `revision` in `repository` (a push, as far as the stand-in can tell)."""
+    from github import GithubException
+
+    from stagegate.github import github_client
+
+    client = github_client(
+        settings.github_credentials(), settings.github_api_url, settings.github_deadline_seconds
+    )
+    try:
+        client.get_repo(repository).create_git_ref(f"refs/tags/{tag}", revision)
+    except GithubException as exc:
+        raise PermanentError(f"GitHub refused the tag {tag} in {repository}: HTTP {exc.status}") from exc
+    return f"pushed tag {tag} at {revision[:7]} to {repository}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m stagegate_dev.github_cli", description=__doc__.splitlines()[0]
@@ -75,6 +95,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="Succeeded",
         help="the history entry's bakeStatus (default: %(default)s)",
     )
+    pushed = commands.add_parser(
+        "push",
+        help="make a commit known on GitHub by creating a tag at it, as a push does",
+        description="Create the tag TAG at REVISION in REPOSITORY (GitHub's 'Create a reference'); on the "
+        "stand-in this makes the commit known, so deployments of it can be recorded.",
+    )
+    pushed.add_argument("repository", help="OWNER/NAME")
+    pushed.add_argument("--tag", required=True)
+    pushed.add_argument("--revision", required=True, help="the commit (40 hex digits)")
     args = parser.parse_args(argv)
     if len(args.revision) != 40 or any(c not in "0123456789abcdef" for c in args.revision):
         parser.error("--revision must be a full commit id: 40 lower-case hex digits")
@@ -82,6 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("stagegate").setLevel(logging.WARNING)
     try:
         settings = Settings.from_env()
+        if args.command == "push":
+            print(push(args.repository, args.tag, args.revision, settings))
+            return 0
         kube = KubeGates(api_client(settings.kubeconfig), timeout=settings.github_deadline_seconds)
         env = kube.get_environment(args.namespace, args.environment)
         if env is None:

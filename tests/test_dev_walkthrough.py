@@ -31,7 +31,10 @@ from tests.test_demo import processes_marked
 pytestmark = pytest.mark.usefixtures("octokit")
 
 TAG = "main-1779290372-b797408"
-WALKTHROUGH = re.compile(r"<!-- walkthrough -->\n```sh\n(.*?)```", re.S)
+WALKTHROUGHS = {
+    name: re.compile(rf"<!-- {name} -->\n```sh\n(.*?)```", re.S)
+    for name in ("walkthrough", "walkthrough-managed")
+}
 # Starts `python -m ...` with SIGINT ignored, as a script's background job inherits it.
 IGNORING_SIGINT = (
     "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
@@ -39,10 +42,10 @@ IGNORING_SIGINT = (
 )
 
 
-def walkthrough() -> list[str]:
+def walkthrough(name: str = "walkthrough") -> list[str]:
     """The README walkthrough's commands in order, a `\\`-continued command joined into one line."""
     commands, pending = [], ""
-    for block in WALKTHROUGH.findall((ROOT / "README.md").read_text()):
+    for block in WALKTHROUGHS[name].findall((ROOT / "README.md").read_text()):
         for line in block.splitlines():
             pending += line.rstrip("\\").strip() + " "
             if not line.endswith("\\"):
@@ -60,11 +63,11 @@ def user_env(marker: str) -> dict[str, str]:
 class Running:
     """A local tool started as a user would, its stdout read line by line in the background."""
 
-    def __init__(self, module: str, marker: str, *, ignore_sigint: bool = False) -> None:
+    def __init__(self, module: str, marker: str, *args: str, ignore_sigint: bool = False) -> None:
         argv = (
             [sys.executable, "-c", IGNORING_SIGINT, module]
             if ignore_sigint
-            else [sys.executable, "-m", module]
+            else [sys.executable, "-m", module, *args]
         )
         self.proc = subprocess.Popen(argv, cwd=ROOT, env=user_env(marker), stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)  # fmt: skip
@@ -103,10 +106,10 @@ class Running:
         return "\n".join(rest)
 
 
-def run_walkthrough(env: dict[str, str], done: list[tuple[str, str]]) -> None:
+def run_walkthrough(env: dict[str, str], done: list[tuple[str, str]], name: str = "walkthrough") -> None:
     """Run each README walkthrough command; record it and what it printed (stdout and stderr, as a
     terminal shows them) in `done`, so a failure still leaves the transcript so far."""
-    for command in walkthrough():
+    for command in walkthrough(name):
         argv = ["bash", "-euo", "pipefail", "-c", command]
         run = subprocess.run(argv, cwd=ROOT, env=env, timeout=90, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, check=False)  # fmt: skip
@@ -159,6 +162,41 @@ def test_the_readme_walkthrough_closes_then_opens_prods_gate_and_sigterm_stops_e
     assert "stopped: " in said
     assert processes_marked(marker) == []
     assert not folder.exists()
+
+
+def test_the_managed_walkthrough_opens_prods_gate_through_the_follower_without_an_audit_webhook(
+    tmp_path: Path,
+) -> None:
+    marker = str(uuid.uuid4())
+    dev = Running("stagegate_dev.dev", marker, "--managed")
+    exports = dict(pair.split("=", 1) for pair in shlex.split(dev.until("export "))[1:])
+    done: list[tuple[str, str]] = []
+    try:
+        run_walkthrough(user_env(marker) | exports, done, "walkthrough-managed")
+    finally:
+        transcript = "".join(f"$ {command}\n{output}" for command, output in done)
+        (tmp_path / "walkthrough-managed.txt").write_text(transcript)
+        print(transcript)
+        said = dev.stop(signal.SIGTERM)
+    started = "\n".join(dev.seen)
+    assert "no audit webhook (a managed cluster)" in started
+    assert "k8s_audit_http" not in started
+    assert "follower" in started
+    gates = [output.strip() for output in outputs(done, "kubectl get rolloutgate prod-stagegate")]
+    assert gates == ["[]", f'["{TAG}"]']
+    pushed = outputs(done, ".venv/bin/python -m stagegate_dev.github_cli push")
+    assert pushed == [f"pushed tag {TAG} at b797408 to myorg/myapp\n"]
+    explained = outputs(done, ".venv/bin/stagegate explain prod")
+    assert len(explained) == 2
+    assert f"{TAG}: blocked: " in explained[0], explained[0]
+    assert "bake result in_progress (history entry" in explained[0], explained[0]
+    assert f"{TAG}: allowed: " in explained[1], explained[1]
+    assert "bake result success (history entry" in explained[1], explained[1]
+    [pipeline] = outputs(done, ".venv/bin/stagegate status myapp")
+    rows = [line.split() for line in pipeline.splitlines()[2:]]
+    assert rows[0][:4] == ["staging", TAG, "(b797408)", "Succeeded"], pipeline
+    assert "stopped: " in said
+    assert processes_marked(marker) == []
 
 
 def stack_folder(marker: str) -> Path | None:

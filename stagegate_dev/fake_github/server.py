@@ -28,7 +28,7 @@ from werkzeug.wrappers import Request, Response
 
 from stagegate_dev.fake_github import apps, graphql_api, rest
 from stagegate_dev.fake_github.faults import Fault
-from stagegate_dev.fake_github.state import GitHubState, NotFound, Repository, User, ValidationFailed
+from stagegate_dev.fake_github.state import GitHubState, NotFound, Repository, User, ValidationFailed, node_id
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -46,6 +46,7 @@ DOCS = {
     "status": "https://docs.github.com/rest/deployments/statuses#get-a-deployment-status",
     "rate_limit": "https://docs.github.com/rest/rate-limit/rate-limit#get-rate-limit-status-for-the-authenticated-user",
     "access_tokens": "https://docs.github.com/rest/apps/apps#create-an-installation-access-token-for-an-app",
+    "refs": "https://docs.github.com/rest/git/refs#create-a-reference",
 }
 GRAPHQL_AUTH_DOCS = (
     "https://docs.github.com/graphql/guides/forming-calls-with-graphql#authenticating-with-graphql"
@@ -64,6 +65,7 @@ TEMPLATES = {
     "deployment": _DEPLOYMENTS + "/{deployment_id}",
     "statuses": _DEPLOYMENTS + "/{deployment_id}/statuses",
     "status": _DEPLOYMENTS + "/{deployment_id}/statuses/{status_id}",
+    "refs": "/repos/{owner}/{repo}/git/refs",
     "rate_limit": "/rate_limit",
     "access_tokens": "/app/installations/{installation_id}/access_tokens",
     "app": "/app",
@@ -85,6 +87,7 @@ URLS = Map(
             for rule in (
                 Rule(base, endpoint="repo", methods=["GET"]),
                 Rule(f"{base}/deployments", endpoint="deployments", methods=["GET", "POST"]),
+                Rule(f"{base}/git/refs", endpoint="refs", methods=["POST"]),
                 Rule(
                     f"{base}/deployments/<int:deployment_id>",
                     endpoint="deployment",
@@ -380,6 +383,33 @@ class App:
                 exc, "https://docs.github.com/rest/deployments/deployments#create-a-deployment"
             )
         return Answer(201, rest.deployment_json(deployment, repo, api))
+
+    def do_refs_post(self, request: Request, api: str, user: User, **where: Any) -> Answer:
+        """Create a reference: here it stands in for a push too (the fake has no git objects, so any
+        40-hex sha is taken as a commit), which is how `make dev` makes a commit known."""
+        repo = self._repo(request, "refs", **where)
+        body = self._json_body(request, "POST", TEMPLATES["refs"])
+        ref, sha = str(body["ref"]), str(body["sha"])
+        # GitHub: "If it doesn't start with 'refs' and have at least two slashes, it will be rejected."
+        if not ref.startswith("refs/") or ref.count("/") < 2:
+            return Answer(422, rest.error_json(422, "Reference name is invalid", DOCS["refs"]))
+        if ref in repo.refs:
+            return Answer(422, rest.error_json(422, "Reference already exists", DOCS["refs"]))
+        try:
+            self.fake.state.set_ref(repo.full_name, ref, sha)
+        except ValueError:
+            return Answer(422, rest.error_json(422, "Object does not exist", DOCS["refs"]))
+        url = f"{api}/repos/{repo.full_name}/git"
+        return Answer(
+            201,
+            {
+                "ref": ref,
+                "node_id": node_id("Ref", f"{repo.id}:{ref}"),
+                "url": f"{url}/{ref}",
+                "object": {"type": "commit", "sha": sha, "url": f"{url}/commits/{sha}"},
+            },
+            {"Location": f"{url}/{ref}"},
+        )
 
     def do_deployment_get(
         self, request: Request, api: str, user: User, deployment_id: int, **where: Any

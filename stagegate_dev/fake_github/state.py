@@ -291,7 +291,8 @@ class GitHubState:
         """The commit a ref names: a full SHA names itself, branches and tags come from `refs`."""
         if _SHA.match(ref):
             return ref
-        for candidate in (ref, ref.removeprefix("refs/heads/"), ref.removeprefix("refs/tags/")):
+        names = (ref, ref.removeprefix("refs/heads/"), ref.removeprefix("refs/tags/"))
+        for candidate in (*names, f"refs/tags/{ref}", f"refs/heads/{ref}"):  # git rev-parse's order
             if candidate in repo.refs:
                 return repo.refs[candidate]
         raise ValidationFailed(f"No ref found for: {ref}")

@@ -83,6 +83,20 @@ def test_pygithub_creates_and_reads_a_deployment_and_its_statuses(fake: FakeGitH
     assert read.get_status(pending.id).description == "Deploying"
 
 
+def test_a_reference_created_makes_its_commit_known_as_a_push_would(fake: FakeGitHub, gh: Github) -> None:
+    repo = gh.get_repo(REPO)
+    ref = repo.create_git_ref("refs/tags/v9", sha(9))
+    assert (ref.ref, ref.object.sha, ref.object.type) == ("refs/tags/v9", sha(9), "commit")
+    assert repo.create_deployment("v9", environment=STAGING, required_contexts=[]).sha == sha(9)
+    with pytest.raises(GithubException) as taken:
+        repo.create_git_ref("refs/tags/v9", sha(9))
+    assert (taken.value.status, taken.value.data["message"]) == (422, "Reference already exists")
+    for bad_ref, bad_sha in (("v10", sha(10)), ("refs/v10", sha(10)), ("refs/tags/v10", "abc")):
+        with pytest.raises(GithubException) as refused:
+            repo.create_git_ref(bad_ref, bad_sha)
+        assert refused.value.status == 422
+
+
 def test_repository_names_are_case_insensitive_and_answered_canonically(gh: Github) -> None:
     repo = gh.get_repo("MyOrg/MYAPP")
     assert repo.full_name == REPO

@@ -228,7 +228,7 @@ def test_every_function_port_is_behind_a_service_and_probed(rendered: list[dict[
             if service["spec"]["selector"].items() <= d["spec"]["template"]["metadata"]["labels"].items()
             for c in d["spec"]["template"]["spec"]["containers"]
         ]
-        offered = {p["name"] for c in selected for p in c["ports"]}
+        offered = {p["name"] for c in selected for p in c.get("ports", [])}
         assert {p["targetPort"] for p in service["spec"]["ports"]} <= offered
 
 
@@ -341,6 +341,32 @@ def test_the_settings_come_from_one_configmap_the_code_reads_and_accepts(
         env = {**data, **plain_env(container), **dict.fromkeys(secret_refs(container), "x" * 40)}
         env = {k: v for k, v in env.items() if k not in APP_VARIABLES}  # a token, not both
         Settings.from_env(env)
+
+
+def test_the_follower_runs_beside_the_functions_with_its_identity_and_only_github_credentials(
+    rendered: list[dict[str, Any]],
+) -> None:
+    [(workload, spec, follower)] = [(w, s, c) for w, s, c in containers(rendered) if c["name"] == "follower"]
+    assert workload == "Deployment/stagegate"
+    assert pod_specs(rendered)[workload] is spec
+    assert follower["command"] == ["python", "-m", "stagegate.follower"]
+    assert (ROOT / "stagegate" / "follower.py").is_file()
+    assert "ports" not in follower  # it serves nothing
+    fields = {
+        e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
+        for e in follower["env"]
+        if "fieldRef" in e.get("valueFrom", {})
+    }
+    assert fields == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+    refs = secret_refs(follower)
+    assert set(refs) == set(GITHUB)
+    assert all(ref.get("optional") is True for ref in refs.values())
+    configuration = config_map(rendered)
+    assert follower["envFrom"] == [{"configMapRef": {"name": configuration["metadata"]["name"]}}]
+    env = {**configuration["data"], "POD_NAMESPACE": "stagegate-system", "GITHUB_TOKEN": "x" * 40}
+    settings = Settings.from_env(env)
+    assert settings.follow_namespace == "stagegate-system"  # the Lease beside the install
+    settings.github_credentials()  # it starts
 
 
 def test_the_functions_serve_tls_with_a_certificate_for_their_service(rendered: list[dict[str, Any]]) -> None:

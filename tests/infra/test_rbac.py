@@ -22,7 +22,8 @@ from kubernetes.client.exceptions import ApiException
 from shared.errors import PermanentError
 from shared.gate import fallback_gate_name, gate_name
 from shared.views import Environment
-from stagegate.kube import KubeConflict, KubeGates, api_client
+from stagegate.kube import ENVIRONMENTS, ROLLOUTS, KubeConflict, KubeGates, api_client
+from stagegate.leader import Leadership
 from stagegate.reconcile import ensure_gates
 from stagegate_dev import devstack
 from tests.kube_objects import (
@@ -180,6 +181,28 @@ def test_rollout_is_read(namespace: str, sa_gates: KubeGates, custom: client.Cus
     assert sa_gates.get_rollout(namespace, "missing") is None
 
 
+def test_the_follower_lists_and_watches_rollouts_and_environments_and_holds_its_lease(
+    namespace: str, sa_gates: KubeGates, custom: client.CustomObjectsApi
+) -> None:
+    rollout(custom, namespace)
+    listed, rollouts_at = sa_gates.list_objects(ROLLOUTS, namespace)
+    assert [o["metadata"]["name"] for o in listed] == ["myapp"]
+    environments_at = sa_gates.list_objects(ENVIRONMENTS, None)[1]  # cluster-wide
+    rollout(custom, namespace, "later")
+    create_environment(custom, environment(namespace, "prod"))
+    seen = [
+        (event["type"], event["object"]["metadata"].get("name"))
+        for kind, version in ((ROLLOUTS, rollouts_at), (ENVIRONMENTS, environments_at))
+        for event in sa_gates.watch(kind, namespace, version, 1)
+    ]
+    assert ("ADDED", "later") in seen
+    assert ("ADDED", "prod") in seen
+    leadership = Leadership(sa_gates, namespace, "replica-1")
+    assert leadership.step({})  # create
+    assert leadership.step({"rollouts": rollouts_at})  # get and update
+    leadership.release({})
+
+
 def test_reporter_lease_is_created_read_and_updated(
     namespace: str,
     sa_client: client.ApiClient,
@@ -333,10 +356,10 @@ def test_cluster_role_is_least_privilege() -> None:
     }
     assert granted == {
         ("kuberik.com", "rolloutgates", ("create", "list", "patch")),
-        ("environments.kuberik.com", "environments", ("get", "list")),
+        ("environments.kuberik.com", "environments", ("get", "list", "watch")),
         ("environments.kuberik.com", "environments/finalizers", ("update",)),
         ("environments.kuberik.com", "environments/status", ("update",)),
-        ("kuberik.com", "rollouts", ("get", "list")),
+        ("kuberik.com", "rollouts", ("get", "list", "watch")),
         ("", "events", ("create", "get", "patch")),
         ("coordination.k8s.io", "leases", ("create", "get", "update")),
     }

@@ -1,0 +1,134 @@
+"""What the follower does with a batch of changes: what the audit paths and the reporter do, in one go.
+
+The same services, in the order the audit path keeps (Environment changes first):
+1. Environment changes: `handle_audit_events` on "look again" events, as `k8s_audit` handles them (the
+   gates ensured from the Environment read from the API; recomputed when a change withdrew what they
+   allowed, e.g. a relationship removed or moved).
+2. Rollout changes: the reporter (`report_events`: GitHub records the history, then the Environment
+   statuses), once per Rollout;
+3. then one recompute (one GitHub read per upstream) of the Environments governing those Rollouts (a
+   candidate may now be allowed) and of those downstream of them in this cluster: a bake just recorded
+   opens the downstream gates here at once, without waiting for GitHub's `deployment_status` webhook
+   (which still reaches `github_webhook` and other clusters, and may arrive late or never).
+Each step that fails in a way that may pass names its changes for a retry; nothing is kept otherwise.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.audit import AuditEvent, look_again
+from shared.errors import PartialFailure, StagegateError
+from shared.follow import Change
+from shared.github_delivery import kuberik_target
+from shared.report import Target
+from shared.views import Environment
+from stagegate.audit_service import AuditContext, handle_audit_events
+from stagegate.logs import get_logger
+from stagegate.recompute_service import governed_by, recompute
+from stagegate.report_service import Limits, Recorder, ReportStore, report_events
+
+log = get_logger("follower")
+
+WHY = "stagegate follower: watched change"
+
+
+@dataclass(frozen=True)
+class FollowContext:
+    """What a batch is handled with: the audit path's context, the reporter's GitHub and limits, and
+    the namespaces stagegate may touch (empty: all)."""
+
+    audit: AuditContext
+    reports: ReportStore
+    github: Recorder
+    limits: Limits
+    namespaces: Sequence[str] = ()
+
+
+@dataclass
+class Handled:
+    """One batch's outcome: a summary for the log, and the changes to try again later."""
+
+    summary: dict[str, Any] = field(default_factory=dict)
+    retry: set[Change] = field(default_factory=set)
+
+
+def handle_changes(changes: Sequence[Change], ctx: FollowContext) -> Handled:
+    """Act on a batch of changes (each object once); never raises: what failed is in `retry`."""
+    handled = Handled()
+    environments = [c for c in changes if c.route == "environment"]
+    rollouts = [c for c in changes if c.route == "rollout"]
+    if environments:
+        _step(handled, "environments", environments, lambda: _environments(environments, ctx))
+    if rollouts:
+        _step(
+            handled,
+            "reports",
+            rollouts,
+            lambda: report_events(_events(rollouts), ctx.reports, ctx.github, ctx.limits),
+        )
+        _step(handled, "gates", rollouts, lambda: _gates(rollouts, ctx))
+    return handled
+
+
+def _step(handled: Handled, name: str, changes: Sequence[Change], work: Any) -> None:
+    try:
+        handled.summary[name] = work()
+    except PartialFailure as exc:
+        handled.summary[name] = {**exc.summary, "retry": str(exc)}
+        handled.retry.update(changes)
+    except StagegateError as exc:
+        handled.summary[name] = {"error": str(exc)}
+        handled.retry.update(changes)
+        log.warning(f"follower: {name} failed; retried", extra={"fields": {"reason": str(exc)}})
+    except Exception as exc:  # a defect must not stop the follower: logged whole, retried with backoff
+        handled.summary[name] = {"error": f"unexpected {type(exc).__name__}"}
+        handled.retry.update(changes)
+        log.exception(f"follower: {name} failed unexpectedly; retried")
+
+
+def _events(changes: Sequence[Change]) -> list[AuditEvent]:
+    batch = uuid.uuid4().hex[:12]
+    return [
+        look_again(c.namespace, c.name, WHY, f"stagegate-follow-{batch}-{i}", c.route).event
+        for i, c in enumerate(changes)
+    ]
+
+
+def _environments(changes: Sequence[Change], ctx: FollowContext) -> dict[str, Any]:
+    return handle_audit_events(_events(changes), ctx.audit).to_json()
+
+
+def _gates(rollouts: Sequence[Change], ctx: FollowContext) -> dict[str, Any]:
+    """Recompute, together, the Environments governing these Rollouts and those downstream of them."""
+    upstream = ctx.audit.upstream
+    if upstream is None:
+        return {"skipped": "no GitHub credentials"}
+    listed = ctx.audit.kube.list_environments(ctx.namespaces)
+    keys = {(c.namespace, c.name) for c in rollouts}
+    mine = [env for env in listed if (env.namespace, env.rollout_name) in keys]
+    chosen: dict[str, Environment] = {env.key: env for env in mine if env.relationship is not None}
+    for env in mine:
+        target = Target.of(env)
+        bake = kuberik_target(target.environment) if target is not None else None
+        if target is not None and bake is not None:
+            chosen.update((down.key, down) for down in governed_by(bake, target.repository, listed))
+    report = recompute(
+        list(chosen.values()),
+        ctx.audit.kube,
+        upstream,
+        ctx.audit.attempts,
+        ctx.audit.repositories,
+        namespaces=ctx.namespaces,
+    )
+    summary = {
+        "environments": sorted(chosen),
+        "gates": [o.to_json() for o in report.outcomes],
+        "errors": report.errors,
+    }
+    if report.retryable:
+        raise PartialFailure(f"will retry: {', '.join(report.retryable)}", summary)
+    return summary

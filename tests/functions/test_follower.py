@@ -1,0 +1,202 @@
+"""The follower on a cluster with no audit webhook (as GKE, EKS and AKS are): the real kube-apiserver
+(which here has none), the GitHub stand-in, and `python -m stagegate.follower` in processes of its own,
+with the least-privilege identity of `infra/k8s/rbac.yaml`. No resync runs in these tests: whatever
+happens, the follower did it.
+
+Each test confines its followers to its own namespace (`STAGEGATE_NAMESPACES`), where their Lease lives
+too, so tests sharing the apiserver never see each other's objects.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from kubernetes import client
+
+from shared.follow import RESUME_ANNOTATION
+from stagegate.kube import KubeGates
+from stagegate.leader import LEASE_NAME
+from stagegate_dev import devstack
+from stagegate_dev.fake_github import FakeGitHub
+from tests.functions.follower_support import Pipeline
+from tests.functions.reporter_support import History
+from tests.kube_objects import ENV_ARGS
+
+LEASE_SECONDS = 3
+
+
+def wait_for(check: Callable[[], object], what: str, seconds: float = 40.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not in {seconds:g}s: {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def pipeline(custom: client.CustomObjectsApi, gates: KubeGates, fake: FakeGitHub, namespace: str) -> Pipeline:
+    return Pipeline(History(custom, gates, fake, namespace), custom)
+
+
+@pytest.fixture
+def followers(
+    kube_stack: devstack.KubeStack, fake: FakeGitHub, namespace: str
+) -> Iterator[Callable[[str], devstack.FollowerProcess]]:
+    """Start followers by identity (POD_NAME); all are stopped at the end."""
+    started: list[devstack.FollowerProcess] = []
+
+    def start(identity: str) -> devstack.FollowerProcess:
+        env = {
+            "KUBECONFIG": str(kube_stack.function_kubeconfig),
+            "GITHUB_TOKEN": fake.token,
+            "GITHUB_API_URL": fake.url,
+            "STAGEGATE_NAMESPACES": namespace,
+            "FOLLOW_LEASE_NAMESPACE": namespace,
+            "FOLLOW_LEASE_SECONDS": str(LEASE_SECONDS),
+            "POD_NAME": identity,
+        }
+        name = f"follower-{namespace}-{identity}-{len(started)}"
+        follower = devstack.FollowerProcess(env, kube_stack.procs, name)
+        started.append(follower)
+        return follower
+
+    yield start
+    for follower in started:
+        if follower.proc.poll() is None:
+            follower.proc.terminate()
+            follower.proc.wait(timeout=15)
+
+
+def test_a_bake_success_is_recorded_on_github_and_opens_prod_without_an_audit_webhook_or_a_resync(
+    pipeline: Pipeline, followers: Callable[[str], devstack.FollowerProcess]
+) -> None:
+    follower = followers("a")
+    wait_for(follower.following, "the follower takes its Lease")
+    pipeline.create()
+    # prod's gate is made by the follower, blocking (k8s_admission makes it at admission where it runs).
+    wait_for(lambda: pipeline.prod_gate() is not None, "prod's gate exists")
+    assert pipeline.allowed() == []
+    pipeline.history.deploy(1, "InProgress")
+    pipeline.candidates(1)
+    wait_for(lambda: pipeline.recorded_states(1) == [["in_progress"]], "the bake in progress is on GitHub")
+    assert pipeline.allowed() == []
+    pipeline.history.set_bake(1, "Succeeded", "all checks passed")
+    wait_for(lambda: pipeline.allowed() == ["main-1"], "prod's gate opens for main-1")
+    assert pipeline.recorded_states(1) == [["in_progress", "success"]]
+    assert "Traceback" not in follower.log()
+
+
+def test_a_change_made_while_the_follower_is_down_is_handled_once_it_is_back(
+    pipeline: Pipeline, followers: Callable[[str], devstack.FollowerProcess], gates: KubeGates, namespace: str
+) -> None:
+    first = followers("a")
+    wait_for(first.following, "the follower takes its Lease")
+    pipeline.create()
+    pipeline.history.deploy(1, "InProgress")
+    pipeline.candidates(1)
+    wait_for(lambda: pipeline.recorded_states(1) == [["in_progress"]], "the bake in progress is on GitHub")
+    wait_for(lambda: _resume(gates, namespace), "the resume point is on the Lease")
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(timeout=10)
+
+    pipeline.history.set_bake(1, "Succeeded")  # nobody follows
+    time.sleep(0.5)
+    assert pipeline.recorded_states(1) == [["in_progress"]]
+    assert pipeline.allowed() == []
+
+    again = followers("a")  # the same pod's container, restarted: it takes its own Lease back at once
+    wait_for(lambda: pipeline.allowed() == ["main-1"], "prod's gate opens for main-1")
+    assert pipeline.recorded_states(1) == [["in_progress", "success"]]
+    log = again.log()
+    assert "follower listed" not in log  # it resumed the watch, nothing was listed again
+    assert '"resume": {' in log
+
+
+def test_a_resume_point_too_old_for_the_apiserver_is_followed_by_a_full_list(
+    pipeline: Pipeline, followers: Callable[[str], devstack.FollowerProcess], gates: KubeGates, namespace: str
+) -> None:
+    first = followers("a")
+    wait_for(first.following, "the follower takes its Lease")
+    pipeline.create()
+    pipeline.history.deploy(1, "InProgress")
+    pipeline.candidates(1)
+    wait_for(lambda: pipeline.recorded_states(1) == [["in_progress"]], "the bake in progress is on GitHub")
+    wait_for(lambda: _resume(gates, namespace), "the resume point is on the Lease")
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(timeout=10)
+    # The watch was lost for longer than the apiserver keeps events: its resume point is answered 410.
+    lease = gates.read_lease(namespace, LEASE_NAME)
+    assert lease is not None
+    old = dict.fromkeys(_resume(gates, namespace), "1")
+    lease["metadata"]["annotations"][RESUME_ANNOTATION] = json.dumps(old)
+    gates.replace_lease(lease)
+    pipeline.history.set_bake(1, "Succeeded")
+
+    again = followers("a")
+    wait_for(lambda: pipeline.allowed() == ["main-1"], "prod's gate opens for main-1")
+    assert pipeline.recorded_states(1) == [["in_progress", "success"]]
+    log = again.log()
+    assert "follower watch expired; listing again" in log
+    assert "follower listed" in log
+
+
+def test_removing_prods_relationship_relaxes_its_gate_without_a_resync(
+    pipeline: Pipeline, followers: Callable[[str], devstack.FollowerProcess], namespace: str
+) -> None:
+    follower = followers("a")
+    wait_for(follower.following, "the follower takes its Lease")
+    pipeline.create()
+    wait_for(lambda: pipeline.prod_gate() is not None, "prod's gate exists")
+    assert pipeline.allowed() == []
+    pipeline.custom.patch_namespaced_custom_object(
+        *ENV_ARGS, namespace, "environments", "prod", {"spec": {"relationship": None}}
+    )
+    wait_for(lambda: "allowedVersions" not in (pipeline.prod_gate() or {"spec": {"x": 1}})["spec"], "relaxed")
+
+
+def test_two_replicas_never_both_report_a_rollout_and_a_standby_takes_over(
+    pipeline: Pipeline, followers: Callable[[str], devstack.FollowerProcess], gates: KubeGates, namespace: str
+) -> None:
+    a, b = followers("a"), followers("b")
+    wait_for(lambda: a.following() or b.following(), "one replica takes the Lease")
+    time.sleep(LEASE_SECONDS * 1.5)  # long enough for the other to take it, if it wrongly could
+    assert a.following() != b.following()
+    leader, standby = (a, b) if a.following() else (b, a)
+    pipeline.create()
+    pipeline.candidates(*range(1, 9))
+    for n in range(1, 9):  # a burst of history writes, as a busy rollout controller makes them
+        pipeline.history.deploy(n, "Succeeded")
+    wait_for(lambda: pipeline.allowed() == [f"main-{n}" for n in range(1, 9)], "every version allowed")
+    recorded = [pipeline.recorded_states(n) for n in range(1, 9)]
+    assert [len(deployments) for deployments in recorded] == [1] * 8  # one deployment per entry
+    assert all(deployments[0][0] == "success" for deployments in recorded)  # older ones made inactive after
+    assert "follower handled" not in standby.log()
+
+    leader.proc.send_signal(signal.SIGKILL)  # no release: the standby waits out the Lease on its own clock
+    killed = time.monotonic()
+    wait_for(standby.following, "the standby takes over", seconds=LEASE_SECONDS * 4 + 10)
+    assert time.monotonic() - killed >= LEASE_SECONDS * 0.5
+    pipeline.candidates(*range(1, 10))
+    pipeline.history.deploy(9, "Succeeded")
+    wait_for(lambda: "main-9" in (pipeline.allowed() or []), "main-9 allowed by the new follower")
+    assert all(len(pipeline.recorded_states(n)) == 1 for n in range(1, 10))  # one deployment per entry
+
+    lease = gates.read_lease(namespace, LEASE_NAME)
+    assert lease is not None
+    assert lease["spec"]["holderIdentity"] in ("a", "b")
+    standby.proc.send_signal(signal.SIGTERM)  # a clean stop gives the Lease back
+    standby.proc.wait(timeout=15)
+    lease = gates.read_lease(namespace, LEASE_NAME)
+    assert lease is not None
+    assert "holderIdentity" not in lease["spec"]
+    assert RESUME_ANNOTATION in lease["metadata"]["annotations"]
+
+
+def _resume(gates: KubeGates, namespace: str) -> dict[str, str]:
+    lease = gates.read_lease(namespace, LEASE_NAME)
+    raw = ((lease or {}).get("metadata") or {}).get("annotations", {}).get(RESUME_ANNOTATION)
+    return json.loads(raw) if raw else {}
