@@ -15,7 +15,10 @@ requests (the Lease's renewals meanwhile included) and GitHub reads and writes i
 keeps its 10 newest entries, as a rollout controller's history limit would. Then RESTARTS times: the
 follower is killed (SIGKILL), a change is made, and the follower is started again as the same pod; the
 clock starts when its process starts (Python's start-up included) and stops at the record and the gate.
-Run with `make bench`.
+Last, the worst case of one change: staging and BENCH_FANOUT (default 1,000) Environments `After
+staging` in one namespace, each with its Rollout listing `main-1`; a new follower starts (a cold start:
+every object is a change) and the bench times it until all gates block and it has settled, then times
+staging's bake until every gate allows `main-1`, with that change's calls. Run with `make bench`.
 """
 
 from __future__ import annotations
@@ -39,21 +42,24 @@ from stagegate_dev import devstack  # noqa: E402
 from stagegate_dev.commandline import no_arguments, stop_cleanly_on_signals  # noqa: E402
 from stagegate_dev.fake_github import FakeGitHub  # noqa: E402
 from tests.functions.follower_support import Pipeline  # noqa: E402
-from tests.functions.reporter_support import History  # noqa: E402
+from tests.functions.reporter_support import ROLLOUT_ARGS, History, rev  # noqa: E402
+from tests.kube_objects import ENV_ARGS, GATE_ARGS, environment  # noqa: E402
 
 CHANGES = int(os.environ.get("BENCH_CHANGES", "60"))
 RESTARTS = 5
+FANOUT = int(os.environ.get("BENCH_FANOUT", "1000"))
+FANOUT_NAMESPACE = "fanout"
 POLL = 0.005
 NAMESPACE = "bench"
 
 
-def waited(check: Callable[[], bool], seconds: float = 60.0) -> float:
-    """Seconds until `check()` held (polled every POLL)."""
+def waited(check: Callable[[], bool], seconds: float = 60.0, poll: float = POLL) -> float:
+    """Seconds until `check()` held (polled every `poll`)."""
     started = time.monotonic()
     while not check():
         if time.monotonic() - started > seconds:
-            raise TimeoutError("not within a minute")
-        time.sleep(POLL)
+            raise TimeoutError(f"not within {seconds:g}s")
+        time.sleep(poll)
     return time.monotonic() - started
 
 
@@ -134,6 +140,78 @@ def restarting(
         print(f"  {name:26}median {statistics.median(values):.3f}s, max {max(values):.3f}s")
 
 
+def fanning_out(stack: devstack.KubeStack, fake: FakeGitHub, custom: client.CustomObjectsApi) -> None:
+    """The worst case of one change: staging's bake opening FANOUT downstream gates, all in one cluster,
+    after a cold start that handles every object once (what a first start or a 410 relist costs)."""
+    client.CoreV1Api(stack.api_client()).create_namespace({"metadata": {"name": FANOUT_NAMESPACE}})
+    gates = KubeGates(api_client(str(stack.function_kubeconfig)), timeout=30)
+    history = History(custom, gates, fake, FANOUT_NAMESPACE).create()
+    candidates = {"status": {"releaseCandidates": [{"tag": "main-1", "revision": rev(1)}]}}
+    for i in range(FANOUT):
+        body = environment(FANOUT_NAMESPACE, f"prod-{i}", upstream="staging", rollout=f"myapp-prod-{i}")
+        body["spec"]["backend"]["project"] = history.repo
+        custom.create_namespaced_custom_object(*ENV_ARGS, FANOUT_NAMESPACE, "environments", body)
+        rollout = {
+            "apiVersion": "kuberik.com/v1alpha1",
+            "kind": "Rollout",
+            "metadata": {"name": f"myapp-prod-{i}"},
+        }
+        custom.create_namespaced_custom_object(*ROLLOUT_ARGS, FANOUT_NAMESPACE, "rollouts", rollout)
+        custom.patch_namespaced_custom_object_status(
+            *ROLLOUT_ARGS, FANOUT_NAMESPACE, "rollouts", f"myapp-prod-{i}", candidates
+        )
+    env = {
+        "KUBECONFIG": str(stack.function_kubeconfig),
+        "GITHUB_TOKEN": fake.token,
+        "GITHUB_API_URL": fake.url,
+        "STAGEGATE_NAMESPACES": FANOUT_NAMESPACE,
+        "FOLLOW_LEASE_NAMESPACE": FANOUT_NAMESPACE,
+        "POD_NAME": "fanout",
+    }
+    started = time.monotonic()
+    follower = devstack.FollowerProcess(env, stack.procs, "follower-fanout")
+
+    def allowing(tags: list[str]) -> int:
+        items = custom.list_namespaced_custom_object(*GATE_ARGS, FANOUT_NAMESPACE, "rolloutgates")["items"]
+        return sum(1 for g in items if g["spec"].get("allowedVersions") == tags)
+
+    waited(lambda: allowing([]) == FANOUT, seconds=600, poll=0.1)
+    gated = time.monotonic() - started
+    quiet = waited_quiet(follower.log_file)
+    cold = handled_lines(follower.log_file, 0)
+    settled = time.monotonic() - started - quiet
+    before = len(cold)
+    history.deploy(1, "Succeeded")
+    started = time.monotonic()
+    waited(lambda: allowing(["main-1"]) == FANOUT, seconds=600, poll=0.1)
+    opened = time.monotonic() - started
+    waited_quiet(follower.log_file)
+    cost = dict.fromkeys(("kubernetes", "githubReads", "githubWrites"), 0)
+    for line in handled_lines(follower.log_file, before):
+        calls = line.get("calls")
+        assert isinstance(calls, dict)
+        for key in cost:
+            cost[key] += int(calls[key])
+    print(f"fan-out: staging and {FANOUT} Environments after it, each with its Rollout, in one namespace")
+    print(
+        f"  cold start (every object handled once): all gates blocking {gated:.2f}s, settled {settled:.2f}s"
+    )
+    print(f"  staging's bake (one status write) -> all {FANOUT} gates allow it: {opened:.2f}s")
+    spent = ", ".join(f"{key} {value}" for key, value in cost.items())
+    print(f"  that change cost: {spent}")
+
+
+def waited_quiet(log: Path, quiet: float = 2.0) -> float:
+    """Wait until the follower has logged no batch for `quiet` seconds; that many seconds."""
+    seen = -1
+    while True:
+        count = len(handled_lines(log, 0))
+        if count == seen:
+            return quiet
+        seen = count
+        time.sleep(quiet)
+
+
 def main() -> int:
     no_arguments("bench/bench_follower.py", __doc__ or "")
     stop_cleanly_on_signals()
@@ -157,6 +235,7 @@ def main() -> int:
         waited(lambda: pipeline.prod_gate() is not None)
         following(pipeline, follower)
         restarting(pipeline, follower, stack, env)
+        fanning_out(stack, fake, custom)
     return 0
 
 

@@ -4,19 +4,23 @@ The same services, in the order the audit path keeps (Environment changes first)
 1. Environment changes: `handle_audit_events` on "look again" events, as `k8s_audit` handles them (the
    gates ensured from the Environment read from the API; recomputed when a change withdrew what they
    allowed, e.g. a relationship removed or moved).
-2. Rollout changes: the reporter (`report_events`: GitHub records the history, then the Environment
-   statuses), once per Rollout;
+2. Rollout changes: the reporter (`report_events`: GitHub records the history), once per Rollout,
+   unless `FOLLOW_REPORTS` is off;
 3. then one recompute (one GitHub read per upstream) of the Environments governing those Rollouts (a
    candidate may now be allowed) and of those downstream of them in this cluster: a bake just recorded
    opens the downstream gates here at once, without waiting for GitHub's `deployment_status` webhook
-   (which still reaches `github_webhook` and other clusters, and may arrive late or never).
+   (which still reaches `github_webhook` and other clusters, and may arrive late or never);
+4. last, with `ENVIRONMENT_STATUS`, the statuses of those Rollouts' pipelines (for the dashboard: after
+   the gates, which a fan-out of many downstream Environments would otherwise wait for).
 Each step that fails in a way that may pass names its changes for a retry; nothing is kept otherwise.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +33,7 @@ from shared.views import Environment
 from stagegate.audit_service import AuditContext, handle_audit_events
 from stagegate.logs import get_logger
 from stagegate.recompute_service import governed_by, recompute
-from stagegate.report_service import Limits, Recorder, ReportStore, report_events
+from stagegate.report_service import Limits, Recorder, ReportStore, report_events, rollout_statuses
 
 log = get_logger("follower")
 
@@ -46,6 +50,8 @@ class FollowContext:
     github: Recorder
     limits: Limits
     namespaces: Sequence[str] = ()
+    report: bool = True
+    """`FOLLOW_REPORTS`: run the reporter (off while kuberik's Go controller still records bakes)."""
 
 
 @dataclass
@@ -63,18 +69,16 @@ def handle_changes(changes: Sequence[Change], ctx: FollowContext) -> Handled:
     rollouts = [c for c in changes if c.route == "rollout"]
     if environments:
         _step(handled, "environments", environments, lambda: _environments(environments, ctx))
+    if rollouts and ctx.report:
+        _step(handled, "reports", rollouts, lambda: _reports(rollouts, ctx))
     if rollouts:
-        _step(
-            handled,
-            "reports",
-            rollouts,
-            lambda: report_events(_events(rollouts), ctx.reports, ctx.github, ctx.limits),
-        )
         _step(handled, "gates", rollouts, lambda: _gates(rollouts, ctx))
+    if rollouts and ctx.limits.environment_status:
+        _step(handled, "statuses", [], lambda: _statuses(rollouts, ctx))
     return handled
 
 
-def _step(handled: Handled, name: str, changes: Sequence[Change], work: Any) -> None:
+def _step(handled: Handled, name: str, changes: Sequence[Change], work: Callable[[], dict[str, Any]]) -> None:
     try:
         handled.summary[name] = work()
     except PartialFailure as exc:
@@ -96,6 +100,17 @@ def _events(changes: Sequence[Change]) -> list[AuditEvent]:
         look_again(c.namespace, c.name, WHY, f"stagegate-follow-{batch}-{i}", c.route).event
         for i, c in enumerate(changes)
     ]
+
+
+def _reports(rollouts: Sequence[Change], ctx: FollowContext) -> dict[str, Any]:
+    limits = dataclasses.replace(ctx.limits, environment_status=False)  # written last, after the gates
+    return report_events(_events(rollouts), ctx.reports, ctx.github, limits)
+
+
+def _statuses(rollouts: Sequence[Change], ctx: FollowContext) -> dict[str, Any]:
+    """Not retried: the resync and the next change write them again."""
+    deadline = time.monotonic() + ctx.limits.deadline
+    return rollout_statuses([(c.namespace, c.name) for c in rollouts], ctx.reports, ctx.github, deadline)
 
 
 def _environments(changes: Sequence[Change], ctx: FollowContext) -> dict[str, Any]:

@@ -166,11 +166,13 @@ class Follower:
         if term is not None:
             term.ended.set()
             if term.handler is not None:
-                term.handler.join(timeout=30)  # the batch being handled; a watch ends with the process
+                term.handler.join(timeout=20)  # the batch being handled (within the pod's 30 s grace)
             self.leadership.release(term.pending.resume())
 
     def _start(self) -> Term:
-        term = Term(Pending(self.leadership.resume))
+        keys = {stream_key(kind.plural, namespace) for kind, _, namespace in self.streams}
+        # A resume point of streams no longer configured (STAGEGATE_NAMESPACES changed) is dropped.
+        term = Term(Pending({k: v for k, v in self.leadership.resume.items() if k in keys}))
         for kind, route, namespace in self.streams:
             name = f"follow-{stream_key(kind.plural, namespace)}"
             threading.Thread(
@@ -271,7 +273,8 @@ def follower_from(settings: Settings, identity: str) -> Follower:
     kube = KubeGates(api_client(settings.kubeconfig), timeout=settings.github_deadline_seconds)
     github = github_reader(settings, settings.github_deadline_seconds)
     audit = AuditContext(kube, github, settings.kube_conflict_retries, settings.github_repositories)
-    context = FollowContext(audit, kube, github, Limits.from_settings(settings), settings.namespaces)
+    limits = Limits.from_settings(settings)
+    context = FollowContext(audit, kube, github, limits, settings.namespaces, settings.follow_reports)
     leadership = Leadership(kube, settings.follow_namespace, identity, settings.follow_lease_seconds)
     return Follower(kube, context, leadership, settings.namespaces)
 

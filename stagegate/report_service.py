@@ -253,11 +253,11 @@ def report_events(
             rollouts.setdefault((routed.namespace, routed.name), None)
     summary = report_all(list(rollouts), kube, github, limits)
     if limits.environment_status and rollouts:
-        summary["statuses"] = _statuses(list(rollouts), kube, github, started + limits.deadline)
+        summary["statuses"] = rollout_statuses(list(rollouts), kube, github, started + limits.deadline)
     return summary
 
 
-def _statuses(
+def rollout_statuses(
     rollouts: Sequence[tuple[str, str]], kube: ReportStore, github: Recorder, deadline: float
 ) -> dict[str, Any]:
     """The statuses of the pipelines these Rollouts' Environments belong to: a Rollout's history shows

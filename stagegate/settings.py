@@ -386,6 +386,9 @@ class Settings:
     """`STAGEGATE_NAMESPACES`: comma-separated namespaces to watch; empty means all."""
     follow_namespace: str = "stagegate-system"
     """`FOLLOW_LEASE_NAMESPACE` (else `POD_NAMESPACE`): where the follower's Lease `stagegate-follower` is."""
+    follow_reports: bool = True
+    """`FOLLOW_REPORTS`: the follower runs the reporter on the Rollout changes it sees (`false` to leave
+    recording bakes to kuberik's Go environment controller while it still runs, or when rolling back)."""
     follow_lease_seconds: int = 15
     """`FOLLOW_LEASE_SECONDS`: how long the follower's Lease stands unrenewed before a standby replica
     takes over (seen on the standby's own clock); the holder renews it every third of that."""
@@ -447,6 +450,7 @@ class Settings:
             or env.get("POD_NAMESPACE")
             or cls.follow_namespace,
             follow_lease_seconds=_positive_int(env, "FOLLOW_LEASE_SECONDS", cls.follow_lease_seconds),
+            follow_reports=_flag(env, "FOLLOW_REPORTS", default=True),
             admission_deadline_seconds=_positive_float(
                 env, "ADMISSION_DEADLINE_SECONDS", cls.admission_deadline_seconds
             ),

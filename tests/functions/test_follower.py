@@ -23,7 +23,7 @@ from stagegate.leader import LEASE_NAME
 from stagegate_dev import devstack
 from stagegate_dev.fake_github import FakeGitHub
 from tests.functions.follower_support import Pipeline
-from tests.functions.reporter_support import History
+from tests.functions.reporter_support import ROLLOUT_ARGS, History
 from tests.kube_objects import ENV_ARGS
 
 LEASE_SECONDS = 3
@@ -49,8 +49,9 @@ def followers(
     """Start followers by identity (POD_NAME); all are stopped at the end."""
     started: list[devstack.FollowerProcess] = []
 
-    def start(identity: str) -> devstack.FollowerProcess:
+    def start(identity: str, **settings: str) -> devstack.FollowerProcess:
         env = {
+            **settings,
             "KUBECONFIG": str(kube_stack.function_kubeconfig),
             "GITHUB_TOKEN": fake.token,
             "GITHUB_API_URL": fake.url,
@@ -74,12 +75,7 @@ def followers(
 def test_a_bake_success_is_recorded_on_github_and_opens_prod_without_an_audit_webhook_or_a_resync(
     pipeline: Pipeline, followers: Callable[[str], devstack.FollowerProcess]
 ) -> None:
-    follower = followers("a")
-    wait_for(follower.following, "the follower takes its Lease")
-    pipeline.create()
-    # prod's gate is made by the follower, blocking (k8s_admission makes it at admission where it runs).
-    wait_for(lambda: pipeline.prod_gate() is not None, "prod's gate exists")
-    assert pipeline.allowed() == []
+    follower = _following(pipeline, followers("a"))
     pipeline.history.deploy(1, "InProgress")
     pipeline.candidates(1)
     wait_for(lambda: pipeline.recorded_states(1) == [["in_progress"]], "the bake in progress is on GitHub")
@@ -93,15 +89,7 @@ def test_a_bake_success_is_recorded_on_github_and_opens_prod_without_an_audit_we
 def test_a_change_made_while_the_follower_is_down_is_handled_once_it_is_back(
     pipeline: Pipeline, followers: Callable[[str], devstack.FollowerProcess], gates: KubeGates, namespace: str
 ) -> None:
-    first = followers("a")
-    wait_for(first.following, "the follower takes its Lease")
-    pipeline.create()
-    pipeline.history.deploy(1, "InProgress")
-    pipeline.candidates(1)
-    wait_for(lambda: pipeline.recorded_states(1) == [["in_progress"]], "the bake in progress is on GitHub")
-    wait_for(lambda: _resume(gates, namespace), "the resume point is on the Lease")
-    first.proc.send_signal(signal.SIGKILL)
-    first.proc.wait(timeout=10)
+    _killed_while_staging_bakes(pipeline, followers, gates, namespace)
 
     pipeline.history.set_bake(1, "Succeeded")  # nobody follows
     time.sleep(0.5)
@@ -109,9 +97,7 @@ def test_a_change_made_while_the_follower_is_down_is_handled_once_it_is_back(
     assert pipeline.allowed() == []
 
     again = followers("a")  # the same pod's container, restarted: it takes its own Lease back at once
-    wait_for(lambda: pipeline.allowed() == ["main-1"], "prod's gate opens for main-1")
-    assert pipeline.recorded_states(1) == [["in_progress", "success"]]
-    log = again.log()
+    log = _opened_by(again, pipeline)
     assert "follower listed" not in log  # it resumed the watch, nothing was listed again
     assert '"resume": {' in log
 
@@ -119,15 +105,7 @@ def test_a_change_made_while_the_follower_is_down_is_handled_once_it_is_back(
 def test_a_resume_point_too_old_for_the_apiserver_is_followed_by_a_full_list(
     pipeline: Pipeline, followers: Callable[[str], devstack.FollowerProcess], gates: KubeGates, namespace: str
 ) -> None:
-    first = followers("a")
-    wait_for(first.following, "the follower takes its Lease")
-    pipeline.create()
-    pipeline.history.deploy(1, "InProgress")
-    pipeline.candidates(1)
-    wait_for(lambda: pipeline.recorded_states(1) == [["in_progress"]], "the bake in progress is on GitHub")
-    wait_for(lambda: _resume(gates, namespace), "the resume point is on the Lease")
-    first.proc.send_signal(signal.SIGKILL)
-    first.proc.wait(timeout=10)
+    _killed_while_staging_bakes(pipeline, followers, gates, namespace)
     # The watch was lost for longer than the apiserver keeps events: its resume point is answered 410.
     lease = gates.read_lease(namespace, LEASE_NAME)
     assert lease is not None
@@ -137,9 +115,7 @@ def test_a_resume_point_too_old_for_the_apiserver_is_followed_by_a_full_list(
     pipeline.history.set_bake(1, "Succeeded")
 
     again = followers("a")
-    wait_for(lambda: pipeline.allowed() == ["main-1"], "prod's gate opens for main-1")
-    assert pipeline.recorded_states(1) == [["in_progress", "success"]]
-    log = again.log()
+    log = _opened_by(again, pipeline)
     assert "follower watch expired; listing again" in log
     assert "follower listed" in log
 
@@ -147,11 +123,7 @@ def test_a_resume_point_too_old_for_the_apiserver_is_followed_by_a_full_list(
 def test_removing_prods_relationship_relaxes_its_gate_without_a_resync(
     pipeline: Pipeline, followers: Callable[[str], devstack.FollowerProcess], namespace: str
 ) -> None:
-    follower = followers("a")
-    wait_for(follower.following, "the follower takes its Lease")
-    pipeline.create()
-    wait_for(lambda: pipeline.prod_gate() is not None, "prod's gate exists")
-    assert pipeline.allowed() == []
+    _following(pipeline, followers("a"))
     pipeline.custom.patch_namespaced_custom_object(
         *ENV_ARGS, namespace, "environments", "prod", {"spec": {"relationship": None}}
     )
@@ -194,6 +166,54 @@ def test_two_replicas_never_both_report_a_rollout_and_a_standby_takes_over(
     assert lease is not None
     assert "holderIdentity" not in lease["spec"]
     assert RESUME_ANNOTATION in lease["metadata"]["annotations"]
+
+
+def test_with_follow_reports_off_the_gates_follow_but_nothing_is_recorded_on_github(
+    pipeline: Pipeline, followers: Callable[..., devstack.FollowerProcess], namespace: str
+) -> None:
+    follower = _following(pipeline, followers("a", FOLLOW_REPORTS="false"))
+    pipeline.candidates(1)
+    pipeline.history.deploy(1, "Succeeded")
+    # One stream carries every Rollout change in order: once a later one is handled, so is the bake.
+    marker = {"apiVersion": "kuberik.com/v1alpha1", "kind": "Rollout", "metadata": {"name": "marker"}}
+    pipeline.custom.create_namespaced_custom_object(*ROLLOUT_ARGS, namespace, "rollouts", marker)
+    wait_for(lambda: f"rollout {namespace}/marker" in follower.log(), "the later change handled")
+    assert pipeline.history.recorded() == {}  # the Go controller's job while it still runs
+    assert pipeline.allowed() == []
+    assert '"reports"' not in follower.log()
+    assert f'"environments": ["{namespace}/prod"' in follower.log()  # the gates were recomputed
+
+
+def _following(pipeline: Pipeline, follower: devstack.FollowerProcess) -> devstack.FollowerProcess:
+    """Once `follower` holds its Lease, the pipeline is created: prod's gate, made by the follower
+    (`k8s_admission` makes it at admission where it runs), blocks everything."""
+    wait_for(follower.following, "the follower takes its Lease")
+    pipeline.create()
+    wait_for(lambda: pipeline.prod_gate() is not None, "prod's gate exists")
+    assert pipeline.allowed() == []
+    return follower
+
+
+def _killed_while_staging_bakes(
+    pipeline: Pipeline, followers: Callable[[str], devstack.FollowerProcess], gates: KubeGates, namespace: str
+) -> None:
+    """A follower has recorded staging's bake in progress and kept a resume point, then is killed."""
+    first = followers("a")
+    wait_for(first.following, "the follower takes its Lease")
+    pipeline.create()
+    pipeline.history.deploy(1, "InProgress")
+    pipeline.candidates(1)
+    wait_for(lambda: pipeline.recorded_states(1) == [["in_progress"]], "the bake in progress is on GitHub")
+    wait_for(lambda: len(_resume(gates, namespace)) == 2, "both streams' resume points are on the Lease")
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(timeout=10)
+
+
+def _opened_by(follower: devstack.FollowerProcess, pipeline: Pipeline) -> str:
+    """Once `follower` has recorded the bake's success and opened prod's gate: its log."""
+    wait_for(lambda: pipeline.allowed() == ["main-1"], "prod's gate opens for main-1")
+    assert pipeline.recorded_states(1) == [["in_progress", "success"]]
+    return follower.log()
 
 
 def _resume(gates: KubeGates, namespace: str) -> dict[str, str]:

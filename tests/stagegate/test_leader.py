@@ -34,14 +34,21 @@ def clocks() -> tuple[Clock, Clock]:
     return Clock(), Clock(wall=1_800_003_600.0)
 
 
-def test_one_replica_leads_and_a_standby_waits_out_the_lease_on_its_own_clock(
-    gates: KubeGates, namespace: str, clocks: tuple[Clock, Clock]
-) -> None:
-    ca, cb = clocks
-    a, b = replica(gates, namespace, "a", ca), replica(gates, namespace, "b", cb)
+@pytest.fixture
+def replicas(gates: KubeGates, namespace: str, clocks: tuple[Clock, Clock]) -> tuple[Leadership, Leadership]:
+    """a takes the Lease first; b, started next, stands by."""
+    a, b = (replica(gates, namespace, name, clock) for name, clock in zip("ab", clocks, strict=True))
     assert a.step({})
     assert a.resume == {}  # a new Lease: list everything
     assert not b.step({})  # first sight of a's claim starts b's count
+    return a, b
+
+
+def test_one_replica_leads_and_a_standby_waits_out_the_lease_on_its_own_clock(
+    gates: KubeGates, namespace: str, clocks: tuple[Clock, Clock], replicas: tuple[Leadership, Leadership]
+) -> None:
+    ca, cb = clocks
+    a, b = replicas
     cb.now += 14
     assert not b.step({})  # same record for 14 s: not yet
     ca.now += 5
@@ -75,12 +82,9 @@ def test_a_restarted_replica_takes_its_own_lease_back_at_once(
 
 
 def test_a_released_lease_is_taken_at_once_and_keeps_the_resume_point(
-    gates: KubeGates, namespace: str, clocks: tuple[Clock, Clock]
+    gates: KubeGates, namespace: str, replicas: tuple[Leadership, Leadership]
 ) -> None:
-    ca, cb = clocks
-    a, b = replica(gates, namespace, "a", ca), replica(gates, namespace, "b", cb)
-    assert a.step({})
-    assert not b.step({})
+    a, b = replicas
     a.release({"rollouts": "42"})
     assert not a.leading()
     assert b.step({})
