@@ -18,7 +18,10 @@ clock starts when its process starts (Python's start-up included) and stops at t
 Last, the worst case of one change: staging and BENCH_FANOUT (default 1,000) Environments `After
 staging` in one namespace, each with its Rollout listing `main-1`; a new follower starts (a cold start:
 every object is a change) and the bench times it until all gates block and it has settled, then times
-staging's bake until every gate allows `main-1`, with that change's calls. Run with `make bench`.
+staging's bake until every gate allows `main-1`, with that change's calls. That without the Environment
+statuses (`ENVIRONMENT_STATUS=false`), then with them for BENCH_FANOUT_STATUS (default 300): each
+status lists every Environment of the pipeline, as the Go controller's does, so every list of a wide
+pipeline's Environments grows with the square of its width. Run with `make bench`.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from tests.kube_objects import ENV_ARGS, GATE_ARGS, environment  # noqa: E402
 CHANGES = int(os.environ.get("BENCH_CHANGES", "60"))
 RESTARTS = 5
 FANOUT = int(os.environ.get("BENCH_FANOUT", "1000"))
-FANOUT_NAMESPACE = "fanout"
+FANOUT_WITH_STATUS = int(os.environ.get("BENCH_FANOUT_STATUS", "300"))
 POLL = 0.005
 NAMESPACE = "bench"
 
@@ -121,8 +124,9 @@ def following(pipeline: Pipeline, follower: devstack.FollowerProcess) -> None:
 
 def restarting(
     pipeline: Pipeline, follower: devstack.FollowerProcess, stack: devstack.KubeStack, env: dict[str, str]
-) -> None:
-    """RESTARTS times: the follower killed, a change made, the follower started again as the same pod."""
+) -> devstack.FollowerProcess:
+    """RESTARTS times: the follower killed, a change made, the follower started again as the same pod;
+    the last one started."""
     times: list[tuple[float, float]] = []
     for n in range(CHANGES + 1, CHANGES + 1 + RESTARTS):
         follower.proc.kill()  # SIGKILL: no Lease given back, nothing flushed
@@ -138,44 +142,50 @@ def restarting(
         ("prod's gate opens", [g for _, g in times]),
     ):
         print(f"  {name:26}median {statistics.median(values):.3f}s, max {max(values):.3f}s")
+    return follower
 
 
-def fanning_out(stack: devstack.KubeStack, fake: FakeGitHub, custom: client.CustomObjectsApi) -> None:
-    """The worst case of one change: staging's bake opening FANOUT downstream gates, all in one cluster,
-    after a cold start that handles every object once (what a first start or a 410 relist costs)."""
-    client.CoreV1Api(stack.api_client()).create_namespace({"metadata": {"name": FANOUT_NAMESPACE}})
+def fanning_out(
+    stack: devstack.KubeStack, fake: FakeGitHub, custom: client.CustomObjectsApi, fanout: int, statuses: bool
+) -> None:
+    """The worst case of one change: staging's bake opening `fanout` downstream gates, all in one cluster,
+    after a cold start that handles every object once (what a first start or a 410 relist costs); with
+    or without the Environment statuses (`ENVIRONMENT_STATUS`)."""
+    namespace = f"fanout-{fanout}-{'status' if statuses else 'nostatus'}"
+    client.CoreV1Api(stack.api_client()).create_namespace({"metadata": {"name": namespace}})
     gates = KubeGates(api_client(str(stack.function_kubeconfig)), timeout=30)
-    history = History(custom, gates, fake, FANOUT_NAMESPACE).create()
+    history = History(custom, gates, fake, namespace).create()
     candidates = {"status": {"releaseCandidates": [{"tag": "main-1", "revision": rev(1)}]}}
-    for i in range(FANOUT):
-        body = environment(FANOUT_NAMESPACE, f"prod-{i}", upstream="staging", rollout=f"myapp-prod-{i}")
+    for i in range(fanout):
+        body = environment(namespace, f"prod-{i}", upstream="staging", rollout=f"myapp-prod-{i}")
         body["spec"]["backend"]["project"] = history.repo
-        custom.create_namespaced_custom_object(*ENV_ARGS, FANOUT_NAMESPACE, "environments", body)
+        custom.create_namespaced_custom_object(*ENV_ARGS, namespace, "environments", body)
         rollout = {
             "apiVersion": "kuberik.com/v1alpha1",
             "kind": "Rollout",
             "metadata": {"name": f"myapp-prod-{i}"},
         }
-        custom.create_namespaced_custom_object(*ROLLOUT_ARGS, FANOUT_NAMESPACE, "rollouts", rollout)
+        custom.create_namespaced_custom_object(*ROLLOUT_ARGS, namespace, "rollouts", rollout)
         custom.patch_namespaced_custom_object_status(
-            *ROLLOUT_ARGS, FANOUT_NAMESPACE, "rollouts", f"myapp-prod-{i}", candidates
+            *ROLLOUT_ARGS, namespace, "rollouts", f"myapp-prod-{i}", candidates
         )
     env = {
         "KUBECONFIG": str(stack.function_kubeconfig),
         "GITHUB_TOKEN": fake.token,
         "GITHUB_API_URL": fake.url,
-        "STAGEGATE_NAMESPACES": FANOUT_NAMESPACE,
-        "FOLLOW_LEASE_NAMESPACE": FANOUT_NAMESPACE,
+        "STAGEGATE_NAMESPACES": namespace,
+        "FOLLOW_LEASE_NAMESPACE": namespace,
         "POD_NAME": "fanout",
+        "ENVIRONMENT_STATUS": str(statuses).lower(),
     }
     started = time.monotonic()
-    follower = devstack.FollowerProcess(env, stack.procs, "follower-fanout")
+    follower = devstack.FollowerProcess(env, stack.procs, "follower-{namespace}")
 
     def allowing(tags: list[str]) -> int:
-        items = custom.list_namespaced_custom_object(*GATE_ARGS, FANOUT_NAMESPACE, "rolloutgates")["items"]
+        items = custom.list_namespaced_custom_object(*GATE_ARGS, namespace, "rolloutgates")["items"]
         return sum(1 for g in items if g["spec"].get("allowedVersions") == tags)
 
-    waited(lambda: allowing([]) == FANOUT, seconds=600, poll=0.1)
+    waited(lambda: allowing([]) == fanout, seconds=600, poll=0.1)
     gated = time.monotonic() - started
     quiet = waited_quiet(follower.log_file)
     cold = handled_lines(follower.log_file, 0)
@@ -183,7 +193,7 @@ def fanning_out(stack: devstack.KubeStack, fake: FakeGitHub, custom: client.Cust
     before = len(cold)
     history.deploy(1, "Succeeded")
     started = time.monotonic()
-    waited(lambda: allowing(["main-1"]) == FANOUT, seconds=600, poll=0.1)
+    waited(lambda: allowing(["main-1"]) == fanout, seconds=600, poll=0.1)
     opened = time.monotonic() - started
     waited_quiet(follower.log_file)
     cost = dict.fromkeys(("kubernetes", "githubReads", "githubWrites"), 0)
@@ -192,11 +202,12 @@ def fanning_out(stack: devstack.KubeStack, fake: FakeGitHub, custom: client.Cust
         assert isinstance(calls, dict)
         for key in cost:
             cost[key] += int(calls[key])
-    print(f"fan-out: staging and {FANOUT} Environments after it, each with its Rollout, in one namespace")
+    shown = "with" if statuses else "without"
+    print(f"fan-out: staging and {fanout} Environments after it, {shown} Environment statuses")
     print(
         f"  cold start (every object handled once): all gates blocking {gated:.2f}s, settled {settled:.2f}s"
     )
-    print(f"  staging's bake (one status write) -> all {FANOUT} gates allow it: {opened:.2f}s")
+    print(f"  staging's bake (one status write) -> all {fanout} gates allow it: {opened:.2f}s")
     spent = ", ".join(f"{key} {value}" for key, value in cost.items())
     print(f"  that change cost: {spent}")
 
@@ -234,8 +245,9 @@ def main() -> int:
         waited(follower.following)
         waited(lambda: pipeline.prod_gate() is not None)
         following(pipeline, follower)
-        restarting(pipeline, follower, stack, env)
-        fanning_out(stack, fake, custom)
+        restarting(pipeline, follower, stack, env).proc.terminate()  # idle, but out of the way
+        fanning_out(stack, fake, custom, FANOUT, statuses=False)
+        fanning_out(stack, fake, custom, FANOUT_WITH_STATUS, statuses=True)
     return 0
 
 

@@ -18,9 +18,10 @@ Each step that fails in a way that may pass names its changes for a retry; nothi
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,7 +105,34 @@ def _events(changes: Sequence[Change]) -> list[AuditEvent]:
 
 def _reports(rollouts: Sequence[Change], ctx: FollowContext) -> dict[str, Any]:
     limits = dataclasses.replace(ctx.limits, environment_status=False)  # written last, after the gates
-    return report_events(_events(rollouts), ctx.reports, ctx.github, limits)
+    return report_events(_events(rollouts), _ListedOnce(ctx.reports), ctx.github, limits)
+
+
+class _ListedOnce:
+    """The report store for one batch: each namespace's Environments are listed once for all its Rollouts
+    (after a list, a batch of a hundred Rollouts of one namespace costs one list, not a hundred). Rollouts
+    and Leases are read as they are now, each time."""
+
+    def __init__(self, store: ReportStore) -> None:
+        self._store = store
+        self._listed: dict[tuple[str, ...], list[Environment]] = {}
+
+    def get_rollout(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return self._store.get_rollout(namespace, name)
+
+    def list_environments(self, namespaces: Sequence[str] = ()) -> list[Environment]:
+        key = tuple(namespaces)
+        if key not in self._listed:
+            self._listed[key] = self._store.list_environments(namespaces)
+        return self._listed[key]
+
+    def acquire_lease(
+        self, owner: Mapping[str, Any], holder: str, seconds: int, now: datetime.datetime
+    ) -> Any | None:
+        return self._store.acquire_lease(owner, holder, seconds, now)
+
+    def release_lease(self, lease: Any) -> None:
+        self._store.release_lease(lease)
 
 
 def _statuses(rollouts: Sequence[Change], ctx: FollowContext) -> dict[str, Any]:

@@ -68,10 +68,20 @@ KINDS: tuple[tuple[Watched, Route], ...] = ((ENVIRONMENTS, "environment"), (ROLL
 
 class Pending:
     """Changes not yet handled, each object once, and where each stream's events have reached; the
-    resume point advances to those versions only when nothing taken before them is left to handle."""
+    resume point advances to those versions only when nothing taken before them is left to handle.
 
-    def __init__(self, resume: Mapping[str, str], monotonic: Callable[[], float] = time.monotonic) -> None:
+    Nothing is taken before every stream in `streams` has resumed or listed: after a list, Environment
+    changes must go first (their gates), not whichever stream's list came back first. Then Environment
+    changes are taken before Rollout changes."""
+
+    def __init__(
+        self,
+        resume: Mapping[str, str],
+        monotonic: Callable[[], float] = time.monotonic,
+        streams: Sequence[str] = (),
+    ) -> None:
         self._monotonic = monotonic
+        self._streams = tuple(streams)
         self._ready = threading.Condition()
         self._due: dict[Change, float] = {}
         self._attempts: dict[Change, int] = {}
@@ -93,11 +103,13 @@ class Pending:
             self._ready.wait_for(self._any_due, timeout=wait)
             if self._due and self._any_due():
                 self._ready.wait(SETTLE_SECONDS)  # let a burst of writes arrive
+            listing = not self._listed()
             now = self._monotonic()
-            batch = [c for c, due in self._due.items() if due <= now][:limit]
+            due = [] if listing else [c for c, at in self._due.items() if at <= now]
+            batch = sorted(due, key=lambda c: c.route != "environment")[:limit]
             for change in batch:
                 del self._due[change]
-            marks = None if self._due else dict(self._received)
+            marks = None if self._due or listing else dict(self._received)
             if not batch and marks is not None:
                 self._resume = marks  # nothing pending: bookmarks move the resume point on
             return batch, marks
@@ -125,7 +137,12 @@ class Pending:
         with self._ready:
             return len(self._due)
 
+    def _listed(self) -> bool:
+        return all(stream in self._received for stream in self._streams)
+
     def _any_due(self) -> bool:
+        if not self._listed():
+            return False
         now = self._monotonic()
         return any(due <= now for due in self._due.values())
 
@@ -172,7 +189,8 @@ class Follower:
     def _start(self) -> Term:
         keys = {stream_key(kind.plural, namespace) for kind, _, namespace in self.streams}
         # A resume point of streams no longer configured (STAGEGATE_NAMESPACES changed) is dropped.
-        term = Term(Pending({k: v for k, v in self.leadership.resume.items() if k in keys}))
+        resume = {k: v for k, v in self.leadership.resume.items() if k in keys}
+        term = Term(Pending(resume, streams=sorted(keys)))
         for kind, route, namespace in self.streams:
             name = f"follow-{stream_key(kind.plural, namespace)}"
             threading.Thread(

@@ -24,7 +24,7 @@ def test_changes_of_one_object_coalesce_and_the_resume_point_follows_a_handled_b
     pending.offer("rollouts", [A], "6")
     pending.offer("environments", [B], "7")
     batch, marks = pending.take(10, wait=0)
-    assert batch == [A, B]
+    assert batch == [B, A]  # the Environment first
     assert marks == {"rollouts": "6", "environments": "7"}
     assert pending.resume() == {"rollouts": "1"}  # not before the batch is handled
     pending.done(batch, set(), marks)
@@ -83,3 +83,15 @@ def test_bookmarks_move_the_resume_point_while_nothing_is_pending_and_batches_ar
     assert batch == many[:3]
     assert marks is None  # two left: handling these three does not cover version 60
     assert len(pending) == 2
+
+
+def test_nothing_is_taken_until_every_stream_has_listed_and_environments_go_first() -> None:
+    pending = Pending({}, Clock(), streams=["environments", "rollouts"])
+    rollouts = [Change("rollout", "team", f"r{i}") for i in range(3)]
+    pending.offer("rollouts", rollouts, "5")  # its list came back first
+    assert pending.take(10, wait=0) == ([], None)  # the Environments' list is not in yet
+    pending.offer("environments", [B], "6")
+    batch, marks = pending.take(2, wait=0)
+    assert batch == [B, rollouts[0]]  # the Environment first, whatever the order of arrival
+    assert marks is None
+    assert pending.take(10, wait=0) == (rollouts[1:], {"rollouts": "5", "environments": "6"})
