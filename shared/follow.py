@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.audit import Route
-from shared.errors import BadEvent
+from shared.errors import BadEvent, StagegateError
+from shared.gate import plan_gates
+from shared.views import Environment, RolloutGate
 
 RESUME_ANNOTATION = "stagegate.kuberik.com/resume-from"
 """On the follower's Lease: JSON `{stream: resourceVersion}` (streams as `stream_key` names them)."""
@@ -131,6 +133,32 @@ class Seen:
             return None
         self._prints[key] = digest
         return Change(self.route, namespace, name)
+
+
+def needing_gate_work(
+    changes: list[Change], objects: list[Mapping[str, Any]], gates: list[RolloutGate]
+) -> list[Change]:
+    """Of the Environment changes a relist made, those whose gates are not what the Environment asks
+    for now (missing, or to be moved, narrowed or closed): the others need no work of their own, so a
+    relist of a thousand Environments costs one list of gates, not a thousand. Their recompute comes
+    with their Rollout's changes. One that cannot be planned here is kept, for the handler to report."""
+    by_namespace: dict[str, list[RolloutGate]] = {}
+    for gate in gates:
+        by_namespace.setdefault(gate.namespace, []).append(gate)
+    listed = {(str((o.get("metadata") or {}).get("namespace")), str((o.get("metadata") or {}).get("name"))): o
+              for o in objects}  # fmt: skip
+    kept = []
+    for change in changes:
+        try:
+            env = Environment.from_raw(listed[(change.namespace, change.name)])
+            if all(
+                plan.action == "unchanged" for plan in plan_gates(env, by_namespace.get(env.namespace, []))
+            ):
+                continue
+        except (KeyError, StagegateError):
+            pass
+        kept.append(change)
+    return kept
 
 
 def stream_key(plural: str, namespace: str | None) -> str:

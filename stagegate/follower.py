@@ -40,7 +40,7 @@ from types import FrameType
 
 from shared.audit import Route
 from shared.errors import StagegateError
-from shared.follow import Change, Expired, Seen, parse_event, stream_key
+from shared.follow import Change, Expired, Seen, needing_gate_work, parse_event, stream_key
 from stagegate.audit_service import AuditContext
 from stagegate.follow_service import FollowContext, handle_changes
 from stagegate.github import github_reader
@@ -210,8 +210,12 @@ class Follower:
             try:
                 if version is None:
                     objects, version = self.kube.list_objects(kind, namespace)
-                    term.pending.offer(key, seen.relisted(objects), version)
-                    log.info("follower listed", extra={"fields": {"stream": key, "objects": len(objects)}})
+                    changes = seen.relisted(objects)
+                    if route == "environment":
+                        changes = needing_gate_work(changes, objects, self.kube.list_gates(namespace))
+                    term.pending.offer(key, changes, version)
+                    fields = {"stream": key, "objects": len(objects), "changes": len(changes)}
+                    log.info("follower listed", extra={"fields": fields})
                 version = self._watch(term, kind, namespace, key, seen, version)
                 delay = 1.0
             except KubeGone:
@@ -251,7 +255,9 @@ class Follower:
 
     def _handle(self, term: Term) -> None:
         """Handle batches until the term ends; a batch taken is finished (the reports' Leases keep a
-        takeover meanwhile from reporting the same Rollout twice)."""
+        takeover meanwhile from reporting the same Rollout twice). When nothing is left pending it logs
+        "follower caught up" with how long that took (after a list: how long a relist costs)."""
+        busy: tuple[float, int] | None = None  # since when, and how many changes
         while not term.ended.is_set():
             batch, marks = term.pending.take(BATCH, wait=0.5)
             if not batch:
@@ -260,6 +266,7 @@ class Follower:
                 term.pending.done(batch, set(batch), None)
                 continue
             started = time.monotonic()
+            busy = (busy[0] if busy else started, (busy[1] if busy else 0) + len(batch))
             github = self.context.github
             kube, reads, writes = self.kube.api.calls, github.calls, github.writes
             handled = handle_changes(batch, self.context)
@@ -278,6 +285,10 @@ class Follower:
                 "summary": handled.summary,
             }
             log.info(f"follower handled {len(batch)} changes", extra={"fields": fields})
+            if not len(term.pending):
+                caught_up = {"changes": busy[1], "seconds": round(time.monotonic() - busy[0], 3)}
+                log.info("follower caught up", extra={"fields": caught_up})
+                busy = None
 
 
 def _scopes(namespaces: Sequence[str]) -> list[str | None]:

@@ -14,11 +14,14 @@ from shared.follow import (
     Expired,
     Seen,
     WatchEvent,
+    needing_gate_work,
     parse_event,
     read_resume,
     resume_annotation,
     stream_key,
 )
+from shared.gate import plan_gates
+from shared.views import Environment, RolloutGate
 
 
 def rollout(history: list[dict[str, Any]] | None = None, version: str = "10") -> dict[str, Any]:
@@ -147,3 +150,28 @@ def test_the_resume_point_round_trips_and_anything_unreadable_means_list_again()
     assert read_resume(None) == {}
     for raw in ("not json", "[1]", '{"rollouts": 5, "environments": ""}', 7):
         assert read_resume({RESUME_ANNOTATION: raw}) == {}
+
+
+def test_a_relist_keeps_only_the_environments_whose_gates_need_work() -> None:
+    def stored_gate(raw_env: dict[str, Any]) -> RolloutGate:
+        [plan] = plan_gates(Environment.from_raw(raw_env), [])
+        assert plan.body is not None
+        meta = {**plan.body["metadata"], "namespace": "team", "resourceVersion": "5", "uid": "g"}
+        return RolloutGate.from_raw({**plan.body, "metadata": meta})
+
+    fine, missing, moved = environment(), environment(), environment()
+    for raw, name, uid in (
+        (fine, "fine", "u-fine"),
+        (missing, "missing", "u-missing"),
+        (moved, "moved", "u-moved"),
+    ):
+        raw["metadata"].update(name=name, uid=uid)
+    gates = [stored_gate(fine), stored_gate(moved)]
+    moved["spec"]["relationship"]["environment"] = "qa"  # changed while the watch was away
+    seen = Seen("environment")
+    changes = seen.relisted([fine, missing, moved, {"metadata": {"namespace": "team", "name": "bad"}}])
+    assert [c.name for c in changes] == ["fine", "missing", "moved", "bad"]
+    kept = needing_gate_work(
+        changes, [fine, missing, moved, {"metadata": {"namespace": "team", "name": "bad"}}], gates
+    )
+    assert [c.name for c in kept] == ["missing", "moved", "bad"]  # "bad" cannot be read: left to the handler
