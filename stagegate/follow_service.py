@@ -30,10 +30,11 @@ from shared.errors import PartialFailure, StagegateError
 from shared.follow import Change
 from shared.github_delivery import kuberik_target
 from shared.report import Target
-from shared.views import Environment
+from shared.views import Environment, RolloutGate
 from stagegate.audit_service import AuditContext, handle_audit_events
+from stagegate.kube import KubeConflict
 from stagegate.logs import get_logger
-from stagegate.recompute_service import governed_by, recompute
+from stagegate.recompute_service import RecomputeStore, Teller, governed_by, recompute
 from stagegate.report_service import Limits, Recorder, ReportStore, report_events, rollout_statuses
 
 log = get_logger("follower")
@@ -142,7 +143,62 @@ def _statuses(rollouts: Sequence[Change], ctx: FollowContext) -> dict[str, Any]:
 
 
 def _environments(changes: Sequence[Change], ctx: FollowContext) -> dict[str, Any]:
-    return handle_audit_events(_events(changes), ctx.audit).to_json()
+    audit = dataclasses.replace(ctx.audit, kube=_GatesListedOnce(ctx.audit.kube))
+    return handle_audit_events(_events(changes), audit).to_json()
+
+
+class _GatesListedOnce:
+    """The store for one batch's Environment changes: each namespace's gates are listed once and kept up
+    to date with this batch's own writes, so a batch of a hundred Environments of one namespace (after a
+    list, when their gates are missing) costs one list of gates, not a hundred. Every write stays
+    conditional; a conflict drops the namespace's list, so the retry reads it again. Anything else is
+    read from the API as it is now."""
+
+    def __init__(self, store: RecomputeStore) -> None:
+        self._store = store
+        self._gates: dict[str | None, list[RolloutGate]] = {}
+
+    def list_gates(self, namespace: str | None) -> list[RolloutGate]:
+        if namespace not in self._gates:
+            self._gates[namespace] = self._store.list_gates(namespace)
+        return list(self._gates[namespace])
+
+    def create_gate(self, namespace: str, body: Any) -> RolloutGate:
+        return self._written(namespace, lambda: self._store.create_gate(namespace, body))
+
+    def patch_gate(self, namespace: str, name: str, patch: Any, resource_version: str) -> RolloutGate:
+        return self._written(
+            namespace, lambda: self._store.patch_gate(namespace, name, patch, resource_version)
+        )
+
+    def _written(self, namespace: str, write: Callable[[], RolloutGate]) -> RolloutGate:
+        try:
+            gate = write()
+        except KubeConflict:
+            self._gates.pop(namespace, None)
+            raise
+        if namespace in self._gates:
+            self._gates[namespace] = [g for g in self._gates[namespace] if g.name != gate.name] + [gate]
+        return gate
+
+    def warn(self, env: Environment, reason: str, message: str) -> None:
+        self._store.warn(env, reason, message)
+
+    def tell(self, env: Environment, kind: str, reason: str, message: str) -> None:
+        if isinstance(self._store, Teller):
+            self._store.tell(env, kind, reason, message)
+
+    def get_environment(self, namespace: str, name: str) -> Environment | None:
+        return self._store.get_environment(namespace, name)
+
+    def list_environments(self, namespaces: Sequence[str] = ()) -> list[Environment]:
+        return self._store.list_environments(namespaces)
+
+    def get_rollout(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return self._store.get_rollout(namespace, name)
+
+    def list_rollouts(self, namespace: str | None) -> list[Mapping[str, Any]]:
+        return self._store.list_rollouts(namespace)
 
 
 def _gates(rollouts: Sequence[Change], ctx: FollowContext) -> dict[str, Any]:
