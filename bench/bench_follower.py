@@ -101,13 +101,7 @@ def following(pipeline: Pipeline, follower: devstack.FollowerProcess) -> None:
         bake(pipeline, n)
         times.append(baked(pipeline, n, time.monotonic()))
         time.sleep(0.3)  # its log line, and any trailing work, before the next change
-        cost = dict.fromkeys(("kubernetes", "githubReads", "githubWrites"), 0)
-        for line in handled_lines(follower.log_file, before):
-            calls = line.get("calls")
-            assert isinstance(calls, dict)
-            for key in cost:
-                cost[key] += int(calls[key])
-        costs.append(cost)
+        costs.append(spent_since(follower.log_file, before))
     print(f"follower path, no audit webhook, {CHANGES} changes (status write -> ...)")
     print(f"  {'':26}{'p50':>9}{'p99':>9}{'max':>9}")
     for name, values in (
@@ -196,18 +190,24 @@ def fanning_out(
     opened = time.monotonic() - started
     waited(lambda: caught_up(follower.log_file) == 2, seconds=600, poll=0.1)
     done = time.monotonic() - started
-    cost = dict.fromkeys(("kubernetes", "githubReads", "githubWrites"), 0)
-    for line in handled_lines(follower.log_file, before):
-        calls = line.get("calls")
-        assert isinstance(calls, dict)
-        for key in cost:
-            cost[key] += int(calls[key])
+    cost = spent_since(follower.log_file, before)
     shown = "with" if statuses else "without"
     print(f"fan-out: staging and {fanout} Environments after it, {shown} Environment statuses")
     print(f"  cold start (every object looked at): all gates blocking {gated:.2f}s, caught up {settled:.2f}s")
     print(f"  staging's bake (one status write) -> all gates allow it: {opened:.2f}s, caught up {done:.2f}s")
     spent = ", ".join(f"{key} {value}" for key, value in cost.items())
     print(f"  that change cost: {spent}")
+
+
+def spent_since(log: Path, before: int) -> dict[str, int]:
+    """The calls of the batches the follower logged after its first `before` ones, added up."""
+    cost = dict.fromkeys(("kubernetes", "githubReads", "githubWrites"), 0)
+    for line in handled_lines(log, before):
+        calls = line.get("calls")
+        assert isinstance(calls, dict)
+        for key in cost:
+            cost[key] += int(calls[key])
+    return cost
 
 
 def caught_up(log: Path) -> int:
