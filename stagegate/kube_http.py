@@ -428,7 +428,7 @@ class KubeClient:
                     if line.strip():
                         yield json.loads(line)
         finally:
-            response.release_conn()
+            response.close()  # never back to the pool: a watch left early has more to come on it
 
     def _send(
         self,

@@ -33,6 +33,13 @@ class Echo(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        if self.path.startswith("/watch"):  # a watch: JSON lines, split anywhere, until the server ends it
+            self.send_response(200)
+            self.end_headers()
+            for part in (b'{"type": "ADDED", "n": 1}\n{"type": "MOD', b'IFIED", "n": 2}\n\n', b"x" * 100):
+                self.wfile.write(part)
+                self.wfile.flush()
+            return
         if self.path == "/html":
             self.send_response(200)
             self.send_header("Content-Length", "6")
@@ -474,3 +481,19 @@ def test_calls_are_counted_across_threads(client: KubeClient) -> None:
     for w in workers:
         w.join()
     assert client.calls == 8
+
+
+def test_a_watch_yields_each_line_whatever_the_chunks_and_refuses_an_endless_one(
+    client: KubeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = client.stream("/watch", query={"watch": "true"}, connect_timeout=5, read_timeout=5)
+    assert [next(lines), next(lines)] == [{"type": "ADDED", "n": 1}, {"type": "MODIFIED", "n": 2}]
+    lines.close()  # left early: its connection is closed, not reused
+    assert echo(client)["method"] == "GET"
+    monkeypatch.setattr(kube_http, "MAX_LINE_BYTES", 50)
+    with pytest.raises(ApiError, match="MAX_LINE_BYTES"):
+        list(client.stream("/watch", query={}, connect_timeout=5, read_timeout=5))
+    with pytest.raises(ApiError) as refused:
+        list(client.stream("/status/410", query={}, connect_timeout=5, read_timeout=5))
+    assert refused.value.status == 410
+    assert "said 410" in refused.value.body
