@@ -20,6 +20,7 @@ COMMANDS = [
     ["-m", "stagegate_dev.github_cli"],
     ["-m", "stagegate_dev.serve"],
     ["-m", "stagegate"],
+    ["-m", "stagegate.follower"],
     *[[str(path.relative_to(ROOT))] for path in sorted((ROOT / "bench").glob("bench_*.py"))],
     *[[str(path.relative_to(ROOT))] for path in sorted((ROOT / "scripts").glob("*.py"))],
 ]
@@ -40,3 +41,14 @@ def test_help_prints_usage_and_starts_nothing(command: list[str], argument: str)
         assert run.stderr.startswith("usage: "), run.stderr
         assert ": error: " in run.stderr, run.stderr
     assert processes_marked(marker) == []
+
+
+def test_the_follower_without_github_credentials_stops_at_start_naming_them() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")} | {
+        "KUBECONFIG": "/nonexistent"
+    }
+    run = subprocess.run([sys.executable, "-m", "stagegate.follower"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=60, check=False)  # fmt: skip
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert run.stderr.startswith("stagegate follower: "), run.stderr
+    assert "GITHUB_TOKEN" in run.stderr, run.stderr
