@@ -36,7 +36,7 @@ octokit-assets:                 ## GitHub's OpenAPI/GraphQL/webhook descriptions
 test: install kube-assets octokit-assets  ## every test: real kube-apiserver, both CRD sets, fake GitHub
 	$(PY) -m pytest --cov --cov-branch --cov-report=term-missing:skip-covered
 
-test-unit: install              ## the pure core only: seconds, no cluster
+test-unit: install              ## the pure core only, no cluster (minutes: mostly property tests)
 	$(PY) -m pytest tests/shared
 
 lint: install                   ## ruff, ruff format --check, mypy --strict

@@ -173,8 +173,20 @@ def _listed(versions: tuple[str, ...] | None) -> str:
     return "null (no restriction)" if versions is None else json.dumps(list(versions))
 
 
+def version() -> str:
+    """The installed distribution's version: `pyproject.toml`'s, the one place it is written."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("stagegate")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install .)"
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     parser = argparse.ArgumentParser(prog="stagegate", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     explain_cmd = commands.add_parser(
         "explain", help="why each candidate of an Environment is allowed or not"

@@ -83,3 +83,17 @@ def test_the_distribution_ships_the_runtime_only() -> None:
     assert not runtime & {"devstack", "fake_github", "demo", "serve", "devtools", "rollout_model"}
     for source in [*(ROOT / "stagegate").rglob("*.py"), *(ROOT / "functions").rglob("*.py")]:
         assert "stagegate_dev" not in source.read_text(), f"{source} refers to the dev tools"
+
+
+def test_the_license_file_states_the_license_pyproject_declares() -> None:
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"]
+    text = (ROOT / "LICENSE").read_text()
+    assert text.splitlines()[0] == f"SPDX-License-Identifier: {declared}"
+    assert "https://www.apache.org/licenses/LICENSE-2.0" in text  # where the full text is published
+
+
+def test_stagegate_version_is_the_one_pyproject_declares() -> None:
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    run = subprocess.run([sys.executable, "-m", "stagegate", "--version"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, check=True)  # fmt: skip
+    assert run.stdout.strip() == f"stagegate {declared}"

@@ -26,7 +26,7 @@ from tests.functions.follower_support import Pipeline
 from tests.functions.reporter_support import ROLLOUT_ARGS, History
 from tests.kube_objects import ENV_ARGS
 
-LEASE_SECONDS = 3
+LEASE_SECONDS = 6
 
 
 def wait_for(check: Callable[[], object], what: str, seconds: float = 40.0) -> None:
