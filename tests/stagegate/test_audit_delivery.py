@@ -201,18 +201,20 @@ def test_nothing_queued_runs_after_the_answer(world) -> None:
     lanes = AuditLanes(
         Lane("gates", workers=2, limit=1024), Lane("recomputes", 1, 8), threading.BoundedSemaphore(1)
     )
+    # 400 creates of at least two 20 ms calls each take two workers 8 s or more: far past the 1 s deadline,
+    # which still leaves a loaded CI machine time to finish a few (0.3 s once saw none finish there).
     events = parsed([create_event(f"batch-{j:03d}") for j in range(400)])
     started = time.monotonic()
-    with pytest.raises(PartialFailure, match=r"not finished within 0\.3s") as failure:
-        handle_audit_delivery(events, ctx, lanes, 0.3)
-    assert time.monotonic() - started < 1.0
+    with pytest.raises(PartialFailure, match=r"not finished within 1s") as failure:
+        handle_audit_delivery(events, ctx, lanes, 1.0)
+    assert time.monotonic() - started < 2.0
     at_answer = kube.calls
     time.sleep(0.5)
     assert kube.calls - at_answer <= 2, f"{kube.calls - at_answer} calls after the answer (2 were running)"
     summary = failure.value.summary
     assert 0 < summary["acted"] < 400
     assert len(summary["errors"]) == 400 - summary["acted"]
-    assert all("not finished within 0.3s" in e for e in summary["errors"])
+    assert all("not finished within 1s" in e for e in summary["errors"])
 
 
 def test_a_batch_without_a_free_slot_is_refused_before_any_call_while_a_create_passes(world) -> None:
