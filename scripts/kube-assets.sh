@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Provides a real kube-apiserver and etcd for the test stack and prints the directory holding both.
+# Provides a real kube-apiserver, kube-controller-manager (for the garbage collector: owner references
+# behave as on a cluster) and etcd for the test stack and prints the directory holding them.
 #
 # Order of preference:
-#   1. $KUBEBUILDER_ASSETS (the controller-runtime envtest convention), when it has both binaries;
+#   1. $KUBEBUILDER_ASSETS (the controller-runtime envtest convention), when it has all three binaries;
 #   2. a cached build in $STAGEGATE_CACHE (default ~/.cache/stagegate), made once from Debian's own
 #      `kubernetes` source package (1.20.2, ships vendor/), with etcd from Debian's `etcd-server`.
-# The build needs root for apt-get; it takes about 5 minutes on 2 cores and is never redone while the
-# cached binary exists. All progress goes to stderr; stdout carries only the directory.
+# The build needs root for apt-get; it takes about 5 minutes per binary on 2 cores and is never redone
+# while the cached binaries exist. All progress goes to stderr; stdout carries only the directory.
 set -euo pipefail
 
 log() { printf 'kube-assets: %s\n' "$*" >&2; }
 
-if [[ -n "${KUBEBUILDER_ASSETS:-}" && -x "$KUBEBUILDER_ASSETS/kube-apiserver" && -x "$KUBEBUILDER_ASSETS/etcd" ]]; then
+binaries=(kube-apiserver kube-controller-manager etcd)
+has_all() { local b; for b in "${binaries[@]}"; do [[ -x "$1/$b" ]] || return 1; done; }
+
+if [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && has_all "$KUBEBUILDER_ASSETS"; then
   echo "$KUBEBUILDER_ASSETS"
   exit 0
 fi
@@ -19,7 +23,7 @@ fi
 cache="${STAGEGATE_CACHE:-$HOME/.cache/stagegate}/kube-1.20.2"
 mkdir -p "$cache"
 
-if [[ -x "$cache/kube-apiserver" && -x "$cache/etcd" ]]; then
+if has_all "$cache"; then
   echo "$cache"
   exit 0
 fi
@@ -38,7 +42,9 @@ if [[ ! -x "$cache/etcd" ]]; then
   ln -sf "$(command -v etcd)" "$cache/etcd"
 fi
 
-if [[ ! -x "$cache/kube-apiserver" ]]; then
+missing=()
+for b in kube-apiserver kube-controller-manager; do [[ -x "$cache/$b" ]] || missing+=("$b"); done
+if ((${#missing[@]})); then
   src_list=/etc/apt/sources.list.d/stagegate-debian-src.sources
   if ! grep -rqs '^Types:.*deb-src\|^deb-src' /etc/apt/sources.list /etc/apt/sources.list.d/; then
     log "adding a deb-src entry for bookworm ($src_list)"
@@ -63,12 +69,14 @@ SRC
   cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 "$srcdir/vendor/github.com/modern-go/reflect2"
   mkdir -p "$srcdir/.go/src/k8s.io"
   ln -sfn ../../.. "$srcdir/.go/src/k8s.io/kubernetes"
-  log "building kube-apiserver (about 5 minutes)"
-  (cd "$srcdir" && env GOPATH="$srcdir/.go" CGO_ENABLED=0 PATH="/usr/lib/go/bin:$PATH" \
-      HOME="$work" GOFLAGS=-mod=vendor make WHAT=cmd/kube-apiserver >&2)
-  install -m 0755 "$srcdir/_output/bin/kube-apiserver" "$cache/kube-apiserver.tmp"
-  mv "$cache/kube-apiserver.tmp" "$cache/kube-apiserver"
-  log "cached $cache/kube-apiserver"
+  for b in "${missing[@]}"; do
+    log "building $b (about 5 minutes)"
+    (cd "$srcdir" && env GOPATH="$srcdir/.go" CGO_ENABLED=0 PATH="/usr/lib/go/bin:$PATH" \
+        HOME="$work" GOFLAGS=-mod=vendor make WHAT="cmd/$b" >&2)
+    install -m 0755 "$srcdir/_output/bin/$b" "$cache/$b.tmp"
+    mv "$cache/$b.tmp" "$cache/$b"
+    log "cached $cache/$b"
+  done
 fi
 
 echo "$cache"

@@ -239,7 +239,7 @@ def version_result(candidate: ReleaseCandidate, lookup: CommitLookup) -> Version
         note = (
             "is not a commit id (7 to 40 hex digits)"
             if lookup_kind(lookup.revision) is None
-            else "names no single commit on GitHub"
+            else "names no commit GitHub knows (not pushed, or an ambiguous short id)"
         )
         return VersionResult(
             candidate, frozenset(), deployed=False, note=f"revision {lookup.revision} {note}"

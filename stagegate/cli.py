@@ -27,6 +27,7 @@ from shared.gate import is_owned_by
 from shared.upstream import github_environment, unknown_upstream
 from shared.views import Environment, RolloutGate
 from stagegate.kube import KubeGates, api_client
+from stagegate.logs import redact
 from stagegate.pipeline_view import print_pipeline
 from stagegate.recompute_service import RecomputeStore, Upstream, recompute, upstream_from
 from stagegate.resync_service import resync
@@ -101,10 +102,22 @@ class _SaysDryRun(logging.Filter):
 
 
 class _WarningsOnly(logging.Filter):
-    """`explain` writes nothing, and its answer is its output: the log adds only what went wrong."""
+    """The command's answer is its output (each gate written or not is a line of it): the log adds only
+    what went wrong."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno >= logging.WARNING
+
+
+class _HumanLines(logging.Formatter):
+    """A person reads the command's stderr: one plain line per record, its fields after it (the
+    functions keep their JSON lines for a log pipeline)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", None)
+        detail = ", ".join(f"{k}={v}" for k, v in fields.items()) if isinstance(fields, dict) else ""
+        line = f"stagegate: {record.levelname.lower()}: {record.getMessage()}"
+        return redact(f"{line} ({detail})" if detail else line)
 
 
 def _count(number: int, noun: str) -> str:
@@ -184,23 +197,37 @@ def version() -> str:
         return "unknown (not installed: pip install .)"
 
 
+_NAMESPACE_HELP = "the Environment's namespace (default: default, as kubectl's)"
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     parser = argparse.ArgumentParser(prog="stagegate", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     explain_cmd = commands.add_parser(
-        "explain", help="why each candidate of an Environment is allowed or not"
+        "explain",
+        help="why each candidate of an Environment is allowed or not",
+        epilog="exit codes: 0 the answer is complete, 2 a configuration or API error (the Environment "
+        "not found among them), 3 the upstream's bake results could not be read (the answer is partial)",
     )
-    explain_cmd.add_argument("environment")
-    explain_cmd.add_argument("-n", "--namespace", default="default")
+    explain_cmd.add_argument("environment", help="the Environment's metadata.name")
+    explain_cmd.add_argument("-n", "--namespace", default="default", help=_NAMESPACE_HELP)
     status_cmd = commands.add_parser(
-        "status", help="a deployment name's pipeline: version, bake, gate and wait of each environment"
+        "status",
+        help="a deployment name's pipeline: version, bake, gate and wait of each environment",
+        epilog="exit codes: 0 printed, 1 no Environment of that name, 2 a configuration or API error, "
+        "4 an Environment carries no status yet",
     )
     status_cmd.add_argument("name", help="the Environments' spec.name (with or without kuberik/)")
-    status_cmd.add_argument("-n", "--namespace", default="default", help="(default: default)")
-    recompute_cmd = commands.add_parser("recompute", help="recompute one Environment's gate, or --all")
-    recompute_cmd.add_argument("environment", nargs="?")
-    recompute_cmd.add_argument("-n", "--namespace", default="default")
+    status_cmd.add_argument("-n", "--namespace", default="default", help=_NAMESPACE_HELP)
+    recompute_cmd = commands.add_parser(
+        "recompute",
+        help="recompute one Environment's gate, or --all",
+        epilog="exit codes: 0 done, 1 some Environment failed (named on stderr), 2 a configuration or "
+        "API error",
+    )
+    recompute_cmd.add_argument("environment", nargs="?", help="the Environment's metadata.name")
+    recompute_cmd.add_argument("-n", "--namespace", default="default", help=_NAMESPACE_HELP)
     recompute_cmd.add_argument(
         "--all", action="store_true", help="every Environment (STAGEGATE_NAMESPACES applies)"
     )
@@ -210,20 +237,23 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     args = parser.parse_args(argv)
     if args.command == "recompute" and bool(args.all) == bool(args.environment):
         parser.error("recompute takes an ENVIRONMENT or --all")
-    reading = args.command in ("explain", "status")
-    log_filter: logging.Filter = _WarningsOnly() if reading else _SaysDryRun()
-    filtered = reading or args.dry_run
-    handlers = logging.getLogger("stagegate").handlers if filtered else []
+    filters = [_WarningsOnly()] + ([_SaysDryRun()] if getattr(args, "dry_run", False) else [])
+    handlers = logging.getLogger("stagegate").handlers
+    formatters = [handler.formatter for handler in handlers]
     for handler in handlers:
-        handler.addFilter(log_filter)
+        handler.setFormatter(_HumanLines())
+        for log_filter in filters:
+            handler.addFilter(log_filter)
     try:
         return _run(args, out)
     except (ConfigError, StagegateError) as exc:
         print(f"stagegate: {exc}", file=sys.stderr)
         return 2
     finally:
-        for handler in handlers:
-            handler.removeFilter(log_filter)
+        for handler, formatter in zip(handlers, formatters, strict=True):
+            handler.setFormatter(formatter)
+            for log_filter in filters:
+                handler.removeFilter(log_filter)
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:

@@ -1,4 +1,5 @@
-"""HTTP plumbing shared by every HTTP target: body limits, bearer tokens, deadlines, error answers.
+"""HTTP plumbing shared by every HTTP target: body limits, health probes, bearer tokens, deadlines,
+error answers.
 
 Handlers only raise; `answer` is the one place that turns stagegate's error kinds into responses
 (4xx for bad input, 503 for retryable trouble, 200 for permanent failures that must not loop) and
@@ -7,8 +8,9 @@ errors so), never a client library's message: that can quote a header with a tok
 
 Body limits hold below the framework: functions-framework reads the whole request body after every
 answer (an `after_request` hook, so the connection can be reused), which a check in the handler
-cannot stop. `refuse_bodies_over` puts `BodyLimit` in front of the Flask app, so no request makes a
-worker hold more than the limit, whether its length is declared or it comes chunked.
+cannot stop. `install_middleware` puts `BodyLimit` in front of the Flask app, so no request makes a
+worker hold more than the limit, whether its length is declared or it comes chunked; and `Health` in
+front of that, so a probe is answered without reaching the function or its log.
 """
 
 from __future__ import annotations
@@ -170,8 +172,34 @@ def _read_at_most(stream: Any, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def refuse_bodies_over(limit: int) -> None:
-    """Bound request bodies of the function functions-framework is loading (call it at import).
+HEALTH_PATH = "/healthz"
+
+
+class Health:
+    """WSGI middleware: `GET /healthz` is answered 200 before the function runs, and logs nothing.
+
+    A worker answers only once it has imported the function, which reads (and refuses) its settings
+    at import: this probe says the function can serve, where a TCP probe says only that gunicorn's
+    master has bound the port. Every other request, a GET of another path included, goes on to the
+    function.
+    """
+
+    BODY = b'{"status": "ok"}'
+
+    def __init__(self, app: WsgiApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") == "GET" and environ.get("PATH_INFO") == HEALTH_PATH:
+            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(self.BODY)))]
+            start_response("200 OK", headers)
+            return [self.BODY]
+        return self.app(environ, start_response)
+
+
+def install_middleware(limit: int) -> None:
+    """Bound request bodies of the function functions-framework is loading and answer its health
+    probes (call it at import).
 
     Outside functions-framework (Lambda, a plain import) there is no app and nothing to do: nothing
     there reads a body the function did not ask for.
@@ -181,7 +209,7 @@ def refuse_bodies_over(limit: int) -> None:
     if not flask.has_app_context():
         return
     app = flask.current_app._get_current_object()  # type: ignore[attr-defined]
-    app.wsgi_app = BodyLimit(app.wsgi_app, limit, app.name)
+    app.wsgi_app = Health(BodyLimit(app.wsgi_app, limit, app.name))
 
 
 def require_bearer(authorization: str | None, expected: str | None, setting: str) -> None:

@@ -495,7 +495,7 @@ def play() -> bool:
     def progress(what: str) -> None:
         print(f"  {what} (+{time.monotonic() - began:.1f} s)", flush=True)
 
-    with pubsub_emulator() as emulator, FakeGitHub(repos=list(REPOS.values())) as fake:
+    with pubsub_emulator() as emulator, FakeGitHub(repos=list(REPOS.values()), wall_clock=True) as fake:
         progress("Pub/Sub emulator and GitHub stand-in up")
         for repo in REPOS.values():  # the release's commit, so GitHub accepts deployments of it
             fake.set_ref(repo, "refs/heads/main", REVISION)

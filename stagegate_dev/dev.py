@@ -95,7 +95,7 @@ def cluster(
 def running(repos: Sequence[str], managed: bool = False) -> Iterator[Dev]:
     """Start everything; stop all of it, however the block is left."""
     print(f"starting the GitHub stand-in ({', '.join(repos)}) ...", flush=True)
-    with FakeGitHub(repos=repos) as fake:
+    with FakeGitHub(repos=repos, wall_clock=True) as fake:
         # The caller's own App credentials would make the token ambiguous: blank them (empty = unset).
         github = {"GITHUB_TOKEN": fake.token, "GITHUB_API_URL": fake.url}
         github |= dict.fromkeys((*APP_VARIABLES, "GITHUB_APP_PRIVATE_KEY_FILE"), "")

@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ import trustme
 import yaml
 from kubernetes import client, config
 
+from stagegate.http import HEALTH_PATH
 from stagegate_dev.commandline import no_arguments, stop_cleanly_on_signals
 from stagegate_dev.polling import ProcessExited, wait_until
 
@@ -62,7 +62,8 @@ def free_port() -> int:
 
 
 def kube_assets() -> Path:
-    """The directory with `kube-apiserver` and `etcd`, building them once if needed."""
+    """The directory with `kube-apiserver`, `kube-controller-manager` and `etcd`, building them once if
+    needed."""
     out = subprocess.run(
         ["bash", str(ROOT / "scripts" / "kube-assets.sh")], check=True, stdout=subprocess.PIPE, text=True
     )
@@ -188,7 +189,8 @@ class AuditWebhook:
 
 
 class KubeStack:
-    """etcd + kube-apiserver on loopback with TLS, token auth, RBAC and a set of CRDs."""
+    """etcd + kube-apiserver on loopback with TLS, token auth, RBAC and a set of CRDs, and the garbage
+    collector of kube-controller-manager."""
 
     def __init__(
         self, crd_dir: Path = PROJECT_CRDS, audit: AuditWebhook | None = None, extra_args: Sequence[str] = ()
@@ -267,6 +269,19 @@ class KubeStack:
         self.procs.start("kube-apiserver", argv + self.extra_args)
         wait_until(self._ready, 90, "kube-apiserver", lambda: self.procs.tail("kube-apiserver"))
         self.install_crds()
+        # The garbage collector alone, after the CRDs exist (it finds them at its first discovery): an
+        # object whose owners are all gone is deleted, as on a cluster. It serves no port.
+        self.procs.start(
+            "kube-controller-manager",
+            [
+                str(assets / "kube-controller-manager"),
+                "--kubeconfig", str(self.kubeconfig),
+                "--controllers", "garbagecollector",
+                "--leader-elect=false",
+                "--secure-port", "0",
+                "--port", "0",
+            ],
+        )  # fmt: skip
 
     def _ready(self) -> bool:
         context = ssl.create_default_context(cafile=str(self.tls.ca_file))
@@ -404,13 +419,14 @@ class FunctionServer:
         wait_until(self._ready, 30, self.name, lambda: procs.tail(self.name))
 
     def _ready(self) -> bool:
-        """Any HTTP answer means a worker has loaded the function (the master binds before that)."""
+        """The health path answers once a worker has loaded the function (the master binds before
+        that), as the install's probes ask it; the function itself sees no probe."""
         if self.proc.poll() is not None:
             raise ProcessExited(f"{self.name} exited with {self.proc.returncode}")
         context = ssl.create_default_context(cafile=str(self.tls.ca_file)) if self.tls else None
-        with contextlib.suppress(urllib.error.HTTPError):
-            urllib.request.urlopen(self.url, timeout=2, context=context).close()  # noqa: S310
-        return True
+        url = self.url.rstrip("/") + HEALTH_PATH
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:  # noqa: S310
+            return bool(response.status == 200)
 
 
 class FollowerProcess:

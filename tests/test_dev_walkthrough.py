@@ -147,6 +147,7 @@ def test_the_readme_walkthrough_closes_then_opens_prods_gate_and_sigterm_stops_e
     assert "none (the Rollout lists no release candidates)" in explained[0], explained[0]
     for blocked in explained[1:3]:
         assert f"{TAG}: blocked: " in blocked, blocked
+    assert "names no commit GitHub knows" in explained[1], explained[1]  # as the README says
     assert "bake result in_progress (history entry" in explained[2], explained[2]
     opened = explained[3]
     assert f'gate prod-stagegate: allowedVersions=["{TAG}"] ' in opened, opened
@@ -159,6 +160,9 @@ def test_the_readme_walkthrough_closes_then_opens_prods_gate_and_sigterm_stops_e
     assert rows[0][:4] == ["staging", TAG, "(b797408)", "Succeeded"], pipeline
     assert rows[1][0] == "prod", pipeline
     assert f'["{TAG}"]' in rows[1], pipeline
+    [remaining] = outputs(done, "kubectl get rolloutgates -n myapp")  # prod's went with prod
+    assert "staging-stagegate" in remaining, remaining
+    assert "prod-stagegate" not in remaining, remaining
     assert "stopped: " in said
     assert processes_marked(marker) == []
     assert not folder.exists()

@@ -14,11 +14,11 @@ import functions_framework
 
 from shared.audit import parse_audit_json
 from stagegate.bridge import bridge, report_transport_from, transport_from
-from stagegate.http import Response, answer, read_body, refuse_bodies_over, require_bearer
+from stagegate.http import Response, answer, install_middleware, read_body, require_bearer
 from stagegate.settings import Settings
 
 SETTINGS = Settings.from_env()
-refuse_bodies_over(SETTINGS.audit_max_body_bytes)
+install_middleware(SETTINGS.audit_max_body_bytes)
 TRANSPORT = transport_from(SETTINGS)
 REPORTS = report_transport_from(SETTINGS)
 

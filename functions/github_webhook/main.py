@@ -15,13 +15,13 @@ import functions_framework
 
 from stagegate.github import github_reader
 from stagegate.handoff import handoff_transport
-from stagegate.http import Response, answer, read_body, refuse_bodies_over
+from stagegate.http import Response, answer, install_middleware, read_body
 from stagegate.kube import KubeGates, api_client
 from stagegate.settings import Settings
 from stagegate.webhook_service import github_request
 
 SETTINGS = Settings.from_env()
-refuse_bodies_over(SETTINGS.github_max_body_bytes)
+install_middleware(SETTINGS.github_max_body_bytes)
 KUBE = KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.github_deadline_seconds)
 UPSTREAM = github_reader(SETTINGS, SETTINGS.github_deadline_seconds)
 HANDOFF = handoff_transport(SETTINGS)

@@ -3,7 +3,7 @@
 The kube-apiserver calls `k8s_admission` as a validating webhook (`infra/k8s/admission.yaml`): for Flux
 OCIRepository and Kustomization writes it refuses a version the Rollout's gate does not allow; for
 Environment writes it makes the gate before the Environment is stored. The entry point only bounds
-the body (`refuse_bodies_over`, before functions-framework could drain it), parses the review
+the body (`install_middleware`, before functions-framework could drain it), parses the review
 (malformed: 400 with the reason), calls the service (which answers within
 `ADMISSION_DEADLINE_SECONDS`) and echoes `request.uid` in the answer.
 """
@@ -17,12 +17,12 @@ import functions_framework
 
 from shared.admission import parse_admission_review, review_response
 from stagegate.admission_service import AdmissionContext, admit
-from stagegate.http import Response, answer, read_body, refuse_bodies_over
+from stagegate.http import Response, answer, install_middleware, read_body
 from stagegate.kube import KubeGates, api_client
 from stagegate.settings import Settings
 
 SETTINGS = Settings.from_env()
-refuse_bodies_over(SETTINGS.admission_max_body_bytes)
+install_middleware(SETTINGS.admission_max_body_bytes)
 CONTEXT = AdmissionContext(
     kube=KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.admission_deadline_seconds),
     attempts=SETTINGS.kube_conflict_retries,

@@ -21,7 +21,7 @@ import functions_framework
 from shared.audit import parse_audit_json
 from stagegate.audit_service import AuditContext, AuditLanes, handle_audit_delivery, handle_audit_events
 from stagegate.bridge import hand_off, report_transport_from
-from stagegate.http import Response, answer, read_body, refuse_bodies_over, require_bearer
+from stagegate.http import Response, answer, install_middleware, read_body, require_bearer
 from stagegate.kube import KubeGates, api_client
 from stagegate.pubsub import consume, push_body_limit
 from stagegate.recompute_service import upstream_from
@@ -30,7 +30,7 @@ from stagegate.settings import Settings
 SETTINGS = Settings.from_env()
 # A Pub/Sub push carries the message base64-encoded: `k8s_audit` needs a little more room than
 # `k8s_audit_http`, which `read_body` holds to AUDIT_MAX_BODY_BYTES exactly.
-refuse_bodies_over(push_body_limit(SETTINGS.audit_max_body_bytes))
+install_middleware(push_body_limit(SETTINGS.audit_max_body_bytes))
 CONTEXT = AuditContext(
     kube=KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.audit_deadline_seconds),
     upstream=upstream_from(SETTINGS, SETTINGS.audit_deadline_seconds),

@@ -20,14 +20,14 @@ import functions_framework
 
 from shared.audit import parse_audit_json
 from stagegate.github import github_reader
-from stagegate.http import Response, answer, read_body, refuse_bodies_over, require_bearer
+from stagegate.http import Response, answer, install_middleware, read_body, require_bearer
 from stagegate.kube import KubeGates, api_client
 from stagegate.pubsub import consume, push_body_limit
 from stagegate.report_service import Limits, report_events
 from stagegate.settings import Settings
 
 SETTINGS = Settings.from_env()
-refuse_bodies_over(push_body_limit(SETTINGS.audit_max_body_bytes))
+install_middleware(push_body_limit(SETTINGS.audit_max_body_bytes))
 KUBE = KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.github_deadline_seconds)
 GITHUB = github_reader(SETTINGS, SETTINGS.github_deadline_seconds)
 LIMITS = Limits.from_settings(SETTINGS)

@@ -16,7 +16,7 @@ import flask
 import functions_framework
 
 from stagegate.github import github_reader
-from stagegate.http import Response, answer, refuse_bodies_over, require_bearer
+from stagegate.http import Response, answer, install_middleware, require_bearer
 from stagegate.kube import KubeGates, api_client
 from stagegate.logs import get_logger
 from stagegate.report_service import Limits, report_all
@@ -27,7 +27,7 @@ MAX_BODY_BYTES = 1024 * 1024
 """Resync reads no body; Cloud Scheduler sends a few bytes, directly or in a Pub/Sub push."""
 
 SETTINGS = Settings.from_env()
-refuse_bodies_over(MAX_BODY_BYTES)
+install_middleware(MAX_BODY_BYTES)
 KUBE = KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.github_deadline_seconds)
 UPSTREAM = github_reader(SETTINGS, SETTINGS.github_deadline_seconds)
 REPORTER: Reporter | None = (

@@ -156,15 +156,20 @@ class FakeGitHub:
         hook_id: int = 480_000_001,
         auto_inactive_scope: AutoInactiveScope = "active",
         start_time: datetime | None = None,
+        wall_clock: bool = False,
         listing: Listing = "github",
         listing_seed: int = 0,
     ) -> None:
         """`listing`: the order of every GraphQL connection (`"github"`: GitHub's own; `"oldest"`,
-        `"newest"`, or `"shuffled"` by `listing_seed`, whatever `orderBy` asks)."""
+        `"newest"`, or `"shuffled"` by `listing_seed`, whatever `orderBy` asks). `wall_clock`: records
+        carry the time they are made (the local stack's), not a clock that moves only with events (a
+        test's, which repeats)."""
         self.listing: Listing = check_listing(listing)
         self.listing_seed = listing_seed
         self.contracts: Contracts = load_contracts(assets or octokit_assets())
-        self.state = GitHubState(clock=Clock(start_time), auto_inactive_scope=auto_inactive_scope)
+        self.state = GitHubState(
+            clock=Clock(start_time, wall=wall_clock), auto_inactive_scope=auto_inactive_scope
+        )
         self._stale: list[GitHubState] = []
         self.token = token or f"ghp_{secrets.token_urlsafe(27)}"
         self.user = self.state.user(login)

@@ -165,23 +165,36 @@ class Deployment:
 
 
 class Clock:
-    """Timestamps that strictly increase (one second per event) from a start that can be chosen."""
+    """Timestamps that strictly increase, by a second per event at least.
 
-    def __init__(self, start: datetime | None = None) -> None:
-        self._now = (start or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    A test's clock (the default) moves only with events and `advance`, from a start it can choose, so a
+    run repeats. The local stack's (`wall=True`) also keeps up with this machine's clock, so a record
+    says when it was made, as GitHub's do (a burst of events can put it a few seconds ahead; it never
+    falls behind).
+    """
+
+    def __init__(self, start: datetime | None = None, *, wall: bool = False) -> None:
+        self._wall = wall
+        self._now = (start or _utc_now()).astimezone(UTC).replace(microsecond=0)
 
     def now(self) -> datetime:
-        """The time of the latest event."""
+        """The time of the latest event, or the machine's time when that is later (`wall`)."""
+        if self._wall:
+            self._now = max(self._now, _utc_now())
         return self._now
 
     def tick(self) -> datetime:
-        """The time of a new event: one second after the previous one."""
+        """The time of a new event: one second after the previous one, or now when that is later."""
         self._now += timedelta(seconds=1)
-        return self._now
+        return self.now()
 
     def advance(self, seconds: float) -> None:
         """Let time pass without an event (whole seconds)."""
         self._now += timedelta(seconds=int(seconds))
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 class GitHubState:

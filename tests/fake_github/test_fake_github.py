@@ -12,7 +12,7 @@ import hmac
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -657,3 +657,19 @@ def test_an_app_jwt_is_no_token_and_other_installations_are_404(
     assert other.status_code == 404
     missing = requests.post(installed.url + ACCESS_TOKENS, json={}, timeout=5)
     assert missing.status_code == 401
+
+
+def test_the_local_stacks_clock_stamps_records_when_they_are_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`wall=True` (make dev, the demo): a record made after a quiet minute says so, where a test's
+    clock moves one second per event; both still increase strictly within a burst."""
+    from stagegate_dev.fake_github import state
+
+    start = datetime(2026, 12, 8, 16, 0, tzinfo=UTC)
+    machine = [start]
+    monkeypatch.setattr(state, "_utc_now", lambda: machine[0])
+    wall, test = state.Clock(wall=True), state.Clock(start)
+    assert [wall.tick(), wall.tick()] == [start + timedelta(seconds=s) for s in (1, 2)]
+    machine[0] = start + timedelta(minutes=1)
+    assert wall.now() == machine[0]
+    assert wall.tick() == machine[0] + timedelta(seconds=1)
+    assert test.tick() == start + timedelta(seconds=1)  # a test's clock ignores the machine's

@@ -41,6 +41,8 @@ TARGETS = [
     ("resync", "resync_event"),
     ("audit_bridge", "audit_bridge"),
 ]
+HTTP_TARGETS = {"k8s_audit_http", "github_webhook", "resync_http", "audit_bridge"}
+"""The targets whose answers `stagegate.http.answer` makes (the others are CloudEvent functions)."""
 DEV_SERVER_TARGETS = [("k8s_audit", "k8s_audit_http"), ("github_webhook", "github_webhook")]
 DEV_SERVER = (
     "import sys, functions_framework as ff; "
@@ -90,6 +92,27 @@ def servers(
             ("dev", t): pool.submit(development_server, procs, f, t, env) for f, t in DEV_SERVER_TARGETS
         }
         return {key: future.result() for key, future in started.items()}
+
+
+@pytest.mark.parametrize(
+    "key", [("gunicorn", t) for _, t in TARGETS] + [("dev", t) for _, t in DEV_SERVER_TARGETS]
+)
+def test_a_health_probe_is_answered_before_the_function_and_logs_nothing(
+    servers: dict[tuple[str, str], Served], procs: devstack.Processes, key: tuple[str, str]
+) -> None:
+    """`GET /healthz` is what the install's probes and the local stack ask. Any other request still
+    reaches the function: an HTTP target refuses a GET and logs why (the probe used to be logged so)."""
+    port, log = servers[key].port, f"dev-{key[1]}" if key[0] == "dev" else f"function-{key[1]}"
+    before = procs.tail(log, 10_000)
+    probe = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+    assert (probe.status_code, probe.json()) == (200, {"status": "ok"})
+    time.sleep(0.2)
+    assert "rejected" not in procs.tail(log, 10_000)[len(before) :]
+    other = requests.get(f"http://127.0.0.1:{port}/", timeout=10)
+    assert other.status_code != 200, other.text
+    if key[1] in HTTP_TARGETS:
+        logged = lambda: "rejected" in procs.tail(log, 10_000)[len(before) :]  # noqa: E731
+        devstack.wait_until(logged, 5, "the refusal's log line")
 
 
 def development_server(procs: devstack.Processes, folder: str, target: str, env: dict[str, str]) -> Served:

@@ -36,6 +36,7 @@ from kubernetes import client
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
+from stagegate.http import HEALTH_PATH
 from stagegate.logs import redact
 from stagegate.settings import APP_VARIABLES, Settings
 from stagegate_dev import devstack
@@ -204,9 +205,10 @@ def test_every_function_port_is_behind_a_service_and_probed(rendered: list[dict[
     for target, (workload, _, container) in function_containers(rendered).items():
         [port] = container["ports"]
         assert flag(container["args"], "bind") == f"0.0.0.0:{port['containerPort']}"
-        # TCP probes: the functions answer POST only.
-        assert container["readinessProbe"]["tcpSocket"] == {"port": port["name"]}
-        assert container["livenessProbe"]["tcpSocket"] == {"port": port["name"]}
+        # The health path, which only a worker that has loaded the function answers.
+        probe = {"path": HEALTH_PATH, "port": port["name"], "scheme": "HTTPS"}
+        assert container["readinessProbe"]["httpGet"] == probe
+        assert container["livenessProbe"]["httpGet"] == probe
         [deployment] = [d for d in deployments if workload == f"Deployment/{d['metadata']['name']}"]
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()

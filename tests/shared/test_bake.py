@@ -513,7 +513,7 @@ def test_records_of_other_commits_and_claims_in_the_answer_are_ignored() -> None
 def test_revision_github_does_not_resolve_is_blocked_with_a_note() -> None:
     found = result_of(deployment(1, 0, succeeded(1)), oid=None)
     assert (found.states, found.deployed, found.position) == (frozenset(), False, None)
-    assert found.note == f"revision {R1} names no single commit on GitHub"
+    assert found.note == f"revision {R1} names no commit GitHub knows (not pushed, or an ambiguous short id)"
 
 
 @pytest.mark.parametrize("revision", ["main", f"main@sha1:{OID}", "b79740", "v1.2.3"])
@@ -726,7 +726,10 @@ def test_candidate_whose_revision_is_not_a_commit_id_is_blocked_saying_so(revisi
 def test_candidate_whose_abbreviation_github_cannot_resolve_is_blocked_saying_so() -> None:
     found = judged("Parallel", [CANDIDATE], lookup(R1, oid=None))
     assert found.tags == ()
-    assert found.reasons[TAG] == f"blocked: revision {R1} names no single commit on GitHub"
+    assert (
+        found.reasons[TAG]
+        == f"blocked: revision {R1} names no commit GitHub knows (not pushed, or an ambiguous short id)"
+    )
 
 
 @pytest.mark.parametrize("kind", ["After", "Parallel"])

@@ -11,7 +11,7 @@ import pytest
 
 from shared.errors import PayloadTooLarge
 from stagegate import http
-from stagegate.http import BodyLimit, read_body, refuse_bodies_over
+from stagegate.http import BodyLimit, install_middleware, read_body
 
 LIMIT = 100
 
@@ -131,7 +131,7 @@ def test_a_stream_the_server_does_not_terminate_is_not_read() -> None:
 
 
 def test_outside_functions_framework_nothing_is_installed() -> None:
-    refuse_bodies_over(LIMIT)  # no Flask app is being loaded: a no-op, not an error
+    install_middleware(LIMIT)  # no Flask app is being loaded: a no-op, not an error
 
 
 class Trickle(io.BytesIO):

@@ -123,3 +123,32 @@ def test_a_dry_run_marks_its_own_log_lines_only(app: App) -> None:
     for handler in logging.getLogger("stagegate").handlers:
         assert handler.filter(record)
     assert record.msg == "after the dry run"  # the dry run's marker is gone with it
+
+
+@pytest.mark.parametrize("command", ["explain", "status", "recompute"])
+def test_each_command_says_its_namespace_default_and_exit_codes(command: str) -> None:
+    run = subprocess.run([sys.executable, "-m", "stagegate", command, "--help"],
+                         capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    assert "(default: default" in run.stdout, run.stdout
+    assert "exit codes: 0 " in run.stdout, run.stdout
+
+
+def test_a_dry_run_as_a_command_prints_plain_lines_and_no_json(app: App) -> None:
+    """The writes it would make on stdout; on stderr only what went wrong, as plain lines: here GitHub
+    refuses the token, so the recompute fails and says so."""
+    run = subprocess.run([sys.executable, "-m", "stagegate", "recompute", "prod", "-n", app.namespace,
+                          "--dry-run"], capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "would patch RolloutGate" in run.stdout
+    assert run.stderr == "", run.stderr
+    failing = subprocess.run(
+        [sys.executable, "-m", "stagegate", "recompute", "prod", "-n", app.namespace, "--dry-run"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**__import__("os").environ, "GITHUB_TOKEN": "not-the-token"},
+    )  # fmt: skip
+    lines = failing.stderr.splitlines()
+    assert failing.returncode == 1, failing.stderr
+    assert lines, failing.stderr
+    assert not any(line.startswith("{") for line in lines), failing.stderr
+    assert any(line.startswith("stagegate: warning: dry run, nothing written: ") for line in lines), lines
+    assert "not-the-token" not in failing.stderr

@@ -126,7 +126,10 @@ def test_abbreviated_revision_finds_its_commit_and_an_ambiguous_one_stays_blocke
         deploy(fake, revision, "success")
     results, calls = read(fake, ["ABCDEF1", "abcdef2", one])
     assert is_justified("After", results["ABCDEF1"])
-    assert results["abcdef2"].note == "revision abcdef2 names no single commit on GitHub"
+    assert (
+        results["abcdef2"].note
+        == "revision abcdef2 names no commit GitHub knows (not pushed, or an ambiguous short id)"
+    )
     assert not is_justified("After", results["abcdef2"])
     assert set(calls.values()) == {1}
 
