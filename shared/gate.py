@@ -33,6 +33,13 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "stagegate"
 PRETTY_NAME_ANNOTATION = "gate.kuberik.com/pretty-name"
 DESCRIPTION_ANNOTATION = "gate.kuberik.com/description"
+PENDING_OWNER_ANNOTATION = "stagegate.kuberik.com/pending-owner-uid"
+"""On a gate made at admission, before its Environment is stored: the uid the Environment will have.
+
+Such a gate carries no owner reference yet. Kubernetes' garbage collector deletes a dependent whose
+owner it cannot find, and it may look before the Environment is stored (measured on the local stack:
+the gate of an Environment whose create had returned was already gone). The first write from the
+stored Environment adds the owner reference and drops this annotation."""
 
 Action = Literal["create", "update", "unchanged", "refuse"]
 
@@ -99,25 +106,26 @@ def initial_allowed_versions(env: Environment) -> list[str] | None:
     return [] if env.relationship is not None else None
 
 
-def new_gate(env: Environment) -> dict[str, Any]:
-    """The full object to create for an Environment that has no gate yet."""
+def new_gate(env: Environment, *, stored: bool = True) -> dict[str, Any]:
+    """The full object to create for an Environment that has no gate yet; owned by it once it is
+    `stored`, otherwise naming it as the pending owner (`PENDING_OWNER_ANNOTATION`)."""
     pretty, description = describe(env)
     spec: dict[str, Any] = {"rolloutRef": {"name": env.rollout_name}, "passing": True}
     allowed = initial_allowed_versions(env)
     if allowed is not None:
         spec["allowedVersions"] = allowed
-    return {
-        "apiVersion": GATE_API_VERSION,
-        "kind": GATE_KIND,
-        "metadata": {
-            "name": gate_name(env.name),
-            "namespace": env.namespace,
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY},
-            "annotations": {PRETTY_NAME_ANNOTATION: pretty, DESCRIPTION_ANNOTATION: description},
-            "ownerReferences": [owner_reference(env).to_raw()],
-        },
-        "spec": spec,
+    annotations = {PRETTY_NAME_ANNOTATION: pretty, DESCRIPTION_ANNOTATION: description}
+    metadata: dict[str, Any] = {
+        "name": gate_name(env.name),
+        "namespace": env.namespace,
+        "labels": {MANAGED_BY_LABEL: MANAGED_BY},
+        "annotations": annotations,
     }
+    if stored:
+        metadata["ownerReferences"] = [owner_reference(env).to_raw()]
+    else:
+        annotations[PENDING_OWNER_ANNOTATION] = env.uid
+    return {"apiVersion": GATE_API_VERSION, "kind": GATE_KIND, "metadata": metadata, "spec": spec}
 
 
 def _environment_ref(ref: OwnerReference) -> bool:
@@ -125,26 +133,41 @@ def _environment_ref(ref: OwnerReference) -> bool:
 
 
 def is_owned_by(gate: RolloutGate, env: Environment) -> bool:
-    """True when an owner reference names this Environment (by uid; by name where uid is empty)."""
+    """True when an owner reference names this Environment (by uid; by name where uid is empty), or,
+    with no Environment owner yet, the gate was made at admission for this Environment's uid."""
+    if _pending_owner(gate) is not None:
+        return _pending_owner(gate) == env.uid
     return any(
         _environment_ref(ref) and (ref.uid == env.uid or (not ref.uid and ref.name == env.name))
         for ref in gate.owner_references
     )
 
 
+def _pending_owner(gate: RolloutGate) -> str | None:
+    """The uid a gate made at admission waits for, while no Environment owns it; else None."""
+    if any(_environment_ref(ref) for ref in gate.owner_references):
+        return None
+    if gate.labels.get(MANAGED_BY_LABEL) != MANAGED_BY:
+        return None
+    return gate.annotations.get(PENDING_OWNER_ANNOTATION) or None
+
+
 def is_earlier_incarnation(gate: RolloutGate, env: Environment) -> bool:
     """True when the gate belongs to a deleted Environment of the same name, awaiting garbage collection.
 
     Only such a gate may be taken over: its owner no longer exists, the name is ours by construction,
-    and the takeover resets it to the blocking state anyway.
+    and the takeover resets it to the blocking state anyway. A gate made at admission for a create
+    that never landed (or an Environment deleted before it was adopted) counts too: no garbage
+    collector deletes it, since it has no owner.
     """
+    if gate.name != gate_name(env.name):
+        return False
+    pending = _pending_owner(gate)
+    if pending is not None:
+        return not gate.owner_references and pending != env.uid
     refs = gate.owner_references
     return (
-        gate.name == gate_name(env.name)
-        and len(refs) == 1
-        and _environment_ref(refs[0])
-        and refs[0].name == env.name
-        and refs[0].uid != env.uid
+        len(refs) == 1 and _environment_ref(refs[0]) and refs[0].name == env.name and refs[0].uid != env.uid
     )
 
 
@@ -193,25 +216,27 @@ def unchanged(gate: RolloutGate, reason: str) -> GatePlan:
     )
 
 
-def plan_gates(env: Environment, gates: Sequence[RolloutGate]) -> list[GatePlan]:
+def plan_gates(env: Environment, gates: Sequence[RolloutGate], *, stored: bool = True) -> list[GatePlan]:
     """Decide, for an Environment and the gates visible in its namespace, what to write.
 
     Gates the Environment owns (whatever their name: the Go controller made `ghd-*` ones) are adopted
     and kept in shape. With none, a blocking gate is created under the deterministic name, unless a
     same-named gate belongs to something else: that one is never touched, and the blocking gate is
     created under `fallback_gate_name` instead, so a relationship is never left without a gate.
+    `stored` is False at admission of a create: the Environment does not exist yet, so a gate made now
+    names it as pending owner (`new_gate`) and is adopted by the first plan from the stored object.
     """
     owned = sorted((g for g in gates if is_owned_by(g, env) and not g.being_deleted), key=lambda g: g.name)
     if owned:
-        return [_conform(env, gate, takeover=False) for gate in owned]
+        return [_conform(env, gate, takeover=False, stored=stored) for gate in owned]
     name = gate_name(env.name)
     same_named = next((g for g in gates if g.name == name), None)
     if same_named is None:
-        return [_create(env, name, "new gate")]
+        return [_create(env, name, "new gate", stored=stored)]
     if same_named.being_deleted:
         raise RetryableError(f"RolloutGate {name} is being deleted; its successor is created on retry")
     if is_earlier_incarnation(same_named, env):
-        return [_conform(env, same_named, takeover=True)]
+        return [_conform(env, same_named, takeover=True, stored=stored)]
     owners = ", ".join(f"{r.kind}/{r.name}" for r in same_named.owner_references) or "nobody"
     refusal = GatePlan(
         action="refuse",
@@ -227,12 +252,12 @@ def plan_gates(env: Environment, gates: Sequence[RolloutGate]) -> list[GatePlan]
         raise RetryableError(f"RolloutGate {fallback} is being deleted; its successor is created on retry")
     if taken is not None:
         return [refusal]
-    return [refusal, _create(env, fallback, f"{name} is taken: new gate under {fallback}")]
+    return [refusal, _create(env, fallback, f"{name} is taken: new gate under {fallback}", stored=stored)]
 
 
-def _create(env: Environment, name: str, why: str) -> GatePlan:
+def _create(env: Environment, name: str, why: str, *, stored: bool) -> GatePlan:
     allowed = initial_allowed_versions(env)
-    body = new_gate(env)
+    body = new_gate(env, stored=stored)
     body["metadata"]["name"] = name
     return GatePlan(
         action="create",
@@ -245,7 +270,7 @@ def _create(env: Environment, name: str, why: str) -> GatePlan:
     )
 
 
-def _conform(env: Environment, gate: RolloutGate, *, takeover: bool) -> GatePlan:
+def _conform(env: Environment, gate: RolloutGate, *, takeover: bool, stored: bool) -> GatePlan:
     """The merge patch that brings an owned gate in line with its Environment, never widening it."""
     before = gate.allowed_versions
     after, why = _allowed_after(env, gate, takeover=takeover)
@@ -260,11 +285,17 @@ def _conform(env: Environment, gate: RolloutGate, *, takeover: bool) -> GatePlan
     metadata: dict[str, Any] = {}
     if gate.labels.get(MANAGED_BY_LABEL) != MANAGED_BY:
         metadata["labels"] = {MANAGED_BY_LABEL: MANAGED_BY}
-    wanted_annotations = {PRETTY_NAME_ANNOTATION: pretty, DESCRIPTION_ANNOTATION: description}
+    wanted_annotations: dict[str, str | None] = {
+        PRETTY_NAME_ANNOTATION: pretty,
+        DESCRIPTION_ANNOTATION: description,
+    }
+    adopting = stored or takeover  # an Environment not yet stored can own nothing: its gate waits
+    if adopting and PENDING_OWNER_ANNOTATION in gate.annotations:  # the owner reference says it now
+        wanted_annotations[PENDING_OWNER_ANNOTATION] = None
     if any(gate.annotations.get(k) != v for k, v in wanted_annotations.items()):
         metadata["annotations"] = wanted_annotations
     refs = _owner_references(env, gate.owner_references, takeover=takeover)
-    if refs != gate.owner_references:
+    if adopting and refs != gate.owner_references:
         metadata["ownerReferences"] = [r.to_raw() for r in refs]
     patch: dict[str, Any] = {}
     if spec:

@@ -1,9 +1,13 @@
 """The gate at admission: an Environment's RolloutGate made before the Environment is stored.
 
 Validating webhooks see the new object's `metadata.uid` on CREATE (mutating ones do not), so the
-gate can carry its owner reference before the owner exists, exactly as the audit path makes it
-(`stagegate.reconcile.ensure_gates`). This works on every cluster, managed ones included, where no
-audit webhook can be configured.
+gate can name its Environment before the Environment exists. It names it as *pending owner*
+(`shared.gate.PENDING_OWNER_ANNOTATION`), not in an owner reference: Kubernetes' garbage collector
+deletes a dependent whose owner it cannot find, and it may look before the Environment is stored (on
+the local stack, which runs it, gates of creates that had returned were already gone). The first
+write from the stored Environment (the audit path, the follower, the resync, any recompute) adopts
+the gate: owner reference in, annotation out. This works on every cluster, managed ones included,
+where no audit webhook can be configured.
 
 The webhook sits *before* the write, so its side effects must be harmless if the write never lands:
 
@@ -15,11 +19,11 @@ The webhook sits *before* the write, so its side effects must be harmless if the
   to create or tighten (`ensure_gates(..., current=False)`). A change that would relax a gate
   (relationship removed, another Rollout, an owner change, a takeover) is not made here at all; the
   audit path or `resync` makes it from the stored Environment once the UPDATE has landed;
-* a gate made for a CREATE that another webhook or etcd then refuses is owned by a uid that never
-  exists. Kubernetes' garbage collector deletes dependents whose owner does not exist (it checks the
-  owner's uid, not only its name), the deploy guard counts only gates owned by Environments that
-  exist, and when an Environment of that name does appear, stagegate's planning takes such a gate
-  over from the stored object (`shared.gate.is_earlier_incarnation`), resetting it to block.
+* a gate made for a CREATE that another webhook or etcd then refuses names a uid that never exists.
+  It blocks its Rollout (it is made blocking) until an Environment of that name appears and takes it
+  over from the stored object (`shared.gate.is_earlier_incarnation`), resetting it to block; no
+  garbage collector deletes it, since it has no owner. The deploy guard counts only gates of
+  Environments that exist.
 
 This webhook never refuses an Environment (the answer is always `allowed: true`, except for a
 malformed review): failing to write the gate is logged and answered with a warning, and safety does

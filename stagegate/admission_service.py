@@ -157,7 +157,9 @@ def _environment(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
         if existing is not None and existing_uid != env.uid:
             return duplicate_create(env, existing_uid)
     try:
-        results = ensure_gates(env, ctx.kube, fresh=step.creating, attempts=ctx.attempts, current=False)
+        results = ensure_gates(
+            env, ctx.kube, fresh=step.creating, attempts=ctx.attempts, current=False, stored=not step.creating
+        )
     except NeedsCurrentState as exc:
         decision = relax_later(env, str(exc), restricting=exc.restricting)
     else:

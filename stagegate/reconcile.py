@@ -69,13 +69,20 @@ def _listed(versions: tuple[str, ...] | None) -> list[str] | None:
 
 
 def ensure_gates(
-    env: Environment, store: GateStore, *, fresh: bool, attempts: int = 5, current: bool = True
+    env: Environment,
+    store: GateStore,
+    *,
+    fresh: bool,
+    attempts: int = 5,
+    current: bool = True,
+    stored: bool = True,
 ) -> list[GateOutcome]:
     """Bring the Environment's gates in line with it; `fresh` means it was just created, `current`
-    that `env` was read from the API now (an event's copy is not: it may only tighten)."""
+    that `env` was read from the API now (an event's copy is not: it may only tighten), `stored` that
+    it exists (at admission of a create it does not yet: see `shared.gate.plan_gates`)."""
     for attempt in range(attempts):
         gates = _observe(env, store, fresh=fresh, first=attempt == 0)
-        plans = plan_gates(env, gates)
+        plans = plan_gates(env, gates, stored=stored)
         relaxing = [p for p in plans if p.relaxes]
         if relaxing and not current:
             raise NeedsCurrentState(

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.usefixtures("octokit")
 TAG = "main-1779290372-b797408"
 WALKTHROUGHS = {
     name: re.compile(rf"<!-- {name} -->\n```sh\n(.*?)```", re.S)
-    for name in ("walkthrough", "walkthrough-managed")
+    for name in ("walkthrough", "walkthrough-managed", "runbook-down", "runbook-stuck", "runbook-namespace")
 }
 # Starts `python -m ...` with SIGINT ignored, as a script's background job inherits it.
 IGNORING_SIGINT = (
@@ -107,9 +107,13 @@ class Running:
 
 
 def run_walkthrough(env: dict[str, str], done: list[tuple[str, str]], name: str = "walkthrough") -> None:
-    """Run each README walkthrough command; record it and what it printed (stdout and stderr, as a
-    terminal shows them) in `done`, so a failure still leaves the transcript so far."""
-    for command in walkthrough(name):
+    """Run each command of the README's `name` blocks; record it and what it printed (stdout and
+    stderr, as a terminal shows them) in `done`, so a failure still leaves the transcript so far."""
+    run_commands(env, done, walkthrough(name))
+
+
+def run_commands(env: dict[str, str], done: list[tuple[str, str]], commands: list[str]) -> None:
+    for command in commands:
         argv = ["bash", "-euo", "pipefail", "-c", command]
         run = subprocess.run(argv, cwd=ROOT, env=env, timeout=90, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, check=False)  # fmt: skip
@@ -154,6 +158,11 @@ def test_the_readme_walkthrough_closes_then_opens_prods_gate_and_sigterm_stops_e
     assert f"{TAG}: allowed: " in opened, opened
     assert "bake result success (history entry" in opened, opened
     assert f"the recompute would allow: ['{TAG}']" in opened, opened
+    refused, allowed = outputs(done, "kubectl patch ocirepository myapp-prod")
+    assert "denied the request: OCIRepository myapp/myapp-prod may not run main-" in refused, refused
+    assert "(refused, as it must be)" in refused, refused
+    assert "patched" in allowed, allowed
+    assert [o.strip() for o in outputs(done, "kubectl get ocirepository myapp-prod")] == [TAG]
     assert [o.strip() for o in outputs(done, "kubectl get environment prod")] == ["staging prod"]
     [pipeline] = outputs(done, ".venv/bin/stagegate status myapp")
     rows = [line.split() for line in pipeline.splitlines()[2:]]

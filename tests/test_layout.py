@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -97,3 +98,11 @@ def test_stagegate_version_is_the_one_pyproject_declares() -> None:
     run = subprocess.run([sys.executable, "-m", "stagegate", "--version"], cwd=ROOT, capture_output=True,
                          text=True, timeout=60, check=True)  # fmt: skip
     assert run.stdout.strip() == f"stagegate {declared}"
+
+
+def test_the_changelogs_newest_version_is_the_one_pyproject_declares() -> None:
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    versions = re.findall(r"^## (\S+)", (ROOT / "CHANGELOG.md").read_text(), flags=re.MULTILINE)
+    assert versions, "CHANGELOG.md names no version"
+    assert versions[0] == declared, f"CHANGELOG.md's newest is {versions[0]}, pyproject.toml says {declared}"
+    assert len(set(versions)) == len(versions), "a version is listed twice"

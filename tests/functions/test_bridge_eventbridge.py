@@ -20,7 +20,7 @@ from stagegate.bridge import EVENTBRIDGE_DETAIL_TYPE, EVENTBRIDGE_SOURCE
 from stagegate_dev import devstack
 from tests.functions.lambda_loader import load_lambda_main
 from tests.infra.terraform import eventbridge_pattern
-from tests.kube_objects import delivery_bytes, environment, list_gates, stored
+from tests.kube_objects import create_environment, delivery_bytes, environment, list_gates, stored
 from tests.payloads import payload_bytes
 
 TOKEN = "bridge-token-for-tests"
@@ -101,7 +101,7 @@ def test_bridged_event_reaches_the_lambda_through_the_infra_rule_and_makes_the_g
     aws, kube_stack, procs, namespace, custom, lambda_module
 ) -> None:
     bus = Bus(aws, kube_stack, procs)
-    answer = bus.post(delivery_bytes(stored(environment(namespace, "prod"))))
+    answer = bus.post(delivery_bytes(create_environment(custom, environment(namespace, "prod"))))
     assert answer.status_code == 200, answer.text
     assert answer.json()["published"] == 1
     messages = bus.received()
@@ -116,7 +116,7 @@ def test_direct_eventbridge_invocation_works_too(
     aws, kube_stack, procs, namespace, custom, lambda_module
 ) -> None:
     bus = Bus(aws, kube_stack, procs)
-    bus.post(delivery_bytes(stored(environment(namespace, "prod"))))
+    bus.post(delivery_bytes(create_environment(custom, environment(namespace, "prod"))))
     envelope = json.loads(bus.received()[0]["Body"])
     assert lambda_module.k8s_audit_eventbridge(envelope, None) == {}
     assert len(list_gates(custom, namespace)) == 1

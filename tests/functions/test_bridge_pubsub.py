@@ -15,7 +15,7 @@ import requests
 from shared.gate import gate_name
 from stagegate_dev import devstack
 from tests.flaky_proxy import FlakyProxy
-from tests.kube_objects import delivery, delivery_bytes, environment, list_gates, stored
+from tests.kube_objects import create_environment, delivery, delivery_bytes, environment, list_gates, stored
 
 TOKEN = "bridge-token-for-tests"
 PROJECT = "stagegate-test"
@@ -67,7 +67,7 @@ def test_bridged_create_event_reaches_k8s_audit_and_makes_the_gate(
     pubsub, emulator, kube_stack, procs, namespace, custom
 ) -> None:
     route = Route(pubsub, emulator, kube_stack, procs, str(kube_stack.function_kubeconfig))
-    answer = route.post(delivery_bytes(stored(environment(namespace, "prod"))))
+    answer = route.post(delivery_bytes(create_environment(custom, environment(namespace, "prod"))))
     assert answer.status_code == 200, answer.text
     assert answer.json()["published"] == 1
     wait_for(lambda: [g["spec"]["allowedVersions"] for g in list_gates(custom, namespace)] == [[]])
@@ -103,7 +103,8 @@ def test_transient_failure_is_redelivered_until_the_gate_exists(
             kube_stack.admin_token,
         )
         route = Route(pubsub, emulator, kube_stack, procs, str(kubeconfig))
-        assert route.post(delivery_bytes(stored(environment(namespace, "prod")))).status_code == 200
+        env = create_environment(custom, environment(namespace, "prod"))
+        assert route.post(delivery_bytes(env)).status_code == 200
         wait_for(lambda: route.consumer_log().count("will be redelivered") >= 2)
         assert list_gates(custom, namespace) == []
         proxy.up.set()
@@ -128,7 +129,7 @@ def test_events_for_one_environment_arrive_in_order(
     pubsub, emulator, kube_stack, procs, namespace, custom
 ) -> None:
     route = Route(pubsub, emulator, kube_stack, procs, str(kube_stack.function_kubeconfig))
-    env = stored(environment(namespace, "prod", upstream=None))
+    env = create_environment(custom, environment(namespace, "prod", upstream=None))
     versions = []
     for i in range(10):
         body = delivery(env, "create" if i == 0 else "update")

@@ -18,6 +18,7 @@ import requests
 import yaml
 from kubernetes import client
 
+from shared.gate import PENDING_OWNER_ANNOTATION
 from shared.views import Environment
 from stagegate.kube import KubeGates
 from stagegate.reconcile import ensure_gates
@@ -222,7 +223,9 @@ def test_an_environment_create_makes_its_gate_with_the_new_uid(url, kube_stack, 
     assert result == {"uid": result["uid"], "allowed": True}
     gate = get_gate(custom, namespace, "prod-stagegate")
     assert gate["spec"]["allowedVersions"] == []
-    assert gate["metadata"]["ownerReferences"][0]["uid"] == env["metadata"]["uid"]
+    # Not an owner yet (the garbage collector would delete the gate before the Environment is stored).
+    assert gate["metadata"]["annotations"][PENDING_OWNER_ANNOTATION] == env["metadata"]["uid"]
+    assert "ownerReferences" not in gate["metadata"]
 
 
 def test_a_dry_run_environment_create_writes_nothing(url, kube_stack, namespace, custom) -> None:

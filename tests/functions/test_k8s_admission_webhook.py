@@ -10,12 +10,16 @@ apiserver are not affected. It is removed when the module ends.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from shared.gate import PENDING_OWNER_ANNOTATION
+from stagegate.kube import KubeGates
+from stagegate.reconcile import ensure_gates
 from stagegate_dev import devstack
 from tests.functions.admission_support import GUARD_LABEL, labelled_namespace
 from tests.kube_objects import ENV_ARGS, GATE_ARGS, environment, get_gate, list_gates
@@ -39,14 +43,32 @@ def guarded(registered: dict[str, Any], kube_stack: devstack.KubeStack, isolatio
 
 
 def test_an_environment_created_through_the_api_has_its_gate_before_the_create_returns(
-    guarded: str, custom: client.CustomObjectsApi
+    guarded: str, custom: client.CustomObjectsApi, gates: KubeGates
 ) -> None:
+    """Made at admission, the gate names its Environment as pending owner, not as owner: the garbage
+    collector (which this stack runs) deleted a gate owned by a uid not yet stored, although the
+    create then landed. The first write from the stored Environment adopts it, and from then on it
+    goes with the Environment."""
     created = custom.create_namespaced_custom_object(
         *ENV_ARGS, guarded, "environments", environment(guarded, "prod")
     )
+    uid = created["metadata"]["uid"]
     gate = get_gate(custom, guarded, "prod-stagegate")  # the first call after the create returned
     assert gate["spec"]["allowedVersions"] == []
-    assert gate["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+    assert gate["metadata"]["annotations"][PENDING_OWNER_ANNOTATION] == uid
+    assert "ownerReferences" not in gate["metadata"]
+    time.sleep(2)  # the garbage collector has seen the gate
+    assert get_gate(custom, guarded, "prod-stagegate")["spec"]["allowedVersions"] == []
+    env = gates.get_environment(guarded, "prod")
+    assert env is not None
+    [adopted] = ensure_gates(env, gates, fresh=False)
+    assert adopted.action == "update", adopted
+    gate = get_gate(custom, guarded, "prod-stagegate")
+    assert [r["uid"] for r in gate["metadata"]["ownerReferences"]] == [uid]
+    assert PENDING_OWNER_ANNOTATION not in gate["metadata"]["annotations"]
+    assert gate["spec"]["allowedVersions"] == []
+    custom.delete_namespaced_custom_object(*ENV_ARGS, guarded, "environments", "prod")
+    devstack.wait_until(lambda: list_gates(custom, guarded) == [], 30, "the garbage collector")
 
 
 def test_a_dry_run_create_through_the_api_makes_no_gate(

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from stagegate_dev import devstack
-from tests.kube_objects import delivery, delivery_bytes, environment, list_gates, stored
+from tests.kube_objects import create_environment, delivery, delivery_bytes, environment, list_gates, stored
 
 SOURCE = devstack.ROOT / "functions" / "k8s_audit" / "main.py"
 TOKEN = "test-token-0123456789"
@@ -41,7 +41,8 @@ def post(url: str, body: bytes, kube_stack: devstack.KubeStack, token: str | Non
 def test_signed_delivery_creates_the_gate_and_answers_a_summary(
     webhook_url, kube_stack, namespace, custom
 ) -> None:
-    response = post(webhook_url, delivery_bytes(stored(environment(namespace, "prod"))), kube_stack)
+    env = create_environment(custom, environment(namespace, "prod"))
+    response = post(webhook_url, delivery_bytes(env), kube_stack)
     assert response.status_code == 200, response.text
     summary = response.json()
     assert summary["events"] == 1
@@ -157,9 +158,8 @@ def post_event(url: str, event: dict, kube_stack: devstack.KubeStack):
 
 
 def test_pubsub_message_creates_the_gate(pubsub_url, kube_stack, namespace, custom) -> None:
-    response = post_event(
-        pubsub_url, pubsub_push(delivery_bytes(stored(environment(namespace, "prod")))), kube_stack
-    )
+    env = create_environment(custom, environment(namespace, "prod"))
+    response = post_event(pubsub_url, pubsub_push(delivery_bytes(env)), kube_stack)
     assert response.status_code == 200, response.text
     assert [g["spec"]["allowedVersions"] for g in list_gates(custom, namespace)] == [[]]
 

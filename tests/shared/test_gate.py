@@ -16,10 +16,12 @@ from shared.evidence import EVIDENCE_ANNOTATION
 from shared.gate import (
     DESCRIPTION_ANNOTATION,
     MANAGED_BY_LABEL,
+    PENDING_OWNER_ANNOTATION,
     PRETTY_NAME_ANNOTATION,
     GatePlan,
     fallback_gate_name,
     gate_name,
+    is_owned_by,
     new_gate,
     plan_gates,
 )
@@ -290,6 +292,68 @@ def test_new_gate_reads_back_as_a_blocking_gate_owned_by_its_environment() -> No
     assert created.passing is True
     assert created.rollout_name == "myapp"
     assert [(r.name, r.uid, r.controller) for r in created.owner_references] == [("prod", ENV_UID, True)]
+
+
+# the gate made at admission, before its Environment is stored
+
+
+def pending(uid: str = ENV_UID, name: str = "prod", **changes: Any) -> RolloutGate:
+    """The gate admission makes for an Environment create (read back as the API stores it)."""
+    raw = new_gate(environment(name, uid=uid), stored=False)
+    raw["metadata"].update(resourceVersion="7", **changes)
+    return RolloutGate.from_raw(raw)
+
+
+def test_a_gate_made_before_its_environment_is_stored_names_it_as_pending_owner_only() -> None:
+    """The garbage collector deletes a dependent whose owner it cannot find, and it may look before the
+    Environment is stored: no owner reference yet."""
+    [plan] = plan_gates(environment(uid=ENV_UID), [], stored=False)
+    assert plan.body is not None
+    assert "ownerReferences" not in plan.body["metadata"]
+    assert plan.body["metadata"]["annotations"][PENDING_OWNER_ANNOTATION] == ENV_UID
+    assert (plan.action, plan.allowed_after, plan.relaxes) == ("create", (), False)
+
+
+def test_a_pending_gate_belongs_to_that_uid_only() -> None:
+    assert is_owned_by(pending(), environment(uid=ENV_UID))
+    assert not is_owned_by(pending(), environment(uid=OLD_ENV_UID))
+    unlabelled = pending(labels={})  # not ours: the annotation alone makes no owner
+    assert not is_owned_by(unlabelled, environment(uid=ENV_UID))
+
+
+def test_the_stored_environment_adopts_its_pending_gate_and_only_from_the_api() -> None:
+    [plan] = plan_gates(environment(uid=ENV_UID), [pending()])
+    assert plan.action == "update"
+    assert plan.patch is not None
+    assert plan.patch["metadata"]["ownerReferences"] == [OUR_OWNER_REFERENCE]
+    assert plan.patch["metadata"]["annotations"][PENDING_OWNER_ANNOTATION] is None
+    assert "spec" not in plan.patch  # still blocking, as made
+    assert plan.relaxes  # an owner change decides garbage collection: never from an event's copy
+
+
+def test_admission_leaves_a_pending_gate_of_the_same_create_as_it_is() -> None:
+    [plan] = plan_gates(environment(uid=ENV_UID), [pending()], stored=False)
+    assert plan.action == "unchanged", plan
+
+
+def test_a_pending_gate_of_a_create_that_never_landed_is_taken_over_blocking() -> None:
+    """No garbage collector deletes it (it has no owner): the next Environment of that name takes it."""
+    opened = pending(uid=OLD_ENV_UID)
+    raw = dict(opened.raw)
+    raw["spec"] = {**raw["spec"], "allowedVersions": ["v1"]}
+    [plan] = plan_gates(environment(uid=ENV_UID), [RolloutGate.from_raw(raw)])
+    assert plan.action == "update"
+    assert plan.patch is not None
+    assert plan.patch["metadata"]["ownerReferences"] == [OUR_OWNER_REFERENCE]
+    assert plan.allowed_after == ()
+
+
+def test_a_pending_annotation_beside_an_environment_owner_counts_for_nothing() -> None:
+    owned = pending(ownerReferences=[OUR_OWNER_REFERENCE])
+    assert is_owned_by(owned, environment(uid=ENV_UID))
+    assert not is_owned_by(
+        pending(uid=OLD_ENV_UID, ownerReferences=[OUR_OWNER_REFERENCE]), environment(uid=OLD_ENV_UID)
+    )
 
 
 # plan_gates: creating

@@ -40,7 +40,7 @@ def handle(gates: KubeGates, body: dict | bytes) -> dict:
 def test_create_event_makes_one_blocking_gate_with_one_api_call(
     namespace: str, gates: KubeGates, counting_client: KubeClient, custom: client.CustomObjectsApi
 ) -> None:
-    env = stored(environment(namespace, "prod"))
+    env = create_environment(custom, environment(namespace, "prod"))
     before = counting_client.calls
     summary = handle(gates, delivery_bytes(env))
     assert counting_client.calls - before == 1
@@ -79,7 +79,7 @@ def test_an_unrestricted_gate_is_made_only_for_the_environment_the_api_has(
 def test_redelivery_keeps_a_single_gate_and_changes_nothing(
     namespace: str, gates: KubeGates, custom: client.CustomObjectsApi
 ) -> None:
-    body = delivery_bytes(stored(environment(namespace, "prod")))
+    body = delivery_bytes(create_environment(custom, environment(namespace, "prod")))
     handle(gates, body)
     version = list_gates(custom, namespace)[0]["metadata"]["resourceVersion"]
     summary = handle(gates, body)
@@ -91,7 +91,7 @@ def test_redelivery_keeps_a_single_gate_and_changes_nothing(
 def test_twenty_concurrent_deliveries_of_one_create_make_exactly_one_gate(
     namespace: str, gates: KubeGates, custom: client.CustomObjectsApi
 ) -> None:
-    body = delivery_bytes(stored(environment(namespace, "prod")))
+    body = delivery_bytes(create_environment(custom, environment(namespace, "prod")))
     with ThreadPoolExecutor(max_workers=20) as pool:
         summaries = list(pool.map(lambda _: handle(gates, body), range(20)))
     actions = sorted(s["gates"][0]["action"] for s in summaries)
