@@ -186,6 +186,14 @@ def test_the_managed_walkthrough_opens_prods_gate_through_the_follower_without_a
     done: list[tuple[str, str]] = []
     try:
         run_walkthrough(user_env(marker) | exports, done, "walkthrough-managed")
+        # Made at admission with a pending owner, the gate was adopted by the follower (no audit path
+        # here): owned by prod, it goes with prod.
+        owner = "{.metadata.ownerReferences[*].kind}/{.metadata.ownerReferences[*].name}"
+        run_commands(
+            user_env(marker) | exports,
+            done,
+            [f"kubectl get rolloutgate prod-stagegate -n myapp -o jsonpath='{owner}'"],
+        )
     finally:
         transcript = "".join(f"$ {command}\n{output}" for command, output in done)
         (tmp_path / "walkthrough-managed.txt").write_text(transcript)
@@ -196,7 +204,7 @@ def test_the_managed_walkthrough_opens_prods_gate_through_the_follower_without_a
     assert "k8s_audit_http" not in started
     assert "follower" in started
     gates = [output.strip() for output in outputs(done, "kubectl get rolloutgate prod-stagegate")]
-    assert gates == ["[]", f'["{TAG}"]']
+    assert gates == ["[]", f'["{TAG}"]', "Environment/prod"]
     pushed = outputs(done, ".venv/bin/python -m stagegate_dev.github_cli push")
     assert pushed == [f"pushed tag {TAG} at b797408 to myorg/myapp\n"]
     explained = outputs(done, ".venv/bin/stagegate explain prod")
