@@ -73,6 +73,8 @@ FUNCTIONS: list[tuple[str, str | None, str, dict[str, str], dict[str, str], str 
     ("resync_http", "resync", "resync_http", {}, {}, GITHUB_CALL.format("module.UPSTREAM")),
     ("reporter (CloudEvent)", "reporter", "reporter", {}, CLOUD_EVENT, GITHUB_CALL.format("module.GITHUB")),
     ("k8s_admission", "k8s_admission", "k8s_admission", {}, {}, None),
+    # As the in-cluster install runs it: Prometheus metrics served (prometheus-client imported at start).
+    ("k8s_admission, metrics on", "k8s_admission", "k8s_admission", {"METRICS_PORT": "__free__"}, {}, None),
     ("audit_bridge (Pub/Sub)", "audit_bridge", "audit_bridge",
      REPORTS | {"BRIDGE_TRANSPORT": "pubsub", "BRIDGE_PUBSUB_TOPIC": "projects/p/topics/t"}, {}, None),
 ]  # fmt: skip
@@ -187,7 +189,9 @@ def main() -> None:
         starts: dict[str, list[tuple[float, int]]] = {label: [] for label, *_ in FUNCTIONS}
         for _ in range(RUNS):
             for label, _folder, target, extra, headers, _reader in FUNCTIONS:
-                starts[label].append(start_once(sources[label], target, {**base_env, **extra}, headers))
+                env = {**base_env, **extra}
+                env = {k: str(free_port()) if v == "__free__" else v for k, v in env.items()}
+                starts[label].append(start_once(sources[label], target, env, headers))
         later: dict[str, list[tuple[float, int]]] = {label: [] for label, *_ in FUNCTIONS}
         for _ in range(RUNS):
             for label, _folder, _target, extra, _headers, deferred in FUNCTIONS:

@@ -185,6 +185,22 @@ class GatePlan:
     resource_version: str | None = None
 
     @property
+    def change(self) -> str | None:
+        """What the write does to the gate in one word: `created`, `opened` (a version allowed that was
+        not, or the restriction lifted), `narrowed` (a version no longer allowed, or a restriction
+        set), `other` (owner, Rollout, annotations); None when nothing is written."""
+        if self.action == "create":
+            return "created"
+        if self.action != "update":
+            return None
+        before, after = self.allowed_before, self.allowed_after
+        if before != after and (after is None or (before is not None and not set(after) <= set(before))):
+            return "opened"
+        if before != after:
+            return "narrowed"
+        return "other"
+
+    @property
     def relaxes(self) -> bool:
         """True when the write could let the governed Rollout deploy something it could not before.
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -66,6 +67,30 @@ class Entry:
     message: str | None
     state: str
     description: str
+    since: float | None = None
+    """When the rollout controller set this state, in seconds since the epoch on its clock (the
+    entry's `bakeEndTime` for a result, `bakeStartTime` while baking, `timestamp` before); None when
+    the entry does not say. Only for the reporter's lag metric: never to decide anything."""
+
+
+STATE_TIMES: Mapping[str, str] = {
+    "success": "bakeEndTime",
+    "failure": "bakeEndTime",
+    "inactive": "bakeEndTime",
+}
+"""Which field of a history entry says when its bake state was set; others: `bakeStartTime` while
+baking (`InProgress`), else `timestamp`."""
+
+
+def _since(item: Mapping[str, Any], state: str, bake: str | None) -> float | None:
+    field = STATE_TIMES.get(state) or ("bakeStartTime" if bake == "InProgress" else "timestamp")
+    raw = item.get(field)
+    if not isinstance(raw, str):
+        return None
+    try:
+        return datetime.fromisoformat(raw).timestamp()
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +129,8 @@ def history(rollout: Mapping[str, Any]) -> tuple[list[Entry], list[Skipped]]:
         bake = item.get("bakeStatus") if isinstance(item.get("bakeStatus"), str) else None
         bake_message = item.get("bakeStatusMessage")
         state, description = bake_status(bake, bake_message if isinstance(bake_message, str) else None)
-        entries.append(Entry(entry_id, revision, version, message, state, description))
+        since = _since(item, state, bake)
+        entries.append(Entry(entry_id, revision, version, message, state, description, since))
     entries.reverse()
     return entries, skipped
 

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from shared.admission import AdmissionRequest, Decision, EventNotice, Route, allow
 from shared.deploy_guard import (
+    OVERRIDE_EVENT_REASON,
     Deploy,
     Governance,
     RolloutOverrides,
@@ -52,9 +53,10 @@ from shared.gate_admission import (
     relax_later,
     upstream_notice,
 )
-from shared.namespace_guard import namespace_decision, namespace_unavailable
+from shared.namespace_guard import GUARD_REMOVED_REASON, namespace_decision, namespace_unavailable
 from shared.upstream import UnknownUpstream, unknown_upstream
 from shared.views import Environment, Namespace
+from stagegate import metrics
 from stagegate.http import within
 from stagegate.logs import get_logger
 from stagegate.reconcile import GateStore, NeedsCurrentState, ensure_gates
@@ -205,6 +207,7 @@ def admit(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
     """Decide on one request within the deadline; record the Events the decision asks for."""
     started = time.monotonic()
     route = request.route
+    failed = False
     if route is None:
         decision = allow("not a write stagegate checks")
     else:
@@ -212,17 +215,34 @@ def admit(request: AdmissionRequest, ctx: AdmissionContext) -> Decision:
         try:
             decision = within(ctx.deadline, lambda: handler.decide(request, ctx))
         except StagegateError as exc:
-            decision = handler.on_failure(request, _failure(exc, ctx.deadline))
+            decision, failed = handler.on_failure(request, _failure(exc, ctx.deadline)), True
         except Exception as exc:
             log.exception("admission: unexpected failure", extra={"fields": {"uid": request.uid}})
-            decision = handler.on_failure(request, f"internal error: {type(exc).__name__}")
-    _log(request, route, decision, time.monotonic() - started)
+            decision, failed = handler.on_failure(request, f"internal error: {type(exc).__name__}"), True
+    outcome = _outcome(decision, failed)
+    metrics.decision(route or "ignored", outcome)
+    _log(request, route, decision, outcome, time.monotonic() - started)
     if decision.events and not request.dry_run:
         _record(decision.events, ctx, ctx.deadline - (time.monotonic() - started))
     return decision
 
 
-def _log(request: AdmissionRequest, route: Route | None, decision: Decision, seconds: float) -> None:
+OVERRIDES = frozenset({OVERRIDE_EVENT_REASON, GUARD_REMOVED_REASON})
+"""The Events that mark a write let through by a human override."""
+
+
+def _outcome(decision: Decision, failed: bool) -> str:
+    """The decision in one word, for the log line and `stagegate_admission_decisions_total`."""
+    if failed:
+        return "error"
+    if not decision.allowed:
+        return "refused"
+    return "override" if any(e.reason in OVERRIDES for e in decision.events) else "allowed"
+
+
+def _log(
+    request: AdmissionRequest, route: Route | None, decision: Decision, outcome: str, seconds: float
+) -> None:
     level = log.info if decision.allowed and not decision.warnings else log.warning
     verdict = "allowed" if decision.allowed else "denied"
     level(
@@ -237,6 +257,7 @@ def _log(request: AdmissionRequest, route: Route | None, decision: Decision, sec
                 "user": request.username,
                 "dryRun": request.dry_run,
                 "milliseconds": round(seconds * 1000, 1),
+                "outcome": outcome,
                 **decision.to_log(),
             }
         },

@@ -41,6 +41,7 @@ from types import FrameType
 from shared.audit import Route
 from shared.errors import StagegateError
 from shared.follow import Change, Expired, Seen, needing_gate_work, parse_event, stream_key
+from stagegate import metrics
 from stagegate.audit_service import AuditContext
 from stagegate.follow_service import FollowContext, handle_changes
 from stagegate.github import github_reader
@@ -323,10 +324,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "configuration error.",
     ).parse_args(argv)
     try:
-        follower = follower_from(Settings.from_env(), identity_from(os.environ))
+        settings = Settings.from_env()
+        follower = follower_from(settings, identity_from(os.environ))
     except ConfigError as exc:
         print(f"stagegate follower: {exc}", file=sys.stderr)
         return 2
+    metrics.serve(settings.metrics_port)
     stop = threading.Event()
 
     def stopping(signum: int, frame: FrameType | None) -> None:

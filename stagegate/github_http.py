@@ -11,6 +11,7 @@ and a missed recompute is healed by the next trigger. It must never let a vendor
 from __future__ import annotations
 
 import email.utils
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ import requests
 from github import Auth, Github, GithubException, GithubIntegration
 
 from shared.errors import InvalidRequest, PermanentError, RetryableError
+from stagegate import metrics
 from stagegate.logs import get_logger
 from stagegate.settings import GitHubApp
 
@@ -60,11 +62,23 @@ def app_slug(app: GitHubApp, base_url: str, timeout: float) -> str:
 def _request(
     github: Github, url: str, body: Mapping[str, Any], what: str, doing: str
 ) -> tuple[Mapping[str, Any], Any]:
+    started = time.monotonic()
     try:
         headers, answer = github.requester.requestJsonAndCheck("POST", url, input=dict(body))
     except (GithubException, requests.RequestException, OSError) as exc:
+        metrics.github_request(_outcome(exc), time.monotonic() - started)
         raise _translate(exc, what, doing) from exc
+    metrics.github_request("ok", time.monotonic() - started)
     return headers or {}, answer
+
+
+def _outcome(exc: Exception) -> str:
+    """The failure's label on `stagegate_github_requests_total`."""
+    if not isinstance(exc, GithubException):
+        return "transport_error"
+    if _rate_limited(exc):
+        return "rate_limited"
+    return "server_error" if exc.status >= 500 else "client_error"
 
 
 def post(github: Github, url: str, body: Mapping[str, Any], what: str, doing: str = "reading from") -> Any:

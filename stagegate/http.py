@@ -31,6 +31,7 @@ from shared.errors import (
     RetryableError,
     Unauthorized,
 )
+from stagegate import metrics
 from stagegate.abandon import abandonable
 from stagegate.lanes import Lane, Priority
 from stagegate.logs import get_logger
@@ -115,6 +116,7 @@ class BodyLimit:
         self, reason: str, start_response: StartResponse, stream: Any, left: int | None
     ) -> Iterable[bytes]:
         error = PayloadTooLarge(reason)
+        metrics.delivery(self.target, error.status)
         log.warning(
             f"{self.target}: rejected: {error}",
             extra={"fields": {"target": self.target, "status": error.status}},
@@ -197,9 +199,9 @@ class Health:
         return self.app(environ, start_response)
 
 
-def install_middleware(limit: int) -> None:
+def install_middleware(limit: int, metrics_port: int | None = None) -> None:
     """Bound request bodies of the function functions-framework is loading and answer its health
-    probes (call it at import).
+    probes (call it at import); serve its metrics on `metrics_port` when one is set.
 
     Outside functions-framework (Lambda, a plain import) there is no app and nothing to do: nothing
     there reads a body the function did not ask for.
@@ -210,6 +212,7 @@ def install_middleware(limit: int) -> None:
         return
     app = flask.current_app._get_current_object()  # type: ignore[attr-defined]
     app.wsgi_app = Health(BodyLimit(app.wsgi_app, limit, app.name))
+    metrics.serve(metrics_port)
 
 
 def require_bearer(authorization: str | None, expected: str | None, setting: str) -> None:
@@ -260,7 +263,14 @@ def _json(body: Mapping[str, Any], status: int) -> Response:
 
 
 def answer(handler: Callable[[], Mapping[str, Any]], target: str) -> Response:
-    """Call the handler and turn its result or error into an HTTP answer, logging what went wrong."""
+    """Call the handler and turn its result or error into an HTTP answer, logging what went wrong
+    (and counting the answer: `stagegate_deliveries_total`)."""
+    response = _answer(handler, target)
+    metrics.delivery(target, response[1])
+    return response
+
+
+def _answer(handler: Callable[[], Mapping[str, Any]], target: str) -> Response:
     try:
         return _json(handler(), 200)
     except (BadEvent, Unauthorized) as exc:

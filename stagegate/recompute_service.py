@@ -38,6 +38,7 @@ from shared.recompute import plan_recompute
 from shared.trust import RepositoryPolicy
 from shared.upstream import UNKNOWN_UPSTREAM_REASON, deployment_name, github_environment, unknown_upstream
 from shared.views import Environment, RolloutGate
+from stagegate import metrics
 from stagegate.fanout import fan_out
 from stagegate.github import github_reader
 from stagegate.kube import KubeConflict, KubeNotFound
@@ -105,6 +106,7 @@ class Recompute:
 
     def fail(self, env: Environment, exc: Exception, *, retry: bool) -> None:
         self.errors[env.key] = str(exc)
+        metrics.recompute_failure()
         if not isinstance(exc, AlreadyTold):
             self.told.append((env, "Warning", NOT_COMPUTED, f"its gate could not be computed: {exc}"))
         if retry:

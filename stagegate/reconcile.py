@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from shared.errors import RetryableError, StagegateError
 from shared.gate import GatePlan, plan_gates
 from shared.views import Environment, RolloutGate
+from stagegate import metrics
 from stagegate.kube import KubeConflict
 from stagegate.logs import get_logger
 
@@ -131,6 +132,10 @@ def apply_plan(
         allowed_before=_listed(plan.allowed_before),
         allowed_after=_listed(plan.allowed_after),
     )
+    change = plan.change
+    if change is not None:
+        metrics.gate_change(change)
     level = log.error if plan.action == "refuse" else log.info
-    level(f"gate {plan.action}: {plan.reason}", extra={"fields": {**outcome.to_json(), **(extra or {})}})
+    fields = {**outcome.to_json(), **({"change": change} if change else {}), **(extra or {})}
+    level(f"gate {plan.action}: {plan.reason}", extra={"fields": fields})
     return outcome

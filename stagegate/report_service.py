@@ -29,6 +29,7 @@ from shared.errors import InvalidRequest, PartialFailure, RetryableError, Stageg
 from shared.report import NewDeployment, ReportPlan, Target, plan_report, revisions
 from shared.trust import RepositoryPolicy
 from shared.views import Environment
+from stagegate import metrics
 from stagegate.logs import get_logger
 from stagegate.recompute_service import ANY_REPOSITORY
 from stagegate.settings import Settings
@@ -228,10 +229,14 @@ def _write(
                 continue  # its deployment was refused: already reported
             github.create_status(target.repository, deployment, write.body)
             report.statuses += 1
+            lag = None if entry.since is None else round(time.time() - entry.since, 3)
+            if lag is not None:
+                metrics.report_lag(lag)
             log.info(
                 f"bake state {write.body['state']} recorded on GitHub",
                 extra={"fields": {**where, "deployment": deployment, "description": write.body["description"],
-                                  "was": write.replaces or "nothing"}},
+                                  "was": write.replaces or "nothing",
+                                  **({"lagSeconds": lag} if lag is not None else {})}},
             )  # fmt: skip
         except InvalidRequest as exc:
             report.skipped.append(f"{env.key} entry {entry.id}: {exc}")

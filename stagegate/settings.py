@@ -55,6 +55,16 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    """A TCP port (1-65535), or None when unset."""
+    if not env.get(name):
+        return None
+    value = _positive_int(env, name, 0)
+    if value > 65535:
+        raise ConfigError(f"{name} must be a TCP port (1-65535), got {env[name]!r}")
+    return value
+
+
 def _url(env: Mapping[str, str], name: str, default: str) -> str:
     """An https URL; plain http only to this machine (loopback), where nothing on the way can read it."""
     raw = env.get(name) or default
@@ -392,6 +402,9 @@ class Settings:
     follow_lease_seconds: int = 15
     """`FOLLOW_LEASE_SECONDS`: how long the follower's Lease stands unrenewed before a standby replica
     takes over (seen on the standby's own clock); the holder renews it every third of that."""
+    metrics_port: int | None = None
+    """`METRICS_PORT`: serve Prometheus metrics (`stagegate.metrics`) on this port; unset, none are kept
+    (Cloud Run and Lambda count from the log lines instead)."""
     admission_deadline_seconds: float = 3.0
     """`ADMISSION_DEADLINE_SECONDS`: the longest `k8s_admission` takes to decide (and each Kubernetes call's
     timeout); past it the deploy guard refuses. Keep it below the webhooks' `timeoutSeconds` (5)."""
@@ -451,6 +464,7 @@ class Settings:
             or cls.follow_namespace,
             follow_lease_seconds=_positive_int(env, "FOLLOW_LEASE_SECONDS", cls.follow_lease_seconds),
             follow_reports=_flag(env, "FOLLOW_REPORTS", default=True),
+            metrics_port=_port(env, "METRICS_PORT"),
             admission_deadline_seconds=_positive_float(
                 env, "ADMISSION_DEADLINE_SECONDS", cls.admission_deadline_seconds
             ),

@@ -18,7 +18,7 @@ from stagegate.http import Response, answer, install_middleware, read_body, requ
 from stagegate.settings import Settings
 
 SETTINGS = Settings.from_env()
-install_middleware(SETTINGS.audit_max_body_bytes)
+install_middleware(SETTINGS.audit_max_body_bytes, SETTINGS.metrics_port)
 TRANSPORT = transport_from(SETTINGS)
 REPORTS = report_transport_from(SETTINGS)
 

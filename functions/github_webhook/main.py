@@ -21,7 +21,7 @@ from stagegate.settings import Settings
 from stagegate.webhook_service import github_request
 
 SETTINGS = Settings.from_env()
-install_middleware(SETTINGS.github_max_body_bytes)
+install_middleware(SETTINGS.github_max_body_bytes, SETTINGS.metrics_port)
 KUBE = KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.github_deadline_seconds)
 UPSTREAM = github_reader(SETTINGS, SETTINGS.github_deadline_seconds)
 HANDOFF = handoff_transport(SETTINGS)

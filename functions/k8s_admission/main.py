@@ -22,7 +22,7 @@ from stagegate.kube import KubeGates, api_client
 from stagegate.settings import Settings
 
 SETTINGS = Settings.from_env()
-install_middleware(SETTINGS.admission_max_body_bytes)
+install_middleware(SETTINGS.admission_max_body_bytes, SETTINGS.metrics_port)
 CONTEXT = AdmissionContext(
     kube=KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.admission_deadline_seconds),
     attempts=SETTINGS.kube_conflict_retries,

@@ -30,7 +30,7 @@ from stagegate.settings import Settings
 SETTINGS = Settings.from_env()
 # A Pub/Sub push carries the message base64-encoded: `k8s_audit` needs a little more room than
 # `k8s_audit_http`, which `read_body` holds to AUDIT_MAX_BODY_BYTES exactly.
-install_middleware(push_body_limit(SETTINGS.audit_max_body_bytes))
+install_middleware(push_body_limit(SETTINGS.audit_max_body_bytes), SETTINGS.metrics_port)
 CONTEXT = AuditContext(
     kube=KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.audit_deadline_seconds),
     upstream=upstream_from(SETTINGS, SETTINGS.audit_deadline_seconds),

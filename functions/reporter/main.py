@@ -27,7 +27,7 @@ from stagegate.report_service import Limits, report_events
 from stagegate.settings import Settings
 
 SETTINGS = Settings.from_env()
-install_middleware(push_body_limit(SETTINGS.audit_max_body_bytes))
+install_middleware(push_body_limit(SETTINGS.audit_max_body_bytes), SETTINGS.metrics_port)
 KUBE = KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.github_deadline_seconds)
 GITHUB = github_reader(SETTINGS, SETTINGS.github_deadline_seconds)
 LIMITS = Limits.from_settings(SETTINGS)

@@ -27,7 +27,7 @@ MAX_BODY_BYTES = 1024 * 1024
 """Resync reads no body; Cloud Scheduler sends a few bytes, directly or in a Pub/Sub push."""
 
 SETTINGS = Settings.from_env()
-install_middleware(MAX_BODY_BYTES)
+install_middleware(MAX_BODY_BYTES, SETTINGS.metrics_port)
 KUBE = KubeGates(api_client(SETTINGS.kubeconfig), timeout=SETTINGS.github_deadline_seconds)
 UPSTREAM = github_reader(SETTINGS, SETTINGS.github_deadline_seconds)
 REPORTER: Reporter | None = (

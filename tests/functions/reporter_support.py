@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import uuid
 from typing import Any
@@ -68,12 +69,18 @@ class History:
         return n
 
     def set_bake(self, n: int, bake: str | None, message: str | None = None) -> None:
+        """Set the entry's bake state, stamping when it started or ended as the rollout controller does."""
         entry = next(e for e in self.entries if e["id"] == n)
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         for key, value in (("bakeStatus", bake), ("bakeStatusMessage", message)):
             if value is None:
                 entry.pop(key, None)
             else:
                 entry[key] = value
+        if bake == "InProgress":
+            entry.setdefault("bakeStartTime", now)
+        elif bake in ("Succeeded", "Failed", "Cancelled"):
+            entry["bakeEndTime"] = now
         self.write()
 
     def write(self) -> None:

@@ -23,6 +23,7 @@ from stagegate.leader import LEASE_NAME
 from stagegate_dev import devstack
 from stagegate_dev.fake_github import FakeGitHub
 from tests.functions.follower_support import Pipeline
+from tests.functions.metrics_support import scrape
 from tests.functions.reporter_support import ROLLOUT_ARGS, History
 from tests.kube_objects import ENV_ARGS
 
@@ -75,7 +76,8 @@ def followers(
 def test_a_bake_success_is_recorded_on_github_and_opens_prod_without_an_audit_webhook_or_a_resync(
     pipeline: Pipeline, followers: Callable[[str], devstack.FollowerProcess]
 ) -> None:
-    follower = _following(pipeline, followers("a"))
+    port = devstack.free_port()
+    follower = _following(pipeline, followers("a", METRICS_PORT=str(port)))
     pipeline.history.deploy(1, "InProgress")
     pipeline.candidates(1)
     wait_for(lambda: pipeline.recorded_states(1) == [["in_progress"]], "the bake in progress is on GitHub")
@@ -84,6 +86,13 @@ def test_a_bake_success_is_recorded_on_github_and_opens_prod_without_an_audit_we
     wait_for(lambda: pipeline.allowed() == ["main-1"], "prod's gate opens for main-1")
     assert pipeline.recorded_states(1) == [["in_progress", "success"]]
     assert "Traceback" not in follower.log()
+    # What its metrics port shows: GitHub answered, both states were recorded with their lag (seconds
+    # here: the follower reacts to the write), prod's gate opened.
+    seen = scrape(port)
+    assert seen['stagegate_github_requests_total{outcome="ok"}'] > 0, seen
+    assert seen["stagegate_report_lag_seconds_count"] == 2, seen
+    assert seen['stagegate_report_lag_seconds_bucket{le="30.0"}'] == 2, seen
+    assert seen['stagegate_gate_changes_total{change="opened"}'] >= 1, seen
 
 
 def test_a_change_made_while_the_follower_is_down_is_handled_once_it_is_back(

@@ -25,6 +25,7 @@ from stagegate.reconcile import ensure_gates
 from stagegate_dev import devstack
 from tests.flaky_proxy import FlakyProxy
 from tests.functions.admission_support import admission_identity
+from tests.functions.metrics_support import scrape
 from tests.kube_objects import GATE_ARGS, create_environment, environment, get_gate, list_gates, stored
 from tests.shared.admission_builders import kustomization, oci_repository, review, rollout
 
@@ -367,3 +368,26 @@ def test_an_unknown_uid_shape_is_still_echoed(url, kube_stack, namespace) -> Non
     body["request"]["uid"] = f"not-a-uuid-{uuid.uuid4().hex}"
     response = post(url, json.dumps(body).encode(), kube_stack)
     assert response.json()["response"]["uid"] == body["request"]["uid"]
+
+
+# --- metrics ---------------------------------------------------------------------------------------
+
+
+def test_the_metrics_port_counts_decisions_gate_changes_and_answers(
+    kube_stack, procs, namespace, custom, gates
+) -> None:
+    """What `curl` on the in-cluster container's metrics port shows, on a served k8s_admission."""
+    port = devstack.free_port()
+    served = serve(kube_stack, procs, METRICS_PORT=str(port))
+    prod_with_gate(custom, gates, namespace, ["v1"])
+    assert answer(served, kube_stack, oci(namespace, "v1"), oci(namespace, "v0"))["allowed"] is True
+    assert answer(served, kube_stack, oci(namespace, "v2"), oci(namespace, "v0"))["allowed"] is False
+    assert answer(served, kube_stack, stored(environment(namespace, "qa")))["allowed"] is True
+    assert post(served, b"not a review", kube_stack).status_code == 400
+    seen = scrape(port)
+    assert seen['stagegate_admission_decisions_total{outcome="allowed",webhook="deploy"}'] == 1, seen
+    assert seen['stagegate_admission_decisions_total{outcome="refused",webhook="deploy"}'] == 1, seen
+    assert seen['stagegate_admission_decisions_total{outcome="allowed",webhook="environment"}'] == 1, seen
+    assert seen['stagegate_gate_changes_total{change="created"}'] == 1, seen  # qa's gate, at admission
+    assert seen['stagegate_deliveries_total{code="200",function="k8s_admission"}'] == 3, seen
+    assert seen['stagegate_deliveries_total{code="400",function="k8s_admission"}'] == 1, seen

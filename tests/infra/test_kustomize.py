@@ -203,7 +203,7 @@ def test_the_install_reuses_the_shipped_manifests_unchanged(rendered: list[dict[
 def test_every_function_port_is_behind_a_service_and_probed(rendered: list[dict[str, Any]]) -> None:
     deployments = of_kind(rendered, "Deployment")
     for target, (workload, _, container) in function_containers(rendered).items():
-        [port] = container["ports"]
+        [port] = [p for p in container["ports"] if not p["name"].startswith("metrics")]
         assert flag(container["args"], "bind") == f"0.0.0.0:{port['containerPort']}"
         # The health path, which only a worker that has loaded the function answers.
         probe = {"path": HEALTH_PATH, "port": port["name"], "scheme": "HTTPS"}
@@ -353,7 +353,7 @@ def test_the_follower_runs_beside_the_functions_with_its_identity_and_only_githu
     assert pod_specs(rendered)[workload] is spec
     assert follower["command"] == ["python", "-m", "stagegate.follower"]
     assert (ROOT / "stagegate" / "follower.py").is_file()
-    assert "ports" not in follower  # it serves nothing
+    assert [p["name"] for p in follower["ports"]] == ["metrics-follow"]  # it serves only its metrics
     fields = {
         e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
         for e in follower["env"]

@@ -1356,3 +1356,25 @@ def test_no_inline_policy_text_anywhere() -> None:
                             f"{kind}.{address}: wildcard action"
                         )
                         assert value not in FORBIDDEN_GCP_ROLES, f"{kind}.{address}: {value}"
+
+
+LOG_NAMES = re.compile(r'(?:jsonPayload\.|\$\.)(\w+)\s*(?:=|:)\s*(?:\\"([^"\\]*)\\?"?|\*|\\")?')
+
+
+@pytest.mark.parametrize("cloud", ["gcp", "aws"])
+def test_log_based_metrics_name_only_loggers_messages_and_fields_the_code_logs(cloud: str) -> None:
+    """The log-based metrics stand in for `stagegate.metrics` on Cloud Run and Lambda: a filter naming
+    a logger, message or field the code does not log would count nothing, silently."""
+    text = (REPO / "infra" / cloud / "metrics.tf").read_text()
+    code = "\n".join(p.read_text() for p in (REPO / "stagegate").glob("*.py"))
+    loggers = set(re.findall(r'get_logger\("(\w+)"\)', code))
+    named = LOG_NAMES.findall(text)
+    fields = {field for field, _ in named}
+    assert {"logger", "change", "lagSeconds"} <= fields, fields
+    for field, value in named:
+        if field == "logger":
+            assert value.removeprefix("stagegate.") in loggers, f"no logger {value}"
+        elif field == "message":
+            assert value.rstrip("*") in code, f"the code logs no message {value!r}"
+        else:
+            assert f'"{field}"' in code, f"the code logs no field {field}"

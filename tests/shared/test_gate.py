@@ -902,3 +902,18 @@ def test_writing_nothing_or_refusing_does_not_relax() -> None:
     refusal, _ = plan_gates(environment(), [gate(allowed=["v9"], owners=[deployment_owner()])])
     assert refusal.action == "refuse"
     assert not refusal.relaxes
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "change"),
+    [((), ("v1",), "opened"), (("v1",), None, "opened"), (("v1",), ("v2",), "opened"),
+     (("v1", "v2"), ("v1",), "narrowed"), (None, (), "narrowed"), (("v1",), ("v1",), "other")],
+)  # fmt: skip
+def test_a_gate_write_is_named_by_what_it_does_to_the_allowed_versions(
+    before: tuple[str, ...] | None, after: tuple[str, ...] | None, change: str
+) -> None:
+    """The label of `stagegate_gate_changes_total` and the `change` field of the log line."""
+    plan = GatePlan("update", "prod-stagegate", "why", patch={}, allowed_before=before, allowed_after=after)
+    assert plan.change == change
+    assert GatePlan("create", "prod-stagegate", "why").change == "created"
+    assert GatePlan("unchanged", "prod-stagegate", "why").change is None

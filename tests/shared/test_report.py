@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -256,3 +257,24 @@ def test_statuses_carry_the_configured_environment_url_with_its_fields_quoted() 
     plain = plan_report(env, rollout(entry(1)), lookups())
     assert plain is not None
     assert all("environment_url" not in w.body for w in plain.writes if isinstance(w, NewStatus))
+
+
+@pytest.mark.parametrize(
+    ("bake", "field"),
+    [("Succeeded", "bakeEndTime"), ("Failed", "bakeEndTime"), ("Cancelled", "bakeEndTime"),
+     ("InProgress", "bakeStartTime"), ("Deploying", "timestamp"), (None, "timestamp")],
+)  # fmt: skip
+def test_an_entry_says_when_its_bake_state_was_set_for_the_lag_metric(bake: str | None, field: str) -> None:
+    times = {"timestamp": "2026-12-08T10:00:00Z", "bakeStartTime": "2026-12-08T10:01:00Z",
+             "bakeEndTime": "2026-12-08T10:11:00Z"}  # fmt: skip
+    item: dict[str, object] = {"id": 1, "version": {"tag": "main-1", "revision": REV[1]}, **times}
+    if bake is not None:
+        item["bakeStatus"] = bake
+    [entry], _ = history({"status": {"history": [item]}})
+    assert entry.since == datetime.fromisoformat(times[field]).timestamp()
+
+
+def test_an_entry_without_a_readable_time_has_no_lag() -> None:
+    item = {"id": 1, "version": {"revision": REV[1]}, "bakeStatus": "Succeeded", "bakeEndTime": "yesterday"}
+    [entry], _ = history({"status": {"history": [item]}})
+    assert entry.since is None
