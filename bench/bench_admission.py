@@ -12,7 +12,8 @@ Measures, per review, in one run so the ratios are comparable on a noisy machine
          before the create returns, with the webhook);
   2. in process: the function's own handling (parse the AdmissionReview + `admit`), and Kubernetes
      calls per decision, as the function's least-privilege identity, for the same three decisions
-     and for a write that changes no version.
+     and for a write that changes no version;
+  3. what the metrics add to one decision, off (no METRICS_PORT) and on.
 Run with `make bench` (BENCH_N sets the sample count, default 30).
 """
 
@@ -25,6 +26,7 @@ import secrets
 import statistics
 import sys
 import time
+import timeit
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -36,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from shared.admission import parse_admission_review  # noqa: E402
 from shared.views import Environment  # noqa: E402
+from stagegate import metrics  # noqa: E402
 from stagegate.admission_service import AdmissionContext, admit  # noqa: E402
 from stagegate.kube import KubeGates, api_client  # noqa: E402
 from stagegate.reconcile import ensure_gates  # noqa: E402
@@ -236,6 +239,24 @@ def served_handling(log: Path, ns: str) -> None:
         report(case, groups.get(case, [])[-N:] or [0.0])
 
 
+def metrics_cost() -> None:
+    """What counting adds to one decision (its outcome, its answer, a gate it made), off and on, beside
+    the handling measured above: the hot path's share of the metrics."""
+    count = 20_000
+
+    def one_decision() -> None:
+        metrics.decision("deploy", "allowed")
+        metrics.delivery("k8s_admission", 200)
+        metrics.gate_change("created")
+
+    off = timeit.timeit(one_decision, number=count) / count
+    metrics.serve(devstack.free_port())
+    on = timeit.timeit(one_decision, number=count) / count
+    print(
+        f"metrics per decision (outcome, answer, gate change): off {off * 1e9:.0f} ns, on {on * 1e6:.2f} us"
+    )
+
+
 def main() -> None:
     logging.getLogger("stagegate").setLevel(logging.ERROR)  # numbers only, not one log line per review
     with devstack.KubeStack() as stack:
@@ -256,6 +277,7 @@ def main() -> None:
             extra = (statistics.median(on) - statistics.median(off)) * 1000
             print(f"    with / without webhook, median: {ratio:.2f}x (+{extra:.1f} ms per call)")
         served_handling(stack.procs.log_dir / f"{server.name}.log", "guarded")
+    metrics_cost()
 
 
 if __name__ == "__main__":
