@@ -16,6 +16,7 @@ import pytest
 
 from shared.admission import AdmissionRequest, EventNotice, parse_admission_review
 from shared.errors import PermanentError, RetryableError
+from shared.gate import PENDING_OWNER_ANNOTATION
 from stagegate.admission_service import AdmissionContext, admit
 from tests.shared.admission_builders import (
     changed,
@@ -420,7 +421,8 @@ def test_a_create_makes_the_blocking_gate_in_two_calls_then_looks_for_a_misspelt
     assert kube.calls == ["get_environment_object", "create_gate", "list_environment_objects"]
     gate = kube.gates[(NAMESPACE, "canary-stagegate")]
     assert gate["spec"]["allowedVersions"] == []
-    assert gate["metadata"]["ownerReferences"][0]["uid"] == NEW_UID
+    assert gate["metadata"]["annotations"][PENDING_OWNER_ANNOTATION] == NEW_UID  # owned once stored
+    assert "ownerReferences" not in gate["metadata"]
 
 
 def test_a_create_without_relationship_leaves_its_unrestricted_gate_to_the_stored_object_quietly(
