@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements-dev.lock | cksum | cut -d' ' -f1)
 
-.PHONY: help demo dev dev-managed install kube-assets octokit-assets test test-unit lint bench lock run clean
+.PHONY: help demo dev dev-managed install kube-assets octokit-assets test test-unit lint bench lock run image clean
 
 demo: install kube-assets octokit-assets  ## replay the incident on a local stack; prints a timeline and a verdict
 	$(PY) -m stagegate_dev.demo
@@ -60,6 +60,9 @@ lock: install                   ## re-resolve the pinned dependency sets from py
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --extra gcp pyproject.toml -o requirements-gcp.lock
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --extra aws pyproject.toml -o requirements-aws.lock
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --extra dev pyproject.toml -o requirements-dev.lock
+
+image:                          ## build the install's OCI image with buildah (BASE=python:3.11-slim to build on the usual base)
+	bash scripts/image.sh
 
 run: install                    ## serve every function locally against $$KUBECONFIG and $$GITHUB_API_URL
 	$(PY) -m stagegate_dev.serve

@@ -3,8 +3,8 @@
 # its name. BASE names the base image (the Dockerfile's default is python:3.11-slim); unset, a Debian
 # bookworm base with python3-venv is made here with debootstrap, since no registry can be pulled from
 # on these machines, and kept (as the image localhost/stagegate-base:bookworm, its root file system
-# cached in $STAGEGATE_CACHE). Needs root (apt-get, debootstrap, buildah's chroot isolation with the vfs
-# storage driver). All progress goes to stderr; stdout carries only the image's name.
+# cached in $STAGEGATE_CACHE). Needs root (apt-get, debootstrap, buildah's chroot isolation). All
+# progress goes to stderr; stdout carries only the image's name.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +17,7 @@ if ((${#need[@]})); then
   apt-get update -q >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >&2
 fi
-export STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot
+export BUILDAH_ISOLATION=chroot  # no runtime daemon or user namespaces needed
 
 version="$(python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')"
 image="${IMAGE:-localhost/stagegate:$version}"
@@ -43,11 +43,12 @@ if [[ -z "${BASE:-}" ]]; then
   fi
 fi
 
-trust=()  # the CA bundle the host's pip trusts (an egress proxy's), for the build's pip only
+trust=()  # the CA bundle the host's pip trusts (an egress proxy's), a build secret: not in the image
 if [[ -n "${PIP_CERT:-}" && -f "$PIP_CERT" ]]; then
-  trust=(--volume "$PIP_CERT:/run/build-ca.crt:ro" --build-arg PIP_CERT=/run/build-ca.crt)
+  trust=(--secret "id=build-ca,src=$PIP_CERT")
 fi
 log "building $image from $BASE"
 buildah bud "${trust[@]}" --build-arg BASE="$BASE" --build-arg VERSION="$version" \
   -f infra/k8s/Dockerfile -t "$image" . >&2
+buildah rmi --prune >/dev/null 2>&1 || true  # the image this one replaced, now untagged
 echo "$image"
