@@ -197,37 +197,39 @@ def version() -> str:
         return "unknown (not installed: pip install .)"
 
 
-_NAMESPACE_HELP = "the Environment's namespace (default: default, as kubectl's)"
+def _command(
+    commands: Any, name: str, what: str, exits: str, target: str, target_help: str, *, optional: bool = False
+) -> argparse.ArgumentParser:
+    """A subcommand that names its object and its namespace, and says what its exit codes mean."""
+    command: argparse.ArgumentParser = commands.add_parser(name, help=what, epilog=f"exit codes: {exits}")
+    command.add_argument(target, nargs="?" if optional else None, help=target_help)
+    command.add_argument(
+        "-n", "--namespace", default="default", help="the namespace (default: default, as kubectl's)"
+    )
+    return command
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     parser = argparse.ArgumentParser(prog="stagegate", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-    explain_cmd = commands.add_parser(
-        "explain",
-        help="why each candidate of an Environment is allowed or not",
-        epilog="exit codes: 0 the answer is complete, 2 a configuration or API error (the Environment "
-        "not found among them), 3 the upstream's bake results could not be read (the answer is partial)",
-    )
-    explain_cmd.add_argument("environment", help="the Environment's metadata.name")
-    explain_cmd.add_argument("-n", "--namespace", default="default", help=_NAMESPACE_HELP)
-    status_cmd = commands.add_parser(
-        "status",
-        help="a deployment name's pipeline: version, bake, gate and wait of each environment",
-        epilog="exit codes: 0 printed, 1 no Environment of that name, 2 a configuration or API error, "
-        "4 an Environment carries no status yet",
-    )
-    status_cmd.add_argument("name", help="the Environments' spec.name (with or without kuberik/)")
-    status_cmd.add_argument("-n", "--namespace", default="default", help=_NAMESPACE_HELP)
-    recompute_cmd = commands.add_parser(
-        "recompute",
-        help="recompute one Environment's gate, or --all",
-        epilog="exit codes: 0 done, 1 some Environment failed (named on stderr), 2 a configuration or "
-        "API error",
-    )
-    recompute_cmd.add_argument("environment", nargs="?", help="the Environment's metadata.name")
-    recompute_cmd.add_argument("-n", "--namespace", default="default", help=_NAMESPACE_HELP)
+    _command(
+        commands, "explain", "why each candidate of an Environment is allowed or not",
+        "0 the answer is complete, 2 a configuration or API error (the Environment not found among them), "
+        "3 the upstream's bake results could not be read (the answer is partial)",
+        "environment", "the Environment's metadata.name",
+    )  # fmt: skip
+    _command(
+        commands, "status", "a deployment name's pipeline: version, bake, gate and wait of each environment",
+        "0 printed, 1 no Environment of that name, 2 a configuration or API error, 4 an Environment carries "
+        "no status yet",
+        "name", "the Environments' spec.name (with or without kuberik/)",
+    )  # fmt: skip
+    recompute_cmd = _command(
+        commands, "recompute", "recompute one Environment's gate, or --all",
+        "0 done, 1 some Environment failed (named on stderr), 2 a configuration or API error",
+        "environment", "the Environment's metadata.name", optional=True,
+    )  # fmt: skip
     recompute_cmd.add_argument(
         "--all", action="store_true", help="every Environment (STAGEGATE_NAMESPACES applies)"
     )
