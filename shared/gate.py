@@ -135,8 +135,8 @@ def _environment_ref(ref: OwnerReference) -> bool:
 def is_owned_by(gate: RolloutGate, env: Environment) -> bool:
     """True when an owner reference names this Environment (by uid; by name where uid is empty), or,
     with no Environment owner yet, the gate was made at admission for this Environment's uid."""
-    if _pending_owner(gate) is not None:
-        return _pending_owner(gate) == env.uid
+    if (pending := _pending_owner(gate)) is not None:
+        return pending == env.uid
     return any(
         _environment_ref(ref) and (ref.uid == env.uid or (not ref.uid and ref.name == env.name))
         for ref in gate.owner_references
