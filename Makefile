@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml requirements-dev.lock
 	$(PY) -m pip install -qq --no-deps -e .
 	rm -f $(VENV)/.installed-* && touch $@
 
-kube-assets:                    ## kube-apiserver + etcd (envtest's KUBEBUILDER_ASSETS, or a cached build)
+kube-assets:                    ## kube-apiserver, kube-controller-manager, etcd (KUBEBUILDER_ASSETS, or a cached build)
 	bash scripts/kube-assets.sh >/dev/null
 
 octokit-assets:                 ## GitHub's OpenAPI/GraphQL/webhook descriptions and examples (npm), cached
