@@ -170,8 +170,10 @@ def test_the_webhooks_call_the_service_that_selects_the_deployment() -> None:
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
     assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    [container_port] = container()["ports"]
+    [container_port, metrics] = container()["ports"]  # the webhook's, and Prometheus' (METRICS_PORT)
     assert port["targetPort"] == container_port["name"]
+    env = {e["name"]: e.get("value") for e in container()["env"]}
+    assert (metrics["name"], str(metrics["containerPort"])) == ("metrics", env["METRICS_PORT"])
     assert flag(container()["args"], "bind").endswith(f":{container_port['containerPort']}")
 
 

@@ -1,5 +1,6 @@
-"""`AUDIT_MAX_EVENTS` and `RESYNC_AUTH`: defaults, values, a failure at start naming the variable, and
-`resync_http` without a token only when the platform is said to authenticate its callers."""
+"""`AUDIT_MAX_EVENTS`, `RESYNC_AUTH` and `METRICS_PORT`: defaults, values, a failure at start naming
+the variable, and `resync_http` without a token only when the platform is said to authenticate its
+callers."""
 
 from __future__ import annotations
 
@@ -69,3 +70,14 @@ def test_by_default_a_token_is_still_required(tmp_path: Path) -> None:
     assert response.status_code == 401
     assert "RESYNC_TOKEN is not configured" in response.get_json()["error"]
     assert github.calls == 0
+
+
+def test_metrics_are_off_unless_a_port_is_set() -> None:
+    assert Settings.from_env({}).metrics_port is None
+    assert Settings.from_env({"METRICS_PORT": "9100"}).metrics_port == 9100
+
+
+@pytest.mark.parametrize("value", ["0", "65536", "http", "-1"])
+def test_a_metrics_port_that_is_no_port_stops_at_start_naming_it(value: str) -> None:
+    with pytest.raises(ConfigError, match="METRICS_PORT"):
+        Settings.from_env({"METRICS_PORT": value})
