@@ -54,6 +54,9 @@ from stagegate_dev.serve import FUNCTIONS
 REPOSITORIES = ["myorg/myapp"]
 """The stand-in's repositories unless `--repo` names others: the one `examples/myapp.yaml` uses."""
 ADMISSION = "k8s_admission"
+ESSENTIAL = ("etcd", "kube-apiserver")
+"""Without these the stack is worth nothing, and `make dev` stops; it goes on without any other process
+that exits (reporting it), as a cluster goes on without a crashed pod."""
 BAKE_ON_GITHUB = (
     ".venv/bin/python -m stagegate_dev.github_cli record-bake staging -n myapp --tag TAG --revision SHA"
 )
@@ -227,7 +230,7 @@ def main() -> int:
     try:
         with running(args.repo or REPOSITORIES, args.managed) as dev, rollout_model(dev, args.rollout_model):
             print(instructions(dev), flush=True)
-            return devstack.wait_for_children(dev.kube.procs)
+            return devstack.wait_for_children(dev.kube.procs, ESSENTIAL)
     except KeyboardInterrupt:
         print("stopped: every process make dev started is gone, its folder removed", flush=True)
         return 0

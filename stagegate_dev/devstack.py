@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -139,6 +139,17 @@ def render_audit_webhook_config(path: Path, url: str, token: str, ca_file: Path)
     return path
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class Processes:
     """Child processes with their logs, stopped in reverse order of start."""
 
@@ -157,14 +168,16 @@ class Processes:
         return proc
 
     def stop_all(self) -> None:
+        """Stop every child, newest first. A signal meanwhile (SIGTERM or Ctrl-C arriving while a stack
+        that lost a child is already stopping) does not cut this short, or the rest would be left
+        running, re-parented: stopping is what it asks for anyway, and each stop is bounded."""
         for proc, log in reversed(self._children):
-            if proc.poll() is None:
-                proc.terminate()
+            while True:
                 try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                    _stop(proc)
+                    break
+                except KeyboardInterrupt:
+                    continue
             log.close()
         self._children.clear()
 
@@ -560,14 +573,23 @@ class MotoServer:
         }
 
 
-def wait_for_children(procs: Processes) -> int:
-    """Block until a signal interrupts (`stagegate_dev.commandline`), or return 1 once a child has exited
-    by itself, printing its log's tail: a stack with a dead apiserver is worth nothing to its user."""
-    while not (gone := procs.exited()):
+def wait_for_children(procs: Processes, essential: Collection[str] | None = None) -> int:
+    """Block until a signal interrupts (`stagegate_dev.commandline`), or return 1 once an `essential`
+    child (default: any) has exited by itself, printing its log's tail: a stack with a dead apiserver is
+    worth nothing to its user. Another child that exits is reported the same way and the stack goes on
+    without it, as a cluster goes on without a crashed webhook pod (the break-glass runbook stops
+    `k8s_admission` on purpose)."""
+    told: set[str] = set()
+    while True:
+        for name in [n for n in procs.exited() if n not in told]:
+            told.add(name)
+            going_on = essential is not None and name not in essential
+            then = "; the stack goes on without it" if going_on else ""
+            print(f"{name} exited{then}; the last lines of its log:\n{procs.tail(name)}", file=sys.stderr,
+                  flush=True)  # fmt: skip
+            if not going_on:
+                return 1
         time.sleep(0.5)
-    for name in gone:
-        print(f"{name} exited; the last lines of its log:\n{procs.tail(name)}", file=sys.stderr, flush=True)
-    return 1
 
 
 def main() -> int:

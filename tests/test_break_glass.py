@@ -59,6 +59,8 @@ def test_the_break_glass_runbook_with_stagegate_up_then_with_k8s_admission_stopp
         run_walkthrough(env, done, "runbook-namespace")
         stop_admission(marker)
         run_walkthrough(env, done, "runbook-down")
+        dev.until("function-k8s_admission exited; the stack goes on without it")
+        assert dev.proc.poll() is None, "make dev stopped when k8s_admission did"
     finally:
         transcript = "".join(f"$ {command}\n{output}" for command, output in done)
         (tmp_path / "break-glass.txt").write_text(transcript)
