@@ -119,6 +119,8 @@ class DeploymentStatusEvent:
     environment: str
     state: str
     status_created_at: str
+    sha: str | None = None
+    """The deployment's commit, when the delivery names one."""
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> DeploymentStatusEvent:
@@ -134,6 +136,7 @@ class DeploymentStatusEvent:
             else _text(deployment, "environment", "deployment"),
             state=_text(status, "state", "deployment_status"),
             status_created_at=_text(status, "created_at", "deployment_status"),
+            sha=sha.lower() if isinstance(sha := deployment.get("sha"), str) and sha else None,
         )
 
 

@@ -3,11 +3,12 @@
 Why: a Lambda function's environment variables and layers are shown to anyone allowed to read its
 configuration or download its code (`lambda:GetFunction`), and whatever Terraform resolves lands in its
 state. So the deployment only names where each secret lives (`GITHUB_TOKEN_SECRET_ARN`,
-`GITHUB_WEBHOOK_SECRET_ARN`, `KUBECONFIG_SECRET_ARN`: a Secrets Manager secret or an SSM parameter, by
-ARN), the function's role may read exactly those, and `load_secrets` puts the values where
-`Settings.from_env` reads them, before it does: the GitHub token and the webhook secret into the process
-environment, the kubeconfig into a file only this process's user can read (mode 0600) that `KUBECONFIG`
-names. Settings then checks them as it checks any variable.
+`GITHUB_WEBHOOK_SECRET_ARN`, `KUBECONFIG_SECRET_ARN`, `GITHUB_APP_PRIVATE_KEY_SECRET_ARN`: a Secrets
+Manager secret or an SSM parameter, by ARN), the function's role may read exactly those, and
+`load_secrets` puts the values where `Settings.from_env` reads them, before it does: the GitHub token,
+the App's private key and the webhook secret into the process environment, the kubeconfig into a
+file only this process's user can read (mode 0600) that `KUBECONFIG` names. Settings then checks
+them as it checks any variable.
 
 What it must never do: show a value (in a message, a log line or an exception). A secret it cannot read
 stops the function at start with `ConfigError` naming the variable, like every other setting.
@@ -39,6 +40,11 @@ def load_secrets(env: MutableMapping[str, str] | None = None, clients: Clients |
             ("GITHUB_TOKEN_SECRET_ARN", "GITHUB_TOKEN", env.get("GITHUB_TOKEN_SECRET_ARN")),
             ("GITHUB_WEBHOOK_SECRET_ARN", "GITHUB_WEBHOOK_SECRET", env.get("GITHUB_WEBHOOK_SECRET_ARN")),
             ("KUBECONFIG_SECRET_ARN", "KUBECONFIG", env.get("KUBECONFIG_SECRET_ARN")),
+            (
+                "GITHUB_APP_PRIVATE_KEY_SECRET_ARN",
+                "GITHUB_APP_PRIVATE_KEY",
+                env.get("GITHUB_APP_PRIVATE_KEY_SECRET_ARN"),
+            ),
         )
         if arn
     ]

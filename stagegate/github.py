@@ -80,7 +80,7 @@ class OnFirstUse:
         return github_client(self.credentials, self.base_url, self.timeout)
 
 
-def _repo_path(repository: str, what: str) -> str:
+def repo_path(repository: str, what: str) -> str:
     """`/repos/{owner}/{repo}`, each part escaped: a project is configuration, not a path to follow."""
     owner, _, name = repository.partition("/")
     if not owner or not name or "/" in name:
@@ -287,7 +287,7 @@ class GitHubDeployments:
     def create_deployment(self, repository: str, body: Mapping[str, Any]) -> int:
         """`POST /repos/{owner}/{repo}/deployments` (REST: GraphQL has no mutation for it); the new id."""
         what = f"create a deployment in {repository}"
-        created = self._write(f"{_repo_path(repository, what)}/deployments", body, what)
+        created = self._write(f"{repo_path(repository, what)}/deployments", body, what)
         deployment_id = created.get("id")
         if not isinstance(deployment_id, int):
             raise RetryableError(f"create a deployment in {repository}: GitHub's answer has no deployment id")
@@ -296,7 +296,20 @@ class GitHubDeployments:
     def create_status(self, repository: str, deployment_id: int, body: Mapping[str, Any]) -> None:
         """`POST /repos/{owner}/{repo}/deployments/{id}/statuses`."""
         what = f"post a status on deployment {deployment_id} in {repository}"
-        self._write(f"{_repo_path(repository, what)}/deployments/{deployment_id}/statuses", body, what)
+        self._write(f"{repo_path(repository, what)}/deployments/{deployment_id}/statuses", body, what)
+
+    def rest_get(self, path: str, parameters: Mapping[str, Any], what: str) -> Any:
+        """One REST GET (a path under the API), counted as a read; never retried here."""
+        check(what)
+        with self._lock:
+            self.calls += 1
+        from stagegate import github_http
+
+        return github_http.get(self.github, path, parameters, what)
+
+    def rest_post(self, path: str, body: Mapping[str, Any], what: str) -> Mapping[str, Any]:
+        """One REST POST (a path under the API), counted as a write."""
+        return self._write(path, body, what)
 
     def _write(self, path: str, body: Mapping[str, Any], what: str) -> Mapping[str, Any]:
         """One POST, never retried here: a rate-limited or failed write raises `RetryableError` and the

@@ -60,11 +60,19 @@ def app_slug(app: GitHubApp, base_url: str, timeout: float) -> str:
 
 
 def _request(
-    github: Github, url: str, body: Mapping[str, Any], what: str, doing: str
+    github: Github,
+    url: str,
+    body: Mapping[str, Any] | None,
+    what: str,
+    doing: str,
+    parameters: Mapping[str, Any] | None = None,
 ) -> tuple[Mapping[str, Any], Any]:
     started = time.monotonic()
+    method, given = ("GET", None) if body is None else ("POST", dict(body))
     try:
-        headers, answer = github.requester.requestJsonAndCheck("POST", url, input=dict(body))
+        headers, answer = github.requester.requestJsonAndCheck(
+            method, url, parameters=dict(parameters or {}) or None, input=given
+        )
     except (GithubException, requests.RequestException, OSError) as exc:
         metrics.github_request(_outcome(exc), time.monotonic() - started)
         raise _translate(exc, what, doing) from exc
@@ -84,6 +92,11 @@ def _outcome(exc: Exception) -> str:
 def post(github: Github, url: str, body: Mapping[str, Any], what: str, doing: str = "reading from") -> Any:
     """One POST (a path under the API), never retried here; GitHub's JSON answer."""
     return _request(github, url, body, what, doing)[1]
+
+
+def get(github: Github, url: str, parameters: Mapping[str, Any], what: str) -> Any:
+    """One GET (a path under the API, with query parameters), never retried here; GitHub's JSON answer."""
+    return _request(github, url, None, what, "reading from", parameters)[1]
 
 
 def graphql(github: Github, query: str, variables: Mapping[str, Any], what: str) -> tuple[Any, float | None]:

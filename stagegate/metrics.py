@@ -67,6 +67,12 @@ class _Metrics:
             "Environments whose gate could not be recomputed (GitHub or Kubernetes failed, or the deadline "
             "passed): while that lasts, a gate stays as it was, closed although its upstream baked.",
         )
+        self.protection_answers = Counter(
+            "stagegate_protection_answers",
+            "Answers to GitHub Actions runs held by stagegate's deployment protection rule: approved, "
+            "rejected, waiting (a status report), not_waiting (GitHub said the run no longer waits).",
+            ["verdict"],
+        )
         self.deliveries = Counter(
             "stagegate_deliveries",
             "Requests a function answered, by function and the answer's HTTP status code.",
@@ -118,3 +124,8 @@ def recompute_failure() -> None:
 def delivery(function: str, code: int) -> None:
     if (m := _Served.metrics) is not None:
         m.deliveries.labels(function, str(code)).inc()
+
+
+def protection_answer(verdict: str) -> None:
+    if (m := _Served.metrics) is not None:
+        m.protection_answers.labels(verdict).inc()

@@ -14,6 +14,7 @@ from typing import Any
 from shared.errors import PartialFailure
 from shared.trust import RepositoryPolicy
 from stagegate.logs import get_logger
+from stagegate.protection_service import Protection, ProtectionGitHub, answer_all
 from stagegate.recompute_service import ANY_REPOSITORY, RecomputeStore, Upstream, recompute
 from stagegate.status_service import PipelineReader, StatusStore, pipelines_of, update_statuses
 
@@ -32,11 +33,13 @@ def resync(
     repositories: RepositoryPolicy = ANY_REPOSITORY,
     reporter: Reporter | None = None,
     statuses: bool = False,
+    protection: Protection | None = None,
 ) -> dict[str, Any]:
     """Recompute the gates of every Environment (in `namespaces`, or everywhere); with a `reporter`
     (`RESYNC_REPORTS`), first record the history of every Rollout an Environment with a GitHub project
     governs, so a Rollout change the event path missed is recorded, and its bake can open gates now;
-    with `statuses` (`ENVIRONMENT_STATUS`), last, every Environment's status."""
+    with `statuses` (`ENVIRONMENT_STATUS`), every Environment's status; with `protection`
+    (`PROTECTION_RULES`), last, every Actions run held on a bake that has decided."""
     environments = kube.list_environments(namespaces)
     summary: dict[str, Any] = {"environments": len(environments)}
     errors: list[str] = []
@@ -56,6 +59,10 @@ def resync(
         written = update_statuses(pipelines_of(environments), kube, upstream, scope=namespaces)
         summary["statuses"] = written.to_json()
         errors += [f"{key}: status: {reason}" for key, reason in written.errors.items()]
+    if protection and isinstance(upstream, ProtectionGitHub):
+        held = answer_all(protection, upstream)
+        summary["protectionRules"] = held["answered"]
+        errors += held["errors"]
     summary.update(gates=gates, errors=errors)
     changed = sum(1 for g in gates if g["action"] != "unchanged")
     log.info(

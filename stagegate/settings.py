@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from shared.protection import ProtectionRules
 from shared.report import URL_FIELDS
 from shared.trust import RepositoryPolicy
 from stagegate.logs import register_secrets
@@ -164,6 +165,13 @@ def _logins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 def _repositories(env: Mapping[str, str], name: str) -> RepositoryPolicy:
     try:
         return RepositoryPolicy.parse(env.get(name, ""))
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from exc
+
+
+def _protection_rules(env: Mapping[str, str], name: str) -> ProtectionRules:
+    try:
+        return ProtectionRules.parse(env.get(name, ""))
     except ValueError as exc:
         raise ConfigError(f"{name}: {exc}") from exc
 
@@ -359,6 +367,12 @@ class Settings:
     github_repositories: RepositoryPolicy = field(default_factory=RepositoryPolicy)
     """`GITHUB_REPOSITORIES`: `owner/repo` patterns (`*` allowed, `namespace=owner/repo` for one namespace)
     Environments may name in `spec.backend.project`; unset means any repository."""
+    protection_rules: ProtectionRules = field(default_factory=ProtectionRules)
+    """`PROTECTION_RULES`: which bake the GitHub Actions jobs held by stagegate's deployment protection
+    rule wait for, one `owner/repo:environment=kuberik/name/upstream` per line (README "GitHub Actions
+    jobs wait for the same bake"); needs GitHub App credentials."""
+    protection_max_runs: int = 50
+    """`PROTECTION_MAX_RUNS`: held workflow runs looked at per rule in one call (a bake result, a resync)."""
     resync_token: str | None = field(default=None, repr=False)
     """`RESYNC_TOKEN`: the bearer token `resync_http` requires (Cloud Scheduler sends it)."""
     resync_auth: str = "bearer"
@@ -443,6 +457,8 @@ class Settings:
             ),
             github_trusted_creators=_logins(env, "GITHUB_TRUSTED_CREATORS"),
             github_repositories=_repositories(env, "GITHUB_REPOSITORIES"),
+            protection_rules=_protection_rules(env, "PROTECTION_RULES"),
+            protection_max_runs=_positive_int(env, "PROTECTION_MAX_RUNS", cls.protection_max_runs),
             resync_token=_credential(env, "RESYNC_TOKEN"),
             resync_auth=_resync_auth(env),
             bridge_transport=env.get("BRIDGE_TRANSPORT") or None,
@@ -474,6 +490,12 @@ class Settings:
             admission_guard_label=_label(env, "ADMISSION_GUARD_LABEL", cls.admission_guard_label),
         )
         register_secrets(settings.secrets())
+        if settings.protection_rules and settings.github_app is None and settings.github_token:
+            raise ConfigError(
+                "PROTECTION_RULES needs GitHub App credentials (GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY, "
+                "GITHUB_APP_INSTALLATION_ID), not GITHUB_TOKEN: GitHub lets only the App whose protection "
+                "rule it is answer it"
+            )
         return settings
 
     def secrets(self) -> Iterator[str]:

@@ -30,6 +30,7 @@ from stagegate.handoff import BATCH, RESERVE_SECONDS, hand_off
 from stagegate.http import within
 from stagegate.lanes import Lane
 from stagegate.logs import get_logger
+from stagegate.protection_service import Protection, ProtectionGitHub, answer_held
 from stagegate.recompute_service import (
     ANY_REPOSITORY,
     RecomputeStore,
@@ -56,6 +57,7 @@ class Scope:
     handoff: Transport | None = None
     handoff_batch: int = BATCH
     statuses: bool = False
+    protection: Protection | None = None
 
 
 Handler = Callable[[Delivery, RecomputeStore, Upstream, Scope], dict[str, Any]]
@@ -97,9 +99,37 @@ def _deployment_status(
         summary["statuses"] = _statuses(
             listed, target, event.repository, kube, upstream, scope.deadline, scope.namespaces
         )
+    if scope.protection and event.state in DECIDED:
+        summary["protectionRules"] = _held_runs(event, target, upstream, scope)
     if report.retryable:
         raise PartialFailure(f"will retry: {', '.join(report.retryable)}", summary)
     return summary
+
+
+DECIDED = frozenset({"success", "failure", "error"})
+"""Deployment states that can decide a bake, and so release or fail a held Actions job."""
+
+
+def _held_runs(
+    event: DeploymentStatusEvent, target: BakeTarget, upstream: Upstream, scope: Scope
+) -> dict[str, Any]:
+    """After the gates and statuses: answer the Actions runs held on this bake (bounded on its own)."""
+    if scope.protection is None or not isinstance(upstream, ProtectionGitHub):
+        return {"skipped": "this reader does not answer protection rules"}
+    protection = scope.protection
+    if scope.deadline is not None and time.monotonic() >= scope.deadline:
+        return {"skipped": "no time left after the gates; the resync answers the held runs"}
+
+    def answer() -> dict[str, Any]:
+        return answer_held(protection, event.repository, target, upstream, sha=event.sha)
+
+    if scope.deadline is None:
+        return answer()
+    try:
+        return dict(within(scope.deadline - time.monotonic(), answer, lane=STATUS_LANE))
+    except RetryableError as exc:
+        log.warning("held runs not answered in time", extra={"fields": {"reason": str(exc)}})
+        return {"unfinished": f"{exc}; the resync answers them"}
 
 
 def _statuses(
@@ -193,6 +223,9 @@ def github_request(
                 handoff=handoff,
                 handoff_batch=min(BATCH, settings.audit_max_events),
                 statuses=settings.environment_status,
+                protection=Protection(settings.protection_rules, settings.protection_max_runs)
+                if settings.protection_rules
+                else None,
             ),
         )
     )
@@ -208,10 +241,11 @@ def on_delivery(
     handoff: Transport | None = None,
     handoff_batch: int = BATCH,
     statuses: bool = False,
+    protection: Protection | None = None,
 ) -> dict[str, Any]:
     """Route a verified delivery to its handler; unknown events are ignored, not errors."""
     handler = HANDLERS.get(delivery.event)
     if handler is None:
         return _ignored(f"event {delivery.event!r} does not change bake results")
-    scope = Scope(namespaces, repositories, deadline, handoff, handoff_batch, statuses)
+    scope = Scope(namespaces, repositories, deadline, handoff, handoff_batch, statuses, protection)
     return {"delivery": delivery.delivery_id, **handler(delivery, kube, upstream, scope)}

@@ -21,8 +21,10 @@ their Flux OCIRepositories are created at the same moment, a new release is publ
 deploys and bakes it. A sampler watches which tag prod's OCIRepository runs. Act 1 runs without the
 admission function: prod deploys the release before staging baked it (the incident; its gate was `[]`
 all along). Act 2 registers `k8s_admission` (`infra/k8s/admission.yaml`): prod's deploy is refused
-until the bake succeeds, then prod deploys exactly the baked release. The run fails (exit 1) if act 2
-ever ran an unbaked version or never deployed the baked one, if a hop of the chain never happened or
+until the bake succeeds, then prod deploys exactly the baked release, and a GitHub Actions job to
+`production` that stagegate's deployment protection rule held is approved by the same delivery. The run
+fails (exit 1) if act 2 ever ran an unbaked version, never deployed the baked one or never approved the
+job, if a hop of the chain never happened or
 a webhook was not answered 2xx, or if act 1 did not show the incident (then the demo itself is wrong).
 """
 
@@ -51,6 +53,7 @@ from stagegate.settings import APP_VARIABLES
 from stagegate_dev import devstack
 from stagegate_dev.commandline import no_arguments, stop_cleanly_on_signals
 from stagegate_dev.fake_github import Delivery, FakeGitHub
+from stagegate_dev.protection_app import APP_ID, ENVIRONMENT, protection_app
 from stagegate_dev.rollout_model import Decision, RolloutModel
 
 REPOS = {"incident": "kuberik-demo/app-incident", "kuberik-demo": "kuberik-demo/app"}  # one per act
@@ -65,6 +68,9 @@ DEMO_LABEL = {"stagegate-demo": "admission"}
 GUARD_LABEL = {"stagegate.kuberik.com/guard": "enabled"}
 PUBSUB_PROJECT = "stagegate-demo"
 HOP_TIMEOUT = 30.0
+
+
+_PRINTING = threading.Lock()
 
 
 class Stalled(RuntimeError):
@@ -85,11 +91,32 @@ class Timeline:
         return (moment - self.start) * 1000
 
     def mark(self, text: str, at: float | None = None) -> None:
-        print(f"  +{self.now() if at is None else at:8.1f} ms  {text}", flush=True)
+        with _PRINTING:  # several watchers mark at once; one line each
+            print(f"  +{self.now() if at is None else at:8.1f} ms  {text}", flush=True)
 
 
 @dataclass
-class Sampler:
+class Watcher:
+    """A loop (`_run`) on its own thread from `start` until `stop`."""
+
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class Sampler(Watcher):
     """Reads what prod runs (its OCIRepository's tag) and its gate every few milliseconds."""
 
     custom: client.CustomObjectsApi
@@ -100,17 +127,6 @@ class Sampler:
     deployed: dict[str, float] = field(default_factory=dict)
     opened_at: float | None = None
     samples: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
 
     def _read(self, group_version: tuple[str, str], plural: str, name: str) -> dict[str, Any] | None:
         try:
@@ -137,6 +153,43 @@ class Sampler:
                 self.violations.append(f"+{at:.1f} ms: prod's gate has no restriction (null)")
             if allowed and TAG in allowed and self.opened_at is None:
                 self.opened_at = at
+            time.sleep(0.005)
+
+
+@dataclass
+class HeldJob(Watcher):
+    """A GitHub Actions job deploying to `production`, held by stagegate's protection rule; watches the
+    run on the stand-in and prints what stagegate answered it, when."""
+
+    fake: FakeGitHub
+    repo: str
+    timeline: Timeline
+    run_id: int = 0
+    approved_at: float | None = None
+    verdict: str | None = None
+
+    def start(self) -> None:
+        self.run_id = self.fake.start_job(self.repo, ENVIRONMENT, REVISION, workflow="migrate-db")
+        self.timeline.mark(
+            f"GitHub Actions job migrate-db deploying {REVISION[:7]} to {ENVIRONMENT} starts (run "
+            f"{self.run_id}): GitHub holds it on stagegate's deployment protection rule"
+        )
+        super().start()
+
+    def _run(self) -> None:
+        said = 0
+        while not self._stop.is_set() and self.verdict is None:
+            run = self.fake.workflow_run(self.repo, self.run_id)
+            answers = [
+                *(("status report", c) for c in run.reports),
+                *((r.state, r.comment) for r in run.reviews),
+            ]
+            for kind, comment in answers[said:]:
+                self.timeline.mark(f"stagegate answers the held job ({kind}): {comment}")
+            said = len(answers)
+            if run.reviews:
+                self.verdict = run.reviews[0].state
+                self.approved_at = self.timeline.now() if self.verdict == "approved" else None
             time.sleep(0.005)
 
 
@@ -345,8 +398,9 @@ class Act:
         )
         return self.hop("staging", "Succeeded", sent, since, "the bake's success")
 
-    def play(self, labels: dict[str, str]) -> Sampler:
-        """The story; returns the sampler that watched prod."""
+    def play(self, labels: dict[str, str], job: HeldJob | None = None) -> Sampler:
+        """The story; returns the sampler that watched prod (and with `job`, an Actions job to
+        production held until staging's bake)."""
         core = client.CoreV1Api(self.stack.kube.api_client())
         core.create_namespace({"metadata": {"name": self.namespace, "labels": labels}})
         model = RolloutModel(self.stack.kube.api_client(), self.namespace, semantics="current", bake="spec")
@@ -366,6 +420,9 @@ class Act:
                 model.publish(f"app-{env}", OLD_TAG, OLD_REVISION)
                 model.publish(f"app-{env}", TAG, REVISION)
             self.timeline.mark(f"a new release is published: {TAG} (after {OLD_TAG})")
+            if job is not None:
+                job.timeline = self.timeline
+                job.start()
             # The model writes staging's history entry (bakeStatus Deploying) in the pass that deploys it.
             self.hop("staging", "Deploying", None, self.timeline.start, f"staging's deploy of {TAG}")
             time.sleep(1.0)  # let the rollout controller act on prod
@@ -379,6 +436,11 @@ class Act:
             self.timeline.mark(f"STALLED: {exc}")
             self.problems.append(f"{self.namespace}: {exc}")
         finally:
+            if job is not None:  # the approval comes with the delivery that opens prod's gate
+                deadline = time.monotonic() + HOP_TIMEOUT
+                while job.verdict is None and sampler.opened_at is not None and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                job.stop()
             stop.set()
             loop.join()
             sampler.stop()
@@ -420,10 +482,18 @@ def act_with_admission(stack: Stack, admission: devstack.FunctionServer) -> list
     api.create_validating_webhook_configuration(config)
     time.sleep(1.5)  # the apiserver picks new webhook configurations up asynchronously
     act = Act(stack, "kuberik-demo")
-    sampler = act.play({**DEMO_LABEL, **GUARD_LABEL})
+    job = HeldJob(stack.fake, REPOS["kuberik-demo"], act.timeline)
+    sampler = act.play({**DEMO_LABEL, **GUARD_LABEL}, job)
     problems = [*act.problems, *sampler.violations]
     if TAG not in sampler.deployed:
         problems.append(f"prod never deployed {TAG} after staging baked it")
+    if job.verdict != "approved" or job.approved_at is None:
+        problems.append(f"the held Actions job was not approved after staging baked {TAG} ({job.verdict})")
+    elif sampler.opened_at is not None:
+        print(
+            f"  the Actions job was approved {job.approved_at - sampler.opened_at:+.1f} ms from prod's gate "
+            "opening: the same bake, the same delivery"
+        )
     if problems:
         print("  verdict: FAIL: " + "; ".join(problems))
     else:
@@ -443,8 +513,9 @@ def undelivered(fake: FakeGitHub) -> list[str]:
 
 STACK = (
     "etcd, kube-apiserver (audit webhook in blocking mode), k8s_audit_http, the Pub/Sub emulator, "
-    "github_webhook, k8s_admission and the reporter (functions-framework), a GitHub stand-in (a local "
-    "fake, not github.com) delivering its own webhooks, and a model of kuberik's rollout controller"
+    "github_webhook, github_protection_rule, k8s_admission and the reporter (functions-framework), a "
+    "GitHub stand-in (a local fake, not github.com) delivering its own webhooks and holding an Actions "
+    "job on stagegate's protection rule, and a model of kuberik's rollout controller"
 )
 
 
@@ -515,9 +586,18 @@ def play() -> bool:
             kubeconfig = {"KUBECONFIG": str(kube.kubeconfig)}
             # Plain http on loopback: the stand-in posts webhooks with the system's CAs, which do
             # not include the stack's own.
+            # github_webhook answers the held Actions job too, as the GitHub App whose protection rule
+            # holds it (act 2's repository, production; GitHub lets only that App answer).
+            rules = [(REPOS["kuberik-demo"], "kuberik/app/staging")]
+            app = protection_app(fake, rules, installed=REPOS.values())
+            as_app = {**github, "GITHUB_WEBHOOK_SECRET": secret, **app}
             webhook = devstack.FunctionServer(
-                functions / "github_webhook" / "main.py", "github_webhook",
-                {**kubeconfig, **github, "GITHUB_WEBHOOK_SECRET": secret}, None, kube.procs,
+                functions / "github_webhook" / "main.py", "github_webhook", {**kubeconfig, **as_app}, None,
+                kube.procs,
+            )  # fmt: skip
+            rule = devstack.FunctionServer(
+                functions / "github_protection_rule" / "main.py", "github_protection_rule", as_app, None,
+                kube.procs,
             )  # fmt: skip
             reporter = devstack.FunctionServer(
                 functions / "reporter" / "main.py", "reporter", {**kubeconfig, **github, **reports}, None,
@@ -528,13 +608,14 @@ def play() -> bool:
                 functions / "k8s_admission" / "main.py", "k8s_admission", kubeconfig, kube.tls, kube.procs
             )
             fake.deliver_webhooks(webhook.url, secret)
-            progress("github_webhook, the reporter and k8s_admission served")
+            fake.app_webhook(APP_ID, rule.url, secret)
+            progress("github_webhook, github_protection_rule, the reporter and k8s_admission served")
             stack = Stack(fake, kube, client.CustomObjectsApi(kube.api_client()))
             print("Stack is up. Timelines are in milliseconds from each act's first create call.", flush=True)
             problems = act_without_admission(stack) + act_with_admission(stack, admission)
             problems += undelivered(fake)
             if problems:  # what the stack said, so a failed run can be explained
-                for name in ("kube-apiserver", _audit.name, reporter.name, webhook.name):
+                for name in ("kube-apiserver", _audit.name, reporter.name, webhook.name, rule.name):
                     print(f"--- last lines of {name}'s log ---\n{kube.procs.tail(name, 25)}")
     if problems:
         print("verdict: FAIL: " + "; ".join(problems))

@@ -7,10 +7,12 @@ What runs, all on loopback: etcd and a kube-apiserver with the project's CRDs, w
 `infra/k8s/admission.yaml`), both over TLS as in a cluster (over plain http the apiserver drops the
 token); the other functions `make run` serves, by functions-framework; the GitHub stand-in (the fake
 the tests use, not github.com), which delivers signed `deployment_status` webhooks to `github_webhook`
-by itself; with `--rollout-model NS`, stagegate's model of kuberik's rollout controller on the Rollouts
-of NS. Bakes are recorded on the stand-in with `python -m stagegate_dev.github_cli record-bake`, as
-kuberik's environment controller records them. Not run: `audit_bridge` and the Pub/Sub path to the
-reporter (they need a Pub/Sub or EventBridge); the reporter answers at `reporter_http`.
+by itself, and holds GitHub Actions jobs to `production` on stagegate's deployment protection rule
+(`github_cli job start`), delivering the App's `deployment_protection_rule` webhooks to
+`github_protection_rule`; with `--rollout-model NS`, stagegate's model of kuberik's rollout controller
+on the Rollouts of NS. Bakes are recorded on the stand-in with `python -m stagegate_dev.github_cli
+record-bake`, as kuberik's environment controller records them. Not run: `audit_bridge` and the Pub/Sub
+path to the reporter (they need a Pub/Sub or EventBridge); the reporter answers at `reporter_http`.
 
 With `--managed` (`make dev-managed`) the cluster is what a managed one (GKE, EKS, AKS) is: its
 apiserver has no audit webhook, so `k8s_audit_http` is not served; the follower (`python -m
@@ -48,6 +50,7 @@ from stagegate_dev import devstack
 from stagegate_dev.commandline import stop_cleanly_on_signals
 from stagegate_dev.fake_github import FakeGitHub
 from stagegate_dev.polling import wait_until
+from stagegate_dev.protection_app import APP_ID, ENVIRONMENT, protection_app
 from stagegate_dev.rollout_model import Decision, RolloutModel
 from stagegate_dev.serve import FUNCTIONS
 
@@ -59,6 +62,13 @@ ESSENTIAL = ("etcd", "kube-apiserver")
 that exits (reporting it), as a cluster goes on without a crashed pod."""
 BAKE_ON_GITHUB = (
     ".venv/bin/python -m stagegate_dev.github_cli record-bake staging -n myapp --tag TAG --revision SHA"
+)
+ACTS_AS_APP = ("github_webhook", "resync_http", "github_protection_rule")
+"""The functions that answer held Actions jobs: they act as the stand-in's GitHub App (GitHub lets only
+the App whose protection rule it is answer it); the others use the stand-in's token."""
+HOLD_A_JOB = (
+    ".venv/bin/python -m stagegate_dev.github_cli job start --repo myorg/myapp --environment "
+    f"{ENVIRONMENT} --sha SHA"
 )
 BAKE_BY_ROLLOUT = (
     "kubectl patch rollout myapp-staging -n myapp --subresource=status --type=merge -p "
@@ -107,6 +117,8 @@ def running(repos: Sequence[str], managed: bool = False) -> Iterator[Dev]:
             env = {"KUBECONFIG": str(kube.kubeconfig), "AUDIT_WEBHOOK_TOKEN": token, **github,
                    "GITHUB_WEBHOOK_SECRET": secrets.token_urlsafe(16),
                    "RESYNC_TOKEN": secrets.token_urlsafe(16)}  # fmt: skip
+            # Actions jobs to production of each repository wait for the bake of myapp in staging.
+            as_app = {**env, **protection_app(fake, [(repo, "kuberik/myapp/staging") for repo in repos])}
             functions = []
             print("starting the functions ...", flush=True)
             for function in FUNCTIONS:
@@ -115,7 +127,8 @@ def running(repos: Sequence[str], managed: bool = False) -> Iterator[Dev]:
                     if audit is not None:  # already serving: the apiserver cannot start without it
                         functions.append((function.target, audit, function.expects))
                     continue
-                server = devstack.FunctionServer(source, function.target, env, None, kube.procs)
+                settings = as_app if function.target in ACTS_AS_APP else env
+                server = devstack.FunctionServer(source, function.target, settings, None, kube.procs)
                 functions.append((function.target, server, function.expects))
             source = devstack.ROOT / "functions" / ADMISSION / "main.py"
             admission = devstack.FunctionServer(source, ADMISSION, env, kube.tls, kube.procs)
@@ -129,6 +142,8 @@ def running(repos: Sequence[str], managed: bool = False) -> Iterator[Dev]:
             time.sleep(1.5)  # the apiserver picks new webhook configurations up asynchronously
             webhook = next(server for target, server, _ in functions if target == "github_webhook")
             fake.deliver_webhooks(webhook.url, env["GITHUB_WEBHOOK_SECRET"])
+            rule = next(server for target, server, _ in functions if target == "github_protection_rule")
+            fake.app_webhook(APP_ID, rule.url, env["GITHUB_WEBHOOK_SECRET"])
             follower = None
             if managed:
                 print("starting the follower ...", flush=True)
@@ -182,7 +197,9 @@ def instructions(dev: Dev) -> str:
         f"  {'kube-apiserver':<16}{dev.kube.server}  {audit}, validating webhooks {ADMISSION}",
         *(f"  {target:<16}{server.url}  {expects}" for target, server, expects in dev.functions),
         *follower,
-        f"  {'GitHub stand-in':<16}{dev.fake.url}  delivers deployment_status webhooks to github_webhook",
+        f"  {'GitHub stand-in':<16}{dev.fake.url}  delivers deployment_status webhooks to github_webhook, "
+        f"and the App's deployment_protection_rule webhooks (its rule is on {ENVIRONMENT}) to "
+        "github_protection_rule",
         "  secrets: "
         + " ".join(
             f"{name}={env[name]}" for name in ("AUDIT_WEBHOOK_TOKEN", "GITHUB_WEBHOOK_SECRET", "RESYNC_TOKEN")
@@ -194,6 +211,7 @@ def instructions(dev: Dev) -> str:
         "kubectl apply -f examples/myapp.yaml",
         "kubectl get rolloutgate -n myapp",
         ".venv/bin/stagegate explain prod -n myapp",
+        HOLD_A_JOB,
         BAKE_BY_ROLLOUT if dev.follower else BAKE_ON_GITHUB,
     ]
     return "\n".join(lines)

@@ -73,6 +73,13 @@ FUNCTIONS = (
         "history on GitHub",
         "AUDIT_WEBHOOK_TOKEN",
     ),
+    Function(
+        "github_protection_rule",
+        "github_protection_rule",
+        "the GitHub App's deployment_protection_rule webhooks signed with $GITHUB_WEBHOOK_SECRET: answers "
+        "held Actions jobs (PROTECTION_RULES)",
+        "GITHUB_WEBHOOK_SECRET",
+    ),
 )
 
 

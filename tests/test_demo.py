@@ -76,6 +76,11 @@ def test_demo_passes_twice_and_leaves_nothing_running() -> None:
         assert hops.startswith("  hops: Rollout status write sent -> reporter recorded it on GitHub "), hops
         for hop in ("-> webhook delivery answered 200 ", "-> prod's gate opened ", "-> prod deployed "):
             assert hop in hops, hops
+        # The Actions job to production: held while staging bakes, released by the bake that opens prod.
+        assert "GitHub Actions job migrate-db deploying b797408 to production starts" in act2, run.stdout
+        assert "stagegate answers the held job (status report): Waiting for kuberik/app/staging" in act2
+        assert "stagegate answers the held job (approved): kuberik/app/staging baked b797408" in act2
+        assert "the Actions job was approved " in act2, run.stdout
         assert "verdict: PASS: prod ran nothing staging had not baked" in act2, run.stdout
         assert lines[-1].startswith("verdict: PASS"), run.stdout
         assert processes_marked(marker) == []

@@ -158,6 +158,13 @@ def test_the_readme_walkthrough_closes_then_opens_prods_gate_and_sigterm_stops_e
     assert f"{TAG}: allowed: " in opened, opened
     assert "bake result success (history entry" in opened, opened
     assert f"the recompute would allow: ['{TAG}']" in opened, opened
+    # The Actions job to production: held with a status report, then approved by the same bake.
+    held, released = outputs(done, ".venv/bin/python -m stagegate_dev.github_cli job show")
+    assert ": waiting" in held.splitlines()[0], held
+    assert "waiting on: production" in held, held
+    assert "status report by stagegate[bot] on production: Waiting for kuberik/myapp/staging" in held, held
+    assert ": completed, success" in released.splitlines()[0], released
+    assert "approved by stagegate[bot] on production: kuberik/myapp/staging baked b797408" in released
     refused, allowed = outputs(done, "kubectl patch ocirepository myapp-prod")
     assert "denied the request: OCIRepository myapp/myapp-prod may not run main-" in refused, refused
     assert "(refused, as it must be)" in refused, refused

@@ -30,6 +30,7 @@ SERVED = {  # target -> source, as infra/k8s serves them (the install's containe
     "k8s_admission": "functions/k8s_admission/main.py",
     "k8s_audit_http": "functions/k8s_audit/main.py",
     "github_webhook": "functions/github_webhook/main.py",
+    "github_protection_rule": "functions/github_protection_rule/main.py",
     "resync_http": "functions/resync/main.py",
     "reporter_http": "functions/reporter/main.py",
 }

@@ -32,6 +32,8 @@ CASES = [
     ("k8s_admission", {}, ("github", "google.cloud.pubsub_v1", "boto3")),
     ("github_webhook", {**GITHUB, "GITHUB_WEBHOOK_SECRET": "s"}, ("google.cloud.pubsub_v1", "boto3")),
     ("resync", {**GITHUB, "RESYNC_TOKEN": "t"}, ("google.cloud.pubsub_v1", "boto3")),
+    # It answers GitHub only: no Kubernetes client, and PyGithub only once a delivery asks GitHub.
+    ("github_protection_rule", {**GITHUB, "GITHUB_WEBHOOK_SECRET": "s"}, ("kubernetes", "github", "boto3")),
     ("reporter", GITHUB, ("google.cloud.pubsub_v1", "boto3")),
     ("audit_bridge", PUBSUB, ("github", "boto3")),
     ("aws_lambda", GITHUB, ("google.cloud.pubsub_v1",)),

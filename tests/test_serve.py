@@ -19,6 +19,7 @@ import requests
 
 from shared.github_delivery import signature
 from stagegate_dev.devstack import ROOT
+from stagegate_dev.serve import FUNCTIONS
 
 
 def serve(env: dict[str, str]) -> subprocess.Popen[str]:
@@ -58,7 +59,7 @@ def until_serving(proc: subprocess.Popen[str], timeout: float = 90) -> list[str]
 
 
 def test_without_github_credentials_only_the_audit_functions_are_served(kube_stack) -> None:
-    base = free_base(5)
+    base = free_base(len(FUNCTIONS))
     env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")} | {
         "KUBECONFIG": str(kube_stack.function_kubeconfig), "PORT": str(base),
         "AUDIT_WEBHOOK_TOKEN": "t",
@@ -77,7 +78,7 @@ def test_without_github_credentials_only_the_audit_functions_are_served(kube_sta
 
 
 def test_a_port_in_use_stops_at_start_naming_it(kube_stack, fake) -> None:
-    base = free_base(5)
+    base = free_base(len(FUNCTIONS))
     env = dict(os.environ) | {
         "KUBECONFIG": str(kube_stack.function_kubeconfig), "GITHUB_TOKEN": fake.token,
         "GITHUB_API_URL": fake.url, "PORT": str(base),
@@ -105,7 +106,7 @@ def test_malformed_setting_stops_at_start_naming_it(kube_stack) -> None:
 
 
 def test_every_function_is_served_and_stops_together(kube_stack, fake) -> None:
-    base = free_base(5)
+    base = free_base(len(FUNCTIONS))
     env = dict(os.environ) | {
         "KUBECONFIG": str(kube_stack.function_kubeconfig),
         "GITHUB_TOKEN": fake.token, "GITHUB_API_URL": fake.url,

@@ -25,6 +25,7 @@ from stagegate.handoff import handoff_transport
 from stagegate.http import answer
 from stagegate.kube import KubeGates, api_client
 from stagegate.lambda_adapter import consume_eventbridge, consume_sqs_fifo, http_request, http_response
+from stagegate.protection_service import Protection, protection_request
 from stagegate.recompute_service import upstream_from
 from stagegate.report_service import Limits, report_events
 from stagegate.settings import CREDENTIALS, ConfigError, Settings
@@ -80,6 +81,17 @@ def github_webhook(event: Mapping[str, Any], context: object) -> dict[str, Any]:
         return github_request(headers, body, SETTINGS, KUBE, UPSTREAM, HANDOFF)
 
     return http_response(answer(handle, "github_webhook"))
+
+
+def github_protection_rule(event: Mapping[str, Any], context: object) -> dict[str, Any]:
+    """Function URL / HTTP API target for the GitHub App's `deployment_protection_rule` webhooks."""
+
+    def handle() -> dict[str, Any]:
+        headers, body = http_request(event, SETTINGS.github_max_body_bytes)
+        protection = Protection(SETTINGS.protection_rules, SETTINGS.protection_max_runs)
+        return protection_request(headers, body, SETTINGS, _recorder(), protection)
+
+    return http_response(answer(handle, "github_protection_rule"))
 
 
 def reporter_sqs(event: Mapping[str, Any], context: object) -> dict[str, Any]:

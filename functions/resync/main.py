@@ -19,6 +19,7 @@ from stagegate.github import github_reader
 from stagegate.http import Response, answer, install_middleware, require_bearer
 from stagegate.kube import KubeGates, api_client
 from stagegate.logs import get_logger
+from stagegate.protection_service import Protection
 from stagegate.report_service import Limits, report_all
 from stagegate.resync_service import Reporter, resync
 from stagegate.settings import Settings
@@ -35,6 +36,9 @@ REPORTER: Reporter | None = (
     if SETTINGS.resync_reports
     else None
 )
+PROTECTION = (
+    Protection(SETTINGS.protection_rules, SETTINGS.protection_max_runs) if SETTINGS.protection_rules else None
+)
 log = get_logger("resync")
 if SETTINGS.resync_auth == "platform":
     log.info("RESYNC_AUTH=platform: resync_http checks no token; only the platform's invoker check guards it")
@@ -44,7 +48,7 @@ def _resync() -> dict[str, Any]:
     return resync(
         KUBE, UPSTREAM, SETTINGS.namespaces, SETTINGS.kube_conflict_retries,
         repositories=SETTINGS.github_repositories, reporter=REPORTER,
-        statuses=SETTINGS.environment_status,
+        statuses=SETTINGS.environment_status, protection=PROTECTION,
     )  # fmt: skip
 
 

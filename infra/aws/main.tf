@@ -1,10 +1,11 @@
 # stagegate on AWS: audit events arrive on an EventBridge bus (published by audit_bridge with
 # BRIDGE_TRANSPORT=eventbridge), a rule sends them to an SQS queue with a dead-letter queue, and
-# k8s_audit_eventbridge consumes the queue; github_webhook answers GitHub on a function URL. Rollout
-# status events are handed (REPORT_TRANSPORT=sqs, by audit_bridge or k8s_audit_http) to an SQS FIFO
-# queue, one message group per Rollout, which reporter_sqs consumes. On EKS, where the apiserver's audit
-# webhook cannot be configured, k8s_audit_cloudwatch takes the audit events from the cluster's
-# CloudWatch Logs audit streams instead (eks.tf) and hands Rollout status events to the same queue.
+# k8s_audit_eventbridge consumes the queue; github_webhook and github_protection_rule answer GitHub on
+# function URLs. Rollout status events are handed (REPORT_TRANSPORT=sqs, by audit_bridge or
+# k8s_audit_http) to an SQS FIFO queue, one message group per Rollout, which reporter_sqs consumes. On
+# EKS, where the apiserver's audit webhook cannot be configured, k8s_audit_cloudwatch takes the audit
+# events from the cluster's CloudWatch Logs audit streams instead (eks.tf) and hands Rollout status
+# events to the same queue.
 #
 # No secret value passes through Terraform: the functions get the ARNs of their secrets
 # (*_SECRET_ARN) and read them at cold start (stagegate/aws_secrets.py), with a role that may read
@@ -53,19 +54,39 @@ locals {
   # visibility timeout is six times this (a failed report is retried after it).
   reporter_timeout_seconds = var.report_batch_size * var.reporter_deadline_seconds + 30
 
-  # Where each secret lives in Secrets Manager (name or ARN), by the variable the code reads it into.
-  secret_ids = {
-    GITHUB_TOKEN          = var.github_token_secret_id
-    GITHUB_WEBHOOK_SECRET = var.github_webhook_secret_secret_id
-    KUBECONFIG            = var.kubeconfig_secret_id
-  }
+  # Where each secret lives in Secrets Manager (name or ARN), by the variable the code reads it into:
+  # only the secrets some function reads are looked up, the token's or the GitHub App's private key's
+  # (var.github_credentials), never both.
+  secret_ids = merge(
+    {
+      GITHUB_WEBHOOK_SECRET = var.github_webhook_secret_secret_id
+      KUBECONFIG            = var.kubeconfig_secret_id
+    },
+    {
+      token = { GITHUB_TOKEN = var.github_token_secret_id }
+      app   = { GITHUB_APP_PRIVATE_KEY = var.github_app_private_key_secret_id }
+    }[var.github_credentials],
+  )
+
+  # The GitHub credentials every function gets (all of them read GitHub), by var.github_credentials:
+  # the token's secret, or the GitHub App's ids (not secret) and its private key's secret; never both
+  # (a token and App credentials together stop the functions at start). A conditional, not a map
+  # indexed by the variable: only the chosen kind's secret exists in data.aws_secretsmanager_secret.this.
+  github_environment = var.github_credentials == "app" ? tomap({
+    GITHUB_APP_ID                     = var.github_app_id
+    GITHUB_APP_INSTALLATION_ID        = var.github_app_installation_id
+    GITHUB_APP_PRIVATE_KEY_SECRET_ARN = data.aws_secretsmanager_secret.this["GITHUB_APP_PRIVATE_KEY"].arn
+    }) : tomap({
+    GITHUB_TOKEN_SECRET_ARN = data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn
+  })
 
   # The Lambda functions: one aws_lambda_function.this (with its role, policy and log group) each.
   # Handlers and variable names are the code's. Each function gets the ARNs of the secrets it reads
-  # (*_SECRET_ARN) and may read exactly those (its role's policy takes them from these variables). A
-  # function that produces_reports gets the report_producer policy (sqs:SendMessage on the reports
-  # queue) as well; one that hands_off_to_bus, the bridge_publisher policy (events:PutEvents on the
-  # audit bus, stagegate's audit events only).
+  # (*_SECRET_ARN) and may read exactly those (its role's policy takes them from these variables),
+  # the GitHub credentials' (local.github_environment) among them. A function that produces_reports
+  # gets the report_producer policy (sqs:SendMessage on the reports queue) as well; one that
+  # hands_off_to_bus, the bridge_publisher policy (events:PutEvents on the audit bus, stagegate's audit
+  # events only).
   lambdas = {
     # Kubernetes audit events from EventBridge via SQS (aws_lambda_event_source_mapping.audit_queue).
     # Its concurrency is bounded by the event source mapping (audit_max_concurrency), not reserved.
@@ -78,14 +99,13 @@ locals {
       produces_reports      = false
       hands_off_to_bus      = false
       reserved_concurrency  = null
-      environment = {
-        KUBECONFIG_SECRET_ARN   = data.aws_secretsmanager_secret.this["KUBECONFIG"].arn
-        GITHUB_TOKEN_SECRET_ARN = data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn
-        GITHUB_API_URL          = var.github_api_url
-        AUDIT_DEADLINE_SECONDS  = tostring(var.audit_deadline_seconds)
-        AUDIT_MAX_EVENTS        = tostring(var.audit_max_events)
-        KUBE_CONFLICT_RETRIES   = tostring(var.kube_conflict_retries)
-      }
+      environment = merge(local.github_environment, {
+        KUBECONFIG_SECRET_ARN  = data.aws_secretsmanager_secret.this["KUBECONFIG"].arn
+        GITHUB_API_URL         = var.github_api_url
+        AUDIT_DEADLINE_SECONDS = tostring(var.audit_deadline_seconds)
+        AUDIT_MAX_EVENTS       = tostring(var.audit_max_events)
+        KUBE_CONFLICT_RETRIES  = tostring(var.kube_conflict_retries)
+      })
     }
 
     # GitHub deliveries on a public function URL (aws_lambda_function_url.github_webhook). Anyone can
@@ -100,9 +120,8 @@ locals {
       produces_reports      = false
       hands_off_to_bus      = true
       reserved_concurrency  = var.github_webhook_reserved_concurrency
-      environment = {
+      environment = merge(local.github_environment, {
         KUBECONFIG_SECRET_ARN           = data.aws_secretsmanager_secret.this["KUBECONFIG"].arn
-        GITHUB_TOKEN_SECRET_ARN         = data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn
         GITHUB_WEBHOOK_SECRET_ARN       = data.aws_secretsmanager_secret.this["GITHUB_WEBHOOK_SECRET"].arn
         GITHUB_API_URL                  = var.github_api_url
         GITHUB_WEBHOOK_DEADLINE_SECONDS = tostring(var.github_webhook_deadline_seconds)
@@ -116,7 +135,33 @@ locals {
         AUDIT_MAX_EVENTS = tostring(var.audit_max_events) # look-agains per message, at most what k8s_audit takes
         # The Environment status kuberik's rollout-dashboard reads, after the gates.
         ENVIRONMENT_STATUS = tostring(var.environment_status)
-      }
+        # With rules, a bake result also answers the GitHub Actions jobs held waiting for it.
+        PROTECTION_RULES = var.protection_rules
+      })
+    }
+
+    # The GitHub App's webhook (event: Deployment protection rule) on a public function URL
+    # (aws_lambda_function_url.public), capped by its reserved concurrency like github_webhook: answers
+    # the GitHub Actions jobs held by the App's deployment protection rule by the upstream bake
+    # PROTECTION_RULES names. It reads only GitHub, but the handlers' module makes its Kubernetes client
+    # at cold start, so it gets KUBECONFIG_SECRET_ARN as well.
+    github_protection_rule = {
+      handler               = "functions.aws_lambda.main.github_protection_rule"
+      description           = "GitHub App deployment_protection_rule webhooks (signed): answers the held Actions jobs by the upstream bake"
+      timeout               = 15
+      consumes_audit_queue  = false
+      consumes_report_queue = false
+      produces_reports      = false
+      hands_off_to_bus      = false
+      reserved_concurrency  = var.github_protection_rule_reserved_concurrency
+      environment = merge(local.github_environment, {
+        KUBECONFIG_SECRET_ARN           = data.aws_secretsmanager_secret.this["KUBECONFIG"].arn
+        GITHUB_WEBHOOK_SECRET_ARN       = data.aws_secretsmanager_secret.this["GITHUB_WEBHOOK_SECRET"].arn
+        GITHUB_API_URL                  = var.github_api_url
+        GITHUB_WEBHOOK_DEADLINE_SECONDS = tostring(var.github_webhook_deadline_seconds)
+        GITHUB_WEBHOOK_MAX_BODY_BYTES   = tostring(var.github_webhook_max_body_bytes)
+        PROTECTION_RULES                = var.protection_rules
+      })
     }
 
     # Rollout status events from the reports FIFO queue (aws_lambda_event_source_mapping.reports_queue):
@@ -132,9 +177,8 @@ locals {
       produces_reports      = false
       hands_off_to_bus      = false
       reserved_concurrency  = null
-      environment = {
+      environment = merge(local.github_environment, {
         KUBECONFIG_SECRET_ARN           = data.aws_secretsmanager_secret.this["KUBECONFIG"].arn
-        GITHUB_TOKEN_SECRET_ARN         = data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn
         GITHUB_API_URL                  = var.github_api_url
         GITHUB_WEBHOOK_DEADLINE_SECONDS = tostring(var.github_webhook_deadline_seconds)
         AUDIT_MAX_EVENTS                = tostring(var.audit_max_events)
@@ -142,7 +186,7 @@ locals {
         REPORT_LEASE_SECONDS            = tostring(var.report_lease_seconds)
         ENVIRONMENT_STATUS              = tostring(var.environment_status)
         REPORT_ENVIRONMENT_URL          = var.report_environment_url
-      }
+      })
     }
     # EKS control-plane audit events from the cluster's CloudWatch Logs audit streams (eks.tf: the
     # subscription filter and the permission for CloudWatch Logs exist only with var.eks_cluster_name;
@@ -158,17 +202,23 @@ locals {
       produces_reports      = true
       hands_off_to_bus      = false
       reserved_concurrency  = null
-      environment = {
-        KUBECONFIG_SECRET_ARN   = data.aws_secretsmanager_secret.this["KUBECONFIG"].arn
-        GITHUB_TOKEN_SECRET_ARN = data.aws_secretsmanager_secret.this["GITHUB_TOKEN"].arn
-        GITHUB_API_URL          = var.github_api_url
-        AUDIT_DEADLINE_SECONDS  = tostring(var.audit_deadline_seconds)
-        AUDIT_MAX_EVENTS        = tostring(var.audit_max_events)
-        KUBE_CONFLICT_RETRIES   = tostring(var.kube_conflict_retries)
-        REPORT_TRANSPORT        = "sqs"
-        REPORT_SQS_QUEUE_URL    = aws_sqs_queue.reports.id
-      }
+      environment = merge(local.github_environment, {
+        KUBECONFIG_SECRET_ARN  = data.aws_secretsmanager_secret.this["KUBECONFIG"].arn
+        GITHUB_API_URL         = var.github_api_url
+        AUDIT_DEADLINE_SECONDS = tostring(var.audit_deadline_seconds)
+        AUDIT_MAX_EVENTS       = tostring(var.audit_max_events)
+        KUBE_CONFLICT_RETRIES  = tostring(var.kube_conflict_retries)
+        REPORT_TRANSPORT       = "sqs"
+        REPORT_SQS_QUEUE_URL   = aws_sqs_queue.reports.id
+      })
     }
+  }
+
+  # The functions GitHub calls, each on a public function URL (aws_lambda_function_url.public), by the
+  # stem of their permissions' statement ids.
+  public_functions = {
+    github_webhook         = "StagegateGitHubWebhook"
+    github_protection_rule = "StagegateGitHubProtectionRule"
   }
 
   # The audit queue and its dead-letter queue, each with the sid of its policy statement.
@@ -528,6 +578,30 @@ resource "aws_lambda_function" "this" {
   }
 
   depends_on = [aws_iam_role_policy.lambda]
+
+  lifecycle {
+    # The GitHub App's settings go together (settings.py stops every function at start otherwise),
+    # and only with github_credentials = "app".
+    precondition {
+      condition = var.github_credentials != "app" || (
+        var.github_app_id != null && var.github_app_installation_id != null &&
+        var.github_app_private_key_secret_id != null && var.github_app_private_key_secret_id != ""
+      )
+      error_message = "github_credentials = \"app\" needs all three of github_app_id, github_app_installation_id and github_app_private_key_secret_id (the Secrets Manager secret holding the App's private key)."
+    }
+
+    precondition {
+      condition     = var.github_credentials == "app" || (var.github_app_id == null && var.github_app_installation_id == null)
+      error_message = "github_app_id and github_app_installation_id are set but github_credentials = \"token\": set github_credentials = \"app\" (with github_app_private_key_secret_id) to use the GitHub App, or leave them unset (a token and App credentials together stop every function at start)."
+    }
+
+    # With a token, PROTECTION_RULES stops github_webhook and github_protection_rule at start: GitHub
+    # lets only the App that owns a deployment protection rule answer it.
+    precondition {
+      condition     = var.protection_rules == "" || var.github_credentials == "app"
+      error_message = "protection_rules needs github_credentials = \"app\" (github_app_id, github_app_installation_id and the private key's secret github_app_private_key_secret_id): a token cannot answer a deployment protection rule."
+    }
+  }
 }
 
 # A retryable failure reports only that message (batchItemFailures); SQS redelivers it, and after
@@ -557,25 +631,29 @@ resource "aws_lambda_event_source_mapping" "reports_queue" {
   }
 }
 
-# GitHub cannot sign requests with SigV4: the URL is public and the function verifies
-# X-Hub-Signature-256 itself (without GITHUB_WEBHOOK_SECRET it refuses every delivery).
-resource "aws_lambda_function_url" "github_webhook" {
-  function_name      = aws_lambda_function.this["github_webhook"].function_name
+# GitHub cannot sign requests with SigV4: the URLs are public and each function verifies
+# X-Hub-Signature-256 itself (without GITHUB_WEBHOOK_SECRET it refuses every delivery). moved.tf keeps
+# github_webhook's URL (and so the webhook's configuration on GitHub) from before the for_each.
+resource "aws_lambda_function_url" "public" {
+  for_each           = local.public_functions
+  function_name      = aws_lambda_function.this[each.key].function_name
   authorization_type = "NONE"
 }
 
-resource "aws_lambda_permission" "github_webhook_url" {
-  statement_id           = "StagegateGitHubWebhookUrl"
+resource "aws_lambda_permission" "public_url" {
+  for_each               = local.public_functions
+  statement_id           = "${each.value}Url"
   action                 = "lambda:InvokeFunctionUrl"
-  function_name          = aws_lambda_function.this["github_webhook"].function_name
+  function_name          = aws_lambda_function.this[each.key].function_name
   principal              = "*"
   function_url_auth_type = "NONE"
 }
 
-resource "aws_lambda_permission" "github_webhook_invoke_via_url" {
-  statement_id             = "StagegateGitHubWebhookInvokeViaUrl"
+resource "aws_lambda_permission" "public_invoke_via_url" {
+  for_each                 = local.public_functions
+  statement_id             = "${each.value}InvokeViaUrl"
   action                   = "lambda:InvokeFunction"
-  function_name            = aws_lambda_function.this["github_webhook"].function_name
+  function_name            = aws_lambda_function.this[each.key].function_name
   principal                = "*"
   invoked_via_function_url = true
 }

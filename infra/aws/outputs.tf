@@ -1,6 +1,11 @@
 output "github_webhook_url" {
   description = "Payload URL of the GitHub webhook (event: Deployment statuses)."
-  value       = aws_lambda_function_url.github_webhook.function_url
+  value       = aws_lambda_function_url.public["github_webhook"].function_url
+}
+
+output "github_protection_rule_url" {
+  description = "Webhook URL of the GitHub App (event: Deployment protection rule; webhook secret: a line of GITHUB_WEBHOOK_SECRET)."
+  value       = aws_lambda_function_url.public["github_protection_rule"].function_url
 }
 
 output "event_bus_name" {

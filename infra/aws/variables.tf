@@ -19,10 +19,49 @@ variable "name_prefix" {
   }
 }
 
+variable "github_credentials" {
+  description = "How the functions authenticate to GitHub: token (the secret github_token_secret_id) or app (the GitHub App: github_app_id, github_app_installation_id and the private key in the secret github_app_private_key_secret_id; protection_rules needs it). Every function gets the one kind, never both."
+  type        = string
+  default     = "token"
+
+  validation {
+    condition     = contains(["token", "app"], var.github_credentials)
+    error_message = "github_credentials must be token or app."
+  }
+}
+
 variable "github_token_secret_id" {
-  description = "Secrets Manager secret (name or ARN) holding GITHUB_TOKEN (fine-grained \"Deployments: read and write\", or repo_deployments)."
+  description = "Secrets Manager secret (name or ARN) holding GITHUB_TOKEN (fine-grained \"Deployments: read and write\", or repo_deployments); looked up with github_credentials = \"token\" only."
   type        = string
   default     = "stagegate/github-token"
+}
+
+variable "github_app_id" {
+  description = "GITHUB_APP_ID: the GitHub App's numeric id (not secret; set in the functions' configuration). Required with github_credentials = \"app\", null otherwise."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.github_app_id == null || can(regex("^[1-9][0-9]*$", var.github_app_id))
+    error_message = "github_app_id must be the GitHub App's numeric id (its settings page, \"App ID\"), or null."
+  }
+}
+
+variable "github_app_installation_id" {
+  description = "GITHUB_APP_INSTALLATION_ID: the App's installation on the watched repositories' account (not secret; the number at the end of its settings URL). Required with github_credentials = \"app\", null otherwise."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.github_app_installation_id == null || can(regex("^[1-9][0-9]*$", var.github_app_installation_id))
+    error_message = "github_app_installation_id must be the App installation's numeric id, or null."
+  }
+}
+
+variable "github_app_private_key_secret_id" {
+  description = "Secrets Manager secret (name or ARN) holding GITHUB_APP_PRIVATE_KEY (the App's PEM private key, permissions \"Deployments: read and write\", and \"Actions: read\" for protection_rules); looked up with github_credentials = \"app\" only."
+  type        = string
+  default     = "stagegate/github-app-private-key"
 }
 
 variable "github_webhook_secret_secret_id" {
@@ -50,7 +89,7 @@ variable "kms_key_arn" {
 }
 
 variable "secrets_kms_key_arn" {
-  description = "Customer managed KMS key the three secrets are encrypted with; null when they use the AWS managed key (aws/secretsmanager)."
+  description = "Customer managed KMS key the secrets are encrypted with; null when they use the AWS managed key (aws/secretsmanager)."
   type        = string
   default     = null
 }
@@ -64,6 +103,23 @@ variable "github_webhook_reserved_concurrency" {
     condition     = var.github_webhook_reserved_concurrency >= 1
     error_message = "github_webhook_reserved_concurrency must be at least 1 (0 would disable the function)."
   }
+}
+
+variable "github_protection_rule_reserved_concurrency" {
+  description = "Reserved concurrency of the public github_protection_rule function (one delivery per held GitHub Actions job; beyond it deliveries are throttled, and the next bake result answers the job)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.github_protection_rule_reserved_concurrency >= 1
+    error_message = "github_protection_rule_reserved_concurrency must be at least 1 (0 would disable the function)."
+  }
+}
+
+variable "protection_rules" {
+  description = "PROTECTION_RULES of github_protection_rule and github_webhook: which bake the GitHub Actions jobs held by the App's deployment protection rule wait for, owner/repo:environment=kuberik/<name>/<upstream environment> separated by ; or line feeds (e.g. myorg/myapp:production=kuberik/myapp/staging); empty: every held job is rejected. Needs github_credentials = \"app\"."
+  type        = string
+  default     = ""
 }
 
 variable "github_api_url" {

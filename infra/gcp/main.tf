@@ -53,6 +53,14 @@ locals {
   # that is still running.
   reporter_timeout_seconds = var.reporter_deadline_seconds + 30
 
+  # The secrets of the GitHub credentials every function that reads GitHub gets (var.github_credentials):
+  # a token, or the GitHub App's id, private key and installation id. protection_rules needs the App:
+  # only the App that owns a deployment protection rule may answer it.
+  github_secrets = {
+    token = ["GITHUB_TOKEN"]
+    app   = ["GITHUB_APP_ID", "GITHUB_APP_PRIVATE_KEY", "GITHUB_APP_INSTALLATION_ID"]
+  }[var.github_credentials]
+
   # Which secret each function reads (the KUBECONFIG one as a mounted file, the others as variables).
   # Each function's service account may access exactly these; the test checks this map against the
   # function resources below. k8s_audit_http gets no GitHub credentials: it sits in the apiserver's
@@ -60,14 +68,22 @@ locals {
   # and resync instead of costing a GitHub read per Rollout status write. resync_http needs no token:
   # Cloud Run checks the scheduler's OIDC identity before a request reaches it (RESYNC_AUTH=platform).
   # The reporter writes deployments and statuses with the GitHub credentials (Deployments: read and
-  # write) and holds a per-Rollout Lease through the KUBECONFIG identity.
+  # write) and holds a per-Rollout Lease through the KUBECONFIG identity. github_protection_rule reads
+  # nothing from Kubernetes: no KUBECONFIG.
   function_secrets = {
-    k8s_audit_http = ["AUDIT_WEBHOOK_TOKEN", "KUBECONFIG"]
-    k8s_audit      = ["GITHUB_TOKEN", "KUBECONFIG"]
-    github_webhook = ["GITHUB_WEBHOOK_SECRET", "GITHUB_TOKEN", "KUBECONFIG"]
-    resync_http    = ["GITHUB_TOKEN", "KUBECONFIG"]
-    audit_bridge   = ["AUDIT_WEBHOOK_TOKEN"]
-    reporter       = ["GITHUB_TOKEN", "KUBECONFIG"]
+    k8s_audit_http         = ["AUDIT_WEBHOOK_TOKEN", "KUBECONFIG"]
+    k8s_audit              = concat(local.github_secrets, ["KUBECONFIG"])
+    github_webhook         = concat(["GITHUB_WEBHOOK_SECRET"], local.github_secrets, ["KUBECONFIG"])
+    resync_http            = concat(local.github_secrets, ["KUBECONFIG"])
+    audit_bridge           = ["AUDIT_WEBHOOK_TOKEN"]
+    reporter               = concat(local.github_secrets, ["KUBECONFIG"])
+    github_protection_rule = concat(["GITHUB_WEBHOOK_SECRET"], local.github_secrets)
+  }
+
+  # Service account ids are <prefix>-<this>, at most 30 characters: the function's name with dashes,
+  # or a shorter one where that is too long.
+  account_ids = {
+    github_protection_rule = "protection-rule"
   }
 
   # The functions: one google_cloudfunctions2_function.this each. Entry points, source files and
@@ -109,7 +125,7 @@ locals {
       ingress             = "ALLOW_INTERNAL_ONLY"
       audit_topic_trigger = var.k8s_audit_delivery == "eventarc"
       kubeconfig          = true
-      secret_environment  = ["GITHUB_TOKEN"]
+      secret_environment  = local.github_secrets
       environment = {
         KUBECONFIG             = local.kubeconfig_path
         GITHUB_API_URL         = var.github_api_url
@@ -129,9 +145,10 @@ locals {
       ingress             = "ALLOW_ALL"
       audit_topic_trigger = false
       kubeconfig          = true
-      secret_environment  = ["GITHUB_WEBHOOK_SECRET", "GITHUB_TOKEN"]
+      secret_environment  = concat(["GITHUB_WEBHOOK_SECRET"], local.github_secrets)
       # A revocation it cannot finish before its deadline (GitHub waits 10 s and never redelivers) is
-      # handed to the audit topic as "look again at Rollout X" events, which k8s_audit finishes.
+      # handed to the audit topic as "look again at Rollout X" events, which k8s_audit finishes. With
+      # PROTECTION_RULES, a bake result also answers the GitHub Actions jobs held waiting for it.
       environment = {
         KUBECONFIG                      = local.kubeconfig_path
         GITHUB_API_URL                  = var.github_api_url
@@ -143,6 +160,7 @@ locals {
         BRIDGE_PUBSUB_TOPIC             = google_pubsub_topic.audit.id
         AUDIT_MAX_EVENTS                = tostring(var.audit_max_events) # look-agains per message, at most what k8s_audit takes
         ENVIRONMENT_STATUS              = tostring(var.environment_status)
+        PROTECTION_RULES                = var.protection_rules
       }
     }
 
@@ -151,6 +169,8 @@ locals {
     # healing reports the reporter missed.
     # Invocable only by the scheduler's service account (google_cloud_run_v2_service_iam_member.resync_scheduler):
     # Cloud Run checks the job's OIDC token, so the function checks no token of its own (RESYNC_AUTH=platform).
+    # With PROTECTION_RULES it also answers the held GitHub Actions jobs whose upstream bake has decided
+    # (what a lost delivery or bake result left waiting).
     resync_http = {
       entry_point         = "resync_http"
       source              = "functions/resync/main.py"
@@ -161,7 +181,7 @@ locals {
       ingress             = "ALLOW_INTERNAL_ONLY"
       audit_topic_trigger = false
       kubeconfig          = true
-      secret_environment  = ["GITHUB_TOKEN"]
+      secret_environment  = local.github_secrets
       environment = {
         RESYNC_AUTH                     = "platform"
         RESYNC_REPORTS                  = tostring(var.resync_reports)
@@ -174,6 +194,7 @@ locals {
         REPORT_LEASE_SECONDS            = tostring(var.report_lease_seconds)
         ENVIRONMENT_STATUS              = tostring(var.environment_status)
         REPORT_ENVIRONMENT_URL          = var.report_environment_url
+        PROTECTION_RULES                = var.protection_rules
       }
     }
 
@@ -213,7 +234,7 @@ locals {
       ingress             = "ALLOW_INTERNAL_ONLY"
       audit_topic_trigger = false
       kubeconfig          = true
-      secret_environment  = ["GITHUB_TOKEN"]
+      secret_environment  = local.github_secrets
       environment = {
         KUBECONFIG                      = local.kubeconfig_path
         GITHUB_API_URL                  = var.github_api_url
@@ -224,6 +245,29 @@ locals {
         REPORT_LEASE_SECONDS            = tostring(var.report_lease_seconds)
         ENVIRONMENT_STATUS              = tostring(var.environment_status)
         REPORT_ENVIRONMENT_URL          = var.report_environment_url
+      }
+    }
+
+    # The GitHub App's webhook (event: Deployment protection rule): approves or rejects each GitHub
+    # Actions job held by the App's deployment protection rule by the upstream bake PROTECTION_RULES
+    # names, or reports what it waits for. Public like github_webhook (the delivery is signed); it only
+    # reads and answers GitHub, with the App's credentials (github_credentials = "app").
+    github_protection_rule = {
+      entry_point         = "github_protection_rule"
+      source              = "functions/github_protection_rule/main.py"
+      description         = "GitHub App deployment_protection_rule webhooks (signed): answers the held Actions jobs by the upstream bake"
+      min_instances       = null
+      max_instances       = var.max_instances
+      timeout_seconds     = 60
+      ingress             = "ALLOW_ALL"
+      audit_topic_trigger = false
+      kubeconfig          = false
+      secret_environment  = concat(["GITHUB_WEBHOOK_SECRET"], local.github_secrets)
+      environment = {
+        GITHUB_API_URL                  = var.github_api_url
+        GITHUB_WEBHOOK_DEADLINE_SECONDS = tostring(var.github_webhook_deadline_seconds)
+        GITHUB_WEBHOOK_MAX_BODY_BYTES   = tostring(var.github_webhook_max_body_bytes)
+        PROTECTION_RULES                = var.protection_rules
       }
     }
   }
@@ -278,9 +322,9 @@ resource "google_storage_bucket_object" "source" {
 # --- secrets -----------------------------------------------------------------------------------------
 
 # The secrets' values are not in Terraform (nor in its state): add them with
-# `gcloud secrets versions add` (see README).
+# `gcloud secrets versions add` (see README). One for each secret some function reads, and no other.
 resource "google_secret_manager_secret" "this" {
-  for_each  = toset(["AUDIT_WEBHOOK_TOKEN", "GITHUB_WEBHOOK_SECRET", "GITHUB_TOKEN", "KUBECONFIG"])
+  for_each  = toset(flatten(values(local.function_secrets)))
   secret_id = "${var.name_prefix}-${lower(replace(each.key, "_", "-"))}"
 
   replication {
@@ -295,7 +339,7 @@ resource "google_secret_manager_secret" "this" {
 # Nothing else.
 resource "google_service_account" "function" {
   for_each     = local.function_secrets
-  account_id   = "${var.name_prefix}-${replace(each.key, "_", "-")}"
+  account_id   = "${var.name_prefix}-${lookup(local.account_ids, each.key, replace(each.key, "_", "-"))}"
   display_name = "stagegate ${each.key}"
 }
 
@@ -329,14 +373,15 @@ resource "google_pubsub_topic_iam_member" "report_publisher" {
   member = each.value
 }
 
-# The kube-apiserver and GitHub present no Google identity: these three are invocable by anyone at
+# The kube-apiserver and GitHub present no Google identity: these four are invocable by anyone at
 # the Cloud Run level and authenticate every request themselves (bearer token or webhook signature;
 # without the secret configured they refuse everything). resync_http and k8s_audit are not among them.
 resource "google_cloud_run_v2_service_iam_member" "public" {
   for_each = {
-    k8s_audit_http = google_cloudfunctions2_function.this["k8s_audit_http"].service_config[0].service
-    github_webhook = google_cloudfunctions2_function.this["github_webhook"].service_config[0].service
-    audit_bridge   = google_cloudfunctions2_function.this["audit_bridge"].service_config[0].service
+    k8s_audit_http         = google_cloudfunctions2_function.this["k8s_audit_http"].service_config[0].service
+    github_webhook         = google_cloudfunctions2_function.this["github_webhook"].service_config[0].service
+    audit_bridge           = google_cloudfunctions2_function.this["audit_bridge"].service_config[0].service
+    github_protection_rule = google_cloudfunctions2_function.this["github_protection_rule"].service_config[0].service
   }
   location = var.region
   name     = each.value
@@ -633,6 +678,15 @@ resource "google_cloudfunctions2_function" "this" {
     google_pubsub_topic_iam_member.bridge_publisher, # audit_bridge publishes from its first request
     google_pubsub_topic_iam_member.report_publisher, # so do k8s_audit_http and audit_bridge to reports
   ]
+
+  lifecycle {
+    # With a token, PROTECTION_RULES stops github_webhook, resync_http and github_protection_rule at
+    # start: GitHub lets only the App that owns a deployment protection rule answer it.
+    precondition {
+      condition     = var.protection_rules == "" || var.github_credentials == "app"
+      error_message = "protection_rules needs github_credentials = \"app\" (the GitHub App's secrets): a token cannot answer a deployment protection rule."
+    }
+  }
 }
 
 # --- schedule ----------------------------------------------------------------------------------------

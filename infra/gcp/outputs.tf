@@ -13,6 +13,11 @@ output "github_webhook_url" {
   value       = google_cloudfunctions2_function.this["github_webhook"].service_config[0].uri
 }
 
+output "github_protection_rule_url" {
+  description = "Webhook URL of the GitHub App (event: Deployment protection rule; webhook secret: a line of GITHUB_WEBHOOK_SECRET)."
+  value       = google_cloudfunctions2_function.this["github_protection_rule"].service_config[0].uri
+}
+
 output "resync_http_url" {
   description = "The scheduled resync; only Cloud Scheduler's service account (OIDC) may invoke it."
   value       = google_cloudfunctions2_function.this["resync_http"].service_config[0].uri

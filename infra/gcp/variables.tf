@@ -13,7 +13,7 @@ variable "region" {
 }
 
 variable "name_prefix" {
-  description = "Prefix of every resource name (service account ids are <prefix>-<function>, at most 30 characters)."
+  description = "Prefix of every resource name (service account ids are <prefix>-<function>, or <prefix>-protection-rule for github_protection_rule: at most 30 characters)."
   type        = string
   default     = "stagegate"
 
@@ -27,6 +27,23 @@ variable "github_api_url" {
   description = "GITHUB_API_URL: GitHub REST base URL (GitHub Enterprise: https://HOST/api/v3)."
   type        = string
   default     = "https://api.github.com"
+}
+
+variable "github_credentials" {
+  description = "How the functions that read GitHub authenticate: token (the secret GITHUB_TOKEN) or app (the GitHub App's secrets GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY, GITHUB_APP_INSTALLATION_ID; protection_rules needs it)."
+  type        = string
+  default     = "token"
+
+  validation {
+    condition     = contains(["token", "app"], var.github_credentials)
+    error_message = "github_credentials must be token or app."
+  }
+}
+
+variable "protection_rules" {
+  description = "PROTECTION_RULES of github_protection_rule, github_webhook and resync_http: which bake the GitHub Actions jobs held by the App's deployment protection rule wait for, owner/repo:environment=kuberik/<name>/<upstream environment> separated by ; or line feeds (e.g. myorg/myapp:production=kuberik/myapp/staging); empty: every held job is rejected. Needs github_credentials = \"app\"."
+  type        = string
+  default     = ""
 }
 
 variable "namespaces" {

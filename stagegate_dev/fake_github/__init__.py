@@ -65,6 +65,35 @@ Deployment statuses and webhooks (`state.py`, `webhooks.py`):
   repository's only deployment. Source: REST "Deployments", "Delete a deployment"
   (/rest/deployments/deployments#delete-a-deployment). The 422's wording is the fake's own.
 
+GitHub Actions' custom deployment protection rules (`actions.py`, `state.py`, `webhooks.py`):
+
+- What holds a run, who may answer, the limits on answers, and the 403 and 422 refusals: listed with
+  their sources in `actions.py`'s docstring.
+- `deployment_protection_rule` deliveries go to the App's webhook (`app_webhook`), not the
+  repository's, with `X-GitHub-Hook-Installation-Target-Type: integration` and the App's id as the
+  target id, signed with the App's webhook secret; one per rule when the job starts, delivered as
+  repository webhooks are (one attempt, 10 s, never retried, in order). Source: "Creating custom
+  deployment protection rules" (GitHub "sends a POST request to a URL you configure containing the
+  `deployment_protection_rule` payload") and the delivery headers of "Webhook events and payloads";
+  the `integration` target type is what GitHub sends for an App's webhook (observed; the webhook
+  description requires the header, not its value).
+- The deployment a job makes is `github-actions[bot]`'s (a Bot), of the run's head sha, ref its
+  branch, environment the environment's name as configured. Its statuses (`in_progress` and
+  `success` when the rules pass, `failure` on a rejection; none while it waits, as the REST
+  `deployment-status` states have no `waiting`) are statuses like any other: they make older
+  deployments inactive and go to the repository's webhook as `deployment_status` deliveries (GitHub
+  sends these for Actions deployments too: the event's description makes no exception).
+- REST `GET .../actions/runs`: newest first (by id), paged with `Link` headers; `status` matches a
+  run's status or its conclusion, as the parameter's description says. Newest first is what
+  api.github.com serves; the reference page states no order.
+- REST `GET .../actions/runs/{run_id}/approvals`: every review and status report of the run, oldest
+  first (assumed: the reference states no order); a status report is an entry of state `pending`
+  with its comment, after the schema's "approved or rejected or pending (with comments)".
+- REST `GET .../actions/runs/{run_id}/pending_deployments`: the run's environment while it waits,
+  with no reviewers (only custom rules exist here) and `wait_timer` 0, `wait_timer_started_at` when
+  the job started (assumed: GitHub documents the field, not its value without a timer); `[]` once it
+  no longer waits (the operation's description: environments "waiting for protection rules to pass").
+
 Rate limits (`server.py`, `faults.py`):
 
 - `X-RateLimit-Limit/-Remaining/-Used/-Reset/-Resource` on every answer, counted per resource
@@ -92,19 +121,22 @@ promises no read-after-write consistency, so a reader must survive an answer old
 
 from __future__ import annotations
 
+import copy
 import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from stagegate_dev.fake_github import apps, rest, webhooks
+from stagegate_dev.fake_github.actions import WorkflowRun
 from stagegate_dev.fake_github.connections import Listing, check_listing
 from stagegate_dev.fake_github.contracts import (
     AssetsUnavailable,
@@ -118,6 +150,8 @@ from stagegate_dev.fake_github.server import App, Quiet
 from stagegate_dev.fake_github.state import (
     AutoInactiveScope,
     Clock,
+    Deployment,
+    DeploymentStatus,
     GitHubState,
     NotFound,
     Repository,
@@ -125,9 +159,18 @@ from stagegate_dev.fake_github.state import (
     User,
     ValidationFailed,
 )
-from stagegate_dev.fake_github.webhooks import Delivery, Hook, Hookshot, NoDelivery, signature_256
+from stagegate_dev.fake_github.webhooks import (
+    AppDelivery,
+    Delivery,
+    Hook,
+    Hookshot,
+    HookTarget,
+    NoDelivery,
+    signature_256,
+)
 
 __all__ = [
+    "AppDelivery",
     "AssetsUnavailable",
     "ContractViolation",
     "Delivery",
@@ -137,6 +180,7 @@ __all__ = [
     "NotFound",
     "Snapshot",
     "ValidationFailed",
+    "WorkflowRun",
     "signature_256",
 ]
 
@@ -144,7 +188,8 @@ RATE_LIMIT = 5000
 
 
 class FakeGitHub:
-    """GitHub's deployments REST API, its GraphQL API and `deployment_status` webhooks, faked."""
+    """GitHub's deployments REST API, its GraphQL API and `deployment_status` webhooks, faked; and the
+    workflow runs GitHub Actions holds on custom deployment protection rules."""
 
     def __init__(
         self,
@@ -190,8 +235,9 @@ class FakeGitHub:
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
-        self._hookshot = Hookshot(self._webhook_delivery, lambda: self.url)
-        self.state.on_status(self._hookshot.record)
+        self._hookshot: Hookshot[Delivery] = Hookshot("fake-github-hookshot")
+        self._app_hookshot: Hookshot[AppDelivery] = Hookshot("fake-github-app-hookshot")
+        self.state.on_status(self._status_recorded)
         for name in repos:
             self.add_repo(name)
 
@@ -219,6 +265,7 @@ class FakeGitHub:
         released, queued deliveries are dropped, one under way ends within its 10-second timeout."""
         self._closing.set()
         self._hookshot.close()
+        self._app_hookshot.close()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -258,6 +305,11 @@ class FakeGitHub:
         issued = self._installation_token(token)
         return issued.repos if issued is not None else None
 
+    def token_app(self, token: str) -> int | None:
+        """The id of the App whose installation token this is; None for any other token."""
+        issued = self._installation_token(token)
+        return issued.app_id if issued is not None else None
+
     def _installation_token(self, token: str) -> apps.IssuedToken | None:
         with self._lock:
             candidates = list(self._issued.items())
@@ -282,21 +334,24 @@ class FakeGitHub:
 
         `repos` are the repositories the installation may read (None: all of them). Its access
         tokens act as the App's bot account `<slug>[bot]`. Call again to add more installations.
+        The App's webhook (`app_webhook`) has an id of its own, kept across calls.
         """
-        record = apps.GitHubAppRecord(
-            app_id=app_id,
-            public_key=apps.load_public_key(public_key_pem),
-            bot=self.state.user(f"{slug}[bot]", "Bot"),
-            owner=self.user,
-        )
         installation = apps.Installation(
             id=installation_id,
             app_id=app_id,
             repos=None if repos is None else frozenset(r.lower() for r in repos),
             permissions=dict(permissions or apps.DEFAULT_PERMISSIONS),
         )
+        public_key, bot = apps.load_public_key(public_key_pem), self.state.user(f"{slug}[bot]", "Bot")
         with self._lock:
-            self._apps[app_id] = record
+            known = self._apps.get(app_id)
+            self._apps[app_id] = apps.GitHubAppRecord(
+                app_id=app_id,
+                public_key=public_key,
+                bot=bot,
+                owner=self.user,
+                hook_id=known.hook_id if known else self.hook_id + 1 + len(self._apps),
+            )
             self._installations[installation_id] = installation
         return installation
 
@@ -316,7 +371,7 @@ class FakeGitHub:
         token, expires_at = apps.new_token(), time.time() + apps.TOKEN_SECONDS
         with self._lock:
             bot = self._apps[installation.app_id].bot
-            self._issued[token] = apps.IssuedToken(bot, expires_at, installation.repos)
+            self._issued[token] = apps.IssuedToken(installation.app_id, bot, expires_at, installation.repos)
         return token, expires_at
 
     def add_repo(
@@ -455,18 +510,42 @@ class FakeGitHub:
             payload = webhooks.deployment_status_payload(
                 status, deployment, repository, status.creator, self.url
             )
-        return self._webhook_delivery(repository, payload)
+        return self._status_delivery(repository, payload)
 
-    def _webhook_delivery(
+    def _status_delivery(
         self, repository: Repository, payload: dict[str, Any]
     ) -> tuple[dict[str, str], bytes]:
-        """Headers and body of a `deployment_status` delivery, checked against GitHub's schemas."""
-        headers = webhooks.delivery_headers("deployment_status", self.hook_id, repository)
-        problems = self.contracts.webhook_errors("deployment_status", "created", headers, payload)
+        return self._webhook_delivery("deployment_status", self.hook_id, "repository", repository.id, payload)
+
+    def _webhook_delivery(
+        self, event: str, hook_id: int, target: HookTarget, target_id: int, payload: dict[str, Any]
+    ) -> tuple[dict[str, str], bytes]:
+        """Headers and body of a delivery, checked against GitHub's schemas."""
+        headers = webhooks.delivery_headers(event, hook_id, target, target_id)
+        action = payload["action"]
+        problems = self.contracts.webhook_errors(event, action, headers, payload)
         if problems:
-            self._record(f"webhook deployment_status.created: {problems}")
-            raise ContractViolation("deployment_status webhook", problems)
+            self._record(f"webhook {event}.{action}: {problems}")
+            raise ContractViolation(f"{event} webhook", problems)
         return headers, webhooks.encode(payload)
+
+    def _status_recorded(self, repo: Repository, deployment: Deployment, status: DeploymentStatus) -> None:
+        """Queue the repository webhook's delivery of a new status (none for `inactive`)."""
+        if status.state == "inactive":
+            return
+
+        def prepare() -> tuple[webhooks.Build, Callable[..., Delivery]]:
+            payload = webhooks.deployment_status_payload(status, deployment, repo, status.creator, self.url)
+            record = partial(
+                Delivery,
+                repo=repo.full_name,
+                status_id=status.id,
+                deployment_id=status.deployment_id,
+                state=status.state,
+            )
+            return partial(self._status_delivery, repo, payload), record
+
+        self._hookshot.send(repo, prepare)
 
     def deliver_webhooks(self, url: str, secret: str, *, repos: Iterable[str] | None = None) -> None:
         """Configure a repository webhook: from now on every status recorded in `repos` (None: every
@@ -488,6 +567,130 @@ class FakeGitHub:
         """Block until at least `n` delivery attempts have ended (then all of them);
         `TimeoutError` if fewer have by `timeout` seconds."""
         return self._hookshot.wait(n, timeout)
+
+    # GitHub Actions: custom deployment protection rules ------------------------------------------
+
+    def add_protection_rule(self, repo: str, environment: str, app_id: int) -> None:
+        """Enable the App's custom deployment protection rule on an environment of `repo` (created if
+        new). The App must have been added (`add_app`) with an installation on `repo`; ValueError
+        otherwise, or when the environment already has 6 rules."""
+        repository = self.state.repo(repo)
+        self._installation_id(app_id, repository)
+        self.state.add_protection_rule(repository, environment, app_id)
+
+    def app_webhook(self, app_id: int, url: str, secret: str) -> None:
+        """Set the App's webhook: from now on its `deployment_protection_rule` events are POSTed to
+        `url`, signed with `secret` ("": unsigned), from a background thread. Again: replaces it."""
+        self._app(app_id)
+        self._app_hookshot.configure(Hook(url=url, secret=secret), key=app_id)
+
+    def stop_app_webhooks(self) -> None:
+        """Remove every App's webhook: nothing more is delivered to Apps, queued deliveries are dropped."""
+        self._app_hookshot.stop()
+
+    @property
+    def app_deliveries(self) -> list[AppDelivery]:
+        """Every delivery attempt to an App's webhook so far (a copy), in the order they were made;
+        the repository webhook's are in `deliveries`."""
+        return self._app_hookshot.deliveries
+
+    def wait_for_app_deliveries(self, n: int, timeout: float = 5.0) -> list[AppDelivery]:
+        """Block until at least `n` attempts to deliver to Apps have ended (then all of them);
+        `TimeoutError` if fewer have by `timeout` seconds."""
+        return self._app_hookshot.wait(n, timeout)
+
+    def start_job(
+        self,
+        repo: str,
+        environment: str,
+        sha: str,
+        *,
+        ref: str = "main",
+        workflow: str = "deploy",
+        event: str = "push",
+        actor: str | None = None,
+    ) -> int:
+        """Start a workflow run whose job targets `environment`, as `event` on `ref` at `sha` would, by
+        `actor` (default: the token's account); returns the run's id.
+
+        GitHub Actions creates the job's deployment; the run waits on the environment's protection
+        rules, and each rule's App gets a `deployment_protection_rule` delivery (if its webhook is
+        set). Without rules the job deploys and the run completes with `success` at once.
+        `ValidationFailed` for a sha that is not 40 hex digits.
+        """
+        repository = self.state.repo(repo)
+        run = self.state.start_run(
+            repository,
+            environment=environment,
+            sha=sha,
+            ref=ref,
+            workflow=workflow,
+            event=event,
+            actor=self.state.user(actor) if actor else self.user,
+        )
+        for app_id in run.rules:
+            prepare = partial(self._prepare_rule_delivery, repository, run, app_id)
+            self._app_hookshot.send(repository, prepare, app_id)
+        return run.id
+
+    def protection_rule_event(
+        self, repo: str, run_id: int, environment: str, app_id: int
+    ) -> tuple[dict[str, str], bytes]:
+        """The `deployment_protection_rule` delivery GitHub sends the App for the run: (headers, raw
+        body), without `X-Hub-Signature-256` (see `signature_256`). `NotFound` for an unknown run,
+        `NoDelivery` when the App has no rule on that environment of the run."""
+        repository = self.state.repo(repo)
+        run = self.state.run(repository, run_id)
+        if app_id not in run.rules or environment.casefold() != run.environment.casefold():
+            raise NoDelivery(f"App {app_id} has no protection rule on {environment} in run {run_id}")
+        build, _ = self._prepare_rule_delivery(repository, run, app_id)
+        return build()
+
+    def workflow_run(self, repo: str, run_id: int) -> WorkflowRun:
+        """A copy of a workflow run as it is now (`status`, `conclusion`, `reviews`, `reports`, ...);
+        changing it changes nothing. `NotFound` for an unknown run."""
+        repository = self.state.repo(repo)
+        with self.state.locked():
+            return copy.deepcopy(self.state.run(repository, run_id))
+
+    def _prepare_rule_delivery(
+        self, repo: Repository, run: WorkflowRun, app_id: int
+    ) -> tuple[webhooks.Build, Callable[..., AppDelivery]]:
+        """The delivery of the run's event to the App (its payload as things are now), and its record."""
+        # The App's records first: the state's lock is never held while waiting for the fake's own.
+        installation_id, hook_id = self._installation_id(app_id, repo), self._app(app_id).hook_id
+        with self.state.locked():
+            deployment = self.state.deployment(repo, run.deployment_id)
+            payload = webhooks.protection_rule_payload(run, deployment, repo, installation_id, self.url)
+        build = partial(
+            self._webhook_delivery, "deployment_protection_rule", hook_id, "integration", app_id, payload
+        )
+        record = partial(
+            AppDelivery,
+            app_id=app_id,
+            repo=repo.full_name,
+            run_id=run.id,
+            environment=run.environment,
+            deployment_id=run.deployment_id,
+        )
+        return build, record
+
+    def _app(self, app_id: int) -> apps.GitHubAppRecord:
+        with self._lock:
+            if app_id not in self._apps:
+                raise ValueError(f"no GitHub App {app_id}: add_app first")
+            return self._apps[app_id]
+
+    def _installation_id(self, app_id: int, repo: Repository) -> int:
+        """The id of the App's installation on `repo` (ValueError if it has none)."""
+        self._app(app_id)
+        with self._lock:
+            for installation in self._installations.values():
+                if installation.app_id == app_id and (
+                    installation.repos is None or repo.full_name.lower() in installation.repos
+                ):
+                    return installation.id
+        raise ValueError(f"GitHub App {app_id} is not installed on {repo.full_name}")
 
     # faults and observation ----------------------------------------------------------------------
 

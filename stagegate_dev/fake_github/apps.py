@@ -45,12 +45,13 @@ class JwtRejected(Exception):
 
 @dataclass(frozen=True)
 class GitHubAppRecord:
-    """A registered App: its ID, public key and bot account."""
+    """A registered App: its ID, public key, bot account, and the id of its webhook."""
 
     app_id: int
     public_key: rsa.RSAPublicKey
     bot: User
     owner: User
+    hook_id: int
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,9 @@ class Installation:
 
 @dataclass(frozen=True)
 class IssuedToken:
-    """An installation access token: who it acts as, until when, on which repositories."""
+    """An installation access token: which App's, who it acts as, until when, on which repositories."""
 
+    app_id: int
     user: User
     expires_at: float
     repos: frozenset[str] | None
@@ -159,7 +161,7 @@ def app_json(app: GitHubAppRecord, api: str) -> dict[str, Any]:
         "created_at": "2026-01-01T00:00:00Z",
         "updated_at": "2026-01-01T00:00:00Z",
         "permissions": dict(DEFAULT_PERMISSIONS),
-        "events": ["deployment_status"],
+        "events": ["deployment_status", "deployment_protection_rule"],
         "installations_count": 1,
     }
 

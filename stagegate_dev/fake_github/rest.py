@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
+from stagegate_dev.fake_github.actions import Environment, RuleAnswer, WorkflowRun
 from stagegate_dev.fake_github.state import Deployment, DeploymentStatus, Repository, User, node_id, timestamp
 
 HTML_BASE = "https://github.com"
@@ -53,9 +55,51 @@ def full_repository_json(repo: Repository, api: str) -> dict[str, Any]:
 
 def repository_json(repo: Repository, api: str) -> dict[str, Any]:
     """A repository as webhook deliveries carry it (REST's full repository minus two counts)."""
-    url = f"{api}/repos/{repo.full_name}"
     html = f"{HTML_BASE}/{repo.full_name}"
     created = timestamp(repo.created_at)
+    return {
+        **minimal_repository_json(repo, api),
+        "created_at": created,
+        "updated_at": created,
+        "pushed_at": created,
+        "git_url": f"git://github.com/{repo.full_name}.git",
+        "ssh_url": f"git@github.com:{repo.full_name}.git",
+        "clone_url": f"{html}.git",
+        "svn_url": html,
+        "homepage": None,
+        "size": 0,
+        "stargazers_count": 0,
+        "watchers_count": 0,
+        "language": None,
+        "has_issues": True,
+        "has_projects": True,
+        "has_downloads": True,
+        "has_wiki": True,
+        "has_pages": False,
+        "has_discussions": False,
+        "forks_count": 0,
+        "mirror_url": None,
+        "archived": False,
+        "disabled": False,
+        "open_issues_count": 0,
+        "license": None,
+        "allow_forking": True,
+        "is_template": False,
+        "web_commit_signoff_required": False,
+        "topics": [],
+        "visibility": "private" if repo.private else "public",
+        "forks": 0,
+        "open_issues": 0,
+        "watchers": 0,
+        "default_branch": repo.default_branch,
+        "custom_properties": {},
+    }
+
+
+def minimal_repository_json(repo: Repository, api: str) -> dict[str, Any]:
+    """A repository as a workflow run carries it: who it is and its links, no counts or settings."""
+    url = f"{api}/repos/{repo.full_name}"
+    html = f"{HTML_BASE}/{repo.full_name}"
     return {
         "id": repo.id,
         "node_id": node_id("Repository", repo.id),
@@ -103,40 +147,6 @@ def repository_json(repo: Repository, api: str) -> dict[str, Any]:
         "labels_url": f"{url}/labels{{/name}}",
         "releases_url": f"{url}/releases{{/id}}",
         "deployments_url": f"{url}/deployments",
-        "created_at": created,
-        "updated_at": created,
-        "pushed_at": created,
-        "git_url": f"git://github.com/{repo.full_name}.git",
-        "ssh_url": f"git@github.com:{repo.full_name}.git",
-        "clone_url": f"{html}.git",
-        "svn_url": html,
-        "homepage": None,
-        "size": 0,
-        "stargazers_count": 0,
-        "watchers_count": 0,
-        "language": None,
-        "has_issues": True,
-        "has_projects": True,
-        "has_downloads": True,
-        "has_wiki": True,
-        "has_pages": False,
-        "has_discussions": False,
-        "forks_count": 0,
-        "mirror_url": None,
-        "archived": False,
-        "disabled": False,
-        "open_issues_count": 0,
-        "license": None,
-        "allow_forking": True,
-        "is_template": False,
-        "web_commit_signoff_required": False,
-        "topics": [],
-        "visibility": "private" if repo.private else "public",
-        "forks": 0,
-        "open_issues": 0,
-        "watchers": 0,
-        "default_branch": repo.default_branch,
-        "custom_properties": {},
     }
 
 
@@ -187,6 +197,91 @@ def status_json(status: DeploymentStatus, repo: Repository, api: str) -> dict[st
     if status.log_url:
         body["log_url"] = status.log_url
     return body
+
+
+def workflow_run_json(run: WorkflowRun, repo: Repository, api: str) -> dict[str, Any]:
+    """A `workflow-run` of a run with one job (the one that targets `run.environment`).
+
+    `head_commit` is null: the fake has no git objects to describe the commit (GitHub's description
+    allows null), and the title is the workflow's name, where GitHub shows the commit's message.
+    """
+    url = f"{api}/repos/{repo.full_name}/actions/runs/{run.id}"
+    where = minimal_repository_json(repo, api)
+    created = timestamp(run.created_at)
+    return {
+        "id": run.id,
+        "name": run.workflow,
+        "node_id": node_id("WorkflowRun", run.id),
+        "check_suite_id": run.check_suite_id,
+        "check_suite_node_id": node_id("CheckSuite", run.check_suite_id),
+        "head_branch": run.head_branch,
+        "head_sha": run.head_sha,
+        "path": f".github/workflows/{run.workflow}.yml",
+        "display_title": run.workflow,
+        "run_number": run.run_number,
+        "event": run.event,
+        "status": run.status,
+        "conclusion": run.conclusion,
+        "workflow_id": run.workflow_id,
+        "url": url,
+        "html_url": f"{HTML_BASE}/{repo.full_name}/actions/runs/{run.id}",
+        "pull_requests": [],
+        "created_at": created,
+        "updated_at": timestamp(run.updated_at),
+        "actor": user_json(run.actor, api),
+        "run_attempt": 1,
+        "referenced_workflows": [],
+        "run_started_at": created,
+        "triggering_actor": user_json(run.actor, api),
+        "jobs_url": f"{url}/jobs",
+        "logs_url": f"{url}/logs",
+        "check_suite_url": f"{api}/repos/{repo.full_name}/check-suites/{run.check_suite_id}",
+        "artifacts_url": f"{url}/artifacts",
+        "cancel_url": f"{url}/cancel",
+        "rerun_url": f"{url}/rerun",
+        "previous_attempt_url": None,
+        "workflow_url": f"{api}/repos/{repo.full_name}/actions/workflows/{run.workflow_id}",
+        "head_commit": None,
+        "repository": where,
+        "head_repository": where,
+        "head_repository_id": repo.id,
+    }
+
+
+def environment_json(environment: Environment, repo: Repository, api: str) -> dict[str, Any]:
+    """An environment as a pending deployment or a review names it."""
+    name = quote(environment.name, safe="")
+    return {
+        "id": environment.id,
+        "node_id": node_id("Environment", environment.id),
+        "name": environment.name,
+        "url": f"{api}/repos/{repo.full_name}/environments/{name}",
+        "html_url": f"{HTML_BASE}/{repo.full_name}/deployments/activity_log?environments_filter={name}",
+    }
+
+
+def pending_deployment_json(
+    environment: Environment, run: WorkflowRun, repo: Repository, api: str
+) -> dict[str, Any]:
+    """A `pending-deployment`: an environment held by custom rules only (no wait timer, no reviewers,
+    so nobody can approve it here); the wait counts from when the job started waiting."""
+    return {
+        "environment": environment_json(environment, repo, api),
+        "wait_timer": 0,
+        "wait_timer_started_at": timestamp(run.created_at),
+        "current_user_can_approve": False,
+        "reviewers": [],
+    }
+
+
+def approval_json(answer: RuleAnswer, environment: Environment, repo: Repository, api: str) -> dict[str, Any]:
+    """An `environment-approvals` entry: an App's review, or its status report (state `pending`)."""
+    return {
+        "environments": [environment_json(environment, repo, api)],
+        "state": answer.state,
+        "user": user_json(answer.user, api),
+        "comment": answer.comment,
+    }
 
 
 def graphql_payload(deployment: Deployment) -> str:

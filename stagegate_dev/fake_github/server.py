@@ -7,6 +7,10 @@ names it, so a drifting fake fails the test that used it. GET answers carry a we
 matching `If-None-Match` gets 304, as on GitHub. Rate-limit headers count down per resource.
 Reads (REST GETs and every GraphQL query) answer from `fake.read_state`, which is a stale snapshot
 while a test holds `fake.stale(...)`; writes always change the live state.
+
+Under `/_stand-in/` are the stand-in's own endpoints, for what happens on GitHub without an API call
+(a push starting a workflow job): they are not GitHub's, so they take the fake's tokens but no faults,
+rate limits or contract checks, and nothing that talks to GitHub should call them.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
 
-from stagegate_dev.fake_github import apps, graphql_api, rest
+from stagegate_dev.fake_github import actions, apps, graphql_api, rest
+from stagegate_dev.fake_github.actions import WorkflowRun
 from stagegate_dev.fake_github.faults import Fault
 from stagegate_dev.fake_github.state import GitHubState, NotFound, Repository, User, ValidationFailed, node_id
 
@@ -47,6 +52,16 @@ DOCS = {
     "rate_limit": "https://docs.github.com/rest/rate-limit/rate-limit#get-rate-limit-status-for-the-authenticated-user",
     "access_tokens": "https://docs.github.com/rest/apps/apps#create-an-installation-access-token-for-an-app",
     "refs": "https://docs.github.com/rest/git/refs#create-a-reference",
+    "runs": "https://docs.github.com/rest/actions/workflow-runs#list-workflow-runs-for-a-repository",
+    "run": "https://docs.github.com/rest/actions/workflow-runs#get-a-workflow-run",
+    "pending_deployments": (
+        "https://docs.github.com/rest/actions/workflow-runs#get-pending-deployments-for-a-workflow-run"
+    ),
+    "approvals": "https://docs.github.com/rest/actions/workflow-runs#get-the-review-history-for-a-workflow-run",
+    "protection_rule": (
+        "https://docs.github.com/rest/actions/workflow-runs"
+        "#review-custom-deployment-protection-rules-for-a-workflow-run"
+    ),
 }
 GRAPHQL_AUTH_DOCS = (
     "https://docs.github.com/graphql/guides/forming-calls-with-graphql#authenticating-with-graphql"
@@ -59,6 +74,7 @@ API_VERSION = "2022-11-28"
 GHES_PREFIX = "/api/v3"
 
 _DEPLOYMENTS = "/repos/{owner}/{repo}/deployments"
+_RUNS = "/repos/{owner}/{repo}/actions/runs"
 TEMPLATES = {
     "repo": "/repos/{owner}/{repo}",
     "deployments": _DEPLOYMENTS,
@@ -66,6 +82,11 @@ TEMPLATES = {
     "statuses": _DEPLOYMENTS + "/{deployment_id}/statuses",
     "status": _DEPLOYMENTS + "/{deployment_id}/statuses/{status_id}",
     "refs": "/repos/{owner}/{repo}/git/refs",
+    "runs": _RUNS,
+    "run": _RUNS + "/{run_id}",
+    "pending_deployments": _RUNS + "/{run_id}/pending_deployments",
+    "approvals": _RUNS + "/{run_id}/approvals",
+    "protection_rule": _RUNS + "/{run_id}/deployment_protection_rule",
     "rate_limit": "/rate_limit",
     "access_tokens": "/app/installations/{installation_id}/access_tokens",
     "app": "/app",
@@ -75,6 +96,9 @@ APP_PREFIX = "/app/"
 # What `_authenticate` leaves in the WSGI environ for the handlers.
 APP_KEY = "stagegate_dev.fake_github.app"
 REPOS_KEY = "stagegate_dev.fake_github.repos"
+INSTALLED_APP_KEY = "stagegate_dev.fake_github.installed_app"
+"""The id of the App whose installation token authenticated the request (None: not one)."""
+STAND_IN_PREFIX = "/_stand-in/"
 _LEVELS = {"read": 1, "write": 2, "admin": 3}
 
 _by_name = "/repos/<owner>/<repo>"
@@ -103,6 +127,16 @@ URLS = Map(
                     endpoint="status",
                     methods=["GET"],
                 ),
+                Rule(f"{base}/actions/runs", endpoint="runs", methods=["GET"]),
+                Rule(f"{base}/actions/runs/<int:run_id>", endpoint="run", methods=["GET"]),
+                *(
+                    Rule(f"{base}/actions/runs/<int:run_id>/{name}", endpoint=endpoint, methods=[method])
+                    for name, endpoint, method in (
+                        ("pending_deployments", "pending_deployments", "GET"),
+                        ("approvals", "approvals", "GET"),
+                        ("deployment_protection_rule", "protection_rule", "POST"),
+                    )
+                ),
             )
         ),
         Rule("/rate_limit", endpoint="rate_limit", methods=["GET"]),
@@ -115,6 +149,10 @@ URLS = Map(
         Rule("/graphql", endpoint="graphql", methods=["POST"]),
         Rule("/api/graphql", endpoint="graphql", methods=["POST"]),
     ],
+    strict_slashes=False,
+)
+STAND_IN_URLS = Map(
+    [Rule(f"{STAND_IN_PREFIX}repos/<owner>/<repo>/jobs", endpoint="jobs", methods=["POST"])],
     strict_slashes=False,
 )
 
@@ -167,6 +205,8 @@ class App:
         path = path[len(prefix) :]
         api = f"{request.scheme}://{request.host}{prefix}"
         self.fake.record_call(request.method, request.path)
+        if path.startswith(STAND_IN_PREFIX):
+            return self._stand_in(request, path, api)
         is_graphql = path.rstrip("/") in ("/graphql", "/api/graphql")
         kind: Literal["rest", "graphql"] = "graphql" if is_graphql else "rest"
 
@@ -213,6 +253,7 @@ class App:
         if user is None:
             raise BadRequest(Answer(401, rest.error_json(401, "Bad credentials", rest.DOCS)))
         request.environ[REPOS_KEY] = self.fake.token_repos(token.strip())
+        request.environ[INSTALLED_APP_KEY] = self.fake.token_app(token.strip())
         return user
 
     def _authenticate_app(self, request: Request) -> User:
@@ -238,9 +279,11 @@ class App:
         request: Request,
         *,
         counted: bool,
+        checked: bool = True,
     ) -> Response:
+        """Send `answer` as GitHub would; `checked`: against GitHub's description (REST)."""
         resource = "graphql" if kind == "graphql" else "core"
-        if kind == "rest" and answer.body is not None:
+        if kind == "rest" and answer.body is not None and checked:
             problems = self.fake.check_rest(request.method, template, answer.status, answer.body)
             if problems:
                 answer = Answer(
@@ -485,6 +528,64 @@ class App:
             return Answer(404, rest.error_json(404, "Not Found", DOCS["status"]))
         return Answer(200, rest.status_json(status, repo, api))
 
+    def _run(
+        self, request: Request, endpoint: str, run_id: int, **where: Any
+    ) -> tuple[Repository, WorkflowRun]:
+        repo = self._repo(request, endpoint, **where)
+        try:
+            return repo, self._state(request).run(repo, run_id)
+        except NotFound:
+            raise BadRequest(Answer(404, rest.error_json(404, "Not Found", DOCS[endpoint]))) from None
+
+    def do_runs_get(self, request: Request, api: str, user: User, **where: Any) -> Answer:
+        repo = self._repo(request, "runs", **where)
+        found = self._state(request).list_runs(
+            repo, status=request.args.get("status"), head_sha=request.args.get("head_sha")
+        )
+        page, headers = _paginate(found, request, f"{api}/repositories/{repo.id}/actions/runs")
+        runs = [rest.workflow_run_json(r, repo, api) for r in page]
+        return Answer(200, {"total_count": len(found), "workflow_runs": runs}, headers)
+
+    def do_run_get(self, request: Request, api: str, user: User, run_id: int, **where: Any) -> Answer:
+        repo, run = self._run(request, "run", run_id, **where)
+        return Answer(200, rest.workflow_run_json(run, repo, api))
+
+    def do_pending_deployments_get(
+        self, request: Request, api: str, user: User, run_id: int, **where: Any
+    ) -> Answer:
+        repo, run = self._run(request, "pending_deployments", run_id, **where)
+        state = self._state(request)
+        with state.locked():
+            pending = state.pending_environments(repo, run)
+            return Answer(200, [rest.pending_deployment_json(e, run, repo, api) for e in pending])
+
+    def do_approvals_get(self, request: Request, api: str, user: User, run_id: int, **where: Any) -> Answer:
+        repo, run = self._run(request, "approvals", run_id, **where)
+        with self._state(request).locked():
+            environment = repo.environments[run.environment.casefold()]
+            return Answer(200, [rest.approval_json(a, environment, repo, api) for a in run.answers])
+
+    def do_protection_rule_post(
+        self, request: Request, api: str, user: User, run_id: int, **where: Any
+    ) -> Answer:
+        repo = self._repo(request, "protection_rule", **where)
+        body = self._json_body(request, "POST", TEMPLATES["protection_rule"])
+        try:
+            self.fake.state.review_run(
+                repo,
+                run_id,
+                app_id=request.environ.get(INSTALLED_APP_KEY),
+                user=user,
+                environment=body["environment_name"],
+                state=body.get("state"),
+                comment=body.get("comment"),
+            )
+        except NotFound:
+            return Answer(404, rest.error_json(404, "Not Found", DOCS["protection_rule"]))
+        except actions.Refused as exc:
+            return Answer(exc.status, rest.error_json(exc.status, exc.message, DOCS["protection_rule"]))
+        return Answer(204)
+
     def do_app_get(self, request: Request, api: str, user: User) -> Answer:
         app: apps.GitHubAppRecord = request.environ[APP_KEY]
         return Answer(200, apps.app_json(app, api))
@@ -519,6 +620,40 @@ class App:
             raise BadRequest(Answer(422, rest.error_json(422, message)))
         result: dict[str, Any] = body
         return result
+
+    # the stand-in's own endpoints -----------------------------------------------------------------
+
+    def _stand_in(self, request: Request, path: str, api: str) -> Response:
+        """Serve a `/_stand-in/` endpoint: authenticated like the API, otherwise none of GitHub's ways."""
+        try:
+            user = self._authenticate(request, "rest")
+            try:
+                endpoint, args = STAND_IN_URLS.bind("fake", path_info=path).match(path, method=request.method)
+            except HTTPException:
+                raise BadRequest(Answer(404, rest.error_json(404, "Not Found"))) from None
+            handler: Callable[..., Answer] = getattr(self, f"stand_in_{endpoint}_{request.method.lower()}")
+            answer = handler(request, api, user, **args)
+        except BadRequest as exc:
+            answer = exc.answer
+        return self._send(answer, "rest", None, request, counted=False, checked=False)
+
+    def stand_in_jobs_post(self, request: Request, api: str, user: User, owner: str, repo: str) -> Answer:
+        """Start a workflow job that targets an environment, as a push does (`FakeGitHub.start_job`):
+        `{"environment", "sha", "ref"?, "workflow"?, "event"?}`, acting as the token's account;
+        answers 201 with the run's id and API URL."""
+        repository = self._repo(request, "repo", owner=owner, repo=repo)
+        try:
+            body = json.loads(request.get_data() or b"null")
+            names = ("environment", "sha", "ref", "workflow", "event")
+            fields = {name: str(body[name]) for name in names if name in body}
+            run_id = self.fake.start_job(
+                repository.full_name, fields.pop("environment"), fields.pop("sha"), actor=user.login, **fields
+            )
+        except (ValueError, TypeError, KeyError) as exc:
+            message = f"fake GitHub: a job needs an environment and a 40-hex sha ({exc})"
+            return Answer(422, rest.error_json(422, message))
+        url = f"{api}/repos/{repository.full_name}/actions/runs/{run_id}"
+        return Answer(201, {"id": run_id, "url": url}, {"Location": url})
 
     # GraphQL -------------------------------------------------------------------------------------
 

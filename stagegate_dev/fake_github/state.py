@@ -3,7 +3,9 @@
 Plain data plus the few behaviours of GitHub that stagegate depends on: case-insensitive repository
 names, ids and timestamps that only grow, a status's `environment` moving its deployment, the
 automatic `inactive` statuses GitHub adds to older deployments of an environment when a newer one
-succeeds, and the rule on deleting deployments. The order of listings belongs to the APIs (REST lists
+succeeds, and the rule on deleting deployments. GitHub Actions runs held by custom deployment
+protection rules live here too, with the deployment each makes; the rules on answering them are
+`actions.py`'s. The order of listings belongs to the APIs (REST lists
 newest first, GraphQL as `connections.py` says). A `Snapshot` is a frozen copy of everything, to
 answer reads from as a lagging replica would. Nothing here knows about HTTP or JSON shapes (see
 `rest.py`, `graphql_api.py`); every method is safe to call from several server threads at once.
@@ -22,6 +24,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+
+from stagegate_dev.fake_github import actions
+from stagegate_dev.fake_github.actions import WorkflowRun
 
 STATUS_STATES = ("error", "failure", "inactive", "in_progress", "queued", "pending", "success")
 DESCRIPTION_MAX = 140
@@ -105,6 +110,10 @@ class Repository:
     default_branch: str = "main"
     private: bool = True
     refs: dict[str, str] = field(default_factory=dict)
+    environments: dict[str, actions.Environment] = field(default_factory=dict)
+    """GitHub Actions environments by case-folded name (GitHub's names are not case sensitive)."""
+    workflows: dict[str, int] = field(default_factory=dict)
+    """Workflow ids by workflow name."""
 
     @property
     def full_name(self) -> str:
@@ -220,6 +229,10 @@ class GitHubState:
         self._next_deployment_id = first_deployment_id
         self._next_status_id = first_status_id
         self._status_listeners: list[StatusListener] = []
+        self.runs: dict[int, WorkflowRun] = {}
+        # GitHub Actions' ids (runs, check suites, workflows, environments): one sequence, so distinct,
+        # and past 32 bits as GitHub's run ids are.
+        self._next_actions_id = 13_000_000_001
 
     def on_status(self, listener: StatusListener) -> None:
         """Call `listener` for every status recorded from now on (automatic ones included), in
@@ -237,12 +250,13 @@ class GitHubState:
         """A deep copy of every repository, account, deployment and status as they are now."""
         with self._lock:
             frozen = GitHubState(clock=self.clock, auto_inactive_scope=self.auto_inactive_scope)
-            frozen._repos, frozen._users, frozen.deployments, frozen.statuses = copy.deepcopy(
-                (self._repos, self._users, self.deployments, self.statuses)
+            frozen._repos, frozen._users, frozen.deployments, frozen.statuses, frozen.runs = copy.deepcopy(
+                (self._repos, self._users, self.deployments, self.statuses, self.runs)
             )
             frozen._next_repo_id, frozen._next_user_id = self._next_repo_id, self._next_user_id
             frozen._next_deployment_id = self._next_deployment_id
             frozen._next_status_id = self._next_status_id
+            frozen._next_actions_id = self._next_actions_id
             return Snapshot(state=frozen, taken_at=self.clock.now())
 
     # accounts and repositories -----------------------------------------------------------------
@@ -527,6 +541,129 @@ class GitHubState:
             if status is None or status.deployment_id != deployment.id:
                 raise NotFound(f"status {status_id}")
             return status
+
+    # GitHub Actions ------------------------------------------------------------------------------
+
+    def _actions_id(self) -> int:
+        with self._lock:
+            self._next_actions_id += 1
+            return self._next_actions_id - 1
+
+    def environment(self, repo: Repository, name: str) -> actions.Environment:
+        """The repository's environment of this name (any letter case), created on first use as GitHub
+        creates one for a workflow job that names it."""
+        with self._lock:
+            key = name.casefold()
+            if key not in repo.environments:
+                repo.environments[key] = actions.Environment(self._actions_id(), name, self.clock.tick())
+            return repo.environments[key]
+
+    def add_protection_rule(self, repo: Repository, environment: str, app_id: int) -> None:
+        """Enable a GitHub App's custom deployment protection rule on an environment."""
+        with self._lock:
+            self.environment(repo, environment).enable(app_id)
+
+    def start_run(
+        self,
+        repo: Repository,
+        *,
+        environment: str,
+        sha: str,
+        ref: str,
+        workflow: str,
+        event: str,
+        actor: User,
+    ) -> WorkflowRun:
+        """A workflow run whose job targets `environment`, and the deployment GitHub Actions creates for
+        it (by `github-actions[bot]`). It waits on the environment's protection rules; with none it
+        deploys at once. No `waiting` deployment status is written: the REST description's
+        `deployment-status` states do not include it, so GitHub's REST API would not show one."""
+        with self._lock:
+            env = self.environment(repo, environment)
+            deployment = self.create_deployment(
+                repo, ref=ref, sha=sha, creator=self.user(actions.ACTIONS_BOT, "Bot"), environment=env.name
+            )
+            if workflow not in repo.workflows:
+                repo.workflows[workflow] = self._actions_id()
+            workflow_id = repo.workflows[workflow]
+            now = self.clock.tick()
+            run = WorkflowRun(
+                id=self._actions_id(),
+                repository_id=repo.id,
+                workflow_id=workflow_id,
+                workflow=workflow,
+                run_number=1 + sum(r.workflow_id == workflow_id for r in self.runs.values()),
+                check_suite_id=self._actions_id(),
+                event=event,
+                head_sha=deployment.sha,
+                head_branch=ref,
+                actor=actor,
+                environment=env.name,
+                deployment_id=deployment.id,
+                rules=tuple(env.rules),
+                status="waiting",
+                conclusion=None,
+                created_at=now,
+                updated_at=now,
+            )
+            self.runs[run.id] = run
+            if not run.rules:
+                self._end_run(repo, run, "success")
+            return run
+
+    def run(self, repo: Repository, run_id: int) -> WorkflowRun:
+        """One workflow run of a repository."""
+        with self._lock:
+            run = self.runs.get(run_id)
+            if run is None or run.repository_id != repo.id:
+                raise NotFound(f"workflow run {run_id}")
+            return run
+
+    def list_runs(
+        self, repo: Repository, *, status: str | None = None, head_sha: str | None = None
+    ) -> list[WorkflowRun]:
+        """A repository's workflow runs, newest first, filtered like `GET .../actions/runs`: `status`
+        matches a run's status or its conclusion (the parameter's description)."""
+        with self._lock:
+            found = [
+                r
+                for r in self.runs.values()
+                if r.repository_id == repo.id
+                and (status is None or status in (r.status, r.conclusion))
+                and (head_sha is None or r.head_sha == head_sha)
+            ]
+        return sorted(found, key=lambda r: r.id, reverse=True)
+
+    def pending_environments(self, repo: Repository, run: WorkflowRun) -> list[actions.Environment]:
+        """The environments the run still waits on (its one environment, or none)."""
+        with self._lock:
+            return [repo.environments[run.environment.casefold()]] if run.waiting_on else []
+
+    def review_run(
+        self,
+        repo: Repository,
+        run_id: int,
+        *,
+        app_id: int | None,
+        user: User,
+        environment: str,
+        state: actions.Decision | None,
+        comment: str | None,
+    ) -> None:
+        """Take one review or status report for a run (`actions.review`: `actions.Refused` if GitHub
+        would not); the run ends when it decides it."""
+        with self._lock:
+            run = self.run(repo, run_id)
+            conclusion = actions.review(run, app_id, user, environment, state, comment, self.clock.tick)
+            if conclusion is not None:
+                self._end_run(repo, run, conclusion)
+
+    def _end_run(self, repo: Repository, run: WorkflowRun, conclusion: actions.Conclusion) -> None:
+        """The job deploys (`in_progress`, then `success`) or fails (`failure`), and the run completes."""
+        bot = self.user(actions.ACTIONS_BOT, "Bot")
+        for state in ("in_progress", "success") if conclusion == "success" else ("failure",):
+            self.create_status(repo, run.deployment_id, state=state, creator=bot)
+        run.status, run.conclusion, run.updated_at = "completed", conclusion, self.clock.tick()
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,15 @@
-"""`deployment_status` webhook deliveries exactly as GitHub sends them, and a Hookshot that sends them.
+"""Webhook deliveries exactly as GitHub sends them, and a Hookshot that sends them.
 
-A delivery is headers plus the raw body bytes. The signature (`X-Hub-Signature-256`) belongs to
-whoever holds the secret, so building a delivery leaves it to the caller (`signature_256` computes it
-the way GitHub does). GitHub sends no webhook for `inactive` deployment statuses (its webhook
-description says so), so none is built for one.
+Two events: `deployment_status` to a repository's webhook, and `deployment_protection_rule` to the
+webhook of the GitHub App whose rule holds a workflow run. A delivery is headers plus the raw body
+bytes. The signature (`X-Hub-Signature-256`) belongs to whoever holds the secret, so building a
+delivery leaves it to the caller (`signature_256` computes it the way GitHub does). GitHub sends no
+webhook for `inactive` deployment statuses (its webhook description says so), so none is built for one.
 
 `Hookshot` is the only part that does I/O: once a hook is configured it POSTs, signed, one delivery
-per recorded status, from one background thread, in recording order, with GitHub's 10-second
-timeout, and never retries a failed one (GitHub does not either). It must never block the request
-that recorded the status: recording only queues.
+per event, from one background thread, in the order the events happened, with GitHub's 10-second
+timeout, and never retries a failed one (GitHub does not either). It must never block whatever
+recorded the event: sending only queues.
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Literal, TypeVar
 
 import requests
 
 from stagegate_dev.fake_github import rest
-from stagegate_dev.fake_github.state import Deployment, DeploymentStatus, Repository, User
+from stagegate_dev.fake_github.actions import WorkflowRun
+from stagegate_dev.fake_github.state import Deployment, DeploymentStatus, Repository, User, node_id
 
 HOOKSHOT_VERSION = "a4f1e0b"
 # "Handling failed webhook deliveries": a server that takes longer than 10 seconds to respond has
@@ -60,8 +62,33 @@ def deployment_status_payload(
     }
 
 
-def delivery_headers(event: str, hook_id: int, repo: Repository) -> dict[str, str]:
-    """The headers GitHub's Hookshot sends with every repository webhook delivery."""
+def protection_rule_payload(
+    run: WorkflowRun, deployment: Deployment, repo: Repository, installation_id: int, api: str
+) -> dict[str, Any]:
+    """The JSON payload of a `deployment_protection_rule` `requested` delivery: the run's environment,
+    the event that started it, where to answer, and who started it."""
+    callback = f"{api}/repos/{repo.full_name}/actions/runs/{run.id}/deployment_protection_rule"
+    installation = {"id": installation_id, "node_id": node_id("IntegrationInstallation", installation_id)}
+    return {
+        "action": "requested",
+        "environment": run.environment,
+        "event": run.event,
+        "deployment_callback_url": callback,
+        "deployment": rest.deployment_json(deployment, repo, api),
+        "pull_requests": [],
+        "repository": rest.repository_json(repo, api),
+        "installation": installation,
+        "sender": rest.user_json(run.actor, api),
+    }
+
+
+HookTarget = Literal["repository", "integration"]
+"""Where a webhook was created: a repository, or a GitHub App ("integration")."""
+
+
+def delivery_headers(event: str, hook_id: int, target: HookTarget, target_id: int) -> dict[str, str]:
+    """The headers GitHub's Hookshot sends with every webhook delivery; `target_id` is the repository's
+    or the App's id."""
     return {
         "Accept": "*/*",
         "Content-Type": "application/json",
@@ -69,8 +96,8 @@ def delivery_headers(event: str, hook_id: int, repo: Repository) -> dict[str, st
         "X-GitHub-Delivery": str(uuid.uuid4()),
         "X-GitHub-Event": event,
         "X-GitHub-Hook-ID": str(hook_id),
-        "X-GitHub-Hook-Installation-Target-ID": str(repo.id),
-        "X-GitHub-Hook-Installation-Target-Type": "repository",
+        "X-GitHub-Hook-Installation-Target-ID": str(target_id),
+        "X-GitHub-Hook-Installation-Target-Type": target,
     }
 
 
@@ -81,12 +108,13 @@ def encode(payload: dict[str, Any]) -> bytes:
 
 # automatic delivery ------------------------------------------------------------------------------
 
-Build = Callable[[Repository, dict[str, Any]], tuple[dict[str, str], bytes]]
+Build = Callable[[], tuple[dict[str, str], bytes]]
+"""Makes a delivery's headers and body (run by the worker, just before it is sent)."""
 
 
 @dataclass(frozen=True)
 class Hook:
-    """A repository webhook subscribed to `deployment_status`: where to POST and how to sign."""
+    """A webhook: where to POST and how to sign."""
 
     url: str
     secret: str
@@ -99,13 +127,9 @@ class Hook:
 
 
 @dataclass(frozen=True)
-class Delivery:
-    """One attempt to deliver a `deployment_status` webhook (GitHub makes exactly one per event)."""
+class Attempt:
+    """One attempt to deliver a webhook (GitHub makes exactly one per event)."""
 
-    repo: str
-    status_id: int
-    deployment_id: int
-    state: str
     guid: str
     """The `X-GitHub-Delivery` header ("" if the delivery could not even be built)."""
     status_code: int | None
@@ -113,7 +137,7 @@ class Delivery:
     error: str | None
     """Why the attempt failed; None when the receiver answered 2xx."""
     recorded_at: float
-    """`time.perf_counter()` when the status was recorded."""
+    """`time.perf_counter()` when the event was recorded."""
     delivered_at: float
     """`time.perf_counter()` when the attempt ended (answered or failed)."""
 
@@ -124,50 +148,73 @@ class Delivery:
 
     @property
     def latency(self) -> float:
-        """Seconds from recording the status to the end of the attempt."""
+        """Seconds from recording the event to the end of the attempt."""
         return self.delivered_at - self.recorded_at
 
 
+@dataclass(frozen=True, kw_only=True)
+class Delivery(Attempt):
+    """One attempt to deliver a `deployment_status` webhook to the repository's hook."""
+
+    repo: str
+    status_id: int
+    deployment_id: int
+    state: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppDelivery(Attempt):
+    """One attempt to deliver a `deployment_protection_rule` webhook to a GitHub App's hook."""
+
+    app_id: int
+    repo: str
+    run_id: int
+    environment: str
+    deployment_id: int
+
+
+R = TypeVar("R", bound=Attempt)
+
+
 @dataclass(frozen=True)
-class _Pending:
+class _Pending(Generic[R]):
     hook: Hook
     generation: int
-    repo: Repository
-    status: DeploymentStatus
-    payload: dict[str, Any]
+    build: Build
+    record: Callable[..., R]
+    """Makes the attempt's record from `Attempt`'s fields."""
     recorded_at: float
 
 
-class Hookshot:
-    """Delivers `deployment_status` webhooks of recorded statuses to the configured hook.
+class Hookshot(Generic[R]):
+    """Delivers webhooks of recorded events to the configured hooks, one per key (the repository
+    webhook has one key, each GitHub App its own), recording every attempt as an `R`.
 
-    `record` is meant to be a `GitHubState.on_status` listener: it builds the payload as the state
-    is at that moment (as GitHub does when the event happens) and only queues it. `build` turns a
-    payload into the delivery's headers and body (the fake checks it against GitHub's schemas there).
+    `send` is called as the event happens: it takes what the delivery will say then (as GitHub builds
+    a payload when the event happens) and only queues it.
     """
 
-    def __init__(self, build: Build, api: Callable[[], str]) -> None:
-        self._build = build
-        self._api = api
-        self._hook: Hook | None = None
+    def __init__(self, thread_name: str) -> None:
+        self._thread_name = thread_name
+        self._hooks: dict[Hashable, Hook] = {}
         self._generation = 0
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Pending[R] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._done = threading.Condition()
-        self._deliveries: list[Delivery] = []
+        self._deliveries: list[R] = []
 
-    def configure(self, hook: Hook) -> None:
-        """Deliver the events of statuses recorded from now on to `hook` (replacing any other)."""
+    def configure(self, hook: Hook, key: Hashable = None) -> None:
+        """Deliver the events recorded from now on under `key` to `hook` (replacing that key's hook)."""
         with self._done:
-            self._hook = hook
+            self._hooks[key] = hook
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="fake-github-hookshot", daemon=True)
+                self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
                 self._thread.start()
 
     def stop(self) -> None:
-        """Deliver nothing more: no hook, and deliveries still queued are dropped."""
+        """Deliver nothing more: no hooks, and deliveries still queued are dropped."""
         with self._done:
-            self._hook = None
+            self._hooks.clear()
             self._generation += 1
 
     def close(self) -> None:
@@ -179,23 +226,29 @@ class Hookshot:
             self._queue.put(None)
             thread.join(timeout=DELIVERY_TIMEOUT + 1)
 
-    def record(self, repo: Repository, deployment: Deployment, status: DeploymentStatus) -> None:
-        """Queue the delivery of a new status, if a hook covers its repository and it is not inactive."""
+    def send(
+        self, repo: Repository, prepare: Callable[[], tuple[Build, Callable[..., R]]], key: Hashable = None
+    ) -> None:
+        """Queue one delivery of an event of `repo` to the hook under `key`, if that hook covers `repo`.
+
+        `prepare` runs now, and only then: it gives the delivery's builder (with the payload as things
+        are now) and how to record the attempt (`Attempt`'s fields are added to what it binds).
+        """
         recorded_at = time.perf_counter()
         with self._done:
-            hook, generation = self._hook, self._generation
-        if hook is None or not hook.covers(repo) or status.state == "inactive":
+            hook, generation = self._hooks.get(key), self._generation
+        if hook is None or not hook.covers(repo):
             return
-        payload = deployment_status_payload(status, deployment, repo, status.creator, self._api())
-        self._queue.put(_Pending(hook, generation, repo, status, payload, recorded_at))
+        build, record = prepare()
+        self._queue.put(_Pending(hook, generation, build, record, recorded_at))
 
     @property
-    def deliveries(self) -> list[Delivery]:
+    def deliveries(self) -> list[R]:
         """Every attempt so far, in the order they were made."""
         with self._done:
             return list(self._deliveries)
 
-    def wait(self, n: int, timeout: float) -> list[Delivery]:
+    def wait(self, n: int, timeout: float) -> list[R]:
         """Block until at least `n` attempts have ended; `TimeoutError` if they have not in time."""
         with self._done:
             if not self._done.wait_for(lambda: len(self._deliveries) >= n, timeout):
@@ -212,10 +265,10 @@ class Hookshot:
                     self._deliveries.append(delivery)
                     self._done.notify_all()
 
-    def _attempt(self, pending: _Pending) -> Delivery:
+    def _attempt(self, pending: _Pending[R]) -> R:
         guid, code, error = "", None, None
         try:
-            headers, body = self._build(pending.repo, pending.payload)
+            headers, body = pending.build()
             guid = headers["X-GitHub-Delivery"]
             if pending.hook.secret:  # GitHub signs only when the hook has a secret
                 headers["X-Hub-Signature-256"] = signature_256(pending.hook.secret, body)
@@ -227,12 +280,7 @@ class Hookshot:
             error = f"We couldn't deliver this payload: {exc}"
         except Exception as exc:  # a dead worker would turn every later wait into a timeout
             error = f"{type(exc).__name__}: {exc}"
-        status = pending.status
-        return Delivery(
-            repo=pending.repo.full_name,
-            status_id=status.id,
-            deployment_id=status.deployment_id,
-            state=status.state,
+        return pending.record(
             guid=guid,
             status_code=code,
             error=error,

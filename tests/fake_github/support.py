@@ -1,10 +1,15 @@
-"""What the fake GitHub's tests share: names, a PyGithub client without retries, raw HTTP, GraphQL."""
+"""What the fake GitHub's tests share: names, a PyGithub client without retries, raw HTTP, GraphQL,
+a GitHub App's installation token."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import jwt
 import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from github import Auth, Github
 
 from stagegate_dev.fake_github import FakeGitHub
@@ -85,3 +90,23 @@ def deploy(fake: FakeGitHub, n: int, environment: str = STAGING, state: str | No
     if state:
         fake.create_status(REPO, deployment["id"], state, f"status of {n}")
     return deployment
+
+
+def installed_app(fake: FakeGitHub, app_id: int, installation_id: int, repos: list[str] | None) -> str:
+    """Register a GitHub App with one installation, then trade the App's JWT for an installation
+    access token over HTTP, as an App does; returns the token."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    fake.add_app(app_id, pem, installation_id, repos, slug=f"app-{app_id}")
+    now = int(time.time())
+    signed = jwt.encode({"iat": now - 60, "exp": now + 300, "iss": str(app_id)}, key, algorithm="RS256")
+    answer = requests.post(
+        f"{fake.url}/app/installations/{installation_id}/access_tokens",
+        headers={"Authorization": f"Bearer {signed}", "Accept": "application/vnd.github+json"},
+        timeout=5,
+    )
+    assert answer.status_code == 201, answer.text
+    token: str = answer.json()["token"]
+    return token

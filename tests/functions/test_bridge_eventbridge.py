@@ -176,22 +176,24 @@ def function_url_event(body: bytes, headers: dict[str, str], *, base64: bool = F
 
 
 @pytest.mark.parametrize("base64", [False, True])
-def test_github_webhook_lambda_answers_a_signed_ping(lambda_module, base64: bool) -> None:
+@pytest.mark.parametrize("handler", ["github_webhook", "github_protection_rule"])
+def test_a_github_lambda_answers_a_signed_ping(lambda_module, handler: str, base64: bool) -> None:
     body = json.dumps({"zen": "Mind your words, they are important."}).encode()
     headers = {
         "X-GitHub-Event": "ping",
         "X-Hub-Signature-256": signature(SECRET, body),
         "Content-Type": "application/json",
     }
-    answer = lambda_module.github_webhook(function_url_event(body, headers, base64=base64), None)
+    answer = getattr(lambda_module, handler)(function_url_event(body, headers, base64=base64), None)
     assert answer["statusCode"] == 200
     assert json.loads(answer["body"])["status"] == "pong"
 
 
-def test_github_webhook_lambda_refuses_a_bad_signature(lambda_module) -> None:
+@pytest.mark.parametrize("handler", ["github_webhook", "github_protection_rule"])
+def test_a_github_lambda_refuses_a_bad_signature(lambda_module, handler: str) -> None:
     body = b"{}"
     headers = {"X-GitHub-Event": "ping", "X-Hub-Signature-256": signature("wrong", body)}
-    answer = lambda_module.github_webhook(function_url_event(body, headers), None)
+    answer = getattr(lambda_module, handler)(function_url_event(body, headers), None)
     assert answer["statusCode"] == 401
     assert "does not match" in json.loads(answer["body"])["error"]
 

@@ -4,13 +4,12 @@ trades it for an installation token and reads the bake results with that token."
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client
 
 from stagegate.kube import KubeGates
 from stagegate_dev import devstack
 from stagegate_dev.fake_github import FakeGitHub
+from stagegate_dev.protection_app import app_key
 from tests.functions.test_github_webhook import CA, App, deliver, rev, serve
 
 APP_ID = 31337
@@ -25,13 +24,7 @@ def test_app_credentials_open_the_prod_gate(
     gates: KubeGates,
     namespace: str,
 ) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    pem, public = app_key()
     app = App(custom, gates, fake, namespace)
     fake.add_app(APP_ID, public, INSTALLATION_ID, [app.repo])
     CA[:] = [str(kube_stack.tls.ca_file)]

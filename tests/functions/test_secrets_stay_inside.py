@@ -32,14 +32,13 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client
 
 from shared.github_delivery import signature
 from stagegate.kube import KubeGates, api_client
 from stagegate_dev import devstack
 from stagegate_dev.fake_github import FakeGitHub
+from stagegate_dev.protection_app import app_key
 from tests.functions.fault_switch import FaultSwitch
 from tests.functions.lambda_loader import load_lambda_main
 from tests.functions.test_github_webhook import App, rev
@@ -81,16 +80,9 @@ def stack() -> Iterator[devstack.KubeStack]:
         yield kube
 
 
-@pytest.fixture(scope="module")
-def app_key() -> tuple[str, bytes]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return pem, public
+@pytest.fixture(scope="module", name="app_key")
+def app_key_fixture() -> tuple[str, bytes]:
+    return app_key()
 
 
 def fake_port(fake: FakeGitHub) -> int:

@@ -32,13 +32,15 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from stagegate.http import HEALTH_PATH
 from stagegate.logs import redact
-from stagegate.settings import APP_VARIABLES, Settings
+from stagegate.settings import APP_VARIABLES, ConfigError, Settings
 from stagegate_dev import devstack
 
 ROOT = devstack.ROOT
@@ -57,10 +59,14 @@ READS = {
     "github_webhook": {"GITHUB_WEBHOOK_SECRET", *GITHUB},
     "resync_http": {"RESYNC_TOKEN", *GITHUB},
     "reporter_http": {"AUDIT_WEBHOOK_TOKEN", *GITHUB},
+    # The App answers; the token only lets it start while PROTECTION_RULES is unset, as the others do.
+    "github_protection_rule": {"GITHUB_WEBHOOK_SECRET", *GITHUB},
     "k8s_admission": set(),
 }
 """The credentials each served function reads; a container gets these and no others."""
 CREDENTIALS = {"AUDIT_WEBHOOK_TOKEN", "GITHUB_WEBHOOK_SECRET", "RESYNC_TOKEN", *GITHUB}
+PORT_NAMES = {"github_protection_rule": "protection-rule"}
+"""A function port named other than its container: a container port's name has at most 15 characters."""
 
 FALLBACK_VERSIONS = {
     ("batch/v1", "CronJob"): "batch/v1beta1",
@@ -218,9 +224,15 @@ def test_every_function_port_is_behind_a_service_and_probed(rendered: list[dict[
         assert len(services) == 1, f"{target}: one Service selects its pods"
         ports = [p for p in services[0]["spec"]["ports"] if p["targetPort"] == port["name"]]
         assert len(ports) == 1, f"{target}: the Service has one port for it"
+        assert len(port["name"]) <= 15, f"{target}: the apiserver refuses port name {port['name']}"
         if target != "k8s_admission":  # admission.yaml: the webhooks call port 443
-            assert ports[0]["name"] == port["name"] == container["name"] == target.replace("_", "-")
+            assert container["name"] == target.replace("_", "-")
+            assert ports[0]["name"] == port["name"] == PORT_NAMES.get(target, container["name"])
             assert ports[0]["port"] == port["containerPort"]
+    for workload, spec in pod_specs(rendered).items():  # each function on a port of its own
+        ports = [p for c in spec["containers"] for p in c.get("ports", [])]
+        for key in ("name", "containerPort"):
+            assert len({p[key] for p in ports}) == len(ports), f"{workload}: two ports share a {key}"
     for service in of_kind(rendered, "Service"):
         names = [p["name"] for p in service["spec"]["ports"]]
         assert len(set(names)) == len(names)
@@ -343,6 +355,43 @@ def test_the_settings_come_from_one_configmap_the_code_reads_and_accepts(
         env = {**data, **plain_env(container), **dict.fromkeys(secret_refs(container), "x" * 40)}
         env = {k: v for k, v in env.items() if k not in APP_VARIABLES}  # a token, not both
         Settings.from_env(env)
+
+
+PROTECTED = ("github_webhook", "resync_http", "github_protection_rule")
+"""The functions that read PROTECTION_RULES: each answers held GitHub Actions jobs."""
+
+
+def app_credentials() -> dict[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return {
+        "GITHUB_APP_ID": "12345",
+        "GITHUB_APP_PRIVATE_KEY": pem.decode(),
+        "GITHUB_APP_INSTALLATION_ID": "678",
+    }
+
+
+def test_the_protection_rules_example_works_with_the_app_credentials_each_protected_function_gets(
+    rendered: list[dict[str, Any]],
+) -> None:
+    """config.env's commented PROTECTION_RULES parses, and with it each function that reads it starts on
+    the App credentials of the Secret, and stops at start on a token (functions.yaml's header)."""
+    [example] = re.findall(r"^# (PROTECTION_RULES=.+)$", (K8S / "install" / "config.env").read_text(), re.M)
+    name, value = example.split("=", 1)
+    data = {**config_map(rendered)["data"], name: value}
+    app = app_credentials()
+    for target in PROTECTED:
+        _, _, container = function_containers(rendered)[target]
+        refs = secret_refs(container)
+        assert set(APP_VARIABLES) <= set(refs), target
+        env = {**data, **plain_env(container), **dict.fromkeys(refs, "x" * 40)}
+        with_app = {k: v for k, v in env.items() if k != "GITHUB_TOKEN"} | app
+        assert Settings.from_env(with_app).protection_rules, target
+        with_token = {k: v for k, v in env.items() if k not in APP_VARIABLES}
+        with pytest.raises(ConfigError, match="GITHUB_APP_ID"):
+            Settings.from_env(with_token)
 
 
 def test_the_follower_runs_beside_the_functions_with_its_identity_and_only_github_credentials(

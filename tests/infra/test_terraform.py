@@ -5,7 +5,10 @@ with `ast` (never imported: the entry modules read their environment at import).
 point, handler, environment variable or EventBridge constant fails here instead of in a deploy, and
 so does a broader grant than each function needs. The reporter's transport is checked the same way:
 ordered, retried with backoff, dead-lettered (Pub/Sub) or FIFO with a redrive policy (SQS), and only
-the functions that hand Rollout changes over may publish or send to it.
+the functions that hand Rollout changes over may publish or send to it. The GCP and AWS functions are
+checked with both values of `github_credentials` (a token, or the GitHub App's credentials), as
+terraform would compute the locals (`tests.infra.terraform.evaluate`), and the AWS plan's preconditions
+with the variables that must pass and fail them (`tests.infra.terraform.holds`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from tests.infra.terraform import (
     Body,
     Config,
     eventbridge_pattern,
+    holds,
     instantiate,
     jsonencoded,
     load,
@@ -48,13 +52,17 @@ GCP_FUNCTIONS = {
     "resync_http": "http",
     "audit_bridge": "http",
     "reporter": "cloud_event",
+    "github_protection_rule": "http",
 }
 LAMBDA_HANDLERS = {
     "k8s_audit_eventbridge": "functions.aws_lambda.main.k8s_audit_eventbridge",
     "k8s_audit_cloudwatch": "functions.aws_lambda.main.k8s_audit_cloudwatch",
     "github_webhook": "functions.aws_lambda.main.github_webhook",
     "reporter_sqs": "functions.aws_lambda.main.reporter_sqs",
+    "github_protection_rule": "functions.aws_lambda.main.github_protection_rule",
 }
+# The Lambda functions GitHub calls: each on a public function URL.
+LAMBDA_PUBLIC = {"github_webhook", "github_protection_rule"}
 # The functions that hand Rollout status events to the reporter (REPORT_TRANSPORT), and the GCP one
 # that consumes them. On AWS both producers run outside Terraform (outputs `bridge_environment` /
 # `report_environment` and the `report_producer` policy).
@@ -63,12 +71,13 @@ REPORT_PRODUCERS = {"k8s_audit_http", "audit_bridge"}
 LAMBDA_REPORT_PRODUCERS = {"k8s_audit_cloudwatch"}
 
 # What each function cannot work without. In the cloud there is no in-cluster service account, so
-# every function that talks to Kubernetes needs KUBECONFIG.
+# every function that talks to Kubernetes needs KUBECONFIG; the GitHub credentials (GCP_CREDENTIALS)
+# come on top for the functions of GCP_READS_GITHUB.
 GCP_REQUIRED = {
     "k8s_audit_http": {"AUDIT_WEBHOOK_TOKEN", "KUBECONFIG", "REPORT_TRANSPORT", "REPORT_PUBSUB_TOPIC"},
     "k8s_audit": {"KUBECONFIG"},
-    "github_webhook": {"GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET", "KUBECONFIG"},
-    "resync_http": {"GITHUB_TOKEN", "RESYNC_AUTH", "KUBECONFIG"},
+    "github_webhook": {"GITHUB_WEBHOOK_SECRET", "KUBECONFIG", "PROTECTION_RULES"},
+    "resync_http": {"RESYNC_AUTH", "KUBECONFIG", "PROTECTION_RULES"},
     "audit_bridge": {
         "AUDIT_WEBHOOK_TOKEN",
         "BRIDGE_TRANSPORT",
@@ -76,18 +85,49 @@ GCP_REQUIRED = {
         "REPORT_TRANSPORT",
         "REPORT_PUBSUB_TOPIC",
     },
-    "reporter": {"GITHUB_TOKEN", "KUBECONFIG", "REPORTER_DEADLINE_SECONDS"},
+    "reporter": {"KUBECONFIG", "REPORTER_DEADLINE_SECONDS"},
+    "github_protection_rule": {"GITHUB_WEBHOOK_SECRET", "PROTECTION_RULES"},
 }
+GCP_READS_GITHUB = {"k8s_audit", "github_webhook", "resync_http", "reporter", "github_protection_rule"}
+# The secrets of each value of var.github_credentials: a token, or the GitHub App's.
+GCP_CREDENTIALS = {
+    "token": {"GITHUB_TOKEN"},
+    "app": {"GITHUB_APP_ID", "GITHUB_APP_PRIVATE_KEY", "GITHUB_APP_INSTALLATION_ID"},
+}
+# The functions that answer the GitHub Actions jobs held by the App's protection rule (PROTECTION_RULES).
+PROTECTED = {"github_webhook", "resync_http", "github_protection_rule"}
 # HTTP targets the platform authenticates (Cloud Run IAM) instead of the function: not public.
 GCP_PLATFORM_AUTHENTICATED = {"resync_http"}
-# On Lambda every secret, the kubeconfig included, is named by ARN and read at cold start.
+# On Lambda every secret, the kubeconfig included, is named by ARN and read at cold start. The GitHub
+# credentials (LAMBDA_CREDENTIALS) come on top for every function (all of them read GitHub).
 LAMBDA_REQUIRED = {
     "k8s_audit_eventbridge": {"KUBECONFIG_SECRET_ARN"},
     "k8s_audit_cloudwatch": {"KUBECONFIG_SECRET_ARN", "REPORT_TRANSPORT", "REPORT_SQS_QUEUE_URL"},
-    "github_webhook": {"GITHUB_TOKEN_SECRET_ARN", "GITHUB_WEBHOOK_SECRET_ARN", "KUBECONFIG_SECRET_ARN"},
-    "reporter_sqs": {"GITHUB_TOKEN_SECRET_ARN", "KUBECONFIG_SECRET_ARN", "REPORTER_DEADLINE_SECONDS"},
+    "github_webhook": {"GITHUB_WEBHOOK_SECRET_ARN", "KUBECONFIG_SECRET_ARN", "PROTECTION_RULES"},
+    "reporter_sqs": {"KUBECONFIG_SECRET_ARN", "REPORTER_DEADLINE_SECONDS"},
+    # KUBECONFIG only because functions/aws_lambda/main.py makes its Kubernetes client at import.
+    "github_protection_rule": {"GITHUB_WEBHOOK_SECRET_ARN", "KUBECONFIG_SECRET_ARN", "PROTECTION_RULES"},
 }
-SENSITIVE = {"AUDIT_WEBHOOK_TOKEN", "GITHUB_WEBHOOK_SECRET", "GITHUB_TOKEN", "RESYNC_TOKEN"}
+# What each value of var.github_credentials gives a Lambda function: the token's secret, or the GitHub
+# App's ids (plain: not secret) and its private key's secret.
+LAMBDA_CREDENTIALS = {
+    "token": {"GITHUB_TOKEN_SECRET_ARN"},
+    "app": {"GITHUB_APP_ID", "GITHUB_APP_INSTALLATION_ID", "GITHUB_APP_PRIVATE_KEY_SECRET_ARN"},
+}
+# The secrets looked up in Secrets Manager with each value of var.github_credentials.
+LAMBDA_SECRETS = {
+    "token": {"GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET", "KUBECONFIG"},
+    "app": {"GITHUB_APP_PRIVATE_KEY", "GITHUB_WEBHOOK_SECRET", "KUBECONFIG"},
+}
+# Variables for a complete GitHub App (github_credentials = "app").
+AWS_APP = {"github_credentials": "app", "github_app_id": "12345", "github_app_installation_id": "678"}
+SENSITIVE = {
+    "AUDIT_WEBHOOK_TOKEN",
+    "GITHUB_WEBHOOK_SECRET",
+    "GITHUB_TOKEN",
+    "GITHUB_APP_PRIVATE_KEY",
+    "RESYNC_TOKEN",
+}
 GITHUB_CREDENTIALS = {
     "GITHUB_TOKEN",
     "GITHUB_APP_ID",
@@ -337,6 +377,20 @@ def gcp() -> Config:
 @pytest.fixture(scope="module")
 def aws() -> Config:
     return load("aws")
+
+
+@pytest.fixture(scope="module", params=sorted(GCP_CREDENTIALS))
+def gcp_with(request: pytest.FixtureRequest) -> tuple[str, Config]:
+    """The GCP configuration with each value of `github_credentials`, and that value."""
+    return request.param, load("gcp", github_credentials=request.param)
+
+
+@pytest.fixture(scope="module", params=sorted(LAMBDA_CREDENTIALS))
+def aws_with(request: pytest.FixtureRequest) -> tuple[str, Config]:
+    """The AWS configuration with each value of `github_credentials` (the App's complete), and that value."""
+    if request.param == "app":
+        return request.param, load("aws", **AWS_APP)
+    return request.param, load("aws", github_credentials=request.param)
 
 
 def _one(blocks: object, what: str) -> Body:
@@ -595,22 +649,41 @@ def test_gcp_build_installs_the_lock_and_the_project(gcp: Config) -> None:
 
 
 @pytest.mark.parametrize("entry_point", sorted(GCP_FUNCTIONS))
-def test_gcp_sets_only_variables_the_code_reads_and_all_it_requires(gcp: Config, entry_point: str) -> None:
+def test_gcp_sets_only_variables_the_code_reads_and_all_it_requires(
+    gcp_with: tuple[str, Config], entry_point: str
+) -> None:
+    credentials, gcp = gcp_with
     plain, secrets = gcp_environment(gcp_functions(gcp)[entry_point])
     unknown = (set(plain) | set(secrets)) - code_env_names()
     assert not unknown, f"{entry_point}: the code reads no {sorted(unknown)}"
-    missing = GCP_REQUIRED[entry_point] - set(plain) - set(secrets)
+    required = GCP_REQUIRED[entry_point] | (
+        GCP_CREDENTIALS[credentials] if entry_point in GCP_READS_GITHUB else set()
+    )
+    missing = required - set(plain) - set(secrets)
     assert not missing, f"{entry_point}: {sorted(missing)} not set"
     assert not SENSITIVE & set(plain), f"{entry_point}: {sorted(SENSITIVE & set(plain))} must be secrets"
+    given = GITHUB_CREDENTIALS & (set(plain) | set(secrets))
+    assert given <= GCP_CREDENTIALS[credentials], (
+        f"{entry_point}: {sorted(given)} with {credentials} credentials"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(LAMBDA_HANDLERS))
-def test_lambda_sets_only_variables_the_code_reads_and_all_it_requires(aws: Config, name: str) -> None:
+def test_lambda_sets_only_variables_the_code_reads_and_all_it_requires(
+    aws_with: tuple[str, Config], name: str
+) -> None:
+    credentials, aws = aws_with
     variables = lambda_environment(lambda_functions(aws)[name])
     unknown = set(variables) - code_env_names()
     assert not unknown, f"{name}: the code reads no {sorted(unknown)}"
-    missing = LAMBDA_REQUIRED[name] - set(variables)
+    missing = (LAMBDA_REQUIRED[name] | LAMBDA_CREDENTIALS[credentials]) - set(variables)
     assert not missing, f"{name}: {sorted(missing)} not set"
+    # The token or the App, never both (settings.py stops every function at start with both).
+    given = set().union(*LAMBDA_CREDENTIALS.values()) & set(variables)
+    assert given == LAMBDA_CREDENTIALS[credentials], f"{name}: {sorted(given)} with {credentials} credentials"
+    if credentials == "app":  # the ids are not secret: the variables' values, in the configuration
+        assert reference(variables["GITHUB_APP_ID"]) == "var.github_app_id", name
+        assert reference(variables["GITHUB_APP_INSTALLATION_ID"]) == "var.github_app_installation_id", name
     held = (SENSITIVE | {"KUBECONFIG"}) & set(variables)
     assert not held, f"{name}: {sorted(held)} in the function's configuration; name the secret's ARN instead"
     loads = secret_references()
@@ -623,7 +696,8 @@ def test_lambda_sets_only_variables_the_code_reads_and_all_it_requires(aws: Conf
 
 
 @pytest.mark.parametrize("entry_point", sorted(GCP_FUNCTIONS))
-def test_gcp_secrets_are_the_ones_named_and_granted(gcp: Config, entry_point: str) -> None:
+def test_gcp_secrets_are_the_ones_named_and_granted(gcp_with: tuple[str, Config], entry_point: str) -> None:
+    _, gcp = gcp_with
     body = gcp_functions(gcp)[entry_point]
     plain, secrets = gcp_environment(body)
     for key, secret in secrets.items():
@@ -652,12 +726,19 @@ def test_gcp_secrets_are_the_ones_named_and_granted(gcp: Config, entry_point: st
     )
 
 
-def test_gcp_every_secret_is_used_and_access_is_granted_per_function(gcp: Config) -> None:
-    declared = set(
-        re.findall(r"[A-Z][A-Z_]+", gcp.resource("google_secret_manager_secret", "this")["for_each"])
+def test_gcp_every_secret_is_used_and_access_is_granted_per_function(gcp_with: tuple[str, Config]) -> None:
+    credentials, gcp = gcp_with
+    # One secret for each a function reads, none other: the token's or the App's, never both.
+    assert gcp.resource("google_secret_manager_secret", "this")["for_each"] == (
+        "${toset(flatten(values(local.function_secrets)))}"
     )
+    declared = {
+        address.removeprefix('this["').removesuffix('"]')
+        for address in gcp.instances("google_secret_manager_secret")
+    }
     used = set().union(*map(set, gcp.locals["function_secrets"].values()))
     assert declared == used
+    assert GITHUB_CREDENTIALS & declared == GCP_CREDENTIALS[credentials]
     assert set(gcp.locals["function_secrets"]) == set(GCP_FUNCTIONS)
     grants = gcp.of_type("google_secret_manager_secret_iam_member")
     assert list(grants) == ["access"]
@@ -786,16 +867,72 @@ def test_gcp_resync_is_invocable_by_the_scheduler_only_and_trusts_that(gcp: Conf
                 assert not (isinstance(value, str) and "RESYNC_TOKEN" in value), f"{kind}.{address}"
 
 
-def test_gcp_k8s_audit_http_gets_no_github_credentials(gcp: Config) -> None:
+def test_gcp_k8s_audit_http_gets_no_github_credentials(gcp_with: tuple[str, Config]) -> None:
     """In the apiserver's request path a Rollout change must not cost a GitHub read (README): no
     credentials there, so such changes are ignored and recomputed by k8s_audit and resync."""
+    credentials, gcp = gcp_with
     plain, secrets = gcp_environment(gcp_functions(gcp)["k8s_audit_http"])
     given = GITHUB_CREDENTIALS & (set(plain) | set(secrets))
     assert not given, f"k8s_audit_http is given {sorted(given)}"
     assert not GITHUB_CREDENTIALS & set(gcp.locals["function_secrets"]["k8s_audit_http"])
-    for name in ("k8s_audit", "resync_http", "github_webhook", "reporter"):
+    for name in sorted(GCP_READS_GITHUB):
         _, others = gcp_environment(gcp_functions(gcp)[name])
-        assert "GITHUB_TOKEN" in others, f"{name} needs GitHub credentials"
+        assert GCP_CREDENTIALS[credentials] <= set(others), f"{name} needs GitHub credentials"
+    assert {
+        name for name in GCP_FUNCTIONS if GITHUB_CREDENTIALS & set(gcp.locals["function_secrets"][name])
+    } == (GCP_READS_GITHUB)
+
+
+# --- GCP: the GitHub App's deployment protection rule ---------------------------------------------------
+
+
+def test_gcp_protection_rules_reach_the_functions_that_answer_held_jobs(gcp: Config) -> None:
+    assert gcp.variables["protection_rules"]["default"] == ""
+    for name in GCP_FUNCTIONS:
+        plain, _ = gcp_environment(gcp_functions(gcp)[name])
+        if name in PROTECTED:
+            assert reference(plain["PROTECTION_RULES"]) == "var.protection_rules", name
+        else:
+            assert "PROTECTION_RULES" not in plain, f"{name} answers no held job"
+    # The rules need the App's credentials (a token stops the functions at start): the plan says so.
+    [lifecycle] = gcp.resource("google_cloudfunctions2_function", "this")["lifecycle"]
+    [precondition] = lifecycle["precondition"]
+    assert precondition["condition"] == '${var.protection_rules == "" || var.github_credentials == "app"}'
+    assert "protection_rules" in precondition["error_message"]
+    [validation] = gcp.variables["github_credentials"]["validation"]
+    # python-hcl2 drops the quotes of the strings in a function's arguments
+    assert validation["condition"] == "${contains([token, app], var.github_credentials)}"
+    assert gcp.variables["github_credentials"]["default"] == "token"
+
+
+def test_gcp_github_protection_rule_is_public_reads_only_github_and_is_an_output(gcp: Config) -> None:
+    function = gcp_functions(gcp)["github_protection_rule"]
+    service = _one(function["service_config"], "service_config")
+    assert service["ingress_settings"] == "ALLOW_ALL", "GitHub calls it"
+    assert (
+        "github_protection_rule"
+        in gcp.resource("google_cloud_run_v2_service_iam_member", "public")["for_each"]
+    )
+    plain, secrets = gcp_environment(function)
+    assert "KUBECONFIG" not in set(plain) | set(secrets), "it reads nothing from Kubernetes"
+    assert not service.get("secret_volumes")
+    assert gcp.outputs["github_protection_rule_url"]["value"] == (
+        f"${{google_cloudfunctions2_function.{function['__address__']}.service_config[0].uri}}"
+    )
+
+
+def test_gcp_service_account_ids_fit_with_the_longest_prefix(gcp: Config) -> None:
+    """An account id has at most 30 characters: <prefix>-<the function's name, or a shorter one>."""
+    [validation] = gcp.variables["name_prefix"]["validation"]
+    longest = 1 + int(re.findall(r"\{1,(\d+)\}", validation["condition"])[0])
+    template = gcp.resource("google_service_account", "function")["account_id"]
+    assert (
+        template == '${var.name_prefix}-${lookup(local.account_ids, each.key, replace(each.key, "_", "-"))}'
+    )
+    assert set(gcp.locals["account_ids"]) <= set(gcp.locals["function_secrets"])
+    for name in gcp.locals["function_secrets"]:
+        suffix = gcp.locals["account_ids"].get(name, name.replace("_", "-"))
+        assert longest + 1 + len(suffix) <= 30, f"{name}: account id {suffix!r} too long"
 
 
 # --- GCP: the reports topic, from the audit functions to the reporter ------------------------------------
@@ -980,6 +1117,8 @@ def _declared_addresses(config: Config) -> set[str]:
             declared.add(f"{kind}.{address}")
             if "count" in named.get(address, {}):
                 declared.add(f"{kind}.{address}[0]")
+    if "google_pubsub_subscription" not in config.resources:
+        return declared
     # The two resources whose for_each is not a local: the push subscriptions and (for_each over them)
     # the Pub/Sub service agent's subscriber grant on each (checked by dead_letter_subscribers()).
     dead_letter_subscribers(config)
@@ -992,16 +1131,18 @@ def _declared_addresses(config: Config) -> set[str]:
     return declared
 
 
-def test_gcp_moved_blocks_lead_from_former_addresses_to_declared_instances(gcp: Config) -> None:
+@pytest.mark.parametrize("cloud", ["gcp", "aws"])
+def test_moved_blocks_lead_from_former_addresses_to_declared_instances(cloud: str) -> None:
     """terraform moves an existing deployment's resources instead of recreating them (moved.tf): each
     `to` must be declared, and no `from` may be (a move onto nothing, or off something still declared,
     would recreate or fail)."""
+    config = load(cloud)
     moves = []
-    for path in gcp.files:
+    for path in config.files:
         with path.open(encoding="utf-8") as handle:
             moves.extend(hcl2.load(handle).get("moved", []))
     assert moves, "no moved blocks"
-    declared = _declared_addresses(gcp)
+    declared = _declared_addresses(config)
     sources = [reference(move["from"]) for move in moves]
     targets = [reference(move["to"]) for move in moves]
     assert len(set(sources)) == len(sources), "a former address moves twice"
@@ -1009,10 +1150,17 @@ def test_gcp_moved_blocks_lead_from_former_addresses_to_declared_instances(gcp: 
     for source, target in zip(sources, targets, strict=True):
         assert target in declared, f"moved to {target}, which is not declared"
         assert source not in declared, f"moved from {source}, which is still declared"
-    # What the push subscriptions replaced: one former subscription and subscriber grant each.
-    assert {t for t in targets if t and t.startswith("google_pubsub_subscription.push[")} == {
-        f'google_pubsub_subscription.push["{key}"]' for key in push_subscriptions(gcp)
-    }
+    if cloud == "gcp":  # what the push subscriptions replaced: one former subscription and grant each
+        assert {t for t in targets if t and t.startswith("google_pubsub_subscription.push[")} == {
+            f'google_pubsub_subscription.push["{key}"]' for key in push_subscriptions(config)
+        }
+    else:  # github_webhook's function URL keeps its address, which GitHub's webhook is configured with
+        assert 'aws_lambda_function_url.public["github_webhook"]' in targets
+        # and its permissions their statement ids (a new id would replace them)
+        assert config.locals["public_functions"]["github_webhook"] == "StagegateGitHubWebhook"
+        assert config.resource("aws_lambda_permission", "public_url")["statement_id"] == "${each.value}Url"
+        invoke = config.resource("aws_lambda_permission", "public_invoke_via_url")
+        assert invoke["statement_id"] == "${each.value}InvokeViaUrl"
 
 
 # --- AWS: bus, rule, queue, consumer ----------------------------------------------------------------------
@@ -1049,7 +1197,9 @@ def test_eventbridge_rule_feeds_the_queue_k8s_audit_eventbridge_consumes(aws: Co
     assert mapping["function_response_types"] == ["ReportBatchItemFailures"]
 
 
-def test_lambda_roles_are_least_privilege(aws: Config) -> None:
+def test_lambda_roles_are_least_privilege(aws_with: tuple[str, Config]) -> None:
+    credentials, aws = aws_with
+
     def document_of(function: str) -> Body:
         body = lambda_functions(aws)[function]
         role = reference(body["role"])
@@ -1081,9 +1231,12 @@ def test_lambda_roles_are_least_privilege(aws: Config) -> None:
     )
     assert {r for s in sqs for r in s["resources"]} == {"${aws_sqs_queue.reports.arn}"}
     webhook = _statements(document_of("github_webhook"))
-    allowed = ("logs:", "kms:Decrypt", "secretsmanager:GetSecretValue")
+    allowed = ("logs:", "kms:Decrypt", "secretsmanager:GetSecretValue", "events:PutEvents")
     assert not [a for s in webhook for a in s["actions"] if not a.startswith(allowed)]
-    for statement in consumer + reporter + webhook:
+    protection = _statements(document_of("github_protection_rule"))
+    allowed = ("logs:", "kms:Decrypt", "secretsmanager:GetSecretValue")
+    assert not [a for s in protection for a in s["actions"] if not a.startswith(allowed)]
+    for statement in consumer + reporter + webhook + protection:
         for action in statement["actions"]:
             if action.startswith("logs:"):
                 assert all("aws_cloudwatch_log_group." in r for r in statement["resources"])
@@ -1100,6 +1253,13 @@ def test_lambda_roles_are_least_privilege(aws: Config) -> None:
             if key.endswith("_SECRET_ARN")
         }
         assert readable == named, f"{function} may read {sorted(readable)} but reads {sorted(named)}"
+        # the GitHub credentials' secret among them: the token's or the App's private key's, never both
+        github = {
+            f'${{data.aws_secretsmanager_secret.this["{secret}"].arn}}'
+            for secret in ("GITHUB_TOKEN", "GITHUB_APP_PRIVATE_KEY")
+        }
+        expected = "GITHUB_APP_PRIVATE_KEY" if credentials == "app" else "GITHUB_TOKEN"
+        assert readable & github == {f'${{data.aws_secretsmanager_secret.this["{expected}"].arn}}'}, function
         for statement in statements:
             if "kms:Decrypt" in statement["actions"] and statement.get("sid") == "DecryptOwnSecrets":
                 conditions = {c["variable"]: c["values"] for c in statement.get("condition", [])}
@@ -1229,16 +1389,24 @@ def test_lambda_github_webhook_hands_unfinished_work_to_the_audit_bus_and_only_i
     assert reference(variables["BRIDGE_EVENT_BUS"]) == "aws_cloudwatch_event_bus.audit.name"
 
 
-def test_lambda_secrets_are_read_at_start_not_shipped_in_layers_or_state(aws: Config) -> None:
+def test_lambda_secrets_are_read_at_start_not_shipped_in_layers_or_state(
+    aws_with: tuple[str, Config],
+) -> None:
+    credentials, aws = aws_with
     assert "aws_secretsmanager_secret_version" not in aws.data, "a secret's value would be in the state"
     assert set(aws.data.get("archive_file", {})) == {"code"}, "only the code is zipped (no kubeconfig)"
     assert set(aws.of_type("aws_lambda_layer_version")) == {"dependencies"}
     for name, body in lambda_functions(aws).items():
         assert body["layers"] == ["${aws_lambda_layer_version.dependencies.arn}"], name
+    # Only the secrets some function reads are looked up (a missing one fails the plan): the token's or
+    # the App's private key's, by the variable of the same pattern.
+    assert aws.datum("aws_secretsmanager_secret", "this")["for_each"] == "${local.secret_ids}"
     looked_up = aws.data_instances("aws_secretsmanager_secret")
-    assert set(looked_up) == {
-        f'this["{key}"]' for key in ("GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET", "KUBECONFIG")
-    }
+    assert set(looked_up) == {f'this["{key}"]' for key in LAMBDA_SECRETS[credentials]}
+    for key, secret_id in aws.locals["secret_ids"].items():
+        variable = reference(secret_id) or ""
+        assert variable == f"var.{key.lower()}_secret_id", f"{key} is looked up by {secret_id}"
+        assert str(aws.variables[variable.removeprefix("var.")]["default"]).startswith("stagegate/")
     # The handlers' module reads the secrets before the settings: load_secrets() comes first.
     calls = [
         ast.unparse(node.value.func)
@@ -1248,14 +1416,17 @@ def test_lambda_secrets_are_read_at_start_not_shipped_in_layers_or_state(aws: Co
     assert "load_secrets" in calls, "functions/aws_lambda/main.py never calls load_secrets()"
     assert calls.index("load_secrets") < calls.index("Settings.from_env"), "secrets are loaded too late"
     read = env_names_read(AWS_SECRETS)
-    for names in LAMBDA_REQUIRED.values():
+    for names in [*LAMBDA_REQUIRED.values(), *LAMBDA_CREDENTIALS.values()]:
         assert {n for n in names if n.endswith("_SECRET_ARN")} <= read
 
 
 def test_the_public_lambda_has_reserved_concurrency(aws: Config) -> None:
     functions = lambda_functions(aws)
-    public = {reference(url["function_name"]) for url in aws.of_type("aws_lambda_function_url").values()}
+    public = {reference(url["function_name"]) for url in aws.instances("aws_lambda_function_url").values()}
     assert public, "no function URL"
+    assert public == {
+        f"aws_lambda_function.{functions[name]['__address__']}.function_name" for name in LAMBDA_PUBLIC
+    }
     for name, body in functions.items():
         if f"aws_lambda_function.{body['__address__']}.function_name" not in public:
             continue
@@ -1266,18 +1437,96 @@ def test_the_public_lambda_has_reserved_concurrency(aws: Config) -> None:
         assert variable["default"] >= 1, f"{name}: reserved concurrency 0 would disable it"
 
 
-def test_github_webhook_has_a_public_function_url(aws: Config) -> None:
-    address = lambda_functions(aws)["github_webhook"]["__address__"]
-    (url,) = aws.of_type("aws_lambda_function_url").values()
-    assert reference(url["function_name"]) == f"aws_lambda_function.{address}.function_name"
-    assert url["authorization_type"] == "NONE"
+@pytest.mark.parametrize("name", sorted(LAMBDA_PUBLIC))
+def test_github_calls_a_public_function_url(aws: Config, name: str) -> None:
+    address = lambda_functions(aws)[name]["__address__"]
+    [url] = [
+        (key, url)
+        for key, url in aws.instances("aws_lambda_function_url").items()
+        if reference(url["function_name"]) == f"aws_lambda_function.{address}.function_name"
+    ]
+    assert url[1]["authorization_type"] == "NONE"
     granted = {
         p["action"]: p
-        for p in aws.of_type("aws_lambda_permission").values()
+        for p in aws.instances("aws_lambda_permission").values()
         if reference(p["function_name"]) == f"aws_lambda_function.{address}.function_name"
     }
     assert granted["lambda:InvokeFunctionUrl"]["function_url_auth_type"] == "NONE"
     assert granted["lambda:InvokeFunction"]["invoked_via_function_url"] is True
+    statement_ids = [p["statement_id"] for p in aws.instances("aws_lambda_permission").values()]
+    assert len(set(statement_ids)) == len(statement_ids), "a function's permissions need their own ids"
+    assert aws.outputs[f"{name}_url"]["value"] == f"${{aws_lambda_function_url.{url[0]}.function_url}}"
+
+
+def test_aws_protection_rules_reach_the_functions_that_answer_held_jobs(aws: Config) -> None:
+    """github_webhook answers held runs after a bake result (there is no resync on AWS)."""
+    assert aws.variables["protection_rules"]["default"] == ""
+    assert "validation" not in aws.variables["protection_rules"], "the rules are no longer refused on AWS"
+    assert secret_references().get("GITHUB_APP_PRIVATE_KEY_SECRET_ARN") == "GITHUB_APP_PRIVATE_KEY", (
+        "stagegate/aws_secrets.py reads no App private key: protection_rules could not be used on AWS"
+    )
+    for name, body in lambda_functions(aws).items():
+        environment = lambda_environment(body)
+        if name in {"github_webhook", "github_protection_rule"}:
+            assert reference(environment["PROTECTION_RULES"]) == "var.protection_rules", name
+        else:
+            assert "PROTECTION_RULES" not in environment, f"{name} answers no held job"
+
+
+def test_aws_github_credentials_are_a_token_or_the_app(aws: Config) -> None:
+    assert aws.variables["github_credentials"]["default"] == "token"
+    [validation] = aws.variables["github_credentials"]["validation"]
+    # python-hcl2 drops the quotes of the strings in a function's arguments
+    assert validation["condition"] == "${contains([token, app], var.github_credentials)}"
+    # The App's private key is found like the token: a Secrets Manager secret by name or ARN.
+    token, key = aws.variables["github_token_secret_id"], aws.variables["github_app_private_key_secret_id"]
+    assert token["type"] == key["type"] == "string"
+    assert key["default"] == "stagegate/github-app-private-key"
+    # The App's ids are not secret, and numbers (settings.py refuses anything else at start).
+    for name in ("github_app_id", "github_app_installation_id"):
+        variable = aws.variables[name]
+        assert variable["default"] is None, name
+        [validation] = variable["validation"]
+        pattern = re.search(r'regex\("([^"]+)"', validation["condition"])
+        assert pattern, f"{name}: {validation['condition']}"
+        assert re.search(pattern.group(1), "12345"), name
+        for wrong in ("", "0", "12a", "app-12"):
+            assert not re.search(pattern.group(1), wrong), f"{name} accepts {wrong!r}"
+
+
+# What each precondition of the functions says, by the wrong it is about.
+_HALF_APP = 'github_credentials = "app" needs all three'
+_TOKEN_AND_APP = 'are set but github_credentials = "token"'
+_RULES_WITH_A_TOKEN = 'protection_rules needs github_credentials = "app"'
+_RULES = "myorg/myapp:production=kuberik/myapp/staging"
+_PRECONDITION_CASES: dict[str, tuple[dict[str, object], str | None]] = {
+    "a token": ({}, None),
+    "the App": (AWS_APP, None),
+    "the App with rules": (AWS_APP | {"protection_rules": _RULES}, None),
+    "the App without ids": ({"github_credentials": "app"}, _HALF_APP),
+    "the App without its id": ({"github_credentials": "app", "github_app_installation_id": "678"}, _HALF_APP),
+    "the App without its installation": ({"github_credentials": "app", "github_app_id": "12345"}, _HALF_APP),
+    "the App without its key": (AWS_APP | {"github_app_private_key_secret_id": ""}, _HALF_APP),
+    "the App without its key (null)": (AWS_APP | {"github_app_private_key_secret_id": None}, _HALF_APP),
+    "a token and an App id": ({"github_app_id": "12345"}, _TOKEN_AND_APP),
+    "a token and an installation": ({"github_app_installation_id": "678"}, _TOKEN_AND_APP),
+    "a token with rules": ({"protection_rules": _RULES}, _RULES_WITH_A_TOKEN),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_PRECONDITION_CASES))
+def test_aws_plan_refuses_a_half_configured_app_and_rules_without_it(case: str) -> None:
+    """What stops every function at start (settings.py: the App's three settings go together, a token
+    and the App together, PROTECTION_RULES with a token) fails the plan instead, saying what to set."""
+    variables, message = _PRECONDITION_CASES[case]
+    aws = load("aws", **variables)
+    [lifecycle] = aws.resource("aws_lambda_function", "this")["lifecycle"]
+    failed = [p["error_message"] for p in lifecycle["precondition"] if not holds(p["condition"], aws)]
+    if message is None:
+        assert not failed, f"{case}: {failed}"
+    else:
+        assert len(failed) == 1, f"{case}: {failed}"
+        assert message in failed[0], f"{case}: {failed[0]}"
 
 
 # --- no broad grants ----------------------------------------------------------------------------------

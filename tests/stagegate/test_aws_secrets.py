@@ -16,6 +16,7 @@ from moto import mock_aws
 
 from stagegate.aws_secrets import load_secrets
 from stagegate.settings import ConfigError, Settings
+from stagegate_dev.protection_app import app_key
 from tests.stagegate.in_memory import (
     environment_variables,
     function_env,
@@ -78,6 +79,20 @@ def test_secrets_manager_values_land_where_settings_read_them(aws, kubeconfig_te
         assert settings.kubeconfig == str(path)
     finally:
         path.unlink()
+
+
+def test_the_apps_private_key_lands_where_settings_read_it(aws) -> None:
+    pem, _ = app_key()
+    env = {
+        "GITHUB_APP_PRIVATE_KEY_SECRET_ARN": secret("stagegate/github-app-key", pem),
+        "GITHUB_APP_ID": "12345",
+        "GITHUB_APP_INSTALLATION_ID": "678",
+        "PROTECTION_RULES": "myorg/myapp:production=kuberik/myapp/staging",
+    }
+    assert load_secrets(env) == ["GITHUB_APP_PRIVATE_KEY"]
+    app = Settings.from_env(env).github_app
+    assert app is not None
+    assert app.private_key.strip() == pem.strip()
 
 
 def test_an_ssm_parameter_works_the_same(aws) -> None:

@@ -195,3 +195,21 @@ def test_trusted_creators_and_repositories_are_read_from_the_environment() -> No
 def test_malformed_trust_settings_fail_at_start_naming_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
+
+
+def test_protection_rules_are_read_and_need_the_app(app_pem: str) -> None:
+    rules = "myorg/myapp:production=kuberik/myapp/staging\nmyorg/db:prod=kuberik/db/staging"
+    settings = Settings.from_env(app_env(app_pem, PROTECTION_RULES=rules, PROTECTION_MAX_RUNS="7"))
+    assert [str(r) for r in settings.protection_rules.rules] == rules.splitlines()
+    assert settings.protection_max_runs == 7
+    assert not Settings.from_env({}).protection_rules
+    with pytest.raises(ConfigError, match="PROTECTION_RULES needs GitHub App credentials"):
+        Settings.from_env({"GITHUB_TOKEN": "t", "PROTECTION_RULES": rules})
+
+
+@pytest.mark.parametrize(
+    "value", ["myorg/myapp=kuberik/myapp/staging", "a/b:p=kuberik/x/s; A/B:P=kuberik/y/s"]
+)
+def test_a_malformed_protection_rule_fails_at_start_naming_the_variable(value: str) -> None:
+    with pytest.raises(ConfigError, match="PROTECTION_RULES"):
+        Settings.from_env({"PROTECTION_RULES": value})
