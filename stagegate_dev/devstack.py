@@ -37,7 +37,7 @@ import yaml
 from kubernetes import client, config
 
 from stagegate.http import HEALTH_PATH
-from stagegate_dev.commandline import no_arguments, stop_cleanly_on_signals
+from stagegate_dev.commandline import no_arguments, signals_held, stop_cleanly_on_signals
 from stagegate_dev.polling import ProcessExited, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,11 +160,12 @@ class Processes:
     def start(
         self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
-        log = open(self.log_dir / f"{name}.log", "w")  # noqa: SIM115  closed in stop_all
-        proc = subprocess.Popen(
-            list(argv), stdout=log, stderr=subprocess.STDOUT, env=dict(env) if env is not None else None
-        )
-        self._children.append((proc, log))
+        with signals_held():
+            log = open(self.log_dir / f"{name}.log", "w")  # noqa: SIM115  closed in stop_all
+            proc = subprocess.Popen(
+                list(argv), stdout=log, stderr=subprocess.STDOUT, env=dict(env) if env is not None else None
+            )
+            self._children.append((proc, log))
         return proc
 
     def stop_all(self) -> None:

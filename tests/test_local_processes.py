@@ -5,14 +5,18 @@ signal arriving meanwhile, which once left a whole stack running, re-parented.""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from stagegate_dev import devstack
+from stagegate_dev.commandline import signals_held, stop_cleanly_on_signals
 
 
 def test_the_stack_goes_on_without_a_function_and_stops_without_an_essential_process(
@@ -59,3 +63,30 @@ def test_a_signal_while_stopping_does_not_leave_the_rest_running(
     procs.stop_all()
     assert interrupted
     assert [p.poll() is not None for p in started] == [True, True, True]
+
+
+def test_a_signal_while_a_child_is_being_registered_is_raised_only_once_it_is() -> None:
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    reached: list[str] = []
+
+    def held() -> None:
+        with signals_held():
+            terminated(0.1)  # the handler runs in here, between bytecodes: held, not raised
+            reached.append("the rest of the block ran")
+
+    stop_cleanly_on_signals()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            held()
+        with pytest.raises(KeyboardInterrupt):  # outside the block: at once
+            terminated(1)
+    finally:
+        signal.signal(signal.SIGTERM, before[0])
+        signal.signal(signal.SIGINT, before[1])
+    assert reached == ["the rest of the block ran"]
+
+
+def terminated(linger: float) -> None:
+    """SIGTERM to this process, then a moment for its handler to run."""
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(linger)
