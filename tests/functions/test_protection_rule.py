@@ -180,7 +180,11 @@ def test_a_job_is_approved_at_once_when_staging_already_baked_its_commit(
     # Per decision: one GraphQL read of the commit's bake records, one answer (and the App's token once).
     assert calls[("POST", f"/repos/{REPO}/actions/runs/{run_id}/deployment_protection_rule")] == 1
     assert calls[("POST", "/graphql")] == 1
-    assert scrape(served.metrics)['stagegate_protection_answers_total{verdict="approved"}'] >= 1
+    # Counted once GitHub took the answer, which is after the stand-in completed the run: wait for it.
+    until(
+        lambda: scrape(served.metrics).get('stagegate_protection_answers_total{verdict="approved"}', 0) >= 1,
+        "github_protection_rule counts the approval",
+    )
 
 
 def test_a_job_is_rejected_with_the_reason_when_the_newest_bake_failed(fake: FakeGitHub, app: App) -> None:
