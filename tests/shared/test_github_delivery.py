@@ -331,7 +331,15 @@ def test_deployment_status_event_reads_repository_environment_state_and_time() -
         environment="kuberik/myapp/staging",
         state="success",
         status_created_at="2026-05-15T10:05:00Z",
+        sha="b797408c0ffee",
     )
+
+
+@pytest.mark.parametrize(("given", "read"), [("B797408C0FFEE", "b797408c0ffee"), ("", None), (7, None)])
+def test_the_deployments_commit_is_read_when_given(given: object, read: str | None) -> None:
+    payload = deployment_status_payload()
+    payload["deployment"]["sha"] = given
+    assert DeploymentStatusEvent.from_payload(payload).sha == read
 
 
 @pytest.mark.parametrize("missing", [None, ""])
